@@ -1,0 +1,106 @@
+/**
+ * Coordinator checkpoints: the global head, the round it completed and the metrics history,
+ * written atomically after every round so a restarted coordinator resumes where it stopped.
+ *
+ * Two files: `head-<round>.bin` (raw float32) is written first, then `checkpoint.json`, which names
+ * it and carries its SHA-256, replaces the previous one by rename. A crash at any point leaves
+ * either the old complete checkpoint or the new complete one; a torn or edited file fails the hash
+ * check and is refused with a clear error instead of being trained on.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, writeFile, open } from 'node:fs/promises';
+import path from 'node:path';
+import { FedtlError } from '../shared/core/errors.ts';
+import { parseHeadSpec, type HeadSpec } from '../shared/model/head.ts';
+import { bytesToFloat32, float32ToBytes, parseManifest, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import type { RoundRecord } from './round-record.ts';
+
+export const CHECKPOINT_FILE = 'checkpoint.json';
+
+export interface Checkpoint {
+  /** Rounds completed; the next round to run is `round + 1`. */
+  round: number;
+  runId: string;
+  baseHash: string;
+  headSpec: HeadSpec;
+  manifest: WeightManifest;
+  weights: Float32Array;
+  history: RoundRecord[];
+}
+
+async function writeFileDurably(file: string, data: Uint8Array | string): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  const handle = await open(temporary, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, file);
+}
+
+export async function saveCheckpoint(directory: string, checkpoint: Checkpoint): Promise<void> {
+  await mkdir(directory, { recursive: true });
+  const weightsFile = `head-${checkpoint.round}.bin`;
+  const weightBytes = float32ToBytes(checkpoint.weights);
+  await writeFileDurably(path.join(directory, weightsFile), weightBytes);
+  const meta = {
+    format: 'fedtl-checkpoint/v1',
+    round: checkpoint.round,
+    runId: checkpoint.runId,
+    baseHash: checkpoint.baseHash,
+    headSpec: checkpoint.headSpec,
+    manifest: checkpoint.manifest,
+    weightsFile,
+    weightsSha256: createHash('sha256').update(weightBytes).digest('hex'),
+    history: checkpoint.history,
+  };
+  await writeFileDurably(path.join(directory, CHECKPOINT_FILE), JSON.stringify(meta, null, 1));
+  // Older weight files are no longer referenced; remove them so a long run does not fill the disk.
+  for (const name of await readdir(directory)) {
+    if (/^head-\d+\.bin$/.test(name) && name !== weightsFile) await rm(path.join(directory, name), { force: true });
+  }
+}
+
+/** The last complete checkpoint in `directory`, `null` if there is none, or an error if it is corrupt. */
+export async function loadCheckpoint(directory: string): Promise<Checkpoint | null> {
+  const file = path.join(directory, CHECKPOINT_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const corrupt = (why: string): never => {
+    throw new FedtlError('CORRUPT_FILE', `checkpoint ${file} is unusable: ${why}. Move it away to start a new run, or restore it from a backup.`);
+  };
+  let meta: Record<string, unknown>;
+  try {
+    meta = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return corrupt('it is not valid JSON (truncated?)');
+  }
+  if (meta['format'] !== 'fedtl-checkpoint/v1') corrupt('unknown format');
+  const round = meta['round'];
+  if (typeof round !== 'number' || !Number.isSafeInteger(round) || round < 0) return corrupt('bad round number');
+  const weightsFile = meta['weightsFile'];
+  if (typeof weightsFile !== 'string' || !/^head-\d+\.bin$/.test(weightsFile)) return corrupt('bad weights file name');
+  let weightBytes: Buffer;
+  try {
+    weightBytes = await readFile(path.join(directory, weightsFile));
+  } catch {
+    return corrupt(`its weights file ${weightsFile} is missing`);
+  }
+  if (createHash('sha256').update(weightBytes).digest('hex') !== meta['weightsSha256']) corrupt(`${weightsFile} does not match its recorded SHA-256`);
+  const manifest = parseManifest(meta['manifest'], `${file} manifest`);
+  const weights = bytesToFloat32(new Uint8Array(weightBytes.buffer, weightBytes.byteOffset, weightBytes.byteLength).slice(), weightsFile);
+  if (weights.length !== manifest.parameterCount) corrupt('weights and manifest disagree in size');
+  const history = meta['history'];
+  if (!Array.isArray(history)) return corrupt('history is not a list');
+  const runId = meta['runId'];
+  const baseHash = meta['baseHash'];
+  if (typeof runId !== 'string' || typeof baseHash !== 'string') return corrupt('runId or baseHash missing');
+  return { round, runId, baseHash, headSpec: parseHeadSpec(meta['headSpec'], `${file} headSpec`), manifest, weights, history: history as RoundRecord[] };
+}

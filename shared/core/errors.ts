@@ -1,0 +1,54 @@
+/**
+ * One error class for the whole project, with a machine-readable code.
+ *
+ * Codes are data (an `as const` map) so the protocol can carry them to a peer and tests can
+ * match on them without parsing messages.
+ */
+export const ERROR_CODES = {
+  BAD_CONFIG: 'BAD_CONFIG',
+  BAD_DATA: 'BAD_DATA',
+  BAD_MODEL: 'BAD_MODEL',
+  BAD_MESSAGE: 'BAD_MESSAGE',
+  BAD_SHAPE: 'BAD_SHAPE',
+  NON_FINITE: 'NON_FINITE',
+  TOO_LARGE: 'TOO_LARGE',
+  BAD_SIGNATURE: 'BAD_SIGNATURE',
+  DECRYPT_FAILED: 'DECRYPT_FAILED',
+  UNKNOWN_CLIENT: 'UNKNOWN_CLIENT',
+  REVOKED_CLIENT: 'REVOKED_CLIENT',
+  PROTOCOL_VERSION: 'PROTOCOL_VERSION',
+  REPLAY: 'REPLAY',
+  STALE_ROUND: 'STALE_ROUND',
+  NOT_SELECTED: 'NOT_SELECTED',
+  DUPLICATE_UPDATE: 'DUPLICATE_UPDATE',
+  DEADLINE_PASSED: 'DEADLINE_PASSED',
+  RATE_LIMITED: 'RATE_LIMITED',
+  HASH_MISMATCH: 'HASH_MISMATCH',
+  CORRUPT_FILE: 'CORRUPT_FILE',
+  QUORUM_NOT_MET: 'QUORUM_NOT_MET',
+  BACKEND: 'BACKEND',
+  INTERNAL: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+export class FedtlError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FedtlError';
+    this.code = code;
+  }
+}
+
+/** Turns anything thrown into a FedtlError at an edge (socket handler, CLI), keeping the cause. */
+export function toFedtlError(thrown: unknown, fallback: ErrorCode = 'INTERNAL'): FedtlError {
+  if (thrown instanceof FedtlError) return thrown;
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  return new FedtlError(fallback, message, { cause: thrown });
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}

@@ -1,0 +1,169 @@
+/**
+ * Local training and evaluation of a head on cached base features.
+ *
+ * The base is frozen, so its features are computed once per data set (see feature extraction) and
+ * every epoch of every round trains only the head on those rows: the cost of an epoch is the
+ * head's, not the base's.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { FedtlError } from '../core/errors.ts';
+import { createRandom } from '../math/random.ts';
+import type { FeatureMatrix } from './feature-matrix.ts';
+
+export const OPTIMIZERS = ['sgd', 'adam'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+export interface TrainOptions {
+  /** Local epochs E. @default 1 */
+  epochs?: number;
+  /** Mini-batch size B. @default 32 */
+  batchSize?: number;
+  /** @default 0.01 */
+  learningRate?: number;
+  /** Optimizer, created fresh for every call (no state carries over between rounds). @default 'adam' */
+  optimizer?: OptimizerName;
+  /** Seed of the per-epoch shuffles. @default 0 */
+  seed?: number;
+  /** Called after every epoch. */
+  onEpoch?: (epoch: number, metrics: { loss: number; accuracy: number }) => void;
+}
+
+export interface TrainResult {
+  /** Mean training loss over the last epoch. */
+  loss: number;
+  /** Training accuracy over the last epoch. */
+  accuracy: number;
+  examples: number;
+  steps: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  examples: number;
+}
+
+function checkData(head: tf.LayersModel, features: FeatureMatrix, labels: Int32Array): number {
+  const inputShape = head.inputs[0]?.shape;
+  const expected = inputShape?.[1];
+  if (expected !== features.cols) {
+    throw new FedtlError('BAD_SHAPE', `features have ${features.cols} columns but the head expects ${String(expected)}`);
+  }
+  if (labels.length !== features.rows) {
+    throw new FedtlError('BAD_SHAPE', `${features.rows} feature rows but ${labels.length} labels`);
+  }
+  const classes = head.outputs[0]?.shape[1] ?? 0;
+  for (let i = 0; i < labels.length; i++) {
+    const label = labels[i]!;
+    if (!(label >= 0 && label < classes)) throw new FedtlError('BAD_DATA', `label ${label} at row ${i} is outside [0, ${classes})`);
+  }
+  return classes;
+}
+
+/** Mean cross-entropy of softmax outputs; probabilities are clipped so log never sees 0. */
+function crossEntropy(probabilities: tf.Tensor, oneHot: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probabilities, 1e-7, 1))), 1))) as tf.Scalar);
+}
+
+function makeOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer {
+  return name === 'sgd' ? tf.train.sgd(learningRate) : tf.train.adam(learningRate);
+}
+
+/** Trains the head in place on feature rows; returns metrics of the last epoch. */
+export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, labels: Int32Array, options: TrainOptions = {}): Promise<TrainResult> {
+  const epochs = options.epochs ?? 1;
+  const batchSize = options.batchSize ?? 32;
+  const learningRate = options.learningRate ?? 0.01;
+  if (!Number.isSafeInteger(epochs) || epochs < 1) throw new FedtlError('BAD_CONFIG', `epochs must be a positive integer, got ${epochs}`);
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new FedtlError('BAD_CONFIG', `batchSize must be a positive integer, got ${batchSize}`);
+  if (!(learningRate > 0 && Number.isFinite(learningRate))) throw new FedtlError('BAD_CONFIG', `learningRate must be positive, got ${learningRate}`);
+  const classes = checkData(head, features, labels);
+  const rows = features.rows;
+  if (rows === 0) return { loss: Number.NaN, accuracy: Number.NaN, examples: 0, steps: 0 };
+
+  const rng = createRandom(options.seed ?? 0);
+  const order = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) order[i] = i;
+  const variables = head.trainableWeights.map((w) => w.read() as tf.Variable);
+  const optimizer = makeOptimizer(options.optimizer ?? 'adam', learningRate);
+  const x = tf.tensor2d(features.values, [rows, features.cols]);
+  const y = tf.tensor1d(labels, 'int32');
+  let steps = 0;
+  let lossSum = 0;
+  let correct = 0;
+  try {
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      rng.shuffle(order);
+      const lossParts: tf.Scalar[] = [];
+      const correctParts: tf.Scalar[] = [];
+      for (let start = 0; start < rows; start += batchSize) {
+        const batchIndices = order.subarray(start, Math.min(rows, start + batchSize));
+        tf.tidy(() => {
+          const index = tf.tensor1d(batchIndices, 'int32');
+          const xb = tf.gather(x, index);
+          const yb = tf.gather(y, index);
+          const oneHot = tf.oneHot(yb, classes);
+          const cost = optimizer.minimize(
+            () => {
+              const predictions = head.apply(xb, { training: true }) as tf.Tensor;
+              // Counted here because minimize() frees its intermediates, predictions included.
+              correctParts.push(tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(predictions, 1), yb), 'float32'))));
+              return crossEntropy(predictions, oneHot);
+            },
+            true,
+            variables,
+          );
+          // Summed on the device and read once per epoch: a sync read per batch would stall the backend.
+          lossParts.push(tf.keep(tf.mul(cost!, batchIndices.length)));
+        });
+        steps++;
+      }
+      const lossTotal = tf.addN(lossParts);
+      const correctTotal = tf.addN(correctParts);
+      lossSum = (await lossTotal.data())[0]!;
+      correct = (await correctTotal.data())[0]!;
+      tf.dispose([lossTotal, correctTotal, ...lossParts, ...correctParts]);
+      options.onEpoch?.(epoch, { loss: lossSum / rows, accuracy: correct / rows });
+    }
+  } finally {
+    tf.dispose([x, y]);
+    optimizer.dispose();
+  }
+  return { loss: lossSum / rows, accuracy: correct / rows, examples: rows, steps };
+}
+
+/** Loss and accuracy of the head on feature rows, in batches. */
+export async function evaluateHead(head: tf.LayersModel, features: FeatureMatrix, labels: Int32Array, options: { batchSize?: number } = {}): Promise<EvalResult> {
+  const classes = checkData(head, features, labels);
+  const rows = features.rows;
+  if (rows === 0) return { loss: Number.NaN, accuracy: Number.NaN, examples: 0 };
+  const batchSize = options.batchSize ?? 1024;
+  let lossSum = 0;
+  let correct = 0;
+  for (let start = 0; start < rows; start += batchSize) {
+    const end = Math.min(rows, start + batchSize);
+    const [loss, hits] = tf.tidy(() => {
+      const xb = tf.tensor2d(features.values.subarray(start * features.cols, end * features.cols), [end - start, features.cols]);
+      const yb = tf.tensor1d(labels.subarray(start, end), 'int32');
+      const predictions = head.apply(xb, { training: false }) as tf.Tensor;
+      return [
+        tf.mul(crossEntropy(predictions, tf.oneHot(yb, classes)), end - start),
+        tf.sum(tf.cast(tf.equal(tf.argMax(predictions, 1), yb), 'float32')),
+      ];
+    });
+    lossSum += (await loss.data())[0]!;
+    correct += (await hits.data())[0]!;
+    tf.dispose([loss, hits]);
+  }
+  return { loss: lossSum / rows, accuracy: correct / rows, examples: rows };
+}
+
+/** Class probabilities for feature rows; plain numbers, no tensors escape. */
+export async function predictHead(head: tf.LayersModel, features: FeatureMatrix): Promise<Float32Array> {
+  const output = tf.tidy(() => head.apply(tf.tensor2d(features.values, [features.rows, features.cols]), { training: false }) as tf.Tensor);
+  try {
+    return (await output.data()) as Float32Array;
+  } finally {
+    output.dispose();
+  }
+}

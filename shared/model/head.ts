@@ -1,0 +1,140 @@
+/**
+ * The trainable head: a small dense network on top of a frozen base's embedding.
+ *
+ * Described by a serializable {@link HeadSpec} so the coordinator can tell clients what to build,
+ * and so a checkpoint can rebuild it. The head ends in a softmax; its weights are the only weights
+ * that are trained and exchanged.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { FedtlError } from '../core/errors.ts';
+import { flattenTensors, manifestsEqual, unflattenToTensors, type FlatWeights, type WeightManifest } from '../weights/flat-weights.ts';
+
+export const HEAD_ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'elu', 'linear'] as const;
+export type HeadActivation = (typeof HEAD_ACTIVATIONS)[number];
+
+export interface HeadSpec {
+  /** Sizes of the hidden dense layers; `[]` is a linear (softmax-regression) head. @default [] */
+  hidden: number[];
+  /** Activation of the hidden layers. @default 'relu' */
+  activation: HeadActivation;
+  /** Dropout rate applied after each hidden layer while training. @default 0 */
+  dropout: number;
+  /** Number of output classes. */
+  classes: number;
+}
+
+export const DEFAULT_HEAD_SPEC: Omit<HeadSpec, 'classes'> = { hidden: [], activation: 'relu', dropout: 0 };
+
+/** Parses an untrusted head spec (config file, protocol message, checkpoint). */
+export function parseHeadSpec(value: unknown, source = 'head spec'): HeadSpec {
+  const fail = (why: string): never => {
+    throw new FedtlError('BAD_CONFIG', `${source}: ${why}`);
+  };
+  if (typeof value !== 'object' || value === null) return fail('expected an object like {"hidden":[64],"classes":2}');
+  const record = value as Record<string, unknown>;
+  const hidden = record['hidden'] ?? DEFAULT_HEAD_SPEC.hidden;
+  const activation = record['activation'] ?? DEFAULT_HEAD_SPEC.activation;
+  const dropout = record['dropout'] ?? DEFAULT_HEAD_SPEC.dropout;
+  const classes = record['classes'];
+  if (!Array.isArray(hidden) || hidden.length > 8 || !hidden.every((n) => Number.isSafeInteger(n) && n > 0 && n <= 65536)) {
+    return fail('hidden must be a list of up to 8 layer sizes in [1, 65536]');
+  }
+  if (typeof activation !== 'string' || !(HEAD_ACTIVATIONS as readonly string[]).includes(activation)) {
+    return fail(`activation must be one of ${HEAD_ACTIVATIONS.join(', ')}`);
+  }
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) return fail('dropout must be a number in [0, 1)');
+  if (typeof classes !== 'number' || !Number.isSafeInteger(classes) || classes < 2 || classes > 100_000) {
+    return fail('classes must be an integer of at least 2');
+  }
+  return { hidden: [...(hidden as number[])], activation: activation as HeadActivation, dropout, classes };
+}
+
+export interface BuildHeadOptions {
+  /** Seed for the initial weights, so every run of a coordinator starts from the same head. @default 0 */
+  seed?: number;
+  /** Prefix of layer names; export joins base and head, so names must not clash. @default 'head' */
+  namePrefix?: string;
+}
+
+/** Builds the head for an embedding of `inputSize` values. */
+export function buildHead(inputSize: number, spec: HeadSpec, options: BuildHeadOptions = {}): tf.Sequential {
+  const seed = options.seed ?? 0;
+  const prefix = options.namePrefix ?? 'head';
+  const model = tf.sequential({ name: `${prefix}` });
+  spec.hidden.forEach((units, i) => {
+    model.add(
+      tf.layers.dense({
+        units,
+        activation: spec.activation,
+        name: `${prefix}_dense_${i}`,
+        kernelInitializer: tf.initializers.glorotUniform({ seed: seed + i }),
+        ...(i === 0 ? { inputShape: [inputSize] } : {}),
+      }),
+    );
+    if (spec.dropout > 0) model.add(tf.layers.dropout({ rate: spec.dropout, seed: seed + 100 + i, name: `${prefix}_dropout_${i}` }));
+  });
+  model.add(
+    tf.layers.dense({
+      units: spec.classes,
+      activation: 'softmax',
+      name: `${prefix}_output`,
+      kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 99 }),
+      ...(spec.hidden.length === 0 ? { inputShape: [inputSize] } : {}),
+    }),
+  );
+  return model;
+}
+
+/** Stable names `layer/weight` (tfjs may suffix variable names when several models coexist). */
+function namedWeights(model: tf.LayersModel): Array<{ name: string; variable: tf.LayerVariable }> {
+  const named: Array<{ name: string; variable: tf.LayerVariable }> = [];
+  for (const layer of model.layers) {
+    for (const variable of layer.trainableWeights) {
+      const short = variable.originalName.split('/').pop() ?? variable.originalName;
+      named.push({ name: `${layer.name}/${short}`, variable });
+    }
+  }
+  return named;
+}
+
+export function headManifest(model: tf.LayersModel): WeightManifest {
+  return getHeadWeights(model).manifest;
+}
+
+/** The head's trainable weights as one flat buffer plus manifest. */
+export function getHeadWeights(model: tf.LayersModel): FlatWeights {
+  const named = namedWeights(model);
+  return flattenTensors(named.map(({ name, variable }) => ({ name, tensor: variable.read() })));
+}
+
+/** Loads a flat buffer into the head; the manifest must match the head exactly. */
+export function setHeadWeights(model: tf.LayersModel, weights: FlatWeights): void {
+  const named = namedWeights(model);
+  const expected = flattenManifest(named);
+  if (!manifestsEqual(expected, weights.manifest)) {
+    throw new FedtlError(
+      'BAD_SHAPE',
+      `weights do not fit this head: expected ${expected.parameterCount} parameters in ${expected.entries.length} tensors ` +
+        `(${expected.entries.map((e) => `${e.name}[${e.shape.join('x')}]`).join(', ')}), got ${weights.manifest.parameterCount}`,
+    );
+  }
+  const tensors = unflattenToTensors(weights);
+  try {
+    named.forEach(({ variable }, i) => variable.write(tensors[i]!));
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
+function flattenManifest(named: Array<{ name: string; variable: tf.LayerVariable }>): WeightManifest {
+  let offset = 0;
+  const entries = named.map(({ name, variable }) => {
+    // Weight shapes are always fully defined (only activations have a null batch dimension).
+    const shape = variable.shape.map((d) => d ?? 0);
+    const length = shape.reduce((a, b) => a * b, 1);
+    const entry = { name, shape, offset, length };
+    offset += length;
+    return entry;
+  });
+  return { entries, parameterCount: offset };
+}

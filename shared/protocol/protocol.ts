@@ -1,0 +1,325 @@
+/**
+ * The one wire contract between a coordinator and its clients: socket.io event maps, message
+ * types, limits and the parsers that turn untrusted `unknown` payloads into typed messages.
+ *
+ * Every round message carries a `roundId` (unique per attempt of a round) so that anything that
+ * arrives late or twice is recognisably stale. Weights always travel as binary (`Uint8Array` of
+ * little-endian float32), never as JSON numbers; weights from a client travel only inside a sealed
+ * update envelope (shared/crypto).
+ */
+import { FedtlError, isErrorCode, type ErrorCode } from '../core/errors.ts';
+import type { HeadSpec } from '../model/head.ts';
+import { parseHeadSpec } from '../model/head.ts';
+import type { FitConfig } from '../strategy/strategy.ts';
+import { parseManifest, type WeightManifest } from '../weights/flat-weights.ts';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Byte limits the coordinator announces and enforces. */
+export interface ProtocolLimits {
+  /** Largest sealed update accepted, in bytes. */
+  maxUpdateBytes: number;
+  /** Size of one base chunk a client may request. */
+  chunkBytes: number;
+  /** socket.io's `maxHttpBufferSize`: every message must fit, with room for framing. */
+  maxMessageBytes: number;
+}
+
+/** Sent by a client in socket.io's `auth` at connection time, signed with its Ed25519 key. */
+export interface Hello {
+  protocolVersion: number;
+  /** Client's Ed25519 public key, base64. */
+  signingKey: string;
+  /** Client's X25519 public key, base64. */
+  boxKey: string;
+  /** Milliseconds since the epoch; the coordinator refuses hellos older than a few minutes. */
+  timestamp: number;
+  /** 16 random bytes, base64; a nonce seen before is a replayed hello. */
+  nonce: string;
+  /** Ed25519 signature, base64, over {@link helloSignedText}. */
+  signature: string;
+}
+
+/** One file of a base model directory, as served to clients. */
+export interface BaseFile {
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface BaseDescriptor {
+  name: string;
+  /** Content hash of the base; the directory a client caches it in. */
+  hash: string;
+  files: BaseFile[];
+}
+
+export interface Welcome {
+  protocolVersion: number;
+  clientId: string;
+  /** Coordinator's Ed25519 signature over {@link welcomeSignedText}; proves it holds the pinned key. */
+  signature: string;
+  base: BaseDescriptor;
+  headSpec: HeadSpec;
+  manifest: WeightManifest;
+  limits: ProtocolLimits;
+}
+
+export interface FitRequest {
+  roundId: string;
+  round: number;
+  /** Global head, float32 little-endian. */
+  weights: Uint8Array;
+  config: FitConfig;
+  /** Milliseconds since the epoch after which the coordinator ignores this round's updates. */
+  deadline: number;
+  /** Coordinator's signature over {@link roundSignedText}. */
+  signature: string;
+}
+
+export interface EvaluateRequest {
+  roundId: string;
+  round: number;
+  weights: Uint8Array;
+  deadline: number;
+  signature: string;
+}
+
+export interface EvaluationReport {
+  roundId: string;
+  examples: number;
+  loss: number;
+  accuracy: number;
+}
+
+export interface BaseReadRequest {
+  hash: string;
+  file: string;
+  offset: number;
+  length: number;
+}
+
+export type Ack = { ok: true } | { ok: false; code: ErrorCode; message: string };
+export type BaseReadReply = { ok: true; bytes: Uint8Array } | { ok: false; code: ErrorCode; message: string };
+
+export interface ReadyReport {
+  baseHash: string;
+  /** Training examples the client holds (a count, never data). */
+  examples: number;
+}
+
+export interface FinishedNotice {
+  rounds: number;
+  reason: string;
+}
+
+export interface ServerToClientEvents {
+  welcome: (message: Welcome) => void;
+  fit: (message: FitRequest) => void;
+  evaluate: (message: EvaluateRequest) => void;
+  finished: (message: FinishedNotice) => void;
+  /** An error about something the client sent outside an acknowledged call. */
+  problem: (message: { code: ErrorCode; message: string }) => void;
+}
+
+export interface ClientToServerEvents {
+  ready: (message: ReadyReport, ack: (reply: Ack) => void) => void;
+  'base:read': (request: BaseReadRequest, ack: (reply: BaseReadReply) => void) => void;
+  update: (sealed: Uint8Array, ack: (reply: Ack) => void) => void;
+  evaluation: (report: EvaluationReport, ack: (reply: Ack) => void) => void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signed texts. Domain-separated so a signature made for one purpose is useless for another.
+
+export function helloSignedText(coordinatorSigningKey: string, hello: Omit<Hello, 'signature'>): string {
+  return `fedtl-hello/v${hello.protocolVersion}|${coordinatorSigningKey}|${hello.signingKey}|${hello.boxKey}|${hello.timestamp}|${hello.nonce}`;
+}
+
+export function welcomeSignedText(clientSigningKey: string, helloNonce: string, baseHash: string): string {
+  return `fedtl-welcome/v${PROTOCOL_VERSION}|${clientSigningKey}|${helloNonce}|${baseHash}`;
+}
+
+export function roundSignedText(kind: 'fit' | 'evaluate', roundId: string, round: number, deadline: number, weightsSha256: string, config?: FitConfig): string {
+  const configText = config ? `${config.epochs},${config.batchSize},${config.learningRate},${config.optimizer}` : '';
+  return `fedtl-${kind}/v${PROTOCOL_VERSION}|${roundId}|${round}|${deadline}|${weightsSha256}|${configText}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsers: untrusted `unknown` in, typed message out, or a FedtlError('BAD_MESSAGE') that says what is wrong.
+
+type Fields = Record<string, unknown>;
+
+function object(value: unknown, what: string): Fields {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    throw new FedtlError('BAD_MESSAGE', `${what}: expected an object`);
+  }
+  return value as Fields;
+}
+
+function string(fields: Fields, key: string, what: string, maxLength = 512): string {
+  const value = fields[key];
+  if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
+    throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected a non-empty string of at most ${maxLength} characters`);
+  }
+  return value;
+}
+
+function integer(fields: Fields, key: string, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const value = fields[key];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+function finite(fields: Fields, key: string, what: string): number {
+  const value = fields[key];
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected a finite number`);
+  return value;
+}
+
+/** socket.io delivers binary as Buffer (a Uint8Array) in Node and ArrayBuffer elsewhere. */
+export function bytes(value: unknown, what: string, maxBytes: number): Uint8Array {
+  let out: Uint8Array;
+  if (value instanceof Uint8Array) out = value;
+  else if (value instanceof ArrayBuffer) out = new Uint8Array(value);
+  else throw new FedtlError('BAD_MESSAGE', `${what}: expected binary data`);
+  if (out.byteLength > maxBytes) throw new FedtlError('TOO_LARGE', `${what}: ${out.byteLength} bytes is over the limit of ${maxBytes}`);
+  return out;
+}
+
+export function parseHello(value: unknown): Hello {
+  const fields = object(value, 'hello');
+  const protocolVersion = integer(fields, 'protocolVersion', 'hello', 0, 1_000_000);
+  if (protocolVersion !== PROTOCOL_VERSION) {
+    throw new FedtlError('PROTOCOL_VERSION', `client speaks protocol v${protocolVersion}, this coordinator speaks v${PROTOCOL_VERSION}: upgrade the older side`);
+  }
+  return {
+    protocolVersion,
+    signingKey: string(fields, 'signingKey', 'hello', 64),
+    boxKey: string(fields, 'boxKey', 'hello', 64),
+    timestamp: integer(fields, 'timestamp', 'hello'),
+    nonce: string(fields, 'nonce', 'hello', 64),
+    signature: string(fields, 'signature', 'hello', 128),
+  };
+}
+
+function parseLimits(value: unknown): ProtocolLimits {
+  const fields = object(value, 'welcome.limits');
+  return {
+    maxUpdateBytes: integer(fields, 'maxUpdateBytes', 'welcome.limits', 1),
+    chunkBytes: integer(fields, 'chunkBytes', 'welcome.limits', 1),
+    maxMessageBytes: integer(fields, 'maxMessageBytes', 'welcome.limits', 1),
+  };
+}
+
+function parseBaseDescriptor(value: unknown): BaseDescriptor {
+  const fields = object(value, 'welcome.base');
+  const files = fields['files'];
+  if (!Array.isArray(files) || files.length === 0 || files.length > 64) throw new FedtlError('BAD_MESSAGE', 'welcome.base.files: expected 1 to 64 files');
+  return {
+    name: string(fields, 'name', 'welcome.base'),
+    hash: parseHash(fields['hash'], 'welcome.base.hash'),
+    files: files.map((file, i) => {
+      const f = object(file, `welcome.base.files[${i}]`);
+      const name = string(f, 'name', `welcome.base.files[${i}]`, 128);
+      // The client writes these names under its cache directory: no path tricks.
+      if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.')) throw new FedtlError('BAD_MESSAGE', `welcome.base.files[${i}].name "${name}" is not a plain file name`);
+      return { name, bytes: integer(f, 'bytes', `welcome.base.files[${i}]`), sha256: parseHash(f['sha256'], `welcome.base.files[${i}].sha256`) };
+    }),
+  };
+}
+
+export function parseHash(value: unknown, what: string): string {
+  if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) throw new FedtlError('BAD_MESSAGE', `${what}: expected a SHA-256 hex digest`);
+  return value;
+}
+
+export function parseWelcome(value: unknown): Welcome {
+  const fields = object(value, 'welcome');
+  const protocolVersion = integer(fields, 'protocolVersion', 'welcome');
+  if (protocolVersion !== PROTOCOL_VERSION) throw new FedtlError('PROTOCOL_VERSION', `coordinator speaks protocol v${protocolVersion}, this client v${PROTOCOL_VERSION}`);
+  return {
+    protocolVersion,
+    clientId: string(fields, 'clientId', 'welcome', 64),
+    signature: string(fields, 'signature', 'welcome', 128),
+    base: parseBaseDescriptor(fields['base']),
+    headSpec: parseHeadSpec(fields['headSpec'], 'welcome.headSpec'),
+    manifest: parseManifest(fields['manifest'], 'welcome.manifest'),
+    limits: parseLimits(fields['limits']),
+  };
+}
+
+export function parseFitConfig(value: unknown, what = 'fit.config'): FitConfig {
+  const fields = object(value, what);
+  const optimizer = fields['optimizer'];
+  if (optimizer !== 'sgd' && optimizer !== 'adam') throw new FedtlError('BAD_MESSAGE', `${what}.optimizer: expected "sgd" or "adam"`);
+  const learningRate = finite(fields, 'learningRate', what);
+  if (learningRate <= 0) throw new FedtlError('BAD_MESSAGE', `${what}.learningRate: must be positive`);
+  return {
+    epochs: integer(fields, 'epochs', what, 1, 10_000),
+    batchSize: integer(fields, 'batchSize', what, 1, 1_000_000),
+    learningRate,
+    optimizer,
+  };
+}
+
+export function parseFitRequest(value: unknown, maxBytes: number): FitRequest {
+  const fields = object(value, 'fit');
+  return {
+    roundId: string(fields, 'roundId', 'fit', 128),
+    round: integer(fields, 'round', 'fit'),
+    weights: bytes(fields['weights'], 'fit.weights', maxBytes),
+    config: parseFitConfig(fields['config']),
+    deadline: integer(fields, 'deadline', 'fit'),
+    signature: string(fields, 'signature', 'fit', 128),
+  };
+}
+
+export function parseEvaluateRequest(value: unknown, maxBytes: number): EvaluateRequest {
+  const fields = object(value, 'evaluate');
+  return {
+    roundId: string(fields, 'roundId', 'evaluate', 128),
+    round: integer(fields, 'round', 'evaluate'),
+    weights: bytes(fields['weights'], 'evaluate.weights', maxBytes),
+    deadline: integer(fields, 'deadline', 'evaluate'),
+    signature: string(fields, 'signature', 'evaluate', 128),
+  };
+}
+
+export function parseEvaluationReport(value: unknown): EvaluationReport {
+  const fields = object(value, 'evaluation');
+  const accuracy = finite(fields, 'accuracy', 'evaluation');
+  if (accuracy < 0 || accuracy > 1) throw new FedtlError('BAD_MESSAGE', 'evaluation.accuracy: must be in [0, 1]');
+  const loss = finite(fields, 'loss', 'evaluation');
+  if (loss < 0) throw new FedtlError('BAD_MESSAGE', 'evaluation.loss: must not be negative');
+  return { roundId: string(fields, 'roundId', 'evaluation', 128), examples: integer(fields, 'examples', 'evaluation', 1, 1e9), loss, accuracy };
+}
+
+export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseReadRequest {
+  const fields = object(value, 'base:read');
+  return {
+    hash: parseHash(fields['hash'], 'base:read.hash'),
+    file: string(fields, 'file', 'base:read', 128),
+    offset: integer(fields, 'offset', 'base:read'),
+    length: integer(fields, 'length', 'base:read', 1, chunkBytes),
+  };
+}
+
+export function parseReadyReport(value: unknown): ReadyReport {
+  const fields = object(value, 'ready');
+  return { baseHash: parseHash(fields['baseHash'], 'ready.baseHash'), examples: integer(fields, 'examples', 'ready', 1, 1e9) };
+}
+
+export function parseAck(value: unknown): Ack {
+  const fields = object(value, 'ack');
+  if (fields['ok'] === true) return { ok: true };
+  const code = fields['code'];
+  return { ok: false, code: isErrorCode(code) ? code : 'INTERNAL', message: typeof fields['message'] === 'string' ? fields['message'] : 'rejected' };
+}
+
+/** Typed error reply for an acknowledged call. */
+export function errorAck(error: FedtlError): { ok: false; code: ErrorCode; message: string } {
+  return { ok: false, code: error.code, message: error.message };
+}

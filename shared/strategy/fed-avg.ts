@@ -1,0 +1,129 @@
+/**
+ * FedAvg: McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized
+ * Data", AISTATS 2017 (https://arxiv.org/abs/1602.05629).
+ *
+ * Each round a fraction C of the clients (at least `minClients`) trains E local epochs with batch
+ * size B, and the server replaces the global weights by the example-weighted mean of the clients'
+ * weights. With deltas that is w ← w + Σ n_k Δ_k / Σ n_k, which is what {@link weightedMeanDelta}
+ * computes, streaming, in float64 so a thousand small updates do not lose precision.
+ */
+import { FedtlError } from '../core/errors.ts';
+import type { Aggregation, Candidate, ClientUpdate, FitConfig, Strategy } from './strategy.ts';
+
+export interface FedAvgOptions {
+  /** Fraction C of connected clients picked each round. @default 1 */
+  fractionFit?: number;
+  /** Fewest clients picked; a round waits until this many are connected. @default 2 */
+  minClients?: number;
+  /** Most clients picked in one round. @default Infinity */
+  maxClients?: number;
+  /** Fewest accepted updates for a round to count. @default minClients */
+  minUpdates?: number;
+  /** Local epochs E. @default 1 */
+  epochs?: number;
+  /** Local batch size B. @default 32 */
+  batchSize?: number;
+  /** Client learning rate. @default 0.01 */
+  learningRate?: number;
+  /** Client optimizer. @default 'adam' */
+  optimizer?: FitConfig['optimizer'];
+  /** Server learning rate η applied to the averaged delta (1 = plain FedAvg). @default 1 */
+  serverLearningRate?: number;
+}
+
+/** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
+export class WeightedDeltaMean implements Aggregation {
+  readonly #global: Float32Array;
+  readonly #sum: Float64Array;
+  readonly #scale: number;
+  #count = 0;
+  #examples = 0;
+
+  constructor(global: Float32Array, options: { serverLearningRate?: number } = {}) {
+    this.#global = global;
+    this.#sum = new Float64Array(global.length);
+    this.#scale = options.serverLearningRate ?? 1;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  get exampleCount(): number {
+    return this.#examples;
+  }
+
+  add(update: ClientUpdate): void {
+    const { delta, exampleCount } = update;
+    if (delta.length !== this.#sum.length) {
+      throw new FedtlError('BAD_SHAPE', `update from ${update.clientId} has ${delta.length} values, the head has ${this.#sum.length}`);
+    }
+    if (!Number.isSafeInteger(exampleCount) || exampleCount <= 0) {
+      throw new FedtlError('BAD_MESSAGE', `update from ${update.clientId} claims ${exampleCount} examples`);
+    }
+    const sum = this.#sum;
+    for (let i = 0; i < sum.length; i++) sum[i]! += exampleCount * delta[i]!;
+    this.#count++;
+    this.#examples += exampleCount;
+  }
+
+  finish(): Float32Array {
+    if (this.#examples === 0) throw new FedtlError('QUORUM_NOT_MET', 'no update was aggregated');
+    const factor = this.#scale / this.#examples;
+    const next = new Float32Array(this.#global.length);
+    for (let i = 0; i < next.length; i++) next[i] = this.#global[i]! + this.#sum[i]! * factor;
+    return next;
+  }
+}
+
+/** Picks `max(minClients, round(fraction × n))` clients, at most `maxClients`, uniformly without replacement. */
+export function sampleClients(candidates: readonly Candidate[], count: number, random: () => number): Candidate[] {
+  const pool = [...candidates];
+  const k = Math.min(count, pool.length);
+  for (let i = 0; i < k; i++) {
+    const j = i + Math.floor(random() * (pool.length - i));
+    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+  }
+  return pool.slice(0, k);
+}
+
+export class FedAvg implements Strategy {
+  readonly name: string = 'fedavg';
+  readonly minUpdates: number;
+  protected readonly options: Required<FedAvgOptions>;
+
+  constructor(options: FedAvgOptions = {}) {
+    const minClients = options.minClients ?? 2;
+    this.options = {
+      fractionFit: options.fractionFit ?? 1,
+      minClients,
+      maxClients: options.maxClients ?? Number.POSITIVE_INFINITY,
+      minUpdates: options.minUpdates ?? minClients,
+      epochs: options.epochs ?? 1,
+      batchSize: options.batchSize ?? 32,
+      learningRate: options.learningRate ?? 0.01,
+      optimizer: options.optimizer ?? 'adam',
+      serverLearningRate: options.serverLearningRate ?? 1,
+    };
+    const o = this.options;
+    if (!(o.fractionFit > 0 && o.fractionFit <= 1)) throw new FedtlError('BAD_CONFIG', `fractionFit must be in (0, 1], got ${o.fractionFit}`);
+    if (!Number.isSafeInteger(o.minClients) || o.minClients < 1) throw new FedtlError('BAD_CONFIG', `minClients must be a positive integer, got ${o.minClients}`);
+    if (!(o.maxClients >= o.minClients)) throw new FedtlError('BAD_CONFIG', `maxClients (${o.maxClients}) must be at least minClients (${o.minClients})`);
+    if (!Number.isSafeInteger(o.minUpdates) || o.minUpdates < 1) throw new FedtlError('BAD_CONFIG', `minUpdates must be a positive integer, got ${o.minUpdates}`);
+    this.minUpdates = o.minUpdates;
+  }
+
+  selectClients(_round: number, candidates: readonly Candidate[], random: () => number): Candidate[] {
+    const wanted = Math.min(this.options.maxClients, Math.max(this.options.minClients, Math.round(this.options.fractionFit * candidates.length)));
+    return sampleClients(candidates, wanted, random);
+  }
+
+  fitConfig(_round: number): FitConfig {
+    const { epochs, batchSize, learningRate, optimizer } = this.options;
+    return { epochs, batchSize, learningRate, optimizer };
+  }
+
+  beginAggregation(_round: number, global: Float32Array): Aggregation {
+    return new WeightedDeltaMean(global, { serverLearningRate: this.options.serverLearningRate });
+  }
+}

@@ -1,0 +1,3 @@
+export type { Strategy, Aggregation, Candidate, ClientUpdate, FitConfig } from './strategy.ts';
+export { FedAvg, WeightedDeltaMean, sampleClients } from './fed-avg.ts';
+export type { FedAvgOptions } from './fed-avg.ts';

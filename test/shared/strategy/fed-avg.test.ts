@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { FedAvg, WeightedDeltaMean, sampleClients } from '../../../shared/strategy/fed-avg.ts';
+
+describe('WeightedDeltaMean', () => {
+  it('applies the example-weighted mean of deltas (hand-computed)', () => {
+    // Prepare: global [1, 2]; client a: 10 examples, delta [1, 0]; client b: 30 examples, delta [-1, 4].
+    const mean = new WeightedDeltaMean(new Float32Array([1, 2]));
+    // Execute
+    mean.add({ clientId: 'a', delta: new Float32Array([1, 0]), exampleCount: 10, metrics: {} });
+    mean.add({ clientId: 'b', delta: new Float32Array([-1, 4]), exampleCount: 30, metrics: {} });
+    // Assert: (10*1 + 30*-1)/40 = -0.5 → 0.5 ; (0 + 120)/40 = 3 → 5
+    expect(Array.from(mean.finish())).toEqual([0.5, 5]);
+    expect(mean.count).toBe(2);
+    expect(mean.exampleCount).toBe(40);
+  });
+
+  it('scales by the server learning rate', () => {
+    const mean = new WeightedDeltaMean(new Float32Array([0]), { serverLearningRate: 0.5 });
+    mean.add({ clientId: 'a', delta: new Float32Array([2]), exampleCount: 1, metrics: {} });
+    expect(Array.from(mean.finish())).toEqual([1]);
+  });
+
+  it('refuses wrong sizes, non-positive counts and an empty aggregate', () => {
+    const mean = new WeightedDeltaMean(new Float32Array(3));
+    expect(() => mean.add({ clientId: 'a', delta: new Float32Array(2), exampleCount: 1, metrics: {} })).toThrow(/BAD_SHAPE|3/);
+    expect(() => mean.add({ clientId: 'a', delta: new Float32Array(3), exampleCount: 0, metrics: {} })).toThrow(/examples/);
+    expect(() => mean.finish()).toThrow(/no update/);
+  });
+
+  it('does not lose precision over a thousand small updates', () => {
+    const mean = new WeightedDeltaMean(new Float32Array([0]));
+    for (let i = 0; i < 1000; i++) mean.add({ clientId: `c${i}`, delta: new Float32Array([1e-4]), exampleCount: 7, metrics: {} });
+    expect(mean.finish()[0]).toBeCloseTo(1e-4, 9);
+  });
+});
+
+describe('FedAvg selection', () => {
+  const candidates = Array.from({ length: 50 }, (_, i) => ({ clientId: `c${i}` }));
+
+  it('picks max(minClients, C·n) distinct clients, capped by maxClients', () => {
+    let seed = 1;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    expect(new FedAvg({ fractionFit: 0.1, minClients: 2 }).selectClients(1, candidates, random)).toHaveLength(5);
+    expect(new FedAvg({ fractionFit: 0.01, minClients: 3 }).selectClients(1, candidates, random)).toHaveLength(3);
+    expect(new FedAvg({ fractionFit: 1, minClients: 2, maxClients: 8 }).selectClients(1, candidates, random)).toHaveLength(8);
+    const picked = sampleClients(candidates, 20, random).map((c) => c.clientId);
+    expect(new Set(picked).size).toBe(20);
+  });
+
+  it('rejects nonsense options with a clear message', () => {
+    expect(() => new FedAvg({ fractionFit: 0 })).toThrow(/fractionFit/);
+    expect(() => new FedAvg({ minClients: 0 })).toThrow(/minClients/);
+    expect(() => new FedAvg({ minClients: 5, maxClients: 2 })).toThrow(/maxClients/);
+  });
+});
