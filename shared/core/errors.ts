@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   BAD_MESSAGE: 'BAD_MESSAGE',
   BAD_SHAPE: 'BAD_SHAPE',
   NON_FINITE: 'NON_FINITE',
+  /** A finite value outside an accepted range, e.g. an update element above `maxAbs`. */
+  OUT_OF_RANGE: 'OUT_OF_RANGE',
   TOO_LARGE: 'TOO_LARGE',
   BAD_SIGNATURE: 'BAD_SIGNATURE',
   DECRYPT_FAILED: 'DECRYPT_FAILED',

@@ -47,7 +47,8 @@ export interface FrozenBase {
   readonly embeddingSize: number;
   /**
    * The cut LayersModel (inputs → embedding), frozen. `null` for the identity base, whose
-   * embedding is the input itself.
+   * embedding is the input itself, and for GraphModel bases (see `LoadedBase.graphModel` in
+   * `base-loader.ts`).
    */
   readonly model: import('@tensorflow/tfjs').LayersModel | null;
   /** Embeds a batch of prepared inputs. The caller owns the returned tensor. */

@@ -51,7 +51,10 @@ export interface BaseDescriptor {
   name: string;
   /** Content hash of the base; the directory a client caches it in. */
   hash: string;
+  /** Files of the base's model directory; empty for the identity base (no frozen model). */
   files: BaseFile[];
+  /** Input size of the identity base (features are the inputs); absent for real bases. */
+  identitySize?: number;
 }
 
 export interface Welcome {
@@ -217,8 +220,11 @@ function parseLimits(value: unknown): ProtocolLimits {
 function parseBaseDescriptor(value: unknown): BaseDescriptor {
   const fields = object(value, 'welcome.base');
   const files = fields['files'];
-  if (!Array.isArray(files) || files.length === 0 || files.length > 64) throw new FedtlError('BAD_MESSAGE', 'welcome.base.files: expected 1 to 64 files');
+  if (!Array.isArray(files) || files.length > 64) throw new FedtlError('BAD_MESSAGE', 'welcome.base.files: expected up to 64 files');
+  const identitySize = fields['identitySize'];
+  if (files.length === 0 && identitySize === undefined) throw new FedtlError('BAD_MESSAGE', 'welcome.base: a base without files must give identitySize');
   return {
+    ...(identitySize !== undefined ? { identitySize: integer(fields, 'identitySize', 'welcome.base', 1, 1 << 24) } : {}),
     name: string(fields, 'name', 'welcome.base'),
     hash: parseHash(fields['hash'], 'welcome.base.hash'),
     files: files.map((file, i) => {

@@ -136,5 +136,8 @@ export function float32ToBytes(values: Float32Array): Uint8Array {
 export function bytesToFloat32(bytes: Uint8Array, source = 'weights'): Float32Array {
   if (bytes.byteLength % 4 !== 0) throw new FedtlError('BAD_SHAPE', `${source}: ${bytes.byteLength} bytes is not a whole number of float32 values`);
   if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  return new Float32Array(bytes.slice().buffer);
+  // Copy into a fresh buffer (Buffer#slice would return a view on the shared pool, not a copy).
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new Float32Array(copy.buffer);
 }

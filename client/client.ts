@@ -1,0 +1,340 @@
+/**
+ * A fedtl client (a hospital, an edge device): connects to a pinned coordinator, downloads and
+ * verifies the frozen base once, computes its data's base features once, then for every round it is
+ * selected in trains the head locally and sends back only a sealed delta. Its data never leaves
+ * the process; only counts and metrics do.
+ */
+import { randomBytes, createHash } from 'node:crypto';
+import path from 'node:path';
+import nacl from 'tweetnacl';
+import { io, type Socket } from 'socket.io-client';
+import { FedtlError, isErrorCode, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
+import { createLogger, type Logger } from '../shared/core/log.ts';
+import { createIdentityBase } from '../shared/bases/identity.ts';
+import { decodeKey, encodeKey, publicIdentity, type Identity } from '../shared/crypto/identity.ts';
+import { sealUpdate } from '../shared/crypto/update-envelope.ts';
+import { FeatureCache } from '../shared/model/feature-cache.ts';
+import type { FrozenBase } from '../shared/model/frozen-base.ts';
+import { buildHead } from '../shared/model/head.ts';
+import { loadBase } from '../shared/model/base-loader.ts';
+import {
+  PROTOCOL_VERSION,
+  helloSignedText,
+  parseAck,
+  parseEvaluateRequest,
+  parseFitRequest,
+  parseWelcome,
+  roundSignedText,
+  welcomeSignedText,
+  type BaseReadReply,
+  type ClientToServerEvents,
+  type FinishedNotice,
+  type Hello,
+  type ServerToClientEvents,
+  type Welcome,
+} from '../shared/protocol/protocol.ts';
+import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
+import { ensureBase } from './base-cache.ts';
+import type { LabeledDataset } from './data/dataset.ts';
+import { computeFeatures } from './features.ts';
+import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
+
+export interface ClientData {
+  train: LabeledDataset;
+  /** Local validation split for federated evaluation. @default none (the client does not evaluate) */
+  validation?: LabeledDataset;
+}
+
+/** What a client did in a round, for progress output and tests. */
+export interface ClientRoundEvent {
+  roundId: string;
+  round: number;
+  exampleCount: number;
+  delta: Float32Array;
+  loss: number;
+  accuracy: number;
+  accepted: boolean;
+  error?: { code: ErrorCode; message: string };
+}
+
+export interface ClientOptions {
+  /** Coordinator URL, e.g. `http://127.0.0.1:7070`. */
+  url: string;
+  /** The coordinator's public keys (base64), pinned: a server without them is refused. */
+  coordinator: { signingKey: string; boxKey: string };
+  identity: Identity;
+  data: ClientData;
+  /** Directory of the base download and feature caches. */
+  cacheDir: string;
+  /** Seed of local shuffles. @default 0 */
+  seed?: number;
+  /** Reconnection backoff, in ms. @default { min: 500, max: 10000 } */
+  backoff?: { min: number; max: number };
+  onRound?: (event: ClientRoundEvent) => void;
+  logger?: Logger;
+}
+
+type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** Refusals that retrying cannot fix. */
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['UNKNOWN_CLIENT', 'REVOKED_CLIENT', 'BAD_SIGNATURE', 'PROTOCOL_VERSION', 'HASH_MISMATCH', 'BAD_DATA', 'BAD_CONFIG']);
+
+interface Prepared {
+  baseHash: string;
+  base: FrozenBase;
+  trainer: LocalTrainer;
+  train: LabeledFeatures;
+  validation: LabeledFeatures | null;
+}
+
+export class FedtlClient {
+  readonly #options: ClientOptions;
+  readonly #log: Logger;
+  readonly #socket: ClientSocket;
+  readonly #featureCache: FeatureCache;
+  readonly #coordinatorSigningKey: Uint8Array;
+  #welcome: Welcome | null = null;
+  #prepared: Promise<Prepared> | null = null;
+  /** Work on the head runs one job at a time: fit and evaluate share one model. */
+  #queue: Promise<void> = Promise.resolve();
+  #helloNonce = '';
+  #closed = false;
+  readonly #done: Promise<FinishedNotice>;
+  #resolveDone!: (notice: FinishedNotice) => void;
+  #rejectDone!: (error: FedtlError) => void;
+
+  constructor(options: ClientOptions) {
+    this.#options = options;
+    this.#log = options.logger ?? createLogger(`client:${publicIdentity(options.identity).clientId.slice(0, 8)}`);
+    this.#coordinatorSigningKey = decodeKey(options.coordinator.signingKey, 'coordinator signing key');
+    decodeKey(options.coordinator.boxKey, 'coordinator box key');
+    this.#featureCache = new FeatureCache({ directory: path.join(options.cacheDir, 'features') });
+    this.#done = new Promise((resolve, reject) => {
+      this.#resolveDone = resolve;
+      this.#rejectDone = reject;
+    });
+    // Swallow the rejection here; callers observe it through `done`.
+    this.#done.catch(() => undefined);
+    const backoff = options.backoff ?? { min: 500, max: 10_000 };
+    this.#socket = io(options.url, {
+      transports: ['websocket'],
+      reconnection: true,
+      reconnectionDelay: backoff.min,
+      reconnectionDelayMax: backoff.max,
+      randomizationFactor: 0.5,
+      // A function, so every (re)connection signs a fresh hello with a new nonce and timestamp.
+      auth: (send: (auth: object) => void) => send(this.#hello()),
+      autoConnect: false,
+    });
+    this.#wire();
+  }
+
+  /** Connects and takes part until the coordinator finishes or a fatal refusal. */
+  start(): this {
+    this.#socket.connect();
+    return this;
+  }
+
+  /** Resolves when the coordinator announces the end of the run; rejects on a fatal refusal. */
+  get done(): Promise<FinishedNotice> {
+    return this.#done;
+  }
+
+  get connected(): boolean {
+    return this.#socket.connected;
+  }
+
+  /** Base features computed by this client so far (once per example unless the cache is cleared). */
+  get baseRuns(): number {
+    return this.#featureCache.baseRuns;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#socket.disconnect();
+    void this.#prepared?.then((p) => p.trainer.head.dispose(), () => undefined);
+  }
+
+  #hello(): Hello {
+    const identity = this.#options.identity;
+    this.#helloNonce = randomBytes(16).toString('base64');
+    const unsigned = {
+      protocolVersion: PROTOCOL_VERSION,
+      signingKey: encodeKey(identity.signing.publicKey),
+      boxKey: encodeKey(identity.box.publicKey),
+      timestamp: Date.now(),
+      nonce: this.#helloNonce,
+    };
+    const text = new TextEncoder().encode(helloSignedText(this.#options.coordinator.signingKey, unsigned));
+    return { ...unsigned, signature: encodeKey(nacl.sign.detached(text, identity.signing.secretKey)) };
+  }
+
+  #verify(text: string, signature: string): void {
+    let raw: Uint8Array;
+    try {
+      raw = decodeKey(signature, 'signature', 64);
+    } catch {
+      throw new FedtlError('BAD_SIGNATURE', 'coordinator signature is malformed');
+    }
+    if (!nacl.sign.detached.verify(new TextEncoder().encode(text), raw, this.#coordinatorSigningKey)) {
+      throw new FedtlError('BAD_SIGNATURE', 'message is not signed by the pinned coordinator key');
+    }
+  }
+
+  #fail(error: FedtlError): void {
+    this.#log.error(`${error.code}: ${error.message}`);
+    this.#closed = true;
+    this.#socket.disconnect();
+    this.#rejectDone(error);
+  }
+
+  #wire(): void {
+    const socket = this.#socket;
+    socket.on('connect_error', (err: Error & { data?: { code?: unknown } }) => {
+      const code = err.data?.code;
+      if (isErrorCode(code) && FATAL_CODES.has(code)) {
+        this.#fail(new FedtlError(code, `coordinator refused the connection: ${err.message}`));
+        return;
+      }
+      this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); retrying`);
+    });
+    socket.on('disconnect', (reason) => {
+      if (this.#closed) return;
+      this.#log.warn(`disconnected (${reason}); reconnecting`);
+      // socket.io does not reconnect by itself after a server-side disconnect.
+      if (reason === 'io server disconnect') setTimeout(() => !this.#closed && socket.connect(), this.#options.backoff?.min ?? 500);
+    });
+    socket.on('welcome', (message: unknown) => {
+      void this.#onWelcome(message);
+    });
+    socket.on('fit', (message: unknown) => this.#enqueue(() => this.#onFit(message)));
+    socket.on('evaluate', (message: unknown) => this.#enqueue(() => this.#onEvaluate(message)));
+    socket.on('finished', (notice: FinishedNotice) => {
+      this.#log.info(`coordinator finished: ${notice.reason}`);
+      this.#closed = true;
+      socket.disconnect();
+      this.#resolveDone(notice);
+    });
+    socket.on('problem', (problem) => this.#log.warn(`coordinator reports ${problem.code}: ${problem.message}`));
+  }
+
+  #enqueue(job: () => Promise<void>): void {
+    this.#queue = this.#queue.then(job).catch((thrown: unknown) => {
+      const error = toFedtlError(thrown);
+      if (FATAL_CODES.has(error.code)) this.#fail(error);
+      else this.#log.warn(`${error.code}: ${error.message}`);
+    });
+  }
+
+  async #onWelcome(message: unknown): Promise<void> {
+    try {
+      const welcome = parseWelcome(message);
+      const signingKey = encodeKey(this.#options.identity.signing.publicKey);
+      this.#verify(welcomeSignedText(signingKey, this.#helloNonce, welcome.base.hash), welcome.signature);
+      if (this.#welcome && this.#welcome.base.hash !== welcome.base.hash) throw new FedtlError('HASH_MISMATCH', 'the coordinator changed its base mid-run; restart the client');
+      this.#welcome = welcome;
+      this.#prepared ??= this.#prepare(welcome);
+      const prepared = await this.#prepared;
+      const reply = parseAck(await this.#socket.timeout(30_000).emitWithAck('ready', { baseHash: prepared.baseHash, examples: prepared.train.features.rows }));
+      if (!reply.ok) throw new FedtlError(reply.code, `coordinator refused ready: ${reply.message}`);
+      this.#log.info(`ready: ${prepared.train.features.rows} training examples, base ${welcome.base.name}`);
+    } catch (thrown) {
+      const error = toFedtlError(thrown);
+      if (FATAL_CODES.has(error.code)) this.#fail(error);
+      else this.#log.warn(`handshake step failed (${error.code}: ${error.message}); will retry on reconnect`);
+      // Drop a failed preparation so the next welcome tries again.
+      const attempt = this.#prepared;
+      if (attempt) await attempt.catch(() => {
+        if (this.#prepared === attempt) this.#prepared = null;
+      });
+    }
+  }
+
+  async #prepare(welcome: Welcome): Promise<Prepared> {
+    const descriptor = welcome.base;
+    let base: FrozenBase;
+    if (descriptor.files.length === 0) {
+      base = createIdentityBase(descriptor.identitySize!, { name: descriptor.name });
+    } else {
+      const directory = await ensureBase(path.join(this.#options.cacheDir, 'bases'), descriptor, (file, offset, length) => this.#readChunk(descriptor.hash, file, offset, length), {
+        chunkBytes: welcome.limits.chunkBytes,
+        onProgress: (done, total) => {
+          if (done === total || done % (8 * welcome.limits.chunkBytes) < welcome.limits.chunkBytes) this.#log.info(`base download ${((100 * done) / Math.max(1, total)).toFixed(0)}%`);
+        },
+      });
+      base = await loadBase(directory);
+    }
+    if (base.hash !== descriptor.hash) {
+      base.dispose();
+      throw new FedtlError('HASH_MISMATCH', `base ${descriptor.name} hashes to ${base.hash.slice(0, 12)}, the coordinator announced ${descriptor.hash.slice(0, 12)}`);
+    }
+    const head = buildHead(base.embeddingSize, welcome.headSpec);
+    const trainer = new LocalTrainer(head, welcome.manifest);
+    const features = async (dataset: LabeledDataset): Promise<LabeledFeatures> => {
+      if (dataset.classNames.length > welcome.headSpec.classes) {
+        throw new FedtlError('BAD_DATA', `${dataset.name} has ${dataset.classNames.length} classes; the federation's head has ${welcome.headSpec.classes}`);
+      }
+      return {
+        features: await computeFeatures(base, dataset, {
+          cache: this.#featureCache,
+          onProgress: (done, total) => {
+            if (done === total) this.#log.info(`features of ${dataset.name}: ${total} examples`);
+          },
+        }),
+        labels: dataset.labels,
+      };
+    };
+    const train = await features(this.#options.data.train);
+    const validation = this.#options.data.validation ? await features(this.#options.data.validation) : null;
+    return { baseHash: base.hash, base, trainer, train, validation };
+  }
+
+  async #readChunk(hash: string, file: string, offset: number, length: number): Promise<Uint8Array> {
+    const reply = (await this.#socket.timeout(60_000).emitWithAck('base:read', { hash, file, offset, length })) as BaseReadReply;
+    if (!reply.ok) throw new FedtlError(reply.code, `base download: ${reply.message}`);
+    return reply.bytes instanceof Uint8Array ? reply.bytes : new Uint8Array(reply.bytes as ArrayBuffer);
+  }
+
+  async #onFit(message: unknown): Promise<void> {
+    const welcome = this.#welcome;
+    if (!welcome || !this.#prepared) throw new FedtlError('STALE_ROUND', 'fit request before the handshake completed');
+    const request = parseFitRequest(message, welcome.limits.maxMessageBytes);
+    const digest = createHash('sha256').update(request.weights).digest('hex');
+    this.#verify(roundSignedText('fit', request.roundId, request.round, request.deadline, digest, request.config), request.signature);
+    const prepared = await this.#prepared;
+    const weights = bytesToFloat32(request.weights, 'fit.weights');
+    const seed = (this.#options.seed ?? 0) * 100_003 + request.round;
+    const result = await prepared.trainer.fit(weights, prepared.train, request.config, seed);
+    const sealed = sealUpdate(
+      { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta },
+      { clientIdentity: this.#options.identity, coordinatorBoxKey: this.#options.coordinator.boxKey },
+    );
+    if (sealed.byteLength > welcome.limits.maxUpdateBytes) {
+      throw new FedtlError('TOO_LARGE', `sealed update is ${sealed.byteLength} bytes, over the coordinator's limit of ${welcome.limits.maxUpdateBytes}`);
+    }
+    const timeout = Math.max(5_000, request.deadline - Date.now() + 5_000);
+    const reply = parseAck(await this.#socket.timeout(timeout).emitWithAck('update', sealed));
+    const event: ClientRoundEvent = { roundId: request.roundId, round: request.round, exampleCount: result.exampleCount, delta: result.delta, ...result.metrics, accepted: reply.ok };
+    if (!reply.ok) {
+      event.error = { code: reply.code, message: reply.message };
+      this.#log.warn(`round ${request.round}: update rejected: ${reply.code}: ${reply.message}`);
+    } else {
+      this.#log.info(`round ${request.round}: sent update (${result.exampleCount} examples, loss ${result.metrics.loss.toFixed(4)}, accuracy ${result.metrics.accuracy.toFixed(3)})`);
+    }
+    this.#options.onRound?.(event);
+  }
+
+  async #onEvaluate(message: unknown): Promise<void> {
+    const welcome = this.#welcome;
+    if (!welcome || !this.#prepared) return;
+    const request = parseEvaluateRequest(message, welcome.limits.maxMessageBytes);
+    const digest = createHash('sha256').update(request.weights).digest('hex');
+    this.#verify(roundSignedText('evaluate', request.roundId, request.round, request.deadline, digest), request.signature);
+    const prepared = await this.#prepared;
+    if (!prepared.validation || prepared.validation.features.rows === 0) return;
+    const result = await prepared.trainer.evaluate(bytesToFloat32(request.weights, 'evaluate.weights'), prepared.validation);
+    const timeout = Math.max(5_000, request.deadline - Date.now() + 5_000);
+    const reply = parseAck(await this.#socket.timeout(timeout).emitWithAck('evaluation', { roundId: request.roundId, examples: result.examples, loss: result.loss, accuracy: result.accuracy }));
+    if (!reply.ok) this.#log.warn(`round ${request.round}: evaluation rejected: ${reply.message}`);
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * A client's local work for one round, shared by real clients (client/client.ts) and virtual
+ * clients in simulations: load the round's global head, train it on cached features, and return
+ * the delta (trained − received) with the example count and local metrics.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { FedtlError } from '../shared/core/errors.ts';
+import type { FeatureMatrix } from '../shared/model/feature-matrix.ts';
+import { getHeadWeights, setHeadWeights } from '../shared/model/head.ts';
+import { evaluateHead, trainHead, type EvalResult } from '../shared/model/head-training.ts';
+import type { FitConfig } from '../shared/strategy/strategy.ts';
+import { subtract, type WeightManifest } from '../shared/weights/flat-weights.ts';
+
+export interface LabeledFeatures {
+  features: FeatureMatrix;
+  labels: Int32Array;
+}
+
+export interface LocalFitResult {
+  delta: Float32Array;
+  exampleCount: number;
+  metrics: { loss: number; accuracy: number };
+}
+
+/**
+ * Trains a head model on behalf of any number of clients, one at a time. The head is the only
+ * tensor state: virtual clients share one instance and differ only in their features.
+ */
+export class LocalTrainer {
+  readonly #head: tf.LayersModel;
+  readonly #manifest: WeightManifest;
+
+  constructor(head: tf.LayersModel, manifest: WeightManifest) {
+    this.#head = head;
+    this.#manifest = manifest;
+  }
+
+  get head(): tf.LayersModel {
+    return this.#head;
+  }
+
+  async fit(globalWeights: Float32Array, data: LabeledFeatures, config: FitConfig, seed = 0): Promise<LocalFitResult> {
+    if (data.features.rows === 0) throw new FedtlError('BAD_DATA', 'this client has no training examples');
+    setHeadWeights(this.#head, { manifest: this.#manifest, data: globalWeights });
+    const result = await trainHead(this.#head, data.features, data.labels, {
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      optimizer: config.optimizer,
+      seed,
+    });
+    const trained = getHeadWeights(this.#head).data;
+    return { delta: subtract(trained, globalWeights), exampleCount: result.examples, metrics: { loss: result.loss, accuracy: result.accuracy } };
+  }
+
+  async evaluate(weights: Float32Array, data: LabeledFeatures): Promise<EvalResult> {
+    setHeadWeights(this.#head, { manifest: this.#manifest, data: weights });
+    return evaluateHead(this.#head, data.features, data.labels);
+  }
+}

@@ -1,0 +1,480 @@
+/**
+ * Renders a simulation run as one self-contained HTML page: inline CSS and inline SVG, no
+ * scripts and no external resources, so the file can be mailed, archived as a CI artifact or
+ * opened offline and always looks the same.
+ *
+ * The page answers, in order: did federated training work (headline numbers against the
+ * baselines), how did it get there (accuracy and loss per round), what did the federation look
+ * like (participation, traffic), what data did clients hold (partition sizes and label mix),
+ * and exactly how was it run (config, seed, backend).
+ *
+ * @example
+ * ```ts
+ * import { writeFile } from 'node:fs/promises';
+ * await writeFile('report.html', renderReportHtml(report));
+ * ```
+ */
+import type { PartitionSummary } from '../../shared/math/index.ts';
+import { escapeXml, renderBarChart, renderLineChart, CHART_PALETTE, type ReferenceLine, type LineSeries } from './svg-chart.ts';
+
+/** What happened in one federated round. */
+export interface RoundRecord {
+  /** Round number, starting at 1. */
+  round: number;
+  /** Test accuracy in [0, 1] after the round; null when the round was not evaluated. */
+  accuracy: number | null;
+  /** Test loss after the round; null when the round was not evaluated. */
+  loss: number | null;
+  /** Clients whose update was aggregated. */
+  participants: number;
+  /** Clients selected but dropped (timeout, disconnect, rejected update). */
+  dropped: number;
+  /** Bytes clients sent to the server this round. */
+  bytesUp: number;
+  /** Bytes the server sent to clients this round. */
+  bytesDown: number;
+  /** Wall-clock duration of the round. */
+  seconds: number;
+}
+
+/** Reference results the federated run is compared with. All optional. */
+export interface SimulationBaselines {
+  /** One model trained on the pooled data (the usual upper bound). */
+  centralized?: { accuracy: number; loss: number };
+  /** Each client trains alone on its own data; accuracy statistics over clients (the lower bound). */
+  localOnly?: { mean: number; std: number; min: number; max: number };
+  /** The same federation trained from a randomly initialised base, to show what transfer buys. */
+  scratch?: { rounds: RoundRecord[] };
+}
+
+/** Everything {@link renderReportHtml} shows. Plain data, so it round-trips through JSON. */
+export interface SimulationReport {
+  /** @default 'fedtl simulation report' */
+  title?: string;
+  /** ISO-8601 time the run started. */
+  createdAt?: string;
+  /** The resolved run configuration, shown as a table (nested values as JSON). */
+  config: Record<string, unknown>;
+  seed: number | string;
+  /** Compute backend actually used, e.g. 'tensorflow', 'wasm', 'cpu'. */
+  backend: string;
+  partition: PartitionSummary;
+  /** Class names for the partition heat strip. @default '0', '1', … */
+  labelNames?: string[];
+  rounds: RoundRecord[];
+  baselines: SimulationBaselines;
+  wallSeconds: number;
+  /** Accuracy of the final global model; null if it was never evaluated. */
+  finalAccuracy: number | null;
+  /** Peak resident set size of the simulation process, in MiB. */
+  peakRssMb: number;
+  /** Free-form remarks (warnings, dataset notes), shown as a list. */
+  notes?: string[];
+}
+
+/** At most this many clients get a column in the label heat strip; the rest are summarised. */
+const HEAT_STRIP_MAX_CLIENTS = 50;
+
+/** Chart width in SVG units: the content width of a section, so charts are drawn 1:1 on desktop. */
+const CHART_WIDTH = 960;
+
+const COLOR_FEDERATED = CHART_PALETTE[0]!;
+const COLOR_SCRATCH = CHART_PALETTE[1]!;
+const COLOR_CENTRALIZED = '#009E73';
+const COLOR_LOCAL = '#7A5C00';
+const COLOR_DROPPED = '#D55E00';
+
+const CSS = `
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f3f4f6; color: #111827;
+  font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
+main { max-width: 1040px; margin: 0 auto; padding: 28px 20px 48px; }
+header h1 { margin: 0 0 4px; font-size: 24px; }
+header .meta { color: #4b5563; }
+header .meta span + span::before { content: "·"; margin: 0 8px; color: #9ca3af; }
+section { background: #fff; border: 1px solid #e5e7eb; border-radius: 10px; padding: 18px 20px; margin-top: 18px; }
+section h2 { margin: 0 0 12px; font-size: 17px; }
+section p.hint { margin: -6px 0 12px; color: #6b7280; font-size: 13px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; margin-top: 18px; }
+.card { background: #fff; border: 1px solid #e5e7eb; border-radius: 10px; padding: 12px 14px; }
+.card .label { color: #6b7280; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.card .sub { color: #6b7280; font-size: 12px; }
+.card.primary { border-color: #0072B2; box-shadow: inset 4px 0 0 #0072B2; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid #f0f1f3; vertical-align: top; }
+th { color: #4b5563; font-weight: 600; background: #f9fafb; }
+td.num, th.num { text-align: right; }
+td code { font-size: 12px; word-break: break-all; }
+.two { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
+@media (max-width: 760px) { .two { grid-template-columns: 1fr; } }
+details summary { cursor: pointer; color: #0072B2; margin-top: 12px; }
+.scroll { max-height: 420px; overflow: auto; margin-top: 8px; }
+ul.notes { margin: 0; padding-left: 20px; }
+footer { margin-top: 24px; color: #9ca3af; font-size: 12px; text-align: center; }
+svg { display: block; }
+`;
+
+/** Renders the report as a complete HTML document (a string starting with `<!doctype html>`). */
+export function renderReportHtml(report: SimulationReport): string {
+  const title = report.title ?? 'fedtl simulation report';
+  const body = [
+    renderHeader(report, title),
+    renderCards(report),
+    renderAccuracySection(report),
+    renderLossSection(report),
+    renderParticipationSection(report),
+    renderTrafficSection(report),
+    renderPartitionSection(report),
+    renderConfigSection(report),
+    renderRoundsSection(report),
+    renderNotes(report),
+    `<footer>Generated by fedtl · self-contained file, no network access needed</footer>`,
+  ].join('\n');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeXml(title)}</title>
+<style>${CSS}</style>
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+/** Non-null and finite. */
+function isNumber(value: number | null | undefined): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+function formatPercent(value: number | null | undefined, decimals = 1): string {
+  return isNumber(value) ? `${(value * 100).toFixed(decimals)} %` : '—';
+}
+
+function formatNumber(value: number | null | undefined, decimals = 4): string {
+  return isNumber(value) ? String(Number(value.toFixed(decimals))) : '—';
+}
+
+/** Bytes for people, in decimal units (1 kB = 1000 B), the convention for network traffic. */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return '—';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = Math.abs(bytes);
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${bytes < 0 ? '-' : ''}${value.toFixed(digits)} ${units[unit]!}`;
+}
+
+/** Seconds for people: `4.20 s`, `2 min 05 s`, `1 h 02 min`. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '—';
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return h > 0 ? `${h} h ${String(m).padStart(2, '0')} min` : `${m} min ${String(s).padStart(2, '0')} s`;
+}
+
+function formatConfigValue(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return '[function]';
+  try {
+    const text = JSON.stringify(value);
+    return text.length > 300 ? `${text.slice(0, 297)}…` : text;
+  } catch {
+    // Cyclic or otherwise unserialisable: still show something rather than fail the report.
+    return String(value);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+function renderHeader(report: SimulationReport, title: string): string {
+  const meta = [
+    report.createdAt ? `<span>${escapeXml(report.createdAt)}</span>` : '',
+    `<span>backend <strong>${escapeXml(report.backend)}</strong></span>`,
+    `<span>seed <strong>${escapeXml(String(report.seed))}</strong></span>`,
+    `<span>${report.rounds.length} rounds</span>`,
+    `<span>${report.partition.numClients} clients</span>`,
+  ].filter(Boolean);
+  return `<header><h1>${escapeXml(title)}</h1><div class="meta">${meta.join('')}</div></header>`;
+}
+
+function card(label: string, value: string, sub = '', primary = false): string {
+  return `<div class="card${primary ? ' primary' : ''}"><div class="label">${escapeXml(label)}</div><div class="value">${escapeXml(value)}</div>${
+    sub ? `<div class="sub">${escapeXml(sub)}</div>` : ''
+  }</div>`;
+}
+
+function bestRound(rounds: readonly RoundRecord[]): RoundRecord | undefined {
+  let best: RoundRecord | undefined;
+  for (const r of rounds) if (isNumber(r.accuracy) && (!best || r.accuracy > (best.accuracy ?? -Infinity))) best = r;
+  return best;
+}
+
+function renderCards(report: SimulationReport): string {
+  const { centralized, localOnly, scratch } = report.baselines;
+  const best = bestRound(report.rounds);
+  const bytesUp = report.rounds.reduce((sum, r) => sum + (isNumber(r.bytesUp) ? r.bytesUp : 0), 0);
+  const bytesDown = report.rounds.reduce((sum, r) => sum + (isNumber(r.bytesDown) ? r.bytesDown : 0), 0);
+  const cards = [
+    card('Final accuracy', formatPercent(report.finalAccuracy), best ? `best ${formatPercent(best.accuracy)} at round ${best.round}` : 'federated', true),
+  ];
+  if (centralized) {
+    const gap = isNumber(report.finalAccuracy)
+      ? `federated is ${Math.abs((report.finalAccuracy - centralized.accuracy) * 100).toFixed(1)} pts ${report.finalAccuracy >= centralized.accuracy ? 'above' : 'below'}`
+      : 'pooled data, one model';
+    cards.push(card('Centralized', formatPercent(centralized.accuracy), gap));
+  }
+  if (localOnly) {
+    cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? (localOnly.std * 100).toFixed(1) : '—'} pts · range ${formatPercent(localOnly.min, 0)} – ${formatPercent(localOnly.max, 0)}`));
+  }
+  if (scratch) {
+    const last = [...scratch.rounds].reverse().find((r) => isNumber(r.accuracy));
+    cards.push(card('From scratch', formatPercent(last?.accuracy), 'same federation, no pretrained base'));
+  }
+  cards.push(card('Wall time', formatDuration(report.wallSeconds), `${report.rounds.length} rounds`));
+  cards.push(card('Peak memory', isNumber(report.peakRssMb) ? `${report.peakRssMb.toFixed(0)} MiB` : '—', 'resident set size'));
+  cards.push(card('Traffic', formatBytes(bytesUp + bytesDown), `↑ ${formatBytes(bytesUp)} · ↓ ${formatBytes(bytesDown)}`));
+  return `<div class="cards">${cards.join('')}</div>`;
+}
+
+function seriesOf(rounds: readonly RoundRecord[], pick: (r: RoundRecord) => number | null): LineSeries['points'] {
+  return rounds.filter((r) => isNumber(pick(r))).map((r) => ({ x: r.round, y: pick(r)! }));
+}
+
+function renderAccuracySection(report: SimulationReport): string {
+  const { centralized, localOnly, scratch } = report.baselines;
+  const series: LineSeries[] = [{ name: 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.accuracy), color: COLOR_FEDERATED }];
+  if (scratch) series.push({ name: 'federated from scratch', points: seriesOf(scratch.rounds, (r) => r.accuracy), color: COLOR_SCRATCH });
+  const references: ReferenceLine[] = [];
+  if (centralized && isNumber(centralized.accuracy)) references.push({ label: 'centralized', y: centralized.accuracy, color: COLOR_CENTRALIZED });
+  if (localOnly && isNumber(localOnly.mean)) {
+    references.push({
+      label: 'local-only mean ± std',
+      y: localOnly.mean,
+      color: COLOR_LOCAL,
+      ...(isNumber(localOnly.std) ? { band: { low: localOnly.mean - localOnly.std, high: localOnly.mean + localOnly.std } } : {}),
+    });
+  }
+  const svg = renderLineChart({ title: 'Test accuracy per round', xLabel: 'round', yLabel: 'accuracy', series, references, width: CHART_WIDTH, height: 320 });
+  return `<section><h2>Accuracy</h2><p class="hint">Global model on the held-out test set after each round; dashed lines are baselines (centralized training on pooled data, and each client training alone, with its ±1 std band).</p>${svg}</section>`;
+}
+
+function renderLossSection(report: SimulationReport): string {
+  const { centralized, scratch } = report.baselines;
+  const series: LineSeries[] = [{ name: 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.loss), color: COLOR_FEDERATED }];
+  if (scratch) series.push({ name: 'federated from scratch', points: seriesOf(scratch.rounds, (r) => r.loss), color: COLOR_SCRATCH });
+  const references: ReferenceLine[] =
+    centralized && isNumber(centralized.loss) ? [{ label: 'centralized', y: centralized.loss, color: COLOR_CENTRALIZED }] : [];
+  const svg = renderLineChart({
+    title: 'Test loss per round',
+    xLabel: 'round',
+    yLabel: 'loss',
+    series,
+    references,
+    includeZero: true,
+    width: CHART_WIDTH,
+    height: 280,
+  });
+  return `<section><h2>Loss</h2>${svg}</section>`;
+}
+
+function renderParticipationSection(report: SimulationReport): string {
+  const rounds = report.rounds;
+  const svg = renderBarChart({
+    title: 'Clients per round',
+    xLabel: 'round',
+    yLabel: 'clients',
+    categories: rounds.map((r) => r.round),
+    stacks: [
+      { name: 'aggregated', values: rounds.map((r) => r.participants), color: COLOR_FEDERATED },
+      { name: 'dropped', values: rounds.map((r) => r.dropped), color: COLOR_DROPPED },
+    ],
+    formatY: (v) => String(Math.round(v * 100) / 100),
+    width: CHART_WIDTH,
+    height: 260,
+  });
+  const selected = rounds.reduce((sum, r) => sum + r.participants + r.dropped, 0);
+  const dropped = rounds.reduce((sum, r) => sum + r.dropped, 0);
+  const rate = selected > 0 ? `${((dropped / selected) * 100).toFixed(1)} % of selected clients dropped overall.` : '';
+  return `<section><h2>Participation</h2><p class="hint">${escapeXml(rate)}</p>${svg}</section>`;
+}
+
+function renderTrafficSection(report: SimulationReport): string {
+  const rounds = report.rounds;
+  const svg = renderLineChart({
+    title: 'Bytes per round',
+    xLabel: 'round',
+    yLabel: 'bytes',
+    series: [
+      { name: 'sent by clients (up)', points: seriesOf(rounds, (r) => r.bytesUp), color: COLOR_FEDERATED },
+      { name: 'sent by server (down)', points: seriesOf(rounds, (r) => r.bytesDown), color: CHART_PALETTE[4]! },
+    ],
+    formatY: formatBytes,
+    includeZero: true,
+    width: CHART_WIDTH,
+    height: 260,
+  });
+  const totalUp = rounds.reduce((sum, r) => sum + (isNumber(r.bytesUp) ? r.bytesUp : 0), 0);
+  const totalDown = rounds.reduce((sum, r) => sum + (isNumber(r.bytesDown) ? r.bytesDown : 0), 0);
+  const perRound = rounds.length > 0 ? rounds.length : 1;
+  const table = `<table><thead><tr><th></th><th class="num">total</th><th class="num">mean per round</th></tr></thead><tbody>
+<tr><td>up (clients → server)</td><td class="num">${formatBytes(totalUp)}</td><td class="num">${formatBytes(totalUp / perRound)}</td></tr>
+<tr><td>down (server → clients)</td><td class="num">${formatBytes(totalDown)}</td><td class="num">${formatBytes(totalDown / perRound)}</td></tr>
+</tbody></table>`;
+  return `<section><h2>Communication</h2>${svg}${table}</section>`;
+}
+
+function renderPartitionSection(report: SimulationReport): string {
+  const p = report.partition;
+  const scheme = report.config['partition'] ?? report.config['scheme'];
+  const rows: [string, string][] = [
+    ...(scheme !== undefined ? [['scheme', formatConfigValue(scheme)] as [string, string]] : []),
+    ['clients', String(p.numClients)],
+    ['examples', String(p.numExamples)],
+    ['classes', String(p.numClasses)],
+    ['examples per client', `min ${p.sizeStats.min} · median ${p.sizeStats.median} · mean ${formatNumber(p.sizeStats.mean, 1)} · max ${p.sizeStats.max}`],
+    ['distinct labels per client (mean)', formatNumber(p.meanLabelsPerClient, 2)],
+    ['label skew (mean TV distance)', `${formatNumber(p.skew, 3)}  (0 = every client mirrors the global mix)`],
+  ];
+  const table = `<table><tbody>${rows.map(([k, v]) => `<tr><th>${escapeXml(k)}</th><td>${escapeXml(v)}</td></tr>`).join('')}</tbody></table>`;
+  return `<section><h2>Data partition</h2><div class="two"><div>${table}</div><div>${renderSizeChart(p)}</div></div>${renderHeatStrip(report)}</section>`;
+}
+
+/** Client sizes, sorted descending, as bars: shows quantity skew at a glance. */
+function renderSizeChart(p: PartitionSummary): string {
+  const sorted = [...p.sizes].sort((a, b) => b - a);
+  // One bar per client reads well up to a few hundred; beyond that, sample evenly by rank.
+  const maxBars = 200;
+  const step = Math.max(1, Math.ceil(sorted.length / maxBars));
+  const picked: number[] = [];
+  const ranks: number[] = [];
+  for (let i = 0; i < sorted.length; i += step) {
+    picked.push(sorted[i]!);
+    ranks.push(i + 1);
+  }
+  return renderBarChart({
+    title: 'Examples per client (sorted)',
+    xLabel: step > 1 ? `client rank (every ${step}th)` : 'client rank',
+    categories: ranks,
+    stacks: [{ name: 'examples', values: picked, color: '#56B4E9' }],
+    formatY: (v) => String(Math.round(v)),
+    width: 480,
+    height: 230,
+  });
+}
+
+/**
+ * Per-client label mix as a heat strip: one column per client (the first 50), one row per
+ * class, darker = larger share of that client's data; a bar above each column shows its size.
+ */
+function renderHeatStrip(report: SimulationReport): string {
+  const p = report.partition;
+  const shown = Math.min(p.numClients, HEAT_STRIP_MAX_CLIENTS);
+  if (shown === 0 || p.numClasses === 0) return '';
+  const classes = p.numClasses;
+  const cellW = Math.max(10, Math.min(18, Math.floor(880 / shown)));
+  const cellH = classes <= 20 ? 14 : Math.max(3, Math.floor(280 / classes));
+  const left = 70;
+  const top = 62;
+  const sizeBarH = 34;
+  const width = left + shown * cellW + 20;
+  const height = top + sizeBarH + 6 + classes * cellH + 40;
+  const maxSize = Math.max(1, ...p.sizes.slice(0, shown));
+  const parts: string[] = [
+    `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Label mix per client" font-family='system-ui, sans-serif' style="max-width:100%;height:auto">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="16" y="22" font-size="15" font-weight="600" fill="#111827">Label mix per client${shown < p.numClients ? escapeXml(` (first ${shown} of ${p.numClients})`) : ''}</text>`,
+    `<text x="16" y="42" font-size="12" fill="#4b5563">Columns are clients, rows are classes; darker = larger share of that client's examples. Bars on top: client size.</text>`,
+  ];
+  const gridTop = top + sizeBarH + 6;
+  parts.push(`<text x="${left - 8}" y="${top + sizeBarH - 2}" text-anchor="end" font-size="11" fill="#4b5563">size</text>`);
+  const labelEvery = cellH >= 10 ? 1 : Math.ceil(10 / cellH);
+  for (let c = 0; c < classes; c++) {
+    if (c % labelEvery !== 0) continue;
+    const name = report.labelNames?.[c] ?? String(c);
+    const shortName = name.length > 9 ? `${name.slice(0, 8)}…` : name;
+    parts.push(
+      `<text x="${left - 8}" y="${gridTop + c * cellH + cellH / 2}" dy="0.32em" text-anchor="end" font-size="${Math.min(11, Math.max(8, cellH))}" fill="#4b5563">${escapeXml(shortName)}</text>`,
+    );
+  }
+  for (let k = 0; k < shown; k++) {
+    const x = left + k * cellW;
+    const size = p.sizes[k] ?? 0;
+    const barH = (size / maxSize) * sizeBarH;
+    parts.push(
+      `<rect x="${x + 1}" y="${(top + sizeBarH - barH).toFixed(2)}" width="${cellW - 2}" height="${barH.toFixed(2)}" fill="#9ca3af"><title>client ${k}: ${size} examples</title></rect>`,
+    );
+    const row = p.labelCounts[k] ?? [];
+    for (let c = 0; c < classes; c++) {
+      const count = row[c] ?? 0;
+      const share = size > 0 ? count / size : 0;
+      const name = report.labelNames?.[c] ?? String(c);
+      parts.push(
+        `<rect x="${x}" y="${gridTop + c * cellH}" width="${cellW - 1}" height="${cellH - (cellH > 4 ? 1 : 0)}" fill="${heatColor(share)}"><title>${escapeXml(
+          `client ${k}, class ${name}: ${count} (${(share * 100).toFixed(1)} %)`,
+        )}</title></rect>`,
+      );
+    }
+    if (shown <= 50 && (k % Math.ceil(shown / 25) === 0)) {
+      parts.push(`<text x="${x + cellW / 2}" y="${gridTop + classes * cellH + 14}" text-anchor="middle" font-size="10" fill="#6b7280">${k}</text>`);
+    }
+  }
+  parts.push(`<text x="${left + (shown * cellW) / 2}" y="${gridTop + classes * cellH + 32}" text-anchor="middle" font-size="12" fill="#374151">client</text>`);
+  parts.push('</svg>');
+  return parts.join('');
+}
+
+/** White → deep blue, with a square-root ramp so small but non-zero shares stay visible. */
+function heatColor(share: number): string {
+  const t = Math.sqrt(Math.min(1, Math.max(0, share)));
+  const from = [247, 251, 255];
+  const to = [8, 48, 107];
+  const mixed = from.map((f, i) => Math.round(f + (to[i]! - f) * t));
+  return `rgb(${mixed.join(',')})`;
+}
+
+function renderConfigSection(report: SimulationReport): string {
+  const entries: [string, unknown][] = [['seed', report.seed], ['backend', report.backend], ...Object.entries(report.config)];
+  const rows = entries
+    .map(([key, value]) => `<tr><th>${escapeXml(key)}</th><td><code>${escapeXml(formatConfigValue(value))}</code></td></tr>`)
+    .join('');
+  return `<section><h2>Configuration</h2><table><tbody>${rows}</tbody></table></section>`;
+}
+
+function renderRoundsSection(report: SimulationReport): string {
+  if (report.rounds.length === 0) return '';
+  const rows = report.rounds
+    .map(
+      (r) =>
+        `<tr><td class="num">${r.round}</td><td class="num">${formatPercent(r.accuracy, 2)}</td><td class="num">${formatNumber(r.loss)}</td><td class="num">${r.participants}</td><td class="num">${r.dropped}</td><td class="num">${formatBytes(r.bytesUp)}</td><td class="num">${formatBytes(r.bytesDown)}</td><td class="num">${formatDuration(r.seconds)}</td></tr>`,
+    )
+    .join('\n');
+  return `<section><h2>Rounds</h2><details><summary>Per-round table (${report.rounds.length} rounds)</summary><div class="scroll"><table>
+<thead><tr><th class="num">round</th><th class="num">accuracy</th><th class="num">loss</th><th class="num">aggregated</th><th class="num">dropped</th><th class="num">bytes up</th><th class="num">bytes down</th><th class="num">time</th></tr></thead>
+<tbody>${rows}</tbody></table></div></details></section>`;
+}
+
+function renderNotes(report: SimulationReport): string {
+  if (!report.notes || report.notes.length === 0) return '';
+  return `<section><h2>Notes</h2><ul class="notes">${report.notes.map((n) => `<li>${escapeXml(n)}</li>`).join('')}</ul></section>`;
+}

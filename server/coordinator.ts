@@ -1,0 +1,342 @@
+/**
+ * The coordinator: a socket.io server that admits allow-listed clients, serves them the frozen
+ * base, and drives the {@link RoundLoop} over their connections.
+ *
+ * Every handler takes `unknown`, parses it (shared/protocol) and answers with a typed ack; nothing a
+ * client sends can throw out of a handler or reach the aggregate without passing the loop's checks.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import nacl from 'tweetnacl';
+import { Server, type Socket } from 'socket.io';
+import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
+import { createLogger, type Logger } from '../shared/core/log.ts';
+import { clientIdFromSigningKey, decodeKey, encodeKey, type Identity } from '../shared/crypto/identity.ts';
+import type { HeadSpec } from '../shared/model/head.ts';
+import {
+  PROTOCOL_VERSION,
+  bytes as parseBytes,
+  errorAck,
+  helloSignedText,
+  parseBaseReadRequest,
+  parseEvaluationReport,
+  parseHello,
+  parseReadyReport,
+  welcomeSignedText,
+  type Ack,
+  type BaseDescriptor,
+  type BaseReadReply,
+  type ClientToServerEvents,
+  type ProtocolLimits,
+  type ServerToClientEvents,
+} from '../shared/protocol/protocol.ts';
+import type { Strategy } from '../shared/strategy/strategy.ts';
+import type { WeightManifest } from '../shared/weights/flat-weights.ts';
+import { readBaseChunk } from './base-server.ts';
+import { RoundLoop, type RoundLoopOptions, type UpdateOpener } from './round-loop.ts';
+import type { RoundRecord } from './round-record.ts';
+
+/** Admission decision for a client's signing key (an allow list that may change while running). */
+export type AdmissionStatus = 'allowed' | 'unknown' | 'revoked';
+export interface Admission {
+  status(signingKey: string): AdmissionStatus;
+}
+
+interface SocketData {
+  clientId: string;
+  signingKey: string;
+  boxKey: string;
+  helloNonce: string;
+  /** Messages received in the current rate window. */
+  windowStart: number;
+  windowCount: number;
+}
+
+type CoordinatorSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export interface CoordinatorOptions {
+  identity: Identity;
+  admission: Admission;
+  /** The base clients receive: its descriptor, and the directory its files are read from (null for the identity base). */
+  base: { descriptor: BaseDescriptor; directory: string | null };
+  headSpec: HeadSpec;
+  manifest: WeightManifest;
+  initialWeights: Float32Array;
+  strategy: Strategy;
+  rounds: number;
+  /** Opens sealed updates addressed to this coordinator. */
+  openUpdate: UpdateOpener;
+  /** Port to listen on; 0 picks a free one. @default 0 */
+  port?: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** Bytes per base chunk. @default 1 MiB */
+  chunkBytes?: number;
+  /** Largest accepted hello age, in ms (older hellos are replays). @default 300000 */
+  helloMaxAgeMs?: number;
+  /** Messages one client may send per second, averaged over 10 s, before it is cut off. @default 200 */
+  maxMessagesPerSecond?: number;
+  logger?: Logger;
+  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'evaluateClients' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound'>>;
+}
+
+const RATE_WINDOW_MS = 10_000;
+
+export class Coordinator {
+  readonly loop: RoundLoop;
+  readonly #options: CoordinatorOptions;
+  readonly #log: Logger;
+  readonly #http: HttpServer;
+  readonly #io: Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+  readonly #limits: ProtocolLimits;
+  readonly #seenHelloNonces = new Map<string, number>();
+  readonly #sockets = new Map<string, CoordinatorSocket>();
+  readonly #signingKey: string;
+
+  private constructor(options: CoordinatorOptions) {
+    this.#options = options;
+    this.#log = options.logger ?? createLogger('coordinator');
+    this.#signingKey = encodeKey(options.identity.signing.publicKey);
+    const chunkBytes = options.chunkBytes ?? 1024 * 1024;
+    // An envelope is the float32 delta plus a small header; allow generous framing room.
+    const maxUpdateBytes = options.manifest.parameterCount * 4 + 64 * 1024;
+    this.#limits = { maxUpdateBytes, chunkBytes, maxMessageBytes: Math.max(maxUpdateBytes, chunkBytes) + 256 * 1024 };
+    this.loop = new RoundLoop({
+      ...options.loop,
+      strategy: options.strategy,
+      headSpec: options.headSpec,
+      manifest: options.manifest,
+      initialWeights: options.initialWeights,
+      baseHash: options.base.descriptor.hash,
+      rounds: options.rounds,
+      openUpdate: options.openUpdate,
+      sign: (text) => this.#sign(text),
+      logger: this.#log,
+    });
+    this.#http = createServer();
+    this.#io = new Server(this.#http, {
+      // Set from the head's size so a legitimate update never hits socket.io's 1 MB default,
+      // while anything larger is cut off by the transport before it is buffered.
+      maxHttpBufferSize: this.#limits.maxMessageBytes,
+      serveClient: false,
+      pingInterval: 10_000,
+      pingTimeout: 20_000,
+    });
+    this.#io.use((socket, next) => {
+      try {
+        this.#admit(socket as CoordinatorSocket);
+        next();
+      } catch (thrown) {
+        const error = toFedtlError(thrown, 'BAD_MESSAGE');
+        this.#log.warn(`refused connection: ${error.code}: ${error.message}`);
+        const refusal = new Error(error.message) as Error & { data: { code: ErrorCode } };
+        refusal.data = { code: error.code };
+        next(refusal);
+      }
+    });
+    this.#io.on('connection', (socket) => this.#onConnection(socket as CoordinatorSocket));
+  }
+
+  /** Starts listening; resolves once the port is bound. */
+  static async start(options: CoordinatorOptions): Promise<Coordinator> {
+    const coordinator = new Coordinator(options);
+    const resumed = await coordinator.loop.resume();
+    if (resumed > 0) coordinator.#log.info(`continuing at round ${resumed + 1}`);
+    await new Promise<void>((resolve, reject) => {
+      coordinator.#http.once('error', reject);
+      coordinator.#http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+    });
+    coordinator.#log.info(`listening on ${coordinator.url} (protocol v${PROTOCOL_VERSION}, base ${options.base.descriptor.name} ${options.base.descriptor.hash.slice(0, 12)})`);
+    return coordinator;
+  }
+
+  get port(): number {
+    return (this.#http.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `http://${this.#options.host ?? '127.0.0.1'}:${this.port}`;
+  }
+
+  get limits(): ProtocolLimits {
+    return this.#limits;
+  }
+
+  /** Runs all rounds and tells clients the run is over. */
+  async run(): Promise<readonly RoundRecord[]> {
+    const history = await this.loop.run();
+    this.#io.emit('finished', { rounds: this.loop.completedRounds, reason: 'all rounds complete' });
+    return history;
+  }
+
+  /** Stops the loop, disconnects every client and closes the port. */
+  async close(): Promise<void> {
+    this.loop.stop();
+    this.#io.disconnectSockets(true);
+    await new Promise<void>((resolve) => {
+      void this.#io.close(() => resolve());
+    });
+  }
+
+  #sign(text: string): string {
+    return encodeKey(nacl.sign.detached(new TextEncoder().encode(text), this.#options.identity.signing.secretKey));
+  }
+
+  #admit(socket: CoordinatorSocket): void {
+    const hello = parseHello(socket.handshake.auth);
+    const now = Date.now();
+    const maxAge = this.#options.helloMaxAgeMs ?? 300_000;
+    if (Math.abs(now - hello.timestamp) > maxAge) throw new FedtlError('REPLAY', 'hello timestamp is too old or in the future; check the client clock');
+    for (const [nonce, seen] of this.#seenHelloNonces) if (now - seen > 2 * maxAge) this.#seenHelloNonces.delete(nonce);
+    if (this.#seenHelloNonces.has(hello.nonce)) throw new FedtlError('REPLAY', 'hello was already used');
+    const signingKey = decodeKey(hello.signingKey, 'hello.signingKey');
+    decodeKey(hello.boxKey, 'hello.boxKey');
+    const text = new TextEncoder().encode(helloSignedText(this.#signingKey, hello));
+    let signature: Uint8Array;
+    try {
+      signature = decodeKey(hello.signature, 'hello.signature', 64);
+    } catch {
+      throw new FedtlError('BAD_SIGNATURE', 'hello signature is malformed');
+    }
+    if (!nacl.sign.detached.verify(text, signature, signingKey)) throw new FedtlError('BAD_SIGNATURE', 'hello signature does not verify (wrong key, or a hello meant for another coordinator)');
+    const status = this.#options.admission.status(hello.signingKey);
+    if (status === 'revoked') throw new FedtlError('REVOKED_CLIENT', 'this client key has been revoked by the coordinator operator');
+    if (status !== 'allowed') throw new FedtlError('UNKNOWN_CLIENT', `client key ${hello.signingKey} is not on the allow list; ask the operator to add it`);
+    this.#seenHelloNonces.set(hello.nonce, now);
+    socket.data = {
+      clientId: clientIdFromSigningKey(signingKey),
+      signingKey: hello.signingKey,
+      boxKey: hello.boxKey,
+      helloNonce: hello.nonce,
+      windowStart: now,
+      windowCount: 0,
+    };
+  }
+
+  #onConnection(socket: CoordinatorSocket): void {
+    const { clientId } = socket.data;
+    // One live connection per identity: a reconnecting client replaces its stale socket.
+    const previous = this.#sockets.get(clientId);
+    if (previous && previous.id !== socket.id) {
+      this.#log.info(`client ${clientId} connected again; closing its previous connection`);
+      previous.emit('problem', { code: 'DUPLICATE_UPDATE', message: 'a newer connection with this identity replaced this one' });
+      previous.disconnect(true);
+    }
+    this.#sockets.set(clientId, socket);
+    this.#log.info(`client ${clientId} connected (${this.#sockets.size} connected)`);
+    const descriptor = this.#options.base.descriptor;
+    socket.emit('welcome', {
+      protocolVersion: PROTOCOL_VERSION,
+      clientId,
+      signature: this.#sign(welcomeSignedText(socket.data.signingKey, socket.data.helloNonce, descriptor.hash)),
+      base: descriptor,
+      headSpec: this.#options.headSpec,
+      manifest: this.#options.manifest,
+      limits: this.#limits,
+    });
+
+    socket.on('ready', (message: unknown, ack: unknown) => {
+      this.#handle(socket, ack, () => {
+        const ready = parseReadyReport(message);
+        if (ready.baseHash !== descriptor.hash) throw new FedtlError('HASH_MISMATCH', `client loaded base ${ready.baseHash.slice(0, 12)}, the federation uses ${descriptor.hash.slice(0, 12)}`);
+        this.loop.addParticipant(
+          {
+            clientId,
+            sendFit: (request) => socket.emit('fit', request),
+            sendEvaluate: (request) => socket.emit('evaluate', request),
+          },
+          ready.examples,
+        );
+        this.#log.info(`client ${clientId} ready with ${ready.examples} examples (${this.loop.memberCount} ready)`);
+        return { ok: true };
+      });
+    });
+
+    socket.on('base:read', (request: unknown, ack: unknown) => {
+      if (typeof ack !== 'function') return;
+      const reply = ack as (reply: BaseReadReply) => void;
+      if (!this.#withinRate(socket)) return;
+      void (async () => {
+        try {
+          if (this.#options.base.directory === null) throw new FedtlError('BAD_MESSAGE', 'this base has no files to download');
+          const parsed = parseBaseReadRequest(request, this.#limits.chunkBytes);
+          reply({ ok: true, bytes: await readBaseChunk(this.#options.base.directory, descriptor, parsed) });
+        } catch (thrown) {
+          reply(errorAck(toFedtlError(thrown, 'BAD_MESSAGE')));
+        }
+      })();
+    });
+
+    socket.on('update', (sealed: unknown, ack: unknown) => {
+      this.#handle(socket, ack, () => {
+        this.#checkStillAllowed(socket);
+        return this.loop.receiveUpdate(clientId, parseBytes(sealed, 'update', this.#limits.maxUpdateBytes));
+      });
+    });
+
+    socket.on('evaluation', (report: unknown, ack: unknown) => {
+      this.#handle(socket, ack, () => {
+        this.#checkStillAllowed(socket);
+        return this.loop.receiveEvaluation(clientId, parseEvaluationReport(report));
+      });
+    });
+
+    socket.on('disconnect', (reason) => {
+      if (this.#sockets.get(clientId) === socket) {
+        this.#sockets.delete(clientId);
+        this.loop.removeParticipant(clientId);
+      }
+      this.#log.info(`client ${clientId} disconnected (${reason})`);
+    });
+  }
+
+  /** A key revoked while connected loses its connection at its next message. */
+  #checkStillAllowed(socket: CoordinatorSocket): void {
+    const status = this.#options.admission.status(socket.data.signingKey);
+    if (status !== 'allowed') {
+      setImmediate(() => socket.disconnect(true));
+      throw new FedtlError(status === 'revoked' ? 'REVOKED_CLIENT' : 'UNKNOWN_CLIENT', 'this client key is no longer allowed; disconnecting');
+    }
+  }
+
+  #withinRate(socket: CoordinatorSocket): boolean {
+    const now = Date.now();
+    const data = socket.data;
+    if (now - data.windowStart > RATE_WINDOW_MS) {
+      data.windowStart = now;
+      data.windowCount = 0;
+    }
+    data.windowCount++;
+    const limit = (this.#options.maxMessagesPerSecond ?? 200) * (RATE_WINDOW_MS / 1000);
+    if (data.windowCount > limit) {
+      this.#log.warn(`client ${data.clientId} sent over ${limit} messages in ${RATE_WINDOW_MS / 1000} s; disconnecting`);
+      socket.emit('problem', { code: 'RATE_LIMITED', message: `more than ${limit} messages in ${RATE_WINDOW_MS / 1000} s` });
+      socket.disconnect(true);
+      return false;
+    }
+    return true;
+  }
+
+  /** Runs a handler, answering its ack with the result or a typed error; never throws. */
+  #handle(socket: CoordinatorSocket, ack: unknown, handler: () => Ack): void {
+    const reply = typeof ack === 'function' ? (ack as (reply: Ack) => void) : (result: Ack) => {
+      if (!result.ok) socket.emit('problem', { code: result.code, message: result.message });
+    };
+    if (!this.#withinRate(socket)) return;
+    let result: Ack;
+    try {
+      result = handler();
+    } catch (thrown) {
+      const error = toFedtlError(thrown, 'BAD_MESSAGE');
+      this.#log.warn(`client ${socket.data.clientId}: ${error.code}: ${error.message}`);
+      result = errorAck(error);
+    }
+    reply(result);
+  }
+}
+
+/** A fresh random hello nonce (exported for clients and tests). */
+export function newNonce(): string {
+  return randomBytes(16).toString('base64');
+}

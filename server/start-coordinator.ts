@@ -1,0 +1,71 @@
+/**
+ * One call from "a base, a head spec, an identity and an allow list" to a listening coordinator:
+ * builds the initial head (seeded, so every run starts alike), describes the base for download,
+ * and wires sealed-update opening to the allow list.
+ */
+import type { AllowList } from '../shared/crypto/allow-list.ts';
+import type { Identity } from '../shared/crypto/identity.ts';
+import type { FrozenBase } from '../shared/model/frozen-base.ts';
+import { buildHead, getHeadWeights, type HeadSpec } from '../shared/model/head.ts';
+import type { BaseDescriptor } from '../shared/protocol/protocol.ts';
+import type { Strategy } from '../shared/strategy/strategy.ts';
+import { describeBaseDirectory } from './base-server.ts';
+import { Coordinator, type CoordinatorOptions } from './coordinator.ts';
+import { createUpdateOpener, type UpdateOpenerOptions } from './update-opener.ts';
+
+export interface StartCoordinatorOptions {
+  identity: Identity;
+  allowList: AllowList;
+  /** The frozen base, and the model directory clients download it from (`null` for the identity base). */
+  base: FrozenBase;
+  baseDirectory: string | null;
+  headSpec: HeadSpec;
+  strategy: Strategy;
+  rounds: number;
+  /** Seed of the initial head and of client selection. @default 0 */
+  seed?: number;
+  port?: number;
+  host?: string;
+  validation?: UpdateOpenerOptions;
+  loop?: CoordinatorOptions['loop'];
+  logger?: CoordinatorOptions['logger'];
+}
+
+export async function describeBase(base: FrozenBase, directory: string | null): Promise<BaseDescriptor> {
+  if (directory === null) {
+    if (base.input.kind !== 'tensor' || base.model !== null) throw new Error(`base ${base.name} has a model; give the directory clients download it from`);
+    return { name: base.name, hash: base.hash, files: [], identitySize: base.input.size };
+  }
+  return describeBaseDirectory(directory, base.name, base.hash);
+}
+
+/** The initial head's weights for a spec and seed (the model itself is disposed). */
+export function initialHeadWeights(embeddingSize: number, headSpec: HeadSpec, seed: number): ReturnType<typeof getHeadWeights> {
+  const head = buildHead(embeddingSize, headSpec, { seed });
+  try {
+    return getHeadWeights(head);
+  } finally {
+    head.dispose();
+  }
+}
+
+export async function startCoordinator(options: StartCoordinatorOptions): Promise<Coordinator> {
+  const seed = options.seed ?? 0;
+  const initial = initialHeadWeights(options.base.embeddingSize, options.headSpec, seed);
+  const allowList = options.allowList;
+  return Coordinator.start({
+    identity: options.identity,
+    admission: { status: (signingKey) => allowList.isAllowed(signingKey) },
+    base: { descriptor: await describeBase(options.base, options.baseDirectory), directory: options.baseDirectory },
+    headSpec: options.headSpec,
+    manifest: initial.manifest,
+    initialWeights: initial.data,
+    strategy: options.strategy,
+    rounds: options.rounds,
+    openUpdate: createUpdateOpener(options.identity, (clientId) => allowList.resolveClient(clientId), options.validation),
+    ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.host !== undefined ? { host: options.host } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    loop: { seed, ...options.loop },
+  });
+}

@@ -1,0 +1,30 @@
+import type { Identity } from '../shared/crypto/identity.ts';
+import { openUpdate, type ClientPublicKeys } from '../shared/crypto/update-envelope.ts';
+import type { UpdateOpener } from './round-loop.ts';
+
+export interface UpdateOpenerOptions {
+  /** Largest accepted |value| of a delta element. @default 1e6 */
+  maxAbs?: number;
+  /** Largest accepted L2 norm of a delta. @default Infinity */
+  maxL2Norm?: number;
+  /** Largest example count one client may claim (caps its FedAvg weight). @default 1e9 */
+  maxExampleCount?: number;
+}
+
+/** The round loop's opener backed by sealed envelopes addressed to `identity`. */
+export function createUpdateOpener(identity: Identity, resolveClient: (clientId: string) => ClientPublicKeys | undefined, options: UpdateOpenerOptions = {}): UpdateOpener {
+  return (sealed, expected) => {
+    const { header, delta } = openUpdate(sealed, {
+      coordinatorIdentity: identity,
+      resolveClient,
+      expected: {
+        roundId: expected.roundId,
+        parameterCount: expected.parameterCount,
+        maxAbs: options.maxAbs ?? 1e6,
+        maxL2Norm: options.maxL2Norm ?? Number.POSITIVE_INFINITY,
+        maxExampleCount: options.maxExampleCount ?? 1e9,
+      },
+    });
+    return { roundId: header.roundId, clientId: header.clientId, exampleCount: header.exampleCount, metrics: { ...header.metrics }, delta, nonce: header.updateId };
+  };
+}

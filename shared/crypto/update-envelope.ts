@@ -1,0 +1,578 @@
+/**
+ * The sealed update envelope: the only way a weight delta travels from a client to the
+ * coordinator. Confidential to the coordinator's box key, authenticated by the client's signing
+ * key, bound to one round, one recipient and one parameter count.
+ *
+ * ## Construction (why each piece)
+ * - **Key agreement**: static X25519 between the client's box secret and the coordinator's box
+ *   public key (native OpenSSL, cached per peer). Same primitive as `nacl.box.before`, minus the
+ *   HSalsa20 step, which HKDF below replaces.
+ * - **Per-message key**: HKDF-SHA256(shared, salt = the header's random 16-byte `updateId`,
+ *   info = domain ‖ client signing key ‖ client box key ‖ coordinator box key) → 32-byte key and
+ *   12-byte nonce. A fresh key per message means nonce reuse across messages is impossible, and
+ *   binding all three public keys means a key can only ever open what it was made for.
+ * - **AEAD**: native ChaCha20-Poly1305 over the delta bytes, with the frame prefix and header as
+ *   associated data. tweetnacl's pure-JS XSalsa20-Poly1305 runs ~30–60 MB/s here; native
+ *   ChaCha20-Poly1305 ran ~2.4 GB/s (AES-256-GCM ~2.8 GB/s on AES-NI, but ChaCha20 is constant
+ *   time in software on every CPU and the difference is a few % of an ingest).
+ * - **Signature**: Ed25519 (native verify/sign; identical RFC 8032 signatures to tweetnacl's
+ *   `sign.detached`, ~100× faster) over domain ‖ frame prefix ‖ header ‖ SHA-256(ciphertext ‖ tag).
+ *   Hashing the ciphertext rather than signing only the Poly1305 tag matters: Poly1305 is not
+ *   collision resistant for whoever knows the message key, so a tag-only signature would let a
+ *   holder of a leaked box key swap the content under a valid signature. The signature is
+ *   checked before decrypting, so forged bulk never reaches the cipher.
+ *
+ * ## Frame (little-endian)
+ * ```
+ * 0   4  magic "FTLU"
+ * 4   1  format version (1)
+ * 5   3  reserved, must be 0
+ * 8   4  header length H (≤ maxHeaderBytes)
+ * 12  4  payload length C (= 4 × parameterCount, ≤ maxPayloadBytes)
+ * 16  H  header, UTF-8 JSON (see {@link UpdateHeader})
+ * +H  64 Ed25519 signature
+ * +64 C  ciphertext of the float32 little-endian delta
+ * +C  16 Poly1305 tag
+ * ```
+ * Total length must match exactly; every length is checked against the buffer before use.
+ *
+ * @example
+ * ```ts
+ * const bytes = sealUpdate({ header: { roundId: 'r7', exampleCount: 120 }, delta },
+ *                          { clientIdentity, coordinatorBoxKey });
+ * const { header, delta } = openUpdate(bytes, {
+ *   coordinatorIdentity, expected: { roundId: 'r7', parameterCount: delta.length },
+ *   resolveClient: (id) => allowList.resolveClient(id),
+ * });
+ * ```
+ */
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
+import { FedtlError } from '../core/errors.ts';
+import { clientIdFromSigningKey, decodeKey, type Identity, PUBLIC_KEY_BYTES } from './identity.ts';
+import { ed25519PrivateKey, ed25519PublicKey, x25519Shared } from './native-keys.ts';
+
+/** Envelope format version carried in byte 4 of the frame. */
+export const UPDATE_FORMAT_VERSION = 1;
+/** Version of the header JSON schema (`v` field). */
+export const UPDATE_HEADER_VERSION = 1;
+
+const MAGIC = Buffer.from('FTLU', 'latin1');
+const PREFIX_BYTES = 16;
+const SIGNATURE_BYTES = 64;
+const TAG_BYTES = 16;
+const UPDATE_ID_BYTES = 16;
+const CIPHER = 'chacha20-poly1305';
+const KDF_INFO = Buffer.from('fedtl/update-key/v1\0', 'latin1');
+const SIGNATURE_DOMAIN = Buffer.from('fedtl/update-signature/v1\0', 'latin1');
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const ROUND_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+const METRIC_NAME_RE = /^[A-Za-z0-9._/-]{1,64}$/;
+const HEX16_RE = /^[0-9a-f]{16}$/;
+const HEX32_RE = /^[0-9a-f]{32}$/;
+const MAX_METRICS = 64;
+const HEADER_KEYS = ['v', 'roundId', 'clientId', 'coordinatorKeyId', 'updateId', 'timestamp', 'exampleCount', 'parameterCount', 'metrics'] as const;
+
+/** What the client supplies; the rest of the header is filled in by {@link sealUpdate}. */
+export interface UpdateHeaderInput {
+  /** Round this update answers (printable, ≤ 128 chars of `[A-Za-z0-9._:-]`). */
+  readonly roundId: string;
+  /** Number of local training examples behind the delta, the FedAvg weight; integer ≥ 1. */
+  readonly exampleCount: number;
+  /** Local training metrics (finite numbers, ≤ 64 entries, names `[A-Za-z0-9._/-]{1,64}`). @default {} */
+  readonly metrics?: Readonly<Record<string, number>>;
+}
+
+/** The signed header of an envelope, as parsed and validated by {@link openUpdate}. */
+export interface UpdateHeader {
+  /** Header schema version ({@link UPDATE_HEADER_VERSION}). */
+  readonly v: number;
+  readonly roundId: string;
+  /** Sender, {@link clientIdFromSigningKey} of its signing key. */
+  readonly clientId: string;
+  /** Intended recipient, {@link keyId} of the coordinator's box public key. */
+  readonly coordinatorKeyId: string;
+  /** Random 16-byte id, hex. Unique per envelope: the caller rejects a second envelope with an id it has seen (replay). */
+  readonly updateId: string;
+  /** Sender's clock at sealing, ms since epoch. */
+  readonly timestamp: number;
+  readonly exampleCount: number;
+  readonly parameterCount: number;
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
+/** Public keys of a client as the coordinator knows them (base64), e.g. a {@link PublicIdentity}. */
+export interface ClientPublicKeys {
+  readonly signingKey: string;
+  readonly boxKey: string;
+}
+
+/** Options of {@link sealUpdate}. */
+export interface SealUpdateOptions {
+  readonly clientIdentity: Identity;
+  /** The coordinator's X25519 box public key, base64 or raw 32 bytes. */
+  readonly coordinatorBoxKey: string | Uint8Array;
+  /** Clock for the `timestamp` field. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** What the coordinator expects of an update in the current round. */
+export interface ExpectedUpdate {
+  /** The open round; any other id is `STALE_ROUND`. */
+  readonly roundId: string;
+  /** Exact number of float32 parameters of the trainable head; anything else is `BAD_SHAPE`. */
+  readonly parameterCount: number;
+  /** Largest accepted |value| of any delta element (`OUT_OF_RANGE` above). @default 1e6 */
+  readonly maxAbs?: number;
+  /** Largest accepted L2 norm of the delta (`OUT_OF_RANGE` above). @default Infinity */
+  readonly maxL2Norm?: number;
+  /** Largest accepted `exampleCount`, to stop one client buying the whole FedAvg weight. @default Number.MAX_SAFE_INTEGER */
+  readonly maxExampleCount?: number;
+  /**
+   * If set, `|now - timestamp|` must be at most this many ms (`BAD_MESSAGE`). Off by default:
+   * freshness comes from the round id, and replay from the caller's `updateId` check.
+   * @default undefined
+   */
+  readonly timestampWindowMs?: number;
+  /** Clock for `timestampWindowMs`. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** Size limits applied while parsing, before any cryptography. */
+export interface EnvelopeLimits {
+  /** @default 16384 */
+  readonly maxHeaderBytes?: number;
+  /** Largest ciphertext, i.e. 4 × parameters. @default 1 GiB */
+  readonly maxPayloadBytes?: number;
+}
+
+/** Options of {@link openUpdate}. */
+export interface OpenUpdateOptions {
+  readonly coordinatorIdentity: Identity;
+  readonly expected: ExpectedUpdate;
+  /**
+   * Public keys of an admitted client, or `undefined` (→ `UNKNOWN_CLIENT`). May throw a
+   * `FedtlError` itself, e.g. `REVOKED_CLIENT` (see `AllowList.resolveClient`).
+   */
+  readonly resolveClient: (clientId: string) => ClientPublicKeys | undefined;
+  readonly limits?: EnvelopeLimits;
+}
+
+/** Statistics computed while validating the delta, free for clipping decisions. */
+export interface DeltaStats {
+  readonly l2Norm: number;
+}
+
+/** An opened, fully validated update. */
+export interface OpenedUpdate {
+  readonly header: UpdateHeader;
+  /**
+   * The decrypted delta: a view on the decryption output (no copy), 4-byte aligned, owned by the
+   * caller. Do not retain it longer than needed: at 5 M parameters it is 20 MB.
+   */
+  readonly delta: Float32Array;
+  readonly stats: DeltaStats;
+}
+
+const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
+const DEFAULT_MAX_ABS = 1e6;
+
+/** Short id of a public key: first 16 hex of its SHA-256 (same derivation as client ids). */
+export function keyId(publicKey: Uint8Array | string): string {
+  if (typeof publicKey === 'string') return clientIdFromSigningKey(publicKey);
+  let id = keyIdCache.get(publicKey);
+  if (id === undefined) {
+    id = clientIdFromSigningKey(publicKey);
+    keyIdCache.set(publicKey, id);
+  }
+  return id;
+}
+
+// Per-update fixed costs matter at small P (10k parameters = 40 KB): cache what is derived from
+// long-lived keys instead of re-hashing / re-decoding it for every envelope.
+const keyIdCache = new WeakMap<Uint8Array, string>();
+const decodedClients = new Map<string, { signing: Uint8Array; box: Uint8Array; clientId: string }>();
+const MAX_DECODED_CLIENTS = 10_000;
+
+/**
+ * Seals a delta for the coordinator. Validates its own input first (a client should not be able
+ * to send what the coordinator will reject): non-finite values throw `NON_FINITE`.
+ */
+export function sealUpdate(
+  update: { readonly header: UpdateHeaderInput; readonly delta: Float32Array },
+  options: SealUpdateOptions,
+): Uint8Array {
+  const { clientIdentity } = options;
+  const coordinatorBoxKey =
+    typeof options.coordinatorBoxKey === 'string'
+      ? decodeKey(options.coordinatorBoxKey, 'coordinatorBoxKey')
+      : options.coordinatorBoxKey;
+  if (coordinatorBoxKey.length !== PUBLIC_KEY_BYTES) {
+    throw new FedtlError('BAD_CONFIG', `coordinatorBoxKey must be ${PUBLIC_KEY_BYTES} bytes`);
+  }
+  const { delta } = update;
+  if (delta.length === 0) throw new FedtlError('BAD_SHAPE', 'sealUpdate: delta is empty');
+  // Same checks as the coordinator's, with the loosest range, so bad values fail at the source.
+  scanDelta(delta, Number.MAX_VALUE, Infinity);
+
+  const header: UpdateHeader = {
+    v: UPDATE_HEADER_VERSION,
+    roundId: update.header.roundId,
+    clientId: clientIdFromSigningKey(clientIdentity.signing.publicKey),
+    coordinatorKeyId: keyId(coordinatorBoxKey),
+    updateId: randomBytes(UPDATE_ID_BYTES).toString('hex'),
+    timestamp: Math.floor((options.now ?? Date.now)()),
+    exampleCount: update.header.exampleCount,
+    parameterCount: delta.length,
+    metrics: { ...(update.header.metrics ?? {}) },
+  };
+  validateHeader(header); // throws BAD_MESSAGE for a bad roundId, exampleCount or metric
+  const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
+  if (headerBytes.length > DEFAULT_MAX_HEADER_BYTES) {
+    throw new FedtlError('TOO_LARGE', `update header is ${headerBytes.length} bytes, limit ${DEFAULT_MAX_HEADER_BYTES}`);
+  }
+  const payloadBytes = delta.length * 4;
+  if (payloadBytes > DEFAULT_MAX_PAYLOAD_BYTES) {
+    throw new FedtlError('TOO_LARGE', `delta of ${delta.length} parameters exceeds ${DEFAULT_MAX_PAYLOAD_BYTES} bytes`);
+  }
+
+  const headerEnd = PREFIX_BYTES + headerBytes.length;
+  const sigStart = headerEnd;
+  const ctStart = sigStart + SIGNATURE_BYTES;
+  const out = Buffer.allocUnsafe(ctStart + payloadBytes + TAG_BYTES);
+  MAGIC.copy(out, 0);
+  out[4] = UPDATE_FORMAT_VERSION;
+  out[5] = 0;
+  out[6] = 0;
+  out[7] = 0;
+  out.writeUInt32LE(headerBytes.length, 8);
+  out.writeUInt32LE(payloadBytes, 12);
+  headerBytes.copy(out, PREFIX_BYTES);
+
+  const { key, nonce } = messageKey(
+    x25519Shared(clientIdentity.box.secretKey, coordinatorBoxKey),
+    header.updateId,
+    clientIdentity.signing.publicKey,
+    clientIdentity.box.publicKey,
+    coordinatorBoxKey,
+  );
+  const cipher = createCipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(out.subarray(0, headerEnd), { plaintextLength: payloadBytes });
+  let plain = Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
+  if (!LITTLE_ENDIAN) plain = Buffer.from(plain).swap32(); // the wire is little-endian
+  const ct = cipher.update(plain);
+  cipher.final();
+  ct.copy(out, ctStart);
+  cipher.getAuthTag().copy(out, ctStart + payloadBytes);
+
+  const ctHash = createHash('sha256').update(out.subarray(ctStart)).digest();
+  const signature = sign(null, signedMessage(out.subarray(0, headerEnd), ctHash), ed25519PrivateKey(clientIdentity.signing.secretKey));
+  signature.copy(out, sigStart);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * Opens and validates an envelope. Checks, in order (the error code says which failed):
+ * framing (`BAD_MESSAGE`, `PROTOCOL_VERSION`, `TOO_LARGE`), header schema (`BAD_MESSAGE`),
+ * parameter count (`BAD_SHAPE`), sender (`UNKNOWN_CLIENT`, or what `resolveClient` throws),
+ * signature (`BAD_SIGNATURE`), recipient (`DECRYPT_FAILED`), round (`STALE_ROUND`), example count
+ * and timestamp (`BAD_MESSAGE`), AEAD tag (`DECRYPT_FAILED`), values (`NON_FINITE`,
+ * `OUT_OF_RANGE`). Replay (a repeated `updateId`) is the caller's check: it needs round state.
+ */
+export function openUpdate(bytes: Uint8Array, options: OpenUpdateOptions): OpenedUpdate {
+  const frame = parseFrame(bytes, options);
+  const keys = resolveSender(frame, options);
+  const ctHash = createHash('sha256').update(frame.ciphertextAndTag).digest();
+  verifySignature(frame, keys, ctHash);
+  checkAuthenticatedHeader(frame.header, options);
+  const delta = decryptDelta(frame, keys, options.coordinatorIdentity);
+  const stats = checkDelta(delta, options.expected);
+  return { header: frame.header, delta, stats };
+}
+
+/**
+ * {@link openUpdate}, handing the delta to `onDelta` and returning its result, for a coordinator
+ * that folds each update into a running sum and keeps nothing else. `delta` is only guaranteed
+ * valid during the call (a future version may decrypt into a reused buffer).
+ */
+export function openUpdateInto<R>(
+  bytes: Uint8Array,
+  options: OpenUpdateOptions,
+  onDelta: (delta: Float32Array, header: UpdateHeader, stats: DeltaStats) => R,
+): R {
+  const { header, delta, stats } = openUpdate(bytes, options);
+  return onDelta(delta, header, stats);
+}
+
+/**
+ * Same checks and result as {@link openUpdate}, but the SHA-256 of the ciphertext runs on the
+ * libuv thread pool (WebCrypto) while this thread decrypts, so on a multi-core coordinator the
+ * two overlap, and other work (socket I/O, accumulating the previous update) can run meanwhile.
+ * Errors keep the same precedence as the synchronous version: a bad signature is reported as
+ * `BAD_SIGNATURE` even though decryption was attempted first.
+ */
+export async function openUpdateAsync(bytes: Uint8Array, options: OpenUpdateOptions): Promise<OpenedUpdate> {
+  const frame = parseFrame(bytes, options);
+  const keys = resolveSender(frame, options);
+  const hashing = webcrypto.subtle.digest('SHA-256', frame.ciphertextAndTag);
+  let delta: Float32Array | undefined;
+  let decryptError: unknown;
+  // Decrypting before the signature is checked is safe: the AEAD authenticates on its own and
+  // nothing decrypted leaves this function unless the signature also verifies.
+  const recipientOk = frame.header.coordinatorKeyId === keyId(options.coordinatorIdentity.box.publicKey);
+  if (recipientOk) {
+    try {
+      delta = decryptDelta(frame, keys, options.coordinatorIdentity);
+    } catch (error) {
+      decryptError = error;
+    }
+  }
+  const ctHash = new Uint8Array(await hashing);
+  verifySignature(frame, keys, ctHash);
+  checkAuthenticatedHeader(frame.header, options);
+  if (delta === undefined) throw decryptError;
+  const stats = checkDelta(delta, options.expected);
+  return { header: frame.header, delta, stats };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Frame {
+  /** Frame prefix and header: the AEAD associated data and the signed part. */
+  readonly authenticated: Uint8Array;
+  readonly header: UpdateHeader;
+  readonly signature: Uint8Array;
+  readonly ciphertext: Uint8Array;
+  readonly tag: Uint8Array;
+  readonly ciphertextAndTag: Uint8Array;
+}
+
+function badMessage(message: string, cause?: unknown): FedtlError {
+  return new FedtlError('BAD_MESSAGE', `update envelope: ${message}`, { cause });
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+function parseFrame(input: Uint8Array, options: OpenUpdateOptions): Frame {
+  if (!(input instanceof Uint8Array)) throw badMessage('expected bytes (Uint8Array)');
+  const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  const maxHeader = options.limits?.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  const maxPayload = options.limits?.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  if (bytes.length < PREFIX_BYTES) throw badMessage(`truncated: ${bytes.length} bytes, a frame has at least ${PREFIX_BYTES + SIGNATURE_BYTES + TAG_BYTES}`);
+  if (!bytes.subarray(0, 4).equals(MAGIC)) throw badMessage('not a fedtl update (bad magic)');
+  if (bytes[4] !== UPDATE_FORMAT_VERSION) {
+    throw new FedtlError('PROTOCOL_VERSION', `update envelope format ${bytes[4]} is not supported (expected ${UPDATE_FORMAT_VERSION})`);
+  }
+  if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) throw badMessage('reserved bytes must be zero');
+  const headerLength = bytes.readUInt32LE(8);
+  const payloadLength = bytes.readUInt32LE(12);
+  if (headerLength === 0 || headerLength > maxHeader) throw new FedtlError('TOO_LARGE', `update header length ${headerLength} outside 1..${maxHeader}`);
+  if (payloadLength > maxPayload) throw new FedtlError('TOO_LARGE', `update payload of ${payloadLength} bytes exceeds ${maxPayload}`);
+  if (payloadLength === 0 || payloadLength % 4 !== 0) throw badMessage(`payload length ${payloadLength} is not a positive multiple of 4`);
+  const headerEnd = PREFIX_BYTES + headerLength;
+  const ctStart = headerEnd + SIGNATURE_BYTES;
+  const tagStart = ctStart + payloadLength;
+  const total = tagStart + TAG_BYTES;
+  if (bytes.length < total) throw badMessage(`truncated: ${bytes.length} bytes, frame declares ${total}`);
+  if (bytes.length > total) throw badMessage(`${bytes.length - total} trailing bytes after the frame`);
+
+  let json: unknown;
+  try {
+    json = JSON.parse(utf8.decode(bytes.subarray(PREFIX_BYTES, headerEnd)));
+  } catch (error) {
+    throw badMessage('header is not UTF-8 JSON', error);
+  }
+  const header = validateHeader(json);
+  if (header.parameterCount !== options.expected.parameterCount) {
+    throw new FedtlError(
+      'BAD_SHAPE',
+      `update from ${header.clientId} has ${header.parameterCount} parameters, the model has ${options.expected.parameterCount}`,
+    );
+  }
+  if (payloadLength !== header.parameterCount * 4) {
+    throw badMessage(`payload is ${payloadLength} bytes but header declares ${header.parameterCount} float32 parameters`);
+  }
+  return {
+    authenticated: bytes.subarray(0, headerEnd),
+    header,
+    signature: bytes.subarray(headerEnd, ctStart),
+    ciphertext: bytes.subarray(ctStart, tagStart),
+    tag: bytes.subarray(tagStart, total),
+    ciphertextAndTag: bytes.subarray(ctStart, total),
+  };
+}
+
+/** Narrows untrusted JSON to an {@link UpdateHeader}; exactly the known keys, each checked. */
+function validateHeader(value: unknown): UpdateHeader {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badMessage('header must be a JSON object');
+  const obj = value as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!(HEADER_KEYS as readonly string[]).includes(key)) throw badMessage(`unknown header field '${key}'`);
+  }
+  const v = obj['v'];
+  if (v !== UPDATE_HEADER_VERSION) throw badMessage(`header version ${JSON.stringify(v)}, expected ${UPDATE_HEADER_VERSION}`);
+  const roundId = obj['roundId'];
+  if (typeof roundId !== 'string' || !ROUND_ID_RE.test(roundId)) throw badMessage('roundId must match [A-Za-z0-9._:-]{1,128}');
+  const clientId = obj['clientId'];
+  if (typeof clientId !== 'string' || !HEX16_RE.test(clientId)) throw badMessage('clientId must be 16 lowercase hex characters');
+  const coordinatorKeyId = obj['coordinatorKeyId'];
+  if (typeof coordinatorKeyId !== 'string' || !HEX16_RE.test(coordinatorKeyId)) throw badMessage('coordinatorKeyId must be 16 lowercase hex characters');
+  const updateId = obj['updateId'];
+  if (typeof updateId !== 'string' || !HEX32_RE.test(updateId)) throw badMessage('updateId must be 32 lowercase hex characters');
+  const timestamp = obj['timestamp'];
+  if (!Number.isSafeInteger(timestamp) || (timestamp as number) < 0) throw badMessage('timestamp must be a non-negative integer (ms)');
+  const exampleCount = obj['exampleCount'];
+  if (!Number.isSafeInteger(exampleCount) || (exampleCount as number) < 1) throw badMessage('exampleCount must be an integer >= 1');
+  const parameterCount = obj['parameterCount'];
+  if (!Number.isSafeInteger(parameterCount) || (parameterCount as number) < 1) throw badMessage('parameterCount must be an integer >= 1');
+  const rawMetrics = obj['metrics'];
+  if (typeof rawMetrics !== 'object' || rawMetrics === null || Array.isArray(rawMetrics)) throw badMessage('metrics must be an object');
+  const entries = Object.entries(rawMetrics as Record<string, unknown>);
+  if (entries.length > MAX_METRICS) throw badMessage(`at most ${MAX_METRICS} metrics, got ${entries.length}`);
+  for (const [name, metric] of entries) {
+    if (!METRIC_NAME_RE.test(name)) throw badMessage(`metric name '${name.slice(0, 64)}' must match [A-Za-z0-9._/-]{1,64}`);
+    if (typeof metric !== 'number' || !Number.isFinite(metric)) throw badMessage(`metric '${name}' must be a finite number`);
+  }
+  return {
+    v,
+    roundId,
+    clientId,
+    coordinatorKeyId,
+    updateId,
+    timestamp: timestamp as number,
+    exampleCount: exampleCount as number,
+    parameterCount: parameterCount as number,
+    // fromEntries defines own properties, so a '__proto__' key cannot touch the prototype.
+    metrics: Object.freeze(Object.fromEntries(entries as [string, number][])),
+  };
+}
+
+function resolveSender(frame: Frame, options: OpenUpdateOptions): { signing: Uint8Array; box: Uint8Array } {
+  const { clientId } = frame.header;
+  const keys = options.resolveClient(clientId);
+  if (keys === undefined) throw new FedtlError('UNKNOWN_CLIENT', `client ${clientId} is not on the allow list`);
+  const cacheKey = `${keys.signingKey}:${keys.boxKey}`;
+  let decoded = decodedClients.get(cacheKey);
+  if (decoded === undefined) {
+    try {
+      const signing = decodeKey(keys.signingKey, 'signingKey');
+      decoded = { signing, box: decodeKey(keys.boxKey, 'boxKey'), clientId: clientIdFromSigningKey(signing) };
+    } catch (error) {
+      throw new FedtlError('INTERNAL', `resolveClient returned malformed keys for ${clientId}`, { cause: error });
+    }
+    if (decodedClients.size >= MAX_DECODED_CLIENTS) decodedClients.clear();
+    decodedClients.set(cacheKey, decoded);
+  }
+  // A resolver that maps ids loosely must not let one client's keys vouch for another's id.
+  if (decoded.clientId !== clientId) {
+    throw new FedtlError('UNKNOWN_CLIENT', `resolveClient returned keys of another client for ${clientId}`);
+  }
+  return decoded;
+}
+
+function signedMessage(authenticated: Uint8Array, ctHash: Uint8Array): Buffer {
+  return Buffer.concat([SIGNATURE_DOMAIN, authenticated, ctHash]);
+}
+
+function verifySignature(frame: Frame, keys: { signing: Uint8Array }, ctHash: Uint8Array): void {
+  let ok: boolean;
+  try {
+    ok = verify(null, signedMessage(frame.authenticated, ctHash), ed25519PublicKey(keys.signing), frame.signature);
+  } catch (error) {
+    throw new FedtlError('BAD_SIGNATURE', `update from ${frame.header.clientId}: signature could not be checked`, { cause: error });
+  }
+  if (!ok) throw new FedtlError('BAD_SIGNATURE', `update from ${frame.header.clientId}: signature does not verify`);
+}
+
+function checkAuthenticatedHeader(header: UpdateHeader, options: OpenUpdateOptions): void {
+  const { expected } = options;
+  const ours = keyId(options.coordinatorIdentity.box.publicKey);
+  if (header.coordinatorKeyId !== ours) {
+    throw new FedtlError(
+      'DECRYPT_FAILED',
+      `update from ${header.clientId} was sealed for coordinator key ${header.coordinatorKeyId}, this coordinator is ${ours}`,
+    );
+  }
+  if (header.roundId !== expected.roundId) {
+    throw new FedtlError('STALE_ROUND', `update from ${header.clientId} is for round '${header.roundId}', the open round is '${expected.roundId}'`);
+  }
+  const maxExamples = expected.maxExampleCount ?? Number.MAX_SAFE_INTEGER;
+  if (header.exampleCount > maxExamples) {
+    throw badMessage(`exampleCount ${header.exampleCount} from ${header.clientId} exceeds the limit ${maxExamples}`);
+  }
+  if (expected.timestampWindowMs !== undefined) {
+    const now = (expected.now ?? Date.now)();
+    if (Math.abs(now - header.timestamp) > expected.timestampWindowMs) {
+      throw badMessage(`timestamp of ${header.clientId} is ${now - header.timestamp} ms from now, outside ±${expected.timestampWindowMs} ms`);
+    }
+  }
+}
+
+function messageKey(
+  shared: Uint8Array,
+  updateIdHex: string,
+  clientSigningKey: Uint8Array,
+  clientBoxKey: Uint8Array,
+  coordinatorBoxKey: Uint8Array,
+): { key: Buffer; nonce: Buffer } {
+  const info = Buffer.concat([KDF_INFO, clientSigningKey, clientBoxKey, coordinatorBoxKey]);
+  const okm = Buffer.from(hkdfSync('sha256', shared, Buffer.from(updateIdHex, 'hex'), info, 44));
+  return { key: okm.subarray(0, 32), nonce: okm.subarray(32, 44) };
+}
+
+function decryptDelta(frame: Frame, keys: { signing: Uint8Array; box: Uint8Array }, coordinator: Identity): Float32Array {
+  if (frame.header.coordinatorKeyId !== keyId(coordinator.box.publicKey)) {
+    throw new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} was sealed for another coordinator`);
+  }
+  const { key, nonce } = messageKey(
+    x25519Shared(coordinator.box.secretKey, keys.box),
+    frame.header.updateId,
+    keys.signing,
+    keys.box,
+    coordinator.box.publicKey,
+  );
+  let plain: Buffer;
+  try {
+    const decipher = createDecipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
+    decipher.setAAD(frame.authenticated, { plaintextLength: frame.ciphertext.length });
+    decipher.setAuthTag(frame.tag);
+    // One update() call over the whole payload: a single output buffer, so no concatenation.
+    plain = decipher.update(frame.ciphertext);
+    decipher.final();
+  } catch (error) {
+    throw new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} failed authentication (tampered or wrong key)`, {
+      cause: error,
+    });
+  }
+  if (!LITTLE_ENDIAN) plain.swap32();
+  const count = frame.header.parameterCount;
+  // Node returns a fresh, 8-byte aligned buffer here; copy only if that ever stops being true.
+  if (plain.byteOffset % 4 !== 0) return new Float32Array(new Uint8Array(plain).buffer, 0, count);
+  return new Float32Array(plain.buffer, plain.byteOffset, count);
+}
+
+function checkDelta(delta: Float32Array, expected: ExpectedUpdate): DeltaStats {
+  return scanDelta(delta, expected.maxAbs ?? DEFAULT_MAX_ABS, expected.maxL2Norm ?? Infinity);
+}
+
+/**
+ * One pass: finiteness, |x| ≤ maxAbs, and the L2 norm. NaN fails both comparisons, so one
+ * well-predicted branch catches everything; the loop body is kept minimal on purpose (tracking the
+ * peak |x| as well made it ~5× slower on random data through branch mispredictions).
+ */
+function scanDelta(delta: Float32Array, maxAbs: number, maxL2Norm: number): DeltaStats {
+  let sumSquares = 0;
+  const n = delta.length;
+  for (let i = 0; i < n; i++) {
+    const x = delta[i] as number;
+    if (!(x <= maxAbs && x >= -maxAbs)) {
+      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${i}] is ${x}; every value must be finite`);
+      throw new FedtlError('OUT_OF_RANGE', `delta[${i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
+    }
+    sumSquares += x * x;
+  }
+  const l2Norm = Math.sqrt(sumSquares);
+  if (!(l2Norm <= maxL2Norm)) throw new FedtlError('OUT_OF_RANGE', `delta L2 norm ${l2Norm} exceeds the limit ${maxL2Norm}`);
+  return { l2Norm };
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { classCounts, createDataset } from '../../../client/data/dataset.ts';
+import { createRandom, seededPermutation, selectIndices } from '../../../client/data/seeded-random.ts';
+import { splitIndices, splitTrainTest } from '../../../client/data/split.ts';
+
+function labelsOf(counts: number[]): Int32Array {
+  return Int32Array.from(counts.flatMap((n, label) => new Array<number>(n).fill(label)));
+}
+
+describe('seeded randomness', () => {
+  it('repeats for one seed and differs across seeds', () => {
+    const a = createRandom(42);
+    const b = createRandom(42);
+    const first = Array.from({ length: 5 }, a);
+    expect(Array.from({ length: 5 }, b)).toEqual(first);
+    expect(first.every((x) => x >= 0 && x < 1)).toBe(true);
+    expect(Array.from(seededPermutation(50, 1))).not.toEqual(Array.from(seededPermutation(50, 2)));
+    expect(Array.from(seededPermutation(50, 1)).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it('selects all in order without a limit, and a seeded sample with one', () => {
+    expect(Array.from(selectIndices(4, { seed: 3 }))).toEqual([0, 1, 2, 3]);
+    const sample = selectIndices(100, { limit: 10, seed: 3 });
+    expect(sample.length).toBe(10);
+    expect(new Set(sample).size).toBe(10);
+    expect(Array.from(selectIndices(100, { limit: 10, seed: 3 }))).toEqual(Array.from(sample));
+    expect(selectIndices(5, { limit: 10, seed: 0 }).length).toBe(5);
+    expect(() => selectIndices(5, { limit: 0, seed: 0 })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG' }));
+  });
+});
+
+describe('splitIndices', () => {
+  it('is stratified, disjoint and complete', () => {
+    const labels = labelsOf([100, 50, 10]);
+    const { train, test } = splitIndices(labels, 3, { testFraction: 0.2, seed: 7 });
+    const testCounts = [0, 0, 0];
+    for (const i of test) testCounts[labels[i] as number]! += 1;
+    expect(testCounts).toEqual([20, 10, 2]);
+    expect(train.length + test.length).toBe(160);
+    expect(new Set([...train, ...test]).size).toBe(160);
+  });
+
+  it('keeps at least one example on each side of a class with two or more', () => {
+    const { train, test } = splitIndices(labelsOf([2, 1]), 2, { testFraction: 0.1, seed: 0 });
+    expect(test.length).toBe(1);
+    expect(train.length).toBe(2);
+  });
+
+  it('is deterministic per seed and differs across seeds', () => {
+    const labels = labelsOf([30, 30]);
+    const a = splitIndices(labels, 2, { seed: 1 });
+    expect(Array.from(splitIndices(labels, 2, { seed: 1 }).test)).toEqual(Array.from(a.test));
+    expect(Array.from(splitIndices(labels, 2, { seed: 2 }).test)).not.toEqual(Array.from(a.test));
+  });
+
+  it('shuffles each side so a class-ordered source does not stay ordered', () => {
+    const labels = labelsOf([50, 50]);
+    const { train } = splitIndices(labels, 2, { seed: 0 });
+    const firstHalf = Array.from(train.subarray(0, 40), (i) => labels[i]);
+    expect(new Set(firstHalf).size).toBe(2);
+  });
+
+  it('refuses a fraction outside (0, 1)', () => {
+    for (const testFraction of [0, 1, -0.5, Number.NaN]) {
+      expect(() => splitIndices(labelsOf([4]), 1, { testFraction })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG' }));
+    }
+  });
+});
+
+describe('splitTrainTest', () => {
+  it('returns datasets with the same class names and matching counts', () => {
+    const labels = labelsOf([6, 4]);
+    const ds = createDataset({ name: 'toy', examples: { kind: 'text', texts: Array.from(labels, (l, i) => `${l}:${i}`) }, labels, classNames: ['a', 'b'] });
+    const { train, test } = splitTrainTest(ds, { testFraction: 0.5, seed: 3 });
+    expect([train.name, test.name]).toEqual(['toy-train', 'toy-test']);
+    expect(classCounts(test)).toEqual([3, 2]);
+    expect(classCounts(train)).toEqual([3, 2]);
+    // each text still carries its own label
+    for (const part of [train, test]) {
+      if (part.examples.kind !== 'text') throw new Error('expected text');
+      part.examples.texts.forEach((text, i) => expect(text.split(':')[0]).toBe(String(part.labels[i])));
+    }
+  });
+});

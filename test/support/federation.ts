@@ -1,0 +1,131 @@
+/**
+ * Test fixture: a real coordinator on port 0 and real socket.io clients on loopback, with real
+ * tweetnacl identities and real MNIST digits behind an identity base (features = pixels), so a
+ * whole federation runs in seconds. Everything it starts, it stops in `close()`.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
+import os from 'node:os';
+import path from 'node:path';
+import { FedtlClient, type ClientRoundEvent } from '../../client/client.ts';
+import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
+import { loadMnist } from '../../client/data/mnist.ts';
+import { Coordinator } from '../../server/coordinator.ts';
+import { startCoordinator } from '../../server/start-coordinator.ts';
+import { createIdentityBase } from '../../shared/bases/identity.ts';
+import { AllowList } from '../../shared/crypto/allow-list.ts';
+import { formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
+import type { HeadSpec } from '../../shared/model/head.ts';
+import { FedAvg, type FedAvgOptions } from '../../shared/strategy/fed-avg.ts';
+import type { CoordinatorOptions } from '../../server/coordinator.ts';
+
+export const DIGIT_HEAD: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 10 };
+
+let mnistCache: { train: LabeledDataset; test: LabeledDataset } | null = null;
+
+/** 1,500 training and 500 test MNIST digits as 784-float rows. */
+export async function digits(): Promise<{ train: LabeledDataset; test: LabeledDataset }> {
+  mnistCache ??= {
+    train: await loadMnist({ split: 'train', limit: 1500, seed: 1, format: 'tensor' }),
+    test: await loadMnist({ split: 'test', limit: 500, seed: 2, format: 'tensor' }),
+  };
+  return mnistCache;
+}
+
+/** Splits `dataset` into `n` disjoint contiguous parts of unequal size (so example weighting matters). */
+export function disjointParts(dataset: LabeledDataset, sizes: number[]): LabeledDataset[] {
+  let start = 0;
+  return sizes.map((size, i) => {
+    const indices = Array.from({ length: size }, (_, j) => start + j);
+    start += size;
+    return subset(dataset, indices, { name: `${dataset.name}-part${i}` });
+  });
+}
+
+export interface FederationOptions {
+  clients: number;
+  rounds: number;
+  /** Examples per client. */
+  sizes?: number[];
+  strategy?: FedAvgOptions;
+  loop?: CoordinatorOptions['loop'];
+  /** Identities on the allow list beyond the clients'. */
+  extraAllowed?: string[];
+  checkpointDir?: string;
+}
+
+export class Federation {
+  coordinator!: Coordinator;
+  readonly coordinatorIdentity: Identity = generateIdentity();
+  readonly identities: Identity[] = [];
+  readonly clients: FedtlClient[] = [];
+  readonly events: ClientRoundEvent[][] = [];
+  readonly roundWeights: Float32Array[] = [];
+  /** `tf.memory().numTensors` when each round completed. */
+  readonly tensorsAfterRound: number[] = [];
+  allowList!: AllowList;
+  parts: LabeledDataset[] = [];
+  test!: LabeledDataset;
+  cacheDir = '';
+
+  static async start(options: FederationOptions): Promise<Federation> {
+    const federation = new Federation();
+    await federation.#start(options);
+    return federation;
+  }
+
+  async #start(options: FederationOptions): Promise<void> {
+    this.cacheDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-test-'));
+    const data = await digits();
+    this.test = data.test;
+    this.parts = disjointParts(data.train, options.sizes ?? Array.from({ length: options.clients }, (_, i) => 200 + 100 * i));
+    for (let i = 0; i < options.clients; i++) this.identities.push(generateIdentity());
+    const lines = [...this.identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} client-${i}`), ...(options.extraAllowed ?? [])];
+    this.allowList = AllowList.fromText(lines.join('\n'));
+    this.coordinator = await startCoordinator({
+      identity: this.coordinatorIdentity,
+      allowList: this.allowList,
+      base: createIdentityBase(784, { name: 'pixels-784' }),
+      baseDirectory: null,
+      headSpec: DIGIT_HEAD,
+      strategy: new FedAvg({ minClients: options.clients, learningRate: 0.05, epochs: 1, batchSize: 32, ...options.strategy }),
+      rounds: options.rounds,
+      seed: 3,
+      loop: {
+        roundTimeoutMs: 30_000,
+        evaluateTimeoutMs: 30_000,
+        waitForClientsMs: 60_000,
+        onRound: (_record, weights) => {
+          this.roundWeights.push(weights);
+          this.tensorsAfterRound.push(tf.memory().numTensors);
+        },
+        ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
+        ...options.loop,
+      },
+    });
+  }
+
+  /** Starts client `i` with its own identity and data part. */
+  startClient(i: number, extra: { identity?: Identity; url?: string } = {}): FedtlClient {
+    const events: ClientRoundEvent[] = (this.events[i] ??= []);
+    const pub = publicIdentity(this.coordinatorIdentity);
+    const client = new FedtlClient({
+      url: extra.url ?? this.coordinator.url,
+      coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
+      identity: extra.identity ?? this.identities[i]!,
+      data: { train: this.parts[i]!, validation: subset(this.test, Array.from({ length: 100 }, (_, j) => j + 100 * (i % 5))) },
+      cacheDir: path.join(this.cacheDir, `client-${i}`),
+      seed: i,
+      backoff: { min: 100, max: 500 },
+      onRound: (event) => events.push(event),
+    }).start();
+    this.clients.push(client);
+    return client;
+  }
+
+  async close(): Promise<void> {
+    for (const client of this.clients) client.close();
+    await this.coordinator.close();
+    await rm(this.cacheDir, { recursive: true, force: true });
+  }
+}
