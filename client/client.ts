@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createIdentityBase } from '../shared/bases/identity.ts';
 import { decodeKey, encodeKey, publicIdentity, type Identity } from '../shared/crypto/identity.ts';
 import { sealUpdate } from '../shared/crypto/update-envelope.ts';
+import { createRandom } from '../shared/math/random.ts';
 import { FeatureCache } from '../shared/model/feature-cache.ts';
 import type { FrozenBase } from '../shared/model/frozen-base.ts';
 import { buildHead } from '../shared/model/head.ts';
@@ -63,7 +64,11 @@ export interface ClientOptions {
   /** The coordinator's public keys (base64), pinned: a server without them is refused. */
   coordinator: { signingKey: string; boxKey: string };
   identity: Identity;
-  data: ClientData;
+  /**
+   * The client's private data, or a function that loads it once the base is known (an image folder
+   * is decoded at the base's input size, which the coordinator announces).
+   */
+  data: ClientData | ((base: FrozenBase) => Promise<ClientData>);
   /** Directory of the base download and feature caches. */
   cacheDir: string;
   /** Seed of local shuffles. @default 0 */
@@ -71,6 +76,12 @@ export interface ClientOptions {
   /** Reconnection backoff, in ms. @default { min: 500, max: 10000 } */
   backoff?: { min: number; max: number };
   onRound?: (event: ClientRoundEvent) => void;
+  /**
+   * Injected faults, for simulations: with probability `dropRate` per fit request the client
+   * "crashes" (drops its connection without answering) and reconnects shortly after.
+   * @default none
+   */
+  faults?: { dropRate: number; seed: number };
   logger?: Logger;
 }
 
@@ -98,6 +109,7 @@ export class FedtlClient {
   /** Work on the head runs one job at a time: fit and evaluate share one model. */
   #queue: Promise<void> = Promise.resolve();
   #helloNonce = '';
+  readonly #faultRandom: (() => number) | null;
   #closed = false;
   readonly #done: Promise<FinishedNotice>;
   #resolveDone!: (notice: FinishedNotice) => void;
@@ -108,6 +120,8 @@ export class FedtlClient {
     this.#log = options.logger ?? createLogger(`client:${publicIdentity(options.identity).clientId.slice(0, 8)}`);
     this.#coordinatorSigningKey = decodeKey(options.coordinator.signingKey, 'coordinator signing key');
     decodeKey(options.coordinator.boxKey, 'coordinator box key');
+    const faultStream = options.faults ? createRandom(`faults-${options.faults.seed}`) : null;
+    this.#faultRandom = faultStream ? () => faultStream.nextFloat() : null;
     this.#featureCache = new FeatureCache({ directory: path.join(options.cacheDir, 'features') });
     this.#done = new Promise((resolve, reject) => {
       this.#resolveDone = resolve;
@@ -284,8 +298,9 @@ export class FedtlClient {
         labels: dataset.labels,
       };
     };
-    const train = await features(this.#options.data.train);
-    const validation = this.#options.data.validation ? await features(this.#options.data.validation) : null;
+    const data = typeof this.#options.data === 'function' ? await this.#options.data(base) : this.#options.data;
+    const train = await features(data.train);
+    const validation = data.validation ? await features(data.validation) : null;
     return { baseHash: base.hash, base, trainer, train, validation };
   }
 
@@ -302,6 +317,12 @@ export class FedtlClient {
     const digest = createHash('sha256').update(request.weights).digest('hex');
     this.#verify(roundSignedText('fit', request.roundId, request.round, request.deadline, digest, request.config), request.signature);
     const prepared = await this.#prepared;
+    if (this.#faultRandom && this.#faultRandom() < (this.#options.faults?.dropRate ?? 0)) {
+      this.#log.info(`round ${request.round}: injected crash; reconnecting`);
+      this.#socket.disconnect();
+      setTimeout(() => !this.#closed && this.#socket.connect(), 100);
+      return;
+    }
     const weights = bytesToFloat32(request.weights, 'fit.weights');
     const seed = (this.#options.seed ?? 0) * 100_003 + request.round;
     const result = await prepared.trainer.fit(weights, prepared.train, request.config, seed);
@@ -331,8 +352,11 @@ export class FedtlClient {
     const digest = createHash('sha256').update(request.weights).digest('hex');
     this.#verify(roundSignedText('evaluate', request.roundId, request.round, request.deadline, digest), request.signature);
     const prepared = await this.#prepared;
-    if (!prepared.validation || prepared.validation.features.rows === 0) return;
-    const result = await prepared.trainer.evaluate(bytesToFloat32(request.weights, 'evaluate.weights'), prepared.validation);
+    // A client without validation data still answers (with zero examples) so the round does not wait for it.
+    const result =
+      prepared.validation && prepared.validation.features.rows > 0
+        ? await prepared.trainer.evaluate(bytesToFloat32(request.weights, 'evaluate.weights'), prepared.validation)
+        : { examples: 0, loss: 0, accuracy: 0 };
     const timeout = Math.max(5_000, request.deadline - Date.now() + 5_000);
     const reply = parseAck(await this.#socket.timeout(timeout).emitWithAck('evaluation', { roundId: request.roundId, examples: result.examples, loss: result.loss, accuracy: result.accuracy }));
     if (!reply.ok) this.#log.warn(`round ${request.round}: evaluation rejected: ${reply.message}`);

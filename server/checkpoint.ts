@@ -66,22 +66,25 @@ export async function saveCheckpoint(directory: string, checkpoint: Checkpoint):
 /** The last complete checkpoint in `directory`, `null` if there is none, or an error if it is corrupt. */
 export async function loadCheckpoint(directory: string): Promise<Checkpoint | null> {
   const file = path.join(directory, CHECKPOINT_FILE);
+  const corrupt = (why: string, cause?: unknown): never => {
+    throw new FedtlError('CORRUPT_FILE', `checkpoint ${file} is unusable: ${why}. Move it away to start a new run, or restore it from a backup.`, { cause });
+  };
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+    return corrupt(`it cannot be read (${(error as Error).message})`, error);
   }
-  const corrupt = (why: string): never => {
-    throw new FedtlError('CORRUPT_FILE', `checkpoint ${file} is unusable: ${why}. Move it away to start a new run, or restore it from a backup.`);
-  };
-  let meta: Record<string, unknown>;
+  let parsed: unknown;
   try {
-    meta = JSON.parse(text) as Record<string, unknown>;
+    parsed = JSON.parse(text);
   } catch {
     return corrupt('it is not valid JSON (truncated?)');
   }
+  // Valid JSON is not yet a checkpoint: `null`, a number or a list must not reach the field reads below.
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return corrupt('it is not a JSON object');
+  const meta = parsed as Record<string, unknown>;
   if (meta['format'] !== 'fedtl-checkpoint/v1') corrupt('unknown format');
   const round = meta['round'];
   if (typeof round !== 'number' || !Number.isSafeInteger(round) || round < 0) return corrupt('bad round number');
@@ -94,13 +97,21 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
     return corrupt(`its weights file ${weightsFile} is missing`);
   }
   if (createHash('sha256').update(weightBytes).digest('hex') !== meta['weightsSha256']) corrupt(`${weightsFile} does not match its recorded SHA-256`);
-  const manifest = parseManifest(meta['manifest'], `${file} manifest`);
-  const weights = bytesToFloat32(new Uint8Array(weightBytes.buffer, weightBytes.byteOffset, weightBytes.byteLength).slice(), weightsFile);
+  let manifest: WeightManifest;
+  let headSpec: HeadSpec;
+  let weights: Float32Array;
+  try {
+    manifest = parseManifest(meta['manifest'], `${file} manifest`);
+    headSpec = parseHeadSpec(meta['headSpec'], `${file} headSpec`);
+    weights = bytesToFloat32(new Uint8Array(weightBytes.buffer, weightBytes.byteOffset, weightBytes.byteLength).slice(), weightsFile);
+  } catch (error) {
+    return corrupt((error as Error).message, error);
+  }
   if (weights.length !== manifest.parameterCount) corrupt('weights and manifest disagree in size');
   const history = meta['history'];
   if (!Array.isArray(history)) return corrupt('history is not a list');
   const runId = meta['runId'];
   const baseHash = meta['baseHash'];
   if (typeof runId !== 'string' || typeof baseHash !== 'string') return corrupt('runId or baseHash missing');
-  return { round, runId, baseHash, headSpec: parseHeadSpec(meta['headSpec'], `${file} headSpec`), manifest, weights, history: history as RoundRecord[] };
+  return { round, runId, baseHash, headSpec, manifest, weights, history: history as RoundRecord[] };
 }

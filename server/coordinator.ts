@@ -82,6 +82,8 @@ export interface CoordinatorOptions {
 }
 
 const RATE_WINDOW_MS = 10_000;
+/** Events a client may send; `satisfies` makes adding an event to the protocol without listing it here a type error. */
+const KNOWN_EVENTS: ReadonlySet<unknown> = new Set(Object.keys({ ready: true, 'base:read': true, update: true, evaluation: true } satisfies Record<keyof ClientToServerEvents, true>));
 
 export class Coordinator {
   readonly loop: RoundLoop;
@@ -166,7 +168,8 @@ export class Coordinator {
   /** Runs all rounds and tells clients the run is over. */
   async run(): Promise<readonly RoundRecord[]> {
     const history = await this.loop.run();
-    this.#io.emit('finished', { rounds: this.loop.completedRounds, reason: 'all rounds complete' });
+    // Stopped early (close()): the run is not over, and clients should reconnect to a restart.
+    if (this.loop.completedRounds >= this.#options.rounds) this.#io.emit('finished', { rounds: this.loop.completedRounds, reason: 'all rounds complete' });
     return history;
   }
 
@@ -190,8 +193,14 @@ export class Coordinator {
     if (Math.abs(now - hello.timestamp) > maxAge) throw new FedtlError('REPLAY', 'hello timestamp is too old or in the future; check the client clock');
     for (const [nonce, seen] of this.#seenHelloNonces) if (now - seen > 2 * maxAge) this.#seenHelloNonces.delete(nonce);
     if (this.#seenHelloNonces.has(hello.nonce)) throw new FedtlError('REPLAY', 'hello was already used');
-    const signingKey = decodeKey(hello.signingKey, 'hello.signingKey');
-    decodeKey(hello.boxKey, 'hello.boxKey');
+    // A malformed key is the client's malformed message, not a coordinator configuration error.
+    let signingKey: Uint8Array;
+    try {
+      signingKey = decodeKey(hello.signingKey, 'hello.signingKey');
+      decodeKey(hello.boxKey, 'hello.boxKey');
+    } catch (thrown) {
+      throw new FedtlError('BAD_MESSAGE', toFedtlError(thrown).message);
+    }
     const text = new TextEncoder().encode(helloSignedText(this.#signingKey, hello));
     let signature: Uint8Array;
     try {
@@ -236,6 +245,17 @@ export class Coordinator {
       limits: this.#limits,
     });
 
+    // Every inbound packet counts against the rate limit, whatever its event name or arguments
+    // (unknown events and ack-less calls included), and unknown events are answered, not ignored.
+    socket.use(([event], next) => {
+      if (!this.#withinRate(socket)) return;
+      if (!KNOWN_EVENTS.has(event)) {
+        socket.emit('problem', { code: 'BAD_MESSAGE', message: `unknown event ${JSON.stringify(String(event).slice(0, 64))}` });
+        return;
+      }
+      next();
+    });
+
     socket.on('ready', (message: unknown, ack: unknown) => {
       this.#handle(socket, ack, () => {
         const ready = parseReadyReport(message);
@@ -243,8 +263,13 @@ export class Coordinator {
         this.loop.addParticipant(
           {
             clientId,
-            sendFit: (request) => socket.emit('fit', request),
-            sendEvaluate: (request) => socket.emit('evaluate', request),
+            // A key revoked while its client is idle must not keep receiving the global head.
+            sendFit: (request) => {
+              if (this.#stillAllowed(socket)) socket.emit('fit', request);
+            },
+            sendEvaluate: (request) => {
+              if (this.#stillAllowed(socket)) socket.emit('evaluate', request);
+            },
           },
           ready.examples,
         );
@@ -254,9 +279,11 @@ export class Coordinator {
     });
 
     socket.on('base:read', (request: unknown, ack: unknown) => {
-      if (typeof ack !== 'function') return;
+      if (typeof ack !== 'function') {
+        socket.emit('problem', { code: 'BAD_MESSAGE', message: 'base:read needs an acknowledgement callback for its reply' });
+        return;
+      }
       const reply = ack as (reply: BaseReadReply) => void;
-      if (!this.#withinRate(socket)) return;
       void (async () => {
         try {
           if (this.#options.base.directory === null) throw new FedtlError('BAD_MESSAGE', 'this base has no files to download');
@@ -300,6 +327,19 @@ export class Coordinator {
     }
   }
 
+  /** Before sending it anything: is the client still allowed? If not, tell it and drop it. */
+  #stillAllowed(socket: CoordinatorSocket): boolean {
+    try {
+      this.#checkStillAllowed(socket);
+      return true;
+    } catch (thrown) {
+      const error = toFedtlError(thrown);
+      this.#log.warn(`client ${socket.data.clientId}: ${error.code}; not sending it the round`);
+      socket.emit('problem', { code: error.code, message: error.message });
+      return false;
+    }
+  }
+
   #withinRate(socket: CoordinatorSocket): boolean {
     const now = Date.now();
     const data = socket.data;
@@ -323,7 +363,6 @@ export class Coordinator {
     const reply = typeof ack === 'function' ? (ack as (reply: Ack) => void) : (result: Ack) => {
       if (!result.ok) socket.emit('problem', { code: result.code, message: result.message });
     };
-    if (!this.#withinRate(socket)) return;
     let result: Ack;
     try {
       result = handler();

@@ -86,6 +86,8 @@ interface ActiveRound {
   selected: Set<string>;
   answered: Set<string>;
   dropped: Set<string>;
+  /** Envelope ids received this round (envelopes are bound to one roundId, so one round's worth suffices). */
+  seenNonces: Set<string>;
   rejected: Partial<Record<ErrorCode, number>>;
   aggregation: Aggregation | null;
   trainLossSum: number;
@@ -107,7 +109,8 @@ export class RoundLoop {
   readonly #options: RoundLoopOptions;
   readonly #log: Logger;
   readonly #members = new Map<string, Member>();
-  readonly #seenNonces = new Set<string>();
+  /** The last fit round after it closed, to tell a late update (DEADLINE_PASSED) from a stale one. */
+  #closedFit: Pick<ActiveRound, 'round' | 'deadline' | 'selected' | 'answered'> | null = null;
   #weights: Float32Array;
   #history: RoundRecord[] = [];
   #completedRounds = 0;
@@ -182,6 +185,18 @@ export class RoundLoop {
     }
   }
 
+  /**
+   * A selected client that will not answer this round (it crashed, went offline, or will miss the
+   * deadline) without leaving the federation; the round stops waiting for it.
+   */
+  reportDropped(clientId: string, reason: string): void {
+    const active = this.#active;
+    if (!active || !active.selected.has(clientId) || active.answered.has(clientId)) return;
+    active.dropped.add(clientId);
+    this.#log.debug(`round ${active.round}: client ${clientId} dropped (${reason})`);
+    this.#maybeSettle(active);
+  }
+
   stop(): void {
     this.#stopped = true;
     this.#active?.settle();
@@ -192,15 +207,21 @@ export class RoundLoop {
   receiveUpdate(clientId: string, sealed: Uint8Array): Ack {
     const active = this.#active;
     try {
-      if (!active || active.kind !== 'fit') throw new FedtlError('STALE_ROUND', 'no round is collecting updates now');
+      if (!active || active.kind !== 'fit') {
+        const closed = this.#closedFit;
+        if (closed && closed.selected.has(clientId) && !closed.answered.has(clientId) && Date.now() > closed.deadline) {
+          throw new FedtlError('DEADLINE_PASSED', `round ${closed.round} closed at its deadline before this update arrived; no round is collecting updates now`);
+        }
+        throw new FedtlError('STALE_ROUND', 'no round is collecting updates now');
+      }
       if (!active.selected.has(clientId)) throw new FedtlError('NOT_SELECTED', `client ${clientId} was not selected for round ${active.round}`);
       if (active.answered.has(clientId)) throw new FedtlError('DUPLICATE_UPDATE', `client ${clientId} already sent its update for round ${active.round}`);
       if (Date.now() > active.deadline) throw new FedtlError('DEADLINE_PASSED', `round ${active.round}'s deadline has passed`);
       const opened = this.#options.openUpdate(sealed, { roundId: active.roundId, clientId, parameterCount: this.#options.manifest.parameterCount });
       if (opened.roundId !== active.roundId) throw new FedtlError('STALE_ROUND', `update is for round ${opened.roundId}, the current round is ${active.roundId}`);
       if (opened.clientId !== clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${opened.clientId} but came from ${clientId}`);
-      if (this.#seenNonces.has(opened.nonce)) throw new FedtlError('REPLAY', 'this update envelope was already received');
-      this.#seenNonces.add(opened.nonce);
+      if (active.seenNonces.has(opened.nonce)) throw new FedtlError('REPLAY', 'this update envelope was already received');
+      active.seenNonces.add(opened.nonce);
       active.aggregation!.add({ clientId, delta: opened.delta, exampleCount: opened.exampleCount, metrics: opened.metrics });
       active.answered.add(clientId);
       active.bytesUp += sealed.byteLength;
@@ -278,6 +299,7 @@ export class RoundLoop {
       selected: new Set(selected),
       answered: new Set(),
       dropped: new Set(),
+      seenNonces: new Set(),
       rejected: {},
       aggregation: null,
       trainLossSum: 0,
@@ -358,6 +380,7 @@ export class RoundLoop {
     for (const clientId of selected) this.#members.get(clientId)?.participant.sendFit(request);
     await done;
     this.#active = null;
+    this.#closedFit = { round, deadline: active.deadline, selected: active.selected, answered: active.answered };
     const aggregation = active.aggregation;
     const missing = [...active.selected].filter((id) => !active.answered.has(id)).length;
     if (aggregation.count < strategy.minUpdates) {

@@ -10,8 +10,7 @@ import { loadImdb } from './imdb.ts';
 import { loadJsonl } from './jsonl.ts';
 import { loadMnist } from './mnist.ts';
 import type { BuiltinDataType, DataLoader, LoadRequest } from './registry.ts';
-import { selectIndices } from './seeded-random.ts';
-import { splitTrainTest } from './split.ts';
+import { selectIndices, splitTrainTest } from './split.ts';
 
 function requirePath(type: string, request: LoadRequest): string {
   if (request.path === undefined || request.path === '') {

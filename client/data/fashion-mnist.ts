@@ -13,8 +13,7 @@ import { createLogger } from '../../shared/core/log.ts';
 import { createDataset, type LabeledDataset } from './dataset.ts';
 import { digitExamples, gatherImages, MNIST_IMAGE_SIZE, type DigitFormat } from './mnist.ts';
 import { packageFile } from './package-path.ts';
-import { selectIndices } from './seeded-random.ts';
-import { splitIndices } from './split.ts';
+import { selectIndices, splitIndices } from './split.ts';
 
 const log = createLogger('data:fashion-mnist');
 

@@ -63,8 +63,11 @@ function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Decodes one image file to raw 8-bit pixels of exactly `size`×`size`×`channels`. */
-async function decodeImage(file: string, size: number, channels: 1 | 3, fit: ImageFit): Promise<Buffer> {
+/**
+ * Decodes one image file to raw 8-bit pixels of exactly `size`×`size`×`channels`. Exported so
+ * prediction on new image files (`client/predict.ts`) decodes exactly as training data was loaded.
+ */
+export async function decodeImage(file: string, size: number, channels: 1 | 3, fit: ImageFit): Promise<Buffer> {
   try {
     // Reading the bytes ourselves keeps libvips' cache (keyed by file name) from serving a
     // stale decode if a file changes between two loads in one process.

@@ -9,8 +9,8 @@ import { LoaderRegistry, type DataLoader } from './registry.ts';
 
 export type { RawExamples, TextExamples, ImageExamples, TensorExamples, ExampleKind, LabeledDataset, CreateDatasetOptions, SubsetOptions } from './dataset.ts';
 export { createDataset, subset, classCounts, countExamples, fingerprintContent } from './dataset.ts';
-export type { SplitOptions, TrainTestIndices } from './split.ts';
-export { splitTrainTest, splitIndices } from './split.ts';
+export type { SplitOptions, TrainTestIndices, SelectIndicesOptions } from './split.ts';
+export { splitTrainTest, splitIndices, selectIndices } from './split.ts';
 export type { PreparedInputs, PrepareInputsOptions } from './prepare-inputs.ts';
 export { prepareInputs } from './prepare-inputs.ts';
 export type { ImageFolderOptions, ImageFit } from './image-folder.ts';

@@ -11,7 +11,7 @@ import { FedtlError } from '../../shared/core/errors.ts';
 import { createLogger } from '../../shared/core/log.ts';
 import { createDataset, type LabeledDataset, type RawExamples } from './dataset.ts';
 import { packageFile } from './package-path.ts';
-import { selectIndices } from './seeded-random.ts';
+import { selectIndices } from './split.ts';
 
 const log = createLogger('data:mnist');
 

@@ -1,9 +1,51 @@
 /**
- * Deterministic, stratified train/test splits.
+ * Deterministic, stratified train/test splits and seeded example selection.
+ *
+ * All randomness comes from the project's one generator (`shared/math/random.ts`), forked by
+ * purpose, so a split never depends on how much randomness some other step consumed.
  */
 import { FedtlError } from '../../shared/core/errors.ts';
+import { createRandom } from '../../shared/math/random.ts';
 import { subset, type LabeledDataset } from './dataset.ts';
-import { seededPermutation, shuffleInPlace } from './seeded-random.ts';
+
+/** `[0, 1, …, n-1]` shuffled by the seeded generator `createRandom(seed).fork(purpose)`. */
+function seededPermutation(n: number, seed: number, purpose: string): Uint32Array {
+  const indices = new Uint32Array(n);
+  for (let i = 0; i < n; i++) indices[i] = i;
+  return createRandom(seed).fork(purpose).shuffle(indices);
+}
+
+/** Options of {@link selectIndices}. */
+export interface SelectIndicesOptions {
+  /** Keep a seeded random sample of this many (all when larger than `total`). @default all */
+  limit?: number | undefined;
+  /** Seed of the sample or shuffle. */
+  seed: number;
+  /** Without `limit`, return every index in a seeded shuffled order instead of file order. @default false */
+  shuffleAll?: boolean;
+}
+
+/**
+ * Which of `total` examples a packaged loader keeps: all of them in file order when `limit` is
+ * undefined (shuffled when `shuffleAll`), otherwise a seeded uniform sample of `limit` distinct
+ * indices, in sampled order.
+ *
+ * @throws FedtlError `BAD_CONFIG` when `limit` is not a positive integer
+ * @example selectIndices(60_000, { limit: 500, seed: 1 }) // 500 distinct indices, same for seed 1
+ */
+export function selectIndices(total: number, options: SelectIndicesOptions): Uint32Array {
+  const { limit, seed } = options;
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
+    throw new FedtlError('BAD_CONFIG', `limit must be a positive integer, got ${String(limit)}; omit it to keep every example.`);
+  }
+  if (limit === undefined) {
+    if (options.shuffleAll) return seededPermutation(total, seed, 'select-all');
+    const all = new Uint32Array(total);
+    for (let i = 0; i < total; i++) all[i] = i;
+    return all;
+  }
+  return Uint32Array.from(createRandom(seed).fork('select-sample').sample(Math.min(limit, total), total));
+}
 
 export interface SplitOptions {
   /** Fraction of each class held out for testing, in (0, 1). @default 0.2 */
@@ -33,7 +75,7 @@ export function splitIndices(labels: Int32Array, classCount: number, options: Sp
   const byClass: number[][] = Array.from({ length: classCount }, () => []);
   // Visiting examples in one seeded order (rather than shuffling per class) keeps the split
   // independent of how many classes there are.
-  for (const i of seededPermutation(labels.length, seed)) byClass[labels[i] as number]?.push(i);
+  for (const i of seededPermutation(labels.length, seed, 'split-order')) byClass[labels[i] as number]?.push(i);
   const train: number[] = [];
   const test: number[] = [];
   for (const members of byClass) {
@@ -43,8 +85,8 @@ export function splitIndices(labels: Int32Array, classCount: number, options: Sp
     for (let k = 0; k < n; k++) (k < testCount ? test : train).push(members[k] as number);
   }
   return {
-    train: shuffleInPlace(Uint32Array.from(train), seed ^ 0x5eed1),
-    test: shuffleInPlace(Uint32Array.from(test), seed ^ 0x5eed2),
+    train: createRandom(seed).fork('split-train').shuffle(Uint32Array.from(train)),
+    test: createRandom(seed).fork('split-test').shuffle(Uint32Array.from(test)),
   };
 }
 

@@ -6,7 +6,7 @@
  * correctness mismatch so a fast-but-wrong path can never post a number.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -103,6 +103,8 @@ export function machineInfo(): Record<string, string | number> {
     cpuModel: cpu[0]?.model ?? 'unknown',
     cpuCount: cpu.length,
     memoryGB: Math.round(totalmem() / 1e9),
+    // Other processes on the machine skew throughput (and especially multi-thread) numbers.
+    loadAverage1m: Number((loadavg()[0] ?? 0).toFixed(2)),
   };
 }
 

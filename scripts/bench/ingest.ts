@@ -11,14 +11,21 @@
  * - sealed async: `openUpdateAsync`, pipelined one ahead: while update k is accumulated on the
  *   main thread, update k+1's SHA-256 runs on the libuv pool — how a coordinator reading sockets
  *   would use it.
+ * - sealed parallel: `server/parallel-opener.ts`, a pool of worker threads running the same
+ *   `openUpdate`; envelope bytes are transferred (not copied) to a worker, the decrypted delta is
+ *   transferred back, and the main thread accumulates in submission order (so the sum is still
+ *   bit-identical to plain), keeping up to 2 × workers updates in flight.
  *
  * Memory: a pool of distinct sealed envelopes (≤ `--pool-mb`, default 512) is built once and
  * cycled through; envelopes are independent, so reopening one costs the same as a new one
  * (replay detection is the coordinator's job, not the envelope's).
  *
- * Run: `npx tsx scripts/bench/ingest.ts [--n 1000] [--p 10k,100k,1M,5M] [--reps 3] [--pool-mb 512]`
- * Without --n/--p a default mix runs in well under a minute. Writes `results/ingest.json`.
+ * Run: `npx tsx scripts/bench/ingest.ts [--n 1000] [--p 10k,100k,1M,5M] [--reps 3] [--pool-mb 512] [--workers 2]`
+ * Without --n/--p a default mix runs in about a minute. Writes `results/ingest.json`.
+ * `--workers` takes a list (e.g. `1,2,4`); one parallel column per entry. @default os.availableParallelism()
  */
+import { availableParallelism } from 'node:os';
+import { createParallelOpener, type ParallelOpener, type ParallelOpenedUpdate } from '../../server/parallel-opener.ts';
 import { generateIdentity, type Identity, publicIdentity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { type OpenUpdateOptions, openUpdate, openUpdateAsync, sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { intListArg, mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
@@ -28,6 +35,7 @@ const ns = intListArg(args, 'n');
 const ps = intListArg(args, 'p');
 const reps = intListArg(args, 'reps')?.[0] ?? 3;
 const poolBytes = (intListArg(args, 'pool-mb')?.[0] ?? 512) * 1e6;
+const workerCounts = intListArg(args, 'workers') ?? [availableParallelism()];
 const MAX_CLIENTS = 64;
 
 /** Default mix: ~0.4–0.8 GB of delta bytes per mode and size. */
@@ -53,25 +61,19 @@ const clients: Identity[] = Array.from({ length: MAX_CLIENTS }, () => generateId
 const directory = new Map<string, PublicIdentity>(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
 const coordinatorBoxKey = publicIdentity(coordinator).boxKey;
 
-interface Result {
-  [key: string]: string | number;
-  N: number;
-  P: number;
-  'plain MB/s': number;
-  'sync MB/s': number;
-  'async MB/s': number;
-  'sync/plain': number;
-  'async/plain': number;
-  'seal ms/update': number;
-}
+type Result = Record<string, string | number>;
 const results: Result[] = [];
 const started = performance.now();
+const openers = new Map<number, ParallelOpener>(
+  workerCounts.map((w) => [w, createParallelOpener({ identity: coordinator, resolveClientKeys: (id) => directory.get(id), workers: w })]),
+);
 
 for (const [N, P] of configs) {
   const bytesPerUpdate = P * 4;
   const poolSize = Math.max(1, Math.min(N, Math.floor(poolBytes / (2 * bytesPerUpdate))));
   const deltas: Float32Array[] = [];
   const envelopes: Uint8Array[] = [];
+  const senders: string[] = [];
   const weights: number[] = [];
   let sealMs = 0;
   for (let k = 0; k < poolSize; k++) {
@@ -90,6 +92,7 @@ for (const [N, P] of configs) {
       ),
     );
     sealMs += performance.now() - t;
+    senders.push(publicIdentity(clients[k % MAX_CLIENTS] as Identity).clientId);
     deltas.push(delta);
     weights.push(exampleCount);
   }
@@ -123,9 +126,33 @@ for (const [N, P] of configs) {
     return acc;
   };
 
-  // Warm up every path (JIT, key caches), and check they agree bit for bit.
+  const parallel = async (opener: ParallelOpener): Promise<Float64Array> => {
+    const acc = new Float64Array(P);
+    // In flight at once; an envelope slot is reused only after its previous open came back.
+    const window = Math.max(1, Math.min(N, 2 * opener.workers, poolSize));
+    const submit = (k: number): Promise<ParallelOpenedUpdate> => {
+      const slot = k % poolSize;
+      return opener.open(envelopes[slot] as Uint8Array, { roundId: 'bench', clientId: senders[slot] as string, parameterCount: P }).then((opened) => {
+        envelopes[slot] = opened.sealed; // the bytes were moved to the worker and came back
+        return opened;
+      });
+    };
+    const inFlight: Promise<ParallelOpenedUpdate>[] = [];
+    let next = 0;
+    for (; next < window; next++) inFlight.push(submit(next));
+    for (let k = 0; k < N; k++) {
+      const opened = await (inFlight.shift() as Promise<ParallelOpenedUpdate>);
+      if (next < N) inFlight.push(submit(next++));
+      accumulate(acc, opened.delta, opened.exampleCount);
+    }
+    return acc;
+  };
+
+  // Warm up every path (JIT, key caches, worker start), and check they agree bit for bit.
   const reference = plain();
-  for (const [name, acc] of [['sync', sync()], ['async', await pipelined()]] as const) {
+  const checks: [string, Float64Array][] = [['sync', sync()], ['async', await pipelined()]];
+  for (const [w, opener] of openers) checks.push([`parallel(${w})`, await parallel(opener)]);
+  for (const [name, acc] of checks) {
     for (let i = 0; i < P; i++) {
       if (acc[i] !== reference[i]) {
         console.error(`MISMATCH: ${name} sum differs from plain at ${i} (N=${N}, P=${P})`);
@@ -135,37 +162,35 @@ for (const [N, P] of configs) {
   }
 
   // Interleave the modes across repetitions so drift in machine load hits all of them; keep the best.
-  const best = { plain: Infinity, sync: Infinity, async: Infinity };
+  const best = new Map<string, number>();
+  const time = async (key: string, fn: () => unknown): Promise<void> => {
+    const t = performance.now();
+    await fn();
+    best.set(key, Math.min(best.get(key) ?? Infinity, performance.now() - t));
+  };
   for (let r = 0; r < reps; r++) {
-    let t = performance.now();
-    plain();
-    best.plain = Math.min(best.plain, performance.now() - t);
-    t = performance.now();
-    sync();
-    best.sync = Math.min(best.sync, performance.now() - t);
-    t = performance.now();
-    await pipelined();
-    best.async = Math.min(best.async, performance.now() - t);
+    await time('plain', plain);
+    await time('sync', sync);
+    await time('async', pipelined);
+    for (const [w, opener] of openers) await time(`par${w}`, () => parallel(opener));
   }
   const total = N * bytesPerUpdate;
-  const row: Result = {
-    N,
-    P,
-    'plain MB/s': round3(mbPerSecond(total, best.plain)),
-    'sync MB/s': round3(mbPerSecond(total, best.sync)),
-    'async MB/s': round3(mbPerSecond(total, best.async)),
-    'sync/plain': round3(best.plain / best.sync),
-    'async/plain': round3(best.plain / best.async),
-    'seal ms/update': round3(sealMs / poolSize),
-  };
+  const bestPlain = best.get('plain') as number;
+  const row: Result = { N, P, 'plain MB/s': round3(mbPerSecond(total, bestPlain)) };
+  const modes: [string, string][] = [['sync', 'sync'], ['async', 'async'], ...workerCounts.map((w): [string, string] => [`par${w}`, `parallel×${w}`])];
+  for (const [key, label] of modes) row[`${label} MB/s`] = round3(mbPerSecond(total, best.get(key) as number));
+  for (const [key, label] of modes) row[`${label}/plain`] = round3(bestPlain / (best.get(key) as number));
+  row['seal ms/update'] = round3(sealMs / poolSize);
   results.push(row);
-  console.log(`N=${N} P=${P} pool=${poolSize}: plain ${row['plain MB/s']} MB/s, sync ${row['sync MB/s']} (${row['sync/plain']}x), async ${row['async MB/s']} (${row['async/plain']}x)`);
+  console.log(`N=${N} P=${P} pool=${poolSize}: ` + modes.map(([, label]) => `${label} ${row[`${label} MB/s`]} MB/s (${row[`${label}/plain`]}x)`).join(', ') + `, plain ${row['plain MB/s']} MB/s`);
 }
+await Promise.all([...openers.values()].map((o) => o.close()));
 
 console.log();
 printTable(results);
 const path = writeResults('ingest', {
-  params: { configs, reps, poolMB: poolBytes / 1e6, clients: MAX_CLIENTS, timing: 'best of reps, modes interleaved' },
+  params: { configs, reps, poolMB: poolBytes / 1e6, clients: MAX_CLIENTS, workers: workerCounts, timing: 'best of reps, modes interleaved' },
+  target: 'sealed ingest >= 0.5x plain accumulation for P >= 1M',
   results,
   totalSeconds: round3((performance.now() - started) / 1000),
 });

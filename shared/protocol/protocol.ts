@@ -300,7 +300,8 @@ export function parseEvaluationReport(value: unknown): EvaluationReport {
   if (accuracy < 0 || accuracy > 1) throw new FedtlError('BAD_MESSAGE', 'evaluation.accuracy: must be in [0, 1]');
   const loss = finite(fields, 'loss', 'evaluation');
   if (loss < 0) throw new FedtlError('BAD_MESSAGE', 'evaluation.loss: must not be negative');
-  return { roundId: string(fields, 'roundId', 'evaluation', 128), examples: integer(fields, 'examples', 'evaluation', 1, 1e9), loss, accuracy };
+  // examples = 0 is a client saying it has no validation data: it answers so the round need not wait for it.
+  return { roundId: string(fields, 'roundId', 'evaluation', 128), examples: integer(fields, 'examples', 'evaluation', 0, 1e9), loss, accuracy };
 }
 
 export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseReadRequest {

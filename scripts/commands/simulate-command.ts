@@ -1,0 +1,97 @@
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
+import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
+import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
+import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+
+interface SimulateFlags {
+  preset: string;
+  clients?: number;
+  rounds?: number;
+  partition?: PartitionScheme;
+  alpha?: number;
+  shards?: number;
+  fraction?: number;
+  minClients?: number;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  optimizer?: 'sgd' | 'adam';
+  hidden?: string;
+  scratch?: ScratchFeatures;
+  serverMomentum?: number;
+  mode?: SimulationMode;
+  dropout?: number;
+  straggler?: number;
+  seed?: number;
+  trainExamples?: number;
+  testExamples?: number;
+  baselines: boolean;
+  out?: string;
+}
+
+export function registerSimulateCommand(program: Command): void {
+  program
+    .command('simulate')
+    .description('Simulate N clients against one coordinator on real data, with baselines, and write report.json + report.html')
+    .addOption(new Option('--preset <name>', 'preset').choices(presetNames()).default('imdb-glove'))
+    .option('--clients <n>', 'number of clients', positiveInteger('clients'))
+    .option('--rounds <n>', 'federated rounds', positiveInteger('rounds'))
+    .addOption(new Option('--partition <scheme>', 'how data is split over clients').choices([...PARTITION_SCHEMES]))
+    .option('--alpha <a>', 'Dirichlet concentration of label skew (smaller = more skewed)', positiveNumber('alpha'))
+    .option('--shards <n>', 'shards per client for the shards partition', positiveInteger('shards'))
+    .option('--fraction <c>', 'fraction C of clients sampled per round', fraction('fraction'))
+    .option('--min-clients <n>', 'fewest clients per round', positiveInteger('min-clients'))
+    .option('--epochs <e>', 'local epochs E', positiveInteger('epochs'))
+    .option('--batch-size <b>', 'local batch size B', positiveInteger('batch-size'))
+    .option('--lr <rate>', 'client learning rate', positiveNumber('lr'))
+    .addOption(new Option('--optimizer <name>', 'client optimizer').choices(['sgd', 'adam']))
+    .option('--hidden <sizes>', 'hidden layer sizes of the head, comma-separated ("" for a softmax head)')
+    .addOption(new Option('--mode <mode>', 'virtual clients in-process, or real socket.io clients on loopback').choices([...SIMULATION_MODES]))
+    .option('--dropout <p>', 'probability a selected client crashes in a round', fraction('dropout'))
+    .option('--straggler <p>', 'probability a selected client misses the deadline', fraction('straggler'))
+    .option('--seed <n>', 'seed of data sampling, partition, selection and faults', (v) => Number.parseInt(v, 10))
+    .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
+    .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
+    .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
+    .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
+    .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
+    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
+    .action(async (flags: SimulateFlags) => {
+      const overrides: Partial<SimulationConfig> = {};
+      const base = resolveConfig(flags.preset);
+      if (flags.clients !== undefined) overrides.clients = flags.clients;
+      if (flags.rounds !== undefined) overrides.rounds = flags.rounds;
+      if (flags.partition || flags.alpha !== undefined || flags.shards !== undefined) {
+        overrides.partition = {
+          ...base.partition,
+          ...(flags.partition ? { scheme: flags.partition } : {}),
+          ...(flags.alpha !== undefined ? { alpha: flags.alpha } : {}),
+          ...(flags.shards !== undefined ? { shardsPerClient: flags.shards } : {}),
+        };
+      }
+      if (flags.fraction !== undefined) overrides.fractionFit = flags.fraction;
+      if (flags.minClients !== undefined) overrides.minClients = flags.minClients;
+      if (flags.epochs !== undefined) overrides.epochs = flags.epochs;
+      if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize;
+      if (flags.lr !== undefined) overrides.learningRate = flags.lr;
+      if (flags.mode) overrides.mode = flags.mode;
+      if (flags.optimizer) overrides.optimizer = flags.optimizer;
+      if (flags.scratch) overrides.scratchBase = flags.scratch;
+      if (flags.serverMomentum !== undefined) overrides.serverMomentum = flags.serverMomentum;
+      if (flags.hidden !== undefined) overrides.head = { ...base.head, hidden: flags.hidden.trim() === '' ? [] : flags.hidden.split(',').map((v) => positiveInteger('hidden')(v.trim())) };
+      if (flags.dropout !== undefined) overrides.dropoutRate = flags.dropout;
+      if (flags.straggler !== undefined) overrides.stragglerRate = flags.straggler;
+      if (flags.seed !== undefined && Number.isFinite(flags.seed)) overrides.seed = flags.seed;
+      if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
+      if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
+      if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
+      if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
+      const config = resolveConfig(flags.preset, overrides);
+      const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      onShutdown(() => undefined);
+      const result = await runSimulation(config, { outDir });
+      process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
+    });
+}

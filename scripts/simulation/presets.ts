@@ -1,0 +1,169 @@
+/**
+ * Simulation configs and the presets built on the embedded defaults.
+ *
+ * - `imdb-glove`: frozen GloVe-100d mean-pooled sentence embedding + a softmax head, IMDB reviews.
+ * - `fashion-mobilenet`: frozen MobileNetV2 (96 px) + a one-hidden-layer head, Fashion-MNIST.
+ * - `mnist-mlp`: no frozen base; the whole 784-200-200-10 MLP of McMahan et al. (2017) is trained
+ *   federatedly on MNIST, with their C / E / B knobs, so numbers can be compared with the paper.
+ */
+import { FedtlError } from '../../shared/core/errors.ts';
+import type { PartitionScheme } from '../../shared/math/partition.ts';
+import type { HeadSpec } from '../../shared/model/head.ts';
+import type { OptimizerName } from '../../shared/model/head-training.ts';
+
+export const DATASETS = ['imdb', 'mnist', 'fashion-mnist'] as const;
+export type SimulationDataset = (typeof DATASETS)[number];
+export const SIMULATION_MODES = ['virtual', 'socket'] as const;
+/** `virtual`: clients are data indices in this process; `socket`: real socket.io clients over loopback. */
+export type SimulationMode = (typeof SIMULATION_MODES)[number];
+
+export const SCRATCH_FEATURES = ['random-embedding', 'bag-of-words', 'pixels'] as const;
+export type ScratchFeatures = (typeof SCRATCH_FEATURES)[number];
+
+export interface SimulationConfig {
+  preset: string;
+  dataset: SimulationDataset;
+  /** Frozen base: `glove-100d`, `mobilenet-v2-96`, `identity-784` (no frozen base). */
+  base: string;
+  /**
+   * Features of the "federated from scratch" baseline, the same federation without the pretrained
+   * base: `random-embedding` (the text base's architecture with random word vectors), `bag-of-words`
+   * (term frequencies over the 5,000 most frequent training words), `pixels` (raw images); null for none.
+   */
+  scratchBase: ScratchFeatures | null;
+  head: HeadSpec;
+  trainExamples: number;
+  testExamples: number;
+  clients: number;
+  partition: { scheme: PartitionScheme; alpha: number; beta: number; shardsPerClient: number };
+  rounds: number;
+  /** Fraction C of clients sampled per round. */
+  fractionFit: number;
+  minClients: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  optimizer: OptimizerName;
+  /** Server momentum β (FedAvgM); 0 is plain FedAvg. */
+  serverMomentum: number;
+  /** Probability that a selected client crashes in a round. */
+  dropoutRate: number;
+  /** Probability that a selected client misses the round's deadline. */
+  stragglerRate: number;
+  mode: SimulationMode;
+  seed: number;
+  baselines: { centralized: boolean; localOnly: boolean; scratch: boolean };
+  /** Epochs of the centralized baseline. */
+  centralizedEpochs: number;
+  /** Local-only baseline: at most this many clients are trained alone (a seeded sample). */
+  localOnlyClients: number;
+  /** Fraction of each socket client's data kept for its federated evaluation. */
+  validationFraction: number;
+  /** Deadline of one round in socket mode, ms. */
+  roundTimeoutMs: number;
+}
+
+const COMMON = {
+  partition: { scheme: 'dirichlet' as PartitionScheme, alpha: 0.5, beta: 0.5, shardsPerClient: 2 },
+  optimizer: 'adam' as OptimizerName,
+  serverMomentum: 0,
+  dropoutRate: 0.05,
+  stragglerRate: 0,
+  seed: 42,
+  baselines: { centralized: true, localOnly: true, scratch: true },
+  localOnlyClients: 50,
+  validationFraction: 0.1,
+  roundTimeoutMs: 60_000,
+};
+
+export const PRESETS: Record<string, SimulationConfig> = {
+  'imdb-glove': {
+    ...COMMON,
+    preset: 'imdb-glove',
+    dataset: 'imdb',
+    base: 'glove-100d',
+    scratchBase: 'random-embedding',
+    head: { hidden: [], activation: 'relu', dropout: 0, classes: 2 },
+    trainExamples: 2000,
+    testExamples: 2000,
+    clients: 20,
+    rounds: 30,
+    fractionFit: 1,
+    minClients: 10,
+    epochs: 2,
+    batchSize: 32,
+    learningRate: 0.02,
+    mode: 'socket',
+    centralizedEpochs: 20,
+  },
+  'fashion-mobilenet': {
+    ...COMMON,
+    preset: 'fashion-mobilenet',
+    dataset: 'fashion-mnist',
+    base: 'mobilenet-v2-96',
+    scratchBase: 'pixels',
+    head: { hidden: [128], activation: 'relu', dropout: 0, classes: 10 },
+    trainExamples: 3000,
+    testExamples: 1000,
+    clients: 20,
+    rounds: 15,
+    fractionFit: 0.5,
+    minClients: 5,
+    epochs: 2,
+    batchSize: 32,
+    learningRate: 0.003,
+    mode: 'virtual',
+    centralizedEpochs: 20,
+  },
+  'mnist-mlp': {
+    ...COMMON,
+    preset: 'mnist-mlp',
+    dataset: 'mnist',
+    base: 'identity-784',
+    scratchBase: null,
+    head: { hidden: [200, 200], activation: 'relu', dropout: 0, classes: 10 },
+    trainExamples: 60000,
+    testExamples: 10000,
+    clients: 100,
+    partition: { scheme: 'shards', alpha: 0.5, beta: 0.5, shardsPerClient: 2 },
+    rounds: 20,
+    fractionFit: 0.1,
+    minClients: 2,
+    epochs: 5,
+    batchSize: 10,
+    learningRate: 0.05,
+    optimizer: 'sgd',
+    mode: 'virtual',
+    dropoutRate: 0,
+    baselines: { centralized: true, localOnly: true, scratch: false },
+    centralizedEpochs: 5,
+  },
+};
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}
+
+/** A preset with overrides applied and checked. */
+export function resolveConfig(preset: string, overrides: Partial<SimulationConfig> = {}): SimulationConfig {
+  const base = PRESETS[preset];
+  if (!base) throw new FedtlError('BAD_CONFIG', `unknown preset "${preset}"; choose one of ${presetNames().join(', ')}`);
+  const config: SimulationConfig = { ...base, ...overrides, partition: { ...base.partition, ...overrides.partition }, baselines: { ...base.baselines, ...overrides.baselines } };
+  const positive = (value: number, name: string) => {
+    if (!Number.isFinite(value) || value <= 0) throw new FedtlError('BAD_CONFIG', `${name} must be positive, got ${value}`);
+  };
+  positive(config.clients, 'clients');
+  positive(config.rounds, 'rounds');
+  positive(config.epochs, 'epochs');
+  positive(config.batchSize, 'batchSize');
+  positive(config.learningRate, 'learningRate');
+  positive(config.trainExamples, 'trainExamples');
+  positive(config.testExamples, 'testExamples');
+  if (!(config.fractionFit > 0 && config.fractionFit <= 1)) throw new FedtlError('BAD_CONFIG', `fractionFit must be in (0, 1], got ${config.fractionFit}`);
+  for (const [name, rate] of [['dropoutRate', config.dropoutRate], ['stragglerRate', config.stragglerRate]] as const) {
+    if (!(rate >= 0 && rate < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${rate}`);
+  }
+  if (config.clients > config.trainExamples) throw new FedtlError('BAD_CONFIG', `${config.clients} clients cannot share ${config.trainExamples} training examples`);
+  if (config.minClients > config.clients) throw new FedtlError('BAD_CONFIG', `minClients (${config.minClients}) is more than clients (${config.clients})`);
+  return config;
+}
