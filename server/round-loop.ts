@@ -356,7 +356,7 @@ export class RoundLoop {
   }
 
   async #fitRound(strategy: Strategy, round: number, attempt: number, random: () => number, started: number): Promise<RoundRecord | null> {
-    await this.#waitForMembers(strategy.minUpdates);
+    await this.#waitForMembers(Math.max(strategy.minClients, strategy.minUpdates));
     if (this.#stopped) return null;
     const candidates: Candidate[] = [...this.#members.entries()].map(([clientId, member]) => ({ clientId, lastExampleCount: member.examples }));
     const selected = strategy.selectClients(round, candidates, random).map((c) => c.clientId);

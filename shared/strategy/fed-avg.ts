@@ -90,6 +90,7 @@ export function sampleClients(candidates: readonly Candidate[], count: number, r
 export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
   readonly minUpdates: number;
+  readonly minClients: number;
   protected readonly options: Required<FedAvgOptions>;
 
   constructor(options: FedAvgOptions = {}) {
@@ -111,6 +112,7 @@ export class FedAvg implements Strategy {
     if (!(o.maxClients >= o.minClients)) throw new FedtlError('BAD_CONFIG', `maxClients (${o.maxClients}) must be at least minClients (${o.minClients})`);
     if (!Number.isSafeInteger(o.minUpdates) || o.minUpdates < 1) throw new FedtlError('BAD_CONFIG', `minUpdates must be a positive integer, got ${o.minUpdates}`);
     this.minUpdates = o.minUpdates;
+    this.minClients = o.minClients;
   }
 
   selectClients(_round: number, candidates: readonly Candidate[], random: () => number): Candidate[] {

@@ -46,6 +46,8 @@ export interface Strategy {
   readonly name: string;
   /** Clients for this round, drawn from the connected ones with `random` in [0, 1). */
   selectClients(round: number, candidates: readonly Candidate[], random: () => number): Candidate[];
+  /** Ready clients a round waits for before it selects any. */
+  readonly minClients: number;
   /** Smallest number of accepted updates for a round to count. */
   readonly minUpdates: number;
   /** Training config sent to every selected client this round. */
