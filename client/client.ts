@@ -6,12 +6,12 @@
  */
 import { randomBytes, createHash } from 'node:crypto';
 import path from 'node:path';
-import nacl from 'tweetnacl';
 import { io, type Socket } from 'socket.io-client';
 import { FedtlError, isErrorCode, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createIdentityBase } from '../shared/bases/identity.ts';
 import { decodeKey, encodeKey, publicIdentity, type Identity } from '../shared/crypto/identity.ts';
+import { signText, verifyText } from '../shared/crypto/signatures.ts';
 import { sealUpdate } from '../shared/crypto/update-envelope.ts';
 import { createRandom } from '../shared/math/random.ts';
 import { FeatureCache } from '../shared/model/feature-cache.ts';
@@ -179,8 +179,7 @@ export class FedtlClient {
       timestamp: Date.now(),
       nonce: this.#helloNonce,
     };
-    const text = new TextEncoder().encode(helloSignedText(this.#options.coordinator.signingKey, unsigned));
-    return { ...unsigned, signature: encodeKey(nacl.sign.detached(text, identity.signing.secretKey)) };
+    return { ...unsigned, signature: encodeKey(signText(helloSignedText(this.#options.coordinator.signingKey, unsigned), identity.signing.secretKey)) };
   }
 
   #verify(text: string, signature: string): void {
@@ -190,7 +189,7 @@ export class FedtlClient {
     } catch {
       throw new FedtlError('BAD_SIGNATURE', 'coordinator signature is malformed');
     }
-    if (!nacl.sign.detached.verify(new TextEncoder().encode(text), raw, this.#coordinatorSigningKey)) {
+    if (!verifyText(text, raw, this.#coordinatorSigningKey)) {
       throw new FedtlError('BAD_SIGNATURE', 'message is not signed by the pinned coordinator key');
     }
   }

@@ -8,10 +8,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import nacl from 'tweetnacl';
 import { Server, type Socket } from 'socket.io';
 import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
+import { signText, verifyText } from '../shared/crypto/signatures.ts';
 import { clientIdFromSigningKey, decodeKey, encodeKey, type Identity } from '../shared/crypto/identity.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
 import {
@@ -183,7 +183,7 @@ export class Coordinator {
   }
 
   #sign(text: string): string {
-    return encodeKey(nacl.sign.detached(new TextEncoder().encode(text), this.#options.identity.signing.secretKey));
+    return encodeKey(signText(text, this.#options.identity.signing.secretKey));
   }
 
   #admit(socket: CoordinatorSocket): void {
@@ -201,14 +201,14 @@ export class Coordinator {
     } catch (thrown) {
       throw new FedtlError('BAD_MESSAGE', toFedtlError(thrown).message);
     }
-    const text = new TextEncoder().encode(helloSignedText(this.#signingKey, hello));
+    const helloText = helloSignedText(this.#signingKey, hello);
     let signature: Uint8Array;
     try {
       signature = decodeKey(hello.signature, 'hello.signature', 64);
     } catch {
       throw new FedtlError('BAD_SIGNATURE', 'hello signature is malformed');
     }
-    if (!nacl.sign.detached.verify(text, signature, signingKey)) throw new FedtlError('BAD_SIGNATURE', 'hello signature does not verify (wrong key, or a hello meant for another coordinator)');
+    if (!verifyText(helloText, signature, signingKey)) throw new FedtlError('BAD_SIGNATURE', 'hello signature does not verify (wrong key, or a hello meant for another coordinator)');
     const status = this.#options.admission.status(hello.signingKey);
     if (status === 'revoked') throw new FedtlError('REVOKED_CLIENT', 'this client key has been revoked by the coordinator operator');
     if (status !== 'allowed') throw new FedtlError('UNKNOWN_CLIENT', `client key ${hello.signingKey} is not on the allow list; ask the operator to add it`);
