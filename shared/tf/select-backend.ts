@@ -65,12 +65,17 @@ function shortReason(error: unknown): string {
   return text.split('\n')[0]!.slice(0, 160);
 }
 
-async function choose(options: SelectBackendOptions): Promise<BackendChoice> {
+/** The backend asked for by `prefer` or FEDTL_BACKEND, if any; an invalid env value is an error. */
+function requestedBackend(options: SelectBackendOptions): BackendName | undefined {
   const fromEnv = process.env['FEDTL_BACKEND'];
   if (fromEnv !== undefined && fromEnv !== '' && !isBackendName(fromEnv)) {
     throw new FedtlError('BACKEND', `FEDTL_BACKEND="${fromEnv}" is not a backend; use one of ${BACKEND_NAMES.join(', ')}`);
   }
-  const prefer = options.prefer ?? (isBackendName(fromEnv) ? fromEnv : undefined);
+  return options.prefer ?? (isBackendName(fromEnv) ? fromEnv : undefined);
+}
+
+async function choose(options: SelectBackendOptions): Promise<BackendChoice> {
+  const prefer = requestedBackend(options);
   const log = createLogger('backend');
   // The "install tfjs-node" banner is noise for us: the choice is logged below.
   tf.env().set('IS_TEST', false);
@@ -101,10 +106,11 @@ async function choose(options: SelectBackendOptions): Promise<BackendChoice> {
 
 /**
  * Selects and initialises the backend. Idempotent per process: later calls return the first choice
- * unless `prefer` names a different backend, which switches to it.
+ * unless `prefer` (or FEDTL_BACKEND) names a different backend, which switches to it.
  */
 export async function selectBackend(options: SelectBackendOptions = {}): Promise<BackendChoice> {
-  if (chosen && (options.prefer === undefined || (await chosen).name === options.prefer)) return chosen;
+  const requested = requestedBackend(options);
+  if (chosen && (requested === undefined || (await chosen).name === requested)) return chosen;
   chosen = choose(options);
   try {
     return await chosen;
