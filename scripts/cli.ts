@@ -10,6 +10,7 @@ import { BACKEND_NAMES, isBackendName } from '../shared/tf/select-backend.ts';
 import { registerClientCommand } from './commands/client-command.ts';
 import { registerCoordinatorCommand } from './commands/coordinator-command.ts';
 import { registerKeygenCommand, registerPrepareBaseCommand } from './commands/setup-commands.ts';
+import { registerPredictCommand } from './commands/predict-command.ts';
 import { registerSimulateCommand } from './commands/simulate-command.ts';
 
 export function buildProgram(): Command {
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerCoordinatorCommand(program);
   registerClientCommand(program);
   registerSimulateCommand(program);
+  registerPredictCommand(program);
   return program;
 }
 
