@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Stress tests run on their own: `npm run test:stress` (vitest.stress.config.ts).
+    exclude: ['test/stress/**', 'node_modules/**'],
     // Tests start real coordinators and train real tensors; the machines have 2 cores.
     testTimeout: 120_000,
     hookTimeout: 120_000,

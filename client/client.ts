@@ -243,7 +243,7 @@ export class FedtlClient {
     try {
       const welcome = parseWelcome(message);
       const signingKey = encodeKey(this.#options.identity.signing.publicKey);
-      this.#verify(welcomeSignedText(signingKey, this.#helloNonce, welcome.base.hash), welcome.signature);
+      this.#verify(welcomeSignedText(signingKey, this.#helloNonce, welcome.base), welcome.signature);
       if (this.#welcome && this.#welcome.base.hash !== welcome.base.hash) throw new FedtlError('HASH_MISMATCH', 'the coordinator changed its base mid-run; restart the client');
       this.#welcome = welcome;
       this.#prepared ??= this.#prepare(welcome);

@@ -5,7 +5,6 @@
  * Every handler takes `unknown`, parses it (shared/protocol) and answers with a typed ack; nothing a
  * client sends can throw out of a handler or reach the aggregate without passing the loop's checks.
  */
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
@@ -238,7 +237,7 @@ export class Coordinator {
     socket.emit('welcome', {
       protocolVersion: PROTOCOL_VERSION,
       clientId,
-      signature: this.#sign(welcomeSignedText(socket.data.signingKey, socket.data.helloNonce, descriptor.hash)),
+      signature: this.#sign(welcomeSignedText(socket.data.signingKey, socket.data.helloNonce, descriptor)),
       base: descriptor,
       headSpec: this.#options.headSpec,
       manifest: this.#options.manifest,
@@ -258,6 +257,7 @@ export class Coordinator {
 
     socket.on('ready', (message: unknown, ack: unknown) => {
       this.#handle(socket, ack, () => {
+        this.#checkStillAllowed(socket);
         const ready = parseReadyReport(message);
         if (ready.baseHash !== descriptor.hash) throw new FedtlError('HASH_MISMATCH', `client loaded base ${ready.baseHash.slice(0, 12)}, the federation uses ${descriptor.hash.slice(0, 12)}`);
         this.loop.addParticipant(
@@ -286,6 +286,7 @@ export class Coordinator {
       const reply = ack as (reply: BaseReadReply) => void;
       void (async () => {
         try {
+          this.#checkStillAllowed(socket);
           if (this.#options.base.directory === null) throw new FedtlError('BAD_MESSAGE', 'this base has no files to download');
           const parsed = parseBaseReadRequest(request, this.#limits.chunkBytes);
           reply({ ok: true, bytes: await readBaseChunk(this.#options.base.directory, descriptor, parsed) });
@@ -373,9 +374,4 @@ export class Coordinator {
     }
     reply(result);
   }
-}
-
-/** A fresh random hello nonce (exported for clients and tests). */
-export function newNonce(): string {
-  return randomBytes(16).toString('base64');
 }

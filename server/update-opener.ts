@@ -7,7 +7,10 @@ export interface UpdateOpenerOptions {
   maxAbs?: number;
   /** Largest accepted L2 norm of a delta. @default Infinity */
   maxL2Norm?: number;
-  /** Largest example count one client may claim (caps its FedAvg weight). @default 1e9 */
+  /**
+   * Largest example count one client may claim. Counts are self-reported and weigh FedAvg, so the
+   * operator should set this near the largest site's real size. @default 10_000_000
+   */
   maxExampleCount?: number;
 }
 
@@ -22,7 +25,7 @@ export function createUpdateOpener(identity: Identity, resolveClient: (clientId:
         parameterCount: expected.parameterCount,
         maxAbs: options.maxAbs ?? 1e6,
         maxL2Norm: options.maxL2Norm ?? Number.POSITIVE_INFINITY,
-        maxExampleCount: options.maxExampleCount ?? 1e9,
+        maxExampleCount: options.maxExampleCount ?? 10_000_000,
       },
     });
     return { roundId: header.roundId, clientId: header.clientId, exampleCount: header.exampleCount, metrics: { ...header.metrics }, delta, nonce: header.updateId };

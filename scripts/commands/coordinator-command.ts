@@ -32,6 +32,8 @@ export interface CoordinatorConfig {
   lr: number;
   optimizer: 'sgd' | 'adam';
   deadline: number;
+  maxExamples?: number;
+  maxDeltaNorm?: number;
   port: number;
   host: string;
   out: string;
@@ -99,6 +101,8 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--lr <rate>', 'client learning rate (default 0.01)', positiveNumber('lr'))
     .addOption(new Option('--optimizer <name>', 'client optimizer (default adam)').choices(['sgd', 'adam']))
     .option('--deadline <seconds>', `time clients have per round (default ${DEFAULTS.deadline})`, positiveNumber('deadline'))
+    .option('--max-examples <n>', 'largest example count one client may claim (counts weigh FedAvg; default 10,000,000)', positiveInteger('max-examples'))
+    .option('--max-delta-norm <x>', 'refuse updates whose delta has a larger L2 norm (default: no limit)', positiveNumber('max-delta-norm'))
     .option('--port <n>', `port (default ${DEFAULTS.port}; 0 = any free port)`, (v) => Number.parseInt(v, 10))
     .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 for remote clients, behind TLS)')
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
@@ -144,6 +148,10 @@ export function registerCoordinatorCommand(program: Command): void {
         seed: config.seed,
         port: config.port,
         host: config.host,
+        validation: {
+          ...(config.maxExamples ? { maxExampleCount: config.maxExamples } : {}),
+          ...(config.maxDeltaNorm ? { maxL2Norm: config.maxDeltaNorm } : {}),
+        },
         loop: {
           roundTimeoutMs: config.deadline * 1000,
           evaluateTimeoutMs: config.deadline * 1000,

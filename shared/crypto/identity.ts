@@ -251,8 +251,10 @@ function parseIdentityFile(text: string, path: string): Identity {
     if (typeof value !== 'string') return fail(`'${label}' must be a base64 string`);
     try {
       return decodeKey(value, label, bytes);
-    } catch (error) {
-      return fail(`'${label}' must be ${bytes} bytes of canonical base64`, error);
+    } catch {
+      // No cause: decodeKey's message quotes the text it could not decode, which here may be a
+      // secret key (e.g. one pasted without its '=' padding), and causes are printed at debug level.
+      return fail(`'${label}' must be ${bytes} bytes of canonical base64`);
     }
   };
   const seed = field(signing, 'seed', SIGN_SEED_BYTES, 'signing.seed');

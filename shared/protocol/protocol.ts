@@ -139,8 +139,14 @@ export function helloSignedText(coordinatorSigningKey: string, hello: Omit<Hello
   return `fedtl-hello/v${hello.protocolVersion}|${coordinatorSigningKey}|${hello.signingKey}|${hello.boxKey}|${hello.timestamp}|${hello.nonce}`;
 }
 
-export function welcomeSignedText(clientSigningKey: string, helloNonce: string, baseHash: string): string {
-  return `fedtl-welcome/v${PROTOCOL_VERSION}|${clientSigningKey}|${helloNonce}|${baseHash}`;
+/**
+ * The welcome signature covers the whole base descriptor (every file's name, size and SHA-256),
+ * not only the model hash: a text base's vocabulary is not part of the model hash, and a client
+ * must be able to trust every file it downloads.
+ */
+export function welcomeSignedText(clientSigningKey: string, helloNonce: string, base: BaseDescriptor): string {
+  const files = base.files.map((f) => `${f.name}:${f.bytes}:${f.sha256}`).join(',');
+  return `fedtl-welcome/v${PROTOCOL_VERSION}|${clientSigningKey}|${helloNonce}|${base.name}|${base.hash}|${base.identitySize ?? ''}|${files}`;
 }
 
 export function roundSignedText(kind: 'fit' | 'evaluate', roundId: string, round: number, deadline: number, weightsSha256: string, config?: FitConfig): string {

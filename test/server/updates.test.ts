@@ -340,11 +340,12 @@ describe('client-side limits', () => {
     const readied = new EventQueue<void>();
     server.on('connection', (socket) => {
       const hello = socket.handshake.auth as Hello;
+      const base = { name: BASE.name, hash: BASE.hash, files: [], identitySize: 784 };
       socket.emit('welcome', {
         protocolVersion: PROTOCOL_VERSION,
         clientId: clientIdFromSigningKey(hello.signingKey),
-        signature: sign(welcomeSignedText(hello.signingKey, hello.nonce, BASE.hash)),
-        base: { name: BASE.name, hash: BASE.hash, files: [], identitySize: 784 },
+        signature: sign(welcomeSignedText(hello.signingKey, hello.nonce, base)),
+        base,
         headSpec: DIGIT_HEAD,
         manifest: initial.manifest,
         limits: { maxUpdateBytes: 1024, chunkBytes: 1 << 20, maxMessageBytes: 1 << 26 },

@@ -1,0 +1,145 @@
+/**
+ * Load: several hundred scripted clients (real Ed25519 hellos, real sealed envelopes, no models)
+ * against one coordinator in its own process, over loopback, for several rounds. Measures
+ * handshake latency, round time and the coordinator's memory, and checks that no update is lost
+ * or counted twice: each new head equals previous + Σ n_k Δ_k / Σ n_k computed here, in float64,
+ * from what the clients sent. A few clients also replay their envelope after it was accepted.
+ *
+ * Figures are printed and written to test/stress/results/load.json.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadCheckpoint } from '../../server/checkpoint.ts';
+import { formatPublicIdentity, generateIdentity, publicIdentity, saveIdentity, type Identity } from '../../shared/crypto/identity.ts';
+import { makeDelta, maxAbsDifference, weightedMean } from '../support/hostile.ts';
+import { CoordinatorChild, ScriptedClient, quantile, sha256, within, writeResult } from './stress-support.ts';
+
+const CLIENTS = Number(process.env['FEDTL_STRESS_CLIENTS'] ?? 300);
+const ROUNDS = 3;
+/** Clients that send their accepted envelope a second time each round. */
+const REPLAYERS = 10;
+
+const examplesOf = (i: number) => 20 + ((i * 37) % 200);
+const deltaOf = (round: number, i: number, n: number) => makeDelta(n, round * 10_007 + i);
+
+describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
+  let dir = '';
+  let child: CoordinatorChild | undefined;
+  const clients: ScriptedClient[] = [];
+
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    child?.kill();
+    if (child) await child.exited;
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('admits every client, aggregates every update exactly once, and reports its figures', async () => {
+    // Prepare: identities, a 0600 coordinator identity file, an allow list, a child coordinator.
+    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-stress-load-'));
+    const coordinatorIdentity = generateIdentity();
+    saveIdentity(path.join(dir, 'coordinator.key'), coordinatorIdentity);
+    const identities: Identity[] = Array.from({ length: CLIENTS }, () => generateIdentity());
+    await writeFile(path.join(dir, 'clients.allow'), identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} c${i}`).join('\n') + '\n');
+    const checkpointDir = path.join(dir, 'checkpoint');
+    child = await CoordinatorChild.start(path.join(dir, 'config.json'), {
+      identityFile: path.join(dir, 'coordinator.key'),
+      allowFile: path.join(dir, 'clients.allow'),
+      rounds: ROUNDS,
+      minClients: CLIENTS,
+      checkpointDir,
+      roundTimeoutMs: 120_000,
+    });
+    const idle = child.events[0]!.event === 'listening' ? child.events[0]!.memory : null;
+    const pub = publicIdentity(coordinatorIdentity);
+    const url = `http://127.0.0.1:${child.port}`;
+
+    // Execute: all clients connect at once; the run starts when the last one is ready.
+    const connectStarted = performance.now();
+    for (let i = 0; i < CLIENTS; i++) {
+      const client = new ScriptedClient({
+        url,
+        identity: identities[i]!,
+        coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
+        examples: examplesOf(i),
+        update: (fit, weights) => deltaOf(fit.round, i, weights.length),
+      });
+      clients.push(client);
+    }
+    await within(Promise.all(clients.map((c) => c.ready)), `${CLIENTS} clients to be ready`, 120_000);
+    const allReadyMs = performance.now() - connectStarted;
+    // Replayers send their accepted envelope again; it must be refused and not counted.
+    const replays: Array<Promise<{ code: string }>> = [];
+    const roundEvents = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      await within(Promise.all(clients.slice(0, REPLAYERS).map((c) => c.sentSatisfies((sent) => sent.some((s) => s.round === round && s.ack.ok)))), `round ${round} replayers`, 120_000);
+      for (const client of clients.slice(0, REPLAYERS)) {
+        const accepted = client.sent.find((s) => s.round === round && s.ack.ok)!;
+        replays.push(client.send(accepted.sealed).then((ack) => ({ code: ack.ok ? 'ACCEPTED' : ack.code })));
+      }
+      roundEvents.push(await child.next((e) => e.event === 'round' && e.record.round === round, `round ${round}`, 180_000));
+    }
+    const finished = await child.next((e) => e.event === 'finished', 'the run to finish', 60_000);
+
+    // Assert: every round accepted every client once, with the exact example total.
+    const replayCodes = await Promise.all(replays);
+    // A replay that reaches the coordinator after the round closed is STALE_ROUND; either way it is refused.
+    expect(replayCodes.every((r) => r.code === 'DUPLICATE_UPDATE' || r.code === 'STALE_ROUND')).toBe(true);
+    const totalExamples = clients.reduce((sum, c) => sum + c.options.examples, 0);
+    const records = roundEvents.map((e) => (e.event === 'round' ? e.record : null)!);
+    for (const record of records) {
+      expect(record).toMatchObject({ selected: CLIENTS, accepted: CLIENTS, dropped: 0, examples: totalExamples });
+      expect(Object.keys(record.rejected).filter((code) => code !== 'DUPLICATE_UPDATE' && code !== 'STALE_ROUND')).toEqual([]);
+    }
+    // Every client received the same head each round; each head is the weighted mean of what was sent.
+    const checkpoint = await loadCheckpoint(checkpointDir);
+    expect(checkpoint?.round).toBe(ROUNDS);
+    const heads: Float32Array[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const received = clients.map((c) => c.fits.find((f) => f.fit.round === round)!);
+      expect(new Set(received.map((r) => sha256(r.fit.weights))).size).toBe(1);
+      heads.push(received[0]!.weights);
+    }
+    heads.push(checkpoint!.weights);
+    let worst = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      const updates = clients.map((c) => {
+        const sent = c.sent.filter((s) => s.round === round && s.ack.ok);
+        expect(sent).toHaveLength(1);
+        return { delta: sent[0]!.delta, examples: sent[0]!.examples };
+      });
+      const difference = maxAbsDifference(heads[round]!, weightedMean(heads[round - 1]!, updates));
+      worst = Math.max(worst, difference);
+      expect(difference).toBeLessThan(1e-6);
+    }
+
+    // Report.
+    const handshake = clients.map((c) => c.handshakeMs[0]!);
+    const ready = clients.map((c) => c.readyMs[0]!);
+    const memory = finished.event === 'finished' ? finished.memory : null;
+    const result = {
+      when: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version },
+      clients: CLIENTS,
+      rounds: ROUNDS,
+      parameters: heads[0]!.length,
+      envelopeBytes: clients[0]!.sent[0]!.sealed.byteLength,
+      handshakeMs: { p50: round1(quantile(handshake, 0.5)), p95: round1(quantile(handshake, 0.95)), max: round1(Math.max(...handshake)) },
+      readyAckMs: { p50: round1(quantile(ready, 0.5)), p95: round1(quantile(ready, 0.95)) },
+      allReadyMs: Math.round(allReadyMs),
+      roundSeconds: records.map((r) => r.seconds),
+      bytesPerRound: { down: records[0]!.bytesDown, up: records[0]!.bytesUp },
+      coordinatorMemoryMB: { idle, afterLastRound: memory, perRound: roundEvents.map((e) => (e.event === 'round' ? e.memory : null)) },
+      replaysRefused: replayCodes.length,
+      maxAbsErrorVsFloat64Mean: worst,
+    };
+    const file = await writeResult('load.json', result);
+    process.stdout.write(`\n[stress:load] ${JSON.stringify(result, null, 1)}\n[stress:load] written to ${file}\n`);
+  });
+});
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}

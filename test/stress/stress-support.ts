@@ -1,0 +1,341 @@
+/**
+ * Stress-test fixtures: a coordinator in a child process ({@link CoordinatorChild}, running
+ * scripts/stress/coordinator-child.ts), lightweight scripted clients that do the real handshake and
+ * send real sealed envelopes ({@link ScriptedClient}), and a loopback TCP proxy that can cut a
+ * connection mid-stream ({@link CuttingProxy}).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io, type Socket } from 'socket.io-client';
+import type { ChildConfig } from '../../scripts/stress/coordinator-child.ts';
+import type { RoundRecord } from '../../server/round-record.ts';
+import { encodeKey, type Identity } from '../../shared/crypto/identity.ts';
+import { signText } from '../../shared/crypto/signatures.ts';
+import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
+import { PROTOCOL_VERSION, helloSignedText, parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
+import { bytesToFloat32 } from '../../shared/weights/flat-weights.ts';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const RESULTS_DIR = path.join(REPO_ROOT, 'test/stress/results');
+
+/** Rejects naming `what` if `promise` has not settled within `ms`. */
+export function within<T>(promise: Promise<T>, what: string, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
+
+/** Value at quantile `q` (0..1) of `values`, nearest-rank. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export async function writeResult(name: string, result: unknown): Promise<string> {
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, name);
+  await writeFile(file, JSON.stringify(result, null, 2) + '\n');
+  return file;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator child process
+
+export interface MemoryFigures {
+  rssMB: number;
+  heapUsedMB: number;
+  peakRssMB: number;
+  peakHeapUsedMB: number;
+}
+
+export type ChildEvent =
+  | { event: 'listening'; port: number; resumedRounds: number; memory: MemoryFigures }
+  | { event: 'round'; record: RoundRecord; memory: MemoryFigures }
+  | { event: 'finished'; rounds: number; memory: MemoryFigures }
+  | { event: 'failed'; code: string; message: string };
+
+/** A coordinator process; its stdout events are parsed and can be awaited by predicate. */
+export class CoordinatorChild {
+  readonly process: ChildProcess;
+  readonly events: ChildEvent[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr = '';
+  readonly #waiters: Array<{ match: (e: ChildEvent) => boolean; resolve: (e: ChildEvent) => void }> = [];
+
+  private constructor(configFile: string) {
+    this.process = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/stress/coordinator-child.ts'), configFile], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffered = '';
+    this.process.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      buffered += text;
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (line.startsWith('{')) this.#push(JSON.parse(line) as ChildEvent);
+      }
+    });
+    this.process.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      this.stderr += text;
+    });
+    this.exited = new Promise((resolve) => this.process.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  static async start(configFile: string, config: ChildConfig): Promise<CoordinatorChild> {
+    await writeFile(configFile, JSON.stringify(config));
+    const child = new CoordinatorChild(configFile);
+    await child.next((e) => e.event === 'listening', 'the coordinator to listen', 60_000);
+    return child;
+  }
+
+  get port(): number {
+    const listening = this.events.find((e) => e.event === 'listening');
+    if (!listening || listening.event !== 'listening') throw new Error('coordinator is not listening');
+    return listening.port;
+  }
+
+  #push(event: ChildEvent): void {
+    this.events.push(event);
+    for (const waiter of [...this.#waiters]) {
+      if (waiter.match(event)) {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        waiter.resolve(event);
+      }
+    }
+  }
+
+  /** The first event (already seen or future) matching `match`; a `failed` event or an exit rejects. */
+  next(match: (e: ChildEvent) => boolean, what: string, ms: number): Promise<ChildEvent> {
+    const seen = this.events.find(match);
+    if (seen) return Promise.resolve(seen);
+    const waiting = new Promise<ChildEvent>((resolve, reject) => {
+      this.#waiters.push({ match, resolve });
+      this.#waiters.push({ match: (e) => e.event === 'failed', resolve: (e) => reject(new Error(`coordinator failed: ${JSON.stringify(e)}\n${this.stderr}`)) });
+      void this.exited.then(({ code, signal }) => reject(new Error(`coordinator exited (${code ?? signal}) before ${what}\n${this.stderr.slice(-4000)}`)));
+    });
+    return within(waiting, what, ms);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill(signal);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripted client
+
+/** A fresh hello (new nonce and timestamp), signed natively so 300 of them cost the test process little. */
+export function freshHello(identity: Identity, coordinatorSigningKey: string): Hello {
+  const unsigned = {
+    protocolVersion: PROTOCOL_VERSION,
+    signingKey: encodeKey(identity.signing.publicKey),
+    boxKey: encodeKey(identity.box.publicKey),
+    timestamp: Date.now(),
+    nonce: randomBytes(16).toString('base64'),
+  };
+  return { ...unsigned, signature: encodeKey(signText(helloSignedText(coordinatorSigningKey, unsigned), identity.signing.secretKey)) };
+}
+
+export interface ScriptedClientOptions {
+  url: string;
+  identity: Identity;
+  coordinator: { signingKey: string; boxKey: string };
+  examples: number;
+  /** The delta to send for `fit` given the received head, or `null` to stay silent this time. */
+  update: (fit: FitRequest, weights: Float32Array) => Float32Array | null;
+  /** Reconnect (with a fresh hello) after a lost connection. @default false */
+  reconnect?: boolean;
+}
+
+export interface ScriptedSent {
+  round: number;
+  roundId: string;
+  delta: Float32Array;
+  examples: number;
+  sealed: Uint8Array;
+  ack: Ack;
+}
+
+/**
+ * A client without a model: real Ed25519 hello, real `ready`, and a real sealed envelope per fit
+ * whose delta a test chooses. Records handshake timings, the heads it received and what it sent.
+ */
+export class ScriptedClient {
+  readonly socket: Socket;
+  readonly options: ScriptedClientOptions;
+  /** ms from creating the socket (or reconnecting) to the welcome, per welcome. */
+  readonly handshakeMs: number[] = [];
+  /** ms from the welcome to the ack of `ready`, per welcome. */
+  readonly readyMs: number[] = [];
+  /** Fit requests received (with their decoded weights), in order. */
+  readonly fits: Array<{ fit: FitRequest; weights: Float32Array }> = [];
+  readonly sent: ScriptedSent[] = [];
+  readonly ready: Promise<void>;
+  welcome: Welcome | null = null;
+  finished = false;
+  #connectStarted = performance.now();
+  #resolveReady!: () => void;
+  #onSent: (() => void) | null = null;
+
+  constructor(options: ScriptedClientOptions) {
+    this.options = options;
+    this.ready = new Promise((resolve) => {
+      this.#resolveReady = resolve;
+    });
+    this.socket = io(options.url, {
+      transports: ['websocket'],
+      forceNew: true,
+      reconnection: options.reconnect ?? false,
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 400,
+      auth: (send: (auth: object) => void) => send(freshHello(options.identity, options.coordinator.signingKey)),
+    });
+    this.socket.io.on('reconnect_attempt', () => {
+      this.#connectStarted = performance.now();
+    });
+    this.socket.on('welcome', (welcome: Welcome) => {
+      const welcomed = performance.now();
+      this.handshakeMs.push(welcomed - this.#connectStarted);
+      this.welcome = welcome;
+      void this.socket
+        .timeout(60_000)
+        .emitWithAck('ready', { baseHash: welcome.base.hash, examples: options.examples })
+        .then((reply: unknown) => {
+          const ack = parseAck(reply);
+          if (!ack.ok) throw new Error(`ready refused: ${ack.code}: ${ack.message}`);
+          this.readyMs.push(performance.now() - welcomed);
+          this.#resolveReady();
+        })
+        .catch(() => undefined); // a dropped connection; the next welcome tries again
+    });
+    this.socket.on('fit', (fit: FitRequest) => this.#onFit(fit));
+    this.socket.on('finished', () => {
+      this.finished = true;
+      this.socket.close();
+    });
+    this.socket.on('disconnect', (reason: string) => {
+      // socket.io-client does not reconnect after a server-side disconnect by itself.
+      if (reason === 'io server disconnect' && options.reconnect && !this.finished) setTimeout(() => this.socket.connect(), 100);
+    });
+  }
+
+  #onFit(fit: FitRequest): void {
+    const raw = fit.weights instanceof Uint8Array ? fit.weights : new Uint8Array(fit.weights as ArrayBuffer);
+    const weights = bytesToFloat32(Uint8Array.from(raw), 'fit.weights');
+    this.fits.push({ fit, weights });
+    const delta = this.options.update(fit, weights);
+    if (!delta) return;
+    const sealed = this.seal(fit.roundId, delta);
+    void this.send(sealed).then(
+      (ack) => this.#record({ round: fit.round, roundId: fit.roundId, delta, examples: this.options.examples, sealed, ack }),
+      (error: Error) => this.#record({ round: fit.round, roundId: fit.roundId, delta, examples: this.options.examples, sealed, ack: { ok: false, code: 'INTERNAL', message: error.message } }),
+    );
+  }
+
+  #record(sent: ScriptedSent): void {
+    this.sent.push(sent);
+    this.#onSent?.();
+  }
+
+  /** Resolves once `predicate(this.sent)` holds. */
+  sentSatisfies(predicate: (sent: readonly ScriptedSent[]) => boolean): Promise<void> {
+    if (predicate(this.sent)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.#onSent;
+      this.#onSent = () => {
+        previous?.();
+        if (predicate(this.sent)) resolve();
+      };
+    });
+  }
+
+  seal(roundId: string, delta: Float32Array): Uint8Array {
+    return sealUpdate(
+      { header: { roundId, exampleCount: this.options.examples, metrics: { loss: 1, accuracy: 0.5 } }, delta },
+      { clientIdentity: this.options.identity, coordinatorBoxKey: this.options.coordinator.boxKey },
+    );
+  }
+
+  async send(sealed: Uint8Array): Promise<Ack> {
+    return parseAck(await this.socket.timeout(60_000).emitWithAck('update', sealed));
+  }
+
+  close(): void {
+    this.finished = true;
+    this.socket.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback TCP proxy that can cut connections
+
+/**
+ * Forwards loopback TCP connections to `targetPort`, counting the bytes sent towards the client.
+ * Once `cutAfterBytes` have gone down (in total, over all connections), it destroys the connection
+ * carrying them, once: the client sees a dead network, not a polite close.
+ */
+export class CuttingProxy {
+  readonly server: net.Server;
+  bytesDown = 0;
+  connections = 0;
+  cuts = 0;
+  readonly #sockets = new Set<net.Socket>();
+  #cutAfterBytes: number | null;
+
+  private constructor(targetPort: number, cutAfterBytes: number | null) {
+    this.#cutAfterBytes = cutAfterBytes;
+    this.server = net.createServer((downstream) => {
+      this.connections++;
+      const upstream = net.connect(targetPort, '127.0.0.1');
+      this.#sockets.add(downstream);
+      this.#sockets.add(upstream);
+      const cut = () => {
+        downstream.destroy();
+        upstream.destroy();
+      };
+      downstream.on('data', (data: Buffer) => upstream.write(data));
+      upstream.on('data', (data: Buffer) => {
+        this.bytesDown += data.length;
+        if (this.#cutAfterBytes !== null && this.bytesDown >= this.#cutAfterBytes) {
+          this.#cutAfterBytes = null;
+          this.cuts++;
+          cut();
+          return;
+        }
+        downstream.write(data);
+      });
+      downstream.on('close', cut);
+      upstream.on('close', cut);
+      downstream.on('error', cut);
+      upstream.on('error', cut);
+    });
+  }
+
+  static async start(targetPort: number, cutAfterBytes: number | null): Promise<CuttingProxy> {
+    const proxy = new CuttingProxy(targetPort, cutAfterBytes);
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
