@@ -77,8 +77,9 @@ function requestedBackend(options: SelectBackendOptions): BackendName | undefine
 async function choose(options: SelectBackendOptions): Promise<BackendChoice> {
   const prefer = requestedBackend(options);
   const log = createLogger('backend');
-  // The "install tfjs-node" banner is noise for us: the choice is logged below.
-  tf.env().set('IS_TEST', false);
+  // Production mode skips tfjs's debug checks and its "install tfjs-node" banner (the choice and
+  // the reason are logged below instead).
+  tf.enableProdMode();
   if (prefer) {
     try {
       await LOADERS[prefer]();
