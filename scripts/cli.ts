@@ -27,7 +27,7 @@ export function buildProgram(): Command {
       // The backend is chosen where tensors are first needed; the flag travels as the env var.
       if (backend) process.env['FEDTL_BACKEND'] = backend;
     })
-    .showHelpAfterError();
+    .showHelpAfterError('(fedtl --help, or fedtl <command> --help, lists the options)');
   registerKeygenCommand(program);
   registerPrepareBaseCommand(program);
   registerCoordinatorCommand(program);

@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
+import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
 
 interface SimulateFlags {
@@ -48,7 +49,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--lr <rate>', 'client learning rate', positiveNumber('lr'))
     .addOption(new Option('--optimizer <name>', 'client optimizer').choices(['sgd', 'adam']))
     .option('--hidden <sizes>', 'hidden layer sizes of the head, comma-separated ("" for a softmax head)')
-    .addOption(new Option('--mode <mode>', 'virtual clients in-process, or real socket.io clients on loopback').choices([...SIMULATION_MODES]))
+    .addOption(new Option('--mode <mode>', 'virtual: clients in-process (scales to 10,000); socket: real socket.io clients in-process; process: each client a separate `fedtl client` process (all over loopback)').choices([...SIMULATION_MODES]))
     .option('--dropout <p>', 'probability a selected client crashes in a round', fraction('dropout'))
     .option('--straggler <p>', 'probability a selected client misses the deadline', fraction('straggler'))
     .option('--seed <n>', 'seed of data sampling, partition, selection and faults', (v) => Number.parseInt(v, 10))
@@ -90,7 +91,8 @@ export function registerSimulateCommand(program: Command): void {
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-      onShutdown(() => undefined);
+      // Process mode: kill the client processes and delete their identities and data on ^C.
+      onShutdown(() => stopProcessClients());
       const result = await runSimulation(config, { outDir });
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });

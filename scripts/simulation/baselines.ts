@@ -5,10 +5,11 @@
 import { LocalTrainer } from '../../client/local-trainer.ts';
 import { initialHeadWeights } from '../../server/start-coordinator.ts';
 import { createRandom } from '../../shared/math/random.ts';
-import { selectRows, type FeatureMatrix } from '../../shared/model/feature-matrix.ts';
+import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import { buildHead } from '../../shared/model/head.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import type { OptimizerName } from '../../shared/model/head-training.ts';
+import { clientRows, type ClientShards } from './client-shards.ts';
 
 export interface BaselineInput {
   head: HeadSpec;
@@ -45,19 +46,19 @@ export interface LocalOnlyResult {
 }
 
 /**
- * Each client trains alone on its own data (`epochs` epochs) and is scored on the shared test set;
+ * Each client trains alone on its own rows (`epochs` epochs) and is scored on the shared test set;
  * at most `maxClients` clients, a seeded sample, to bound the cost with thousands of clients.
+ * `input.trainFeatures` is not used: each client's rows come from `clients`.
  */
-export async function localOnlyBaseline(input: BaselineInput, parts: readonly Int32Array[], epochs: number, maxClients: number): Promise<LocalOnlyResult> {
-  const initial = initialHeadWeights(input.trainFeatures.cols, input.head, input.seed);
-  const trainer = new LocalTrainer(buildHead(input.trainFeatures.cols, input.head), initial.manifest);
-  const chosen = parts.length <= maxClients ? parts.map((_, i) => i) : Array.from(createRandom(`${input.seed}-local-only`).sample(maxClients, parts.length)).sort((a, b) => a - b);
+export async function localOnlyBaseline(input: BaselineInput, clients: ClientShards, epochs: number, maxClients: number): Promise<LocalOnlyResult> {
+  const cols = clients.features.cols;
+  const initial = initialHeadWeights(cols, input.head, input.seed);
+  const trainer = new LocalTrainer(buildHead(cols, input.head), initial.manifest);
+  const chosen = clients.count <= maxClients ? Array.from({ length: clients.count }, (_, i) => i) : Array.from(createRandom(`${input.seed}-local-only`).sample(maxClients, clients.count)).sort((a, b) => a - b);
   const accuracies: number[] = [];
   try {
     for (const client of chosen) {
-      const indices = parts[client]!;
-      const data = { features: selectRows(input.trainFeatures, indices), labels: Int32Array.from(indices, (row) => input.trainLabels[row]!) };
-      const fit = await trainer.fit(initial.data, data, { epochs, batchSize: input.batchSize, learningRate: input.learningRate, optimizer: input.optimizer }, input.seed + client);
+      const fit = await trainer.fit(initial.data, clientRows(clients, client), { epochs, batchSize: input.batchSize, learningRate: input.learningRate, optimizer: input.optimizer }, input.seed + client);
       const trained = initial.data.map((value, i) => value + fit.delta[i]!);
       accuracies.push((await trainer.evaluate(trained, { features: input.testFeatures, labels: input.testLabels })).accuracy);
     }

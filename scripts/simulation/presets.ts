@@ -13,8 +13,12 @@ import type { OptimizerName } from '../../shared/model/head-training.ts';
 
 export const DATASETS = ['imdb', 'mnist', 'fashion-mnist'] as const;
 export type SimulationDataset = (typeof DATASETS)[number];
-export const SIMULATION_MODES = ['virtual', 'socket'] as const;
-/** `virtual`: clients are data indices in this process; `socket`: real socket.io clients over loopback. */
+export const SIMULATION_MODES = ['virtual', 'socket', 'process'] as const;
+/**
+ * `virtual`: clients are row ranges of one feature matrix in this process; `socket`: real
+ * socket.io clients in this process over loopback; `process`: each client a separate
+ * `fedtl client` process over loopback.
+ */
 export type SimulationMode = (typeof SIMULATION_MODES)[number];
 
 export const SCRATCH_FEATURES = ['random-embedding', 'bag-of-words', 'pixels'] as const;
@@ -57,9 +61,9 @@ export interface SimulationConfig {
   centralizedEpochs: number;
   /** Local-only baseline: at most this many clients are trained alone (a seeded sample). */
   localOnlyClients: number;
-  /** Fraction of each socket client's data kept for its federated evaluation. */
+  /** Fraction of each socket or process client's data kept for its federated evaluation. */
   validationFraction: number;
-  /** Deadline of one round in socket mode, ms. */
+  /** Deadline of one round in socket and process modes, ms. */
   roundTimeoutMs: number;
 }
 

@@ -70,6 +70,8 @@ export interface SimulationReport {
   peakRssMb: number;
   /** Free-form remarks (warnings, dataset notes), shown as a list. */
   notes?: string[];
+  /** Legend name of the federated series. @default 'federated (pretrained base)' */
+  federatedLabel?: string;
 }
 
 /** At most this many clients get a column in the label heat strip; the rest are summarised. */
@@ -263,7 +265,7 @@ function seriesOf(rounds: readonly RoundRecord[], pick: (r: RoundRecord) => numb
 
 function renderAccuracySection(report: SimulationReport): string {
   const { centralized, localOnly, scratch } = report.baselines;
-  const series: LineSeries[] = [{ name: 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.accuracy), color: COLOR_FEDERATED }];
+  const series: LineSeries[] = [{ name: report.federatedLabel ?? 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.accuracy), color: COLOR_FEDERATED }];
   if (scratch) series.push({ name: 'federated from scratch', points: seriesOf(scratch.rounds, (r) => r.accuracy), color: COLOR_SCRATCH });
   const references: ReferenceLine[] = [];
   if (centralized && isNumber(centralized.accuracy)) references.push({ label: 'centralized', y: centralized.accuracy, color: COLOR_CENTRALIZED });
@@ -281,7 +283,7 @@ function renderAccuracySection(report: SimulationReport): string {
 
 function renderLossSection(report: SimulationReport): string {
   const { centralized, scratch } = report.baselines;
-  const series: LineSeries[] = [{ name: 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.loss), color: COLOR_FEDERATED }];
+  const series: LineSeries[] = [{ name: report.federatedLabel ?? 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.loss), color: COLOR_FEDERATED }];
   if (scratch) series.push({ name: 'federated from scratch', points: seriesOf(scratch.rounds, (r) => r.loss), color: COLOR_SCRATCH });
   const references: ReferenceLine[] =
     centralized && isNumber(centralized.loss) ? [{ label: 'centralized', y: centralized.loss, color: COLOR_CENTRALIZED }] : [];

@@ -1,55 +1,67 @@
 /**
- * One federated run of a simulation, in either mode, through the coordinator's round loop:
+ * One federated run of a simulation, through the coordinator's round loop, in one of three modes:
  *
- * - `virtual`: clients are index arrays into the cached feature matrix. Each selected client
- *   trains the shared head on its rows, seals its delta with its own key, and hands the envelope to
+ * - `virtual`: clients are row ranges of the feature matrix grouped by client (client-shards.ts)
+ *   with keys packed in one buffer (virtual-identities.ts). Each selected client trains the shared
+ *   head on its rows, seals its delta with its own key, and hands the envelope to
  *   `RoundLoop.receiveUpdate`: the same training, sealing, validation and aggregation as a
- *   deployment, minus the sockets. Memory per client is its indices.
- * - `socket`: a real coordinator on a loopback port and one real `FedtlClient` per client, each
- *   downloading the base, computing its own features and training over socket.io.
+ *   deployment, minus the sockets. A client costs a few hundred bytes, so 10,000 fit in memory.
+ * - `socket`: a real coordinator on a loopback port and one real `FedtlClient` per client in this
+ *   process, each downloading the base, computing its own features and training over socket.io.
+ * - `process`: the same coordinator, and each client a separate `fedtl client` process reading its
+ *   own data file (process-clients.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
+import nacl from 'tweetnacl';
 import { FedtlClient } from '../../client/client.ts';
-import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
+import type { LabeledDataset } from '../../client/data/dataset.ts';
+import { subset } from '../../client/data/dataset.ts';
 import { splitTrainTest } from '../../client/data/split.ts';
 import { LocalTrainer } from '../../client/local-trainer.ts';
-import { RoundLoop } from '../../server/round-loop.ts';
+import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
-import { initialHeadWeights, startCoordinator } from '../../server/start-coordinator.ts';
+import { initialHeadWeights, startCoordinator, type StartCoordinatorOptions } from '../../server/start-coordinator.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
-import { createLogger } from '../../shared/core/log.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
-import { clientIdFromSigningKey, encodeKey, formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
+import { encodeKey, formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
-import { createRandom } from '../../shared/math/random.ts';
-import { selectRows, type FeatureMatrix } from '../../shared/model/feature-matrix.ts';
+import { createRandom, type Random } from '../../shared/math/random.ts';
+import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
+import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import { buildHead, setHeadWeights } from '../../shared/model/head.ts';
 import { evaluateHead } from '../../shared/model/head-training.ts';
+import type { FitRequest } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
-import nacl from 'tweetnacl';
-import type { SimulationConfig } from './presets.ts';
-import { nativeIdentity } from './virtual-identities.ts';
+import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
+import type { SimulationConfig, SimulationMode } from './presets.ts';
+import { runProcesses } from './process-clients.ts';
+import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
 
 export interface FederatedRunInput {
   config: SimulationConfig;
   base: FrozenBase;
   baseDirectory: string | null;
-  /** Per-client example indices into the training set. */
-  parts: Int32Array[];
-  /** Virtual mode: the training set's features; socket mode: the raw training set. */
-  trainFeatures: FeatureMatrix;
-  trainLabels: Int32Array;
+  /** Virtual mode: the training features grouped by client (see client-shards.ts). */
+  shards?: ClientShards;
+  /** Socket and process modes: per-client example indices into `trainDataset`. */
+  parts?: readonly Int32Array[];
+  /** Socket and process modes: the raw training set, which those clients turn into features themselves. */
   trainDataset?: LabeledDataset;
   testFeatures: FeatureMatrix;
   testLabels: Int32Array;
-  mode: 'virtual' | 'socket';
+  mode: SimulationMode;
   label: string;
+  /** Virtual mode: the clients' identities, shared by several runs over the same clients. @default fresh ones */
+  identities?: VirtualIdentities;
   onRound?: (record: RoundRecord) => void;
+  logger?: Logger;
 }
 
 export interface FederatedRunResult {
@@ -59,7 +71,7 @@ export interface FederatedRunResult {
 }
 
 /** Server-side evaluation of a global head on the held-out test features. */
-function makeEvaluator(input: FederatedRunInput, head: tf.LayersModel, manifest: ReturnType<typeof initialHeadWeights>['manifest']) {
+export function makeEvaluator(input: Pick<FederatedRunInput, 'testFeatures' | 'testLabels'>, head: tf.LayersModel, manifest: ReturnType<typeof initialHeadWeights>['manifest']) {
   return async (weights: Float32Array) => {
     setHeadWeights(head, { manifest, data: weights });
     const result = await evaluateHead(head, input.testFeatures, input.testLabels);
@@ -67,7 +79,19 @@ function makeEvaluator(input: FederatedRunInput, head: tf.LayersModel, manifest:
   };
 }
 
-function strategyOf(config: SimulationConfig): FedAvg {
+/** Round-loop settings of a simulated coordinator that listens on a socket (socket and process modes). */
+export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.LayersModel, manifest: WeightManifest): NonNullable<StartCoordinatorOptions['loop']> {
+  const { config } = input;
+  return {
+    roundTimeoutMs: config.roundTimeoutMs,
+    evaluateTimeoutMs: config.roundTimeoutMs,
+    waitForClientsMs: 600_000,
+    evaluateGlobal: makeEvaluator(input, serverHead, manifest),
+    ...(input.onRound ? { onRound: (record: RoundRecord) => input.onRound!(record) } : {}),
+  };
+}
+
+export function strategyOf(config: SimulationConfig): FedAvg {
   const options = {
     fractionFit: config.fractionFit,
     minClients: config.minClients,
@@ -81,85 +105,151 @@ function strategyOf(config: SimulationConfig): FedAvg {
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
-  return input.mode === 'virtual' ? runVirtual(input) : runSocket(input);
+  switch (input.mode) {
+    case 'virtual':
+      return runVirtual(input);
+    case 'socket':
+      return runSocket(input);
+    case 'process':
+      return runProcesses(input);
+    default:
+      throw new FedtlError('BAD_CONFIG', `unknown simulation mode ${String(input.mode)}`);
+  }
+}
+
+/** What a virtual client does when selected; one instance per client, methods on the prototype. */
+class VirtualParticipant implements Participant {
+  constructor(
+    readonly clientId: string,
+    readonly index: number,
+    readonly federation: VirtualFederation,
+  ) {}
+
+  sendFit(request: FitRequest): void {
+    this.federation.enqueueFit(this.index, request);
+  }
+
+  sendEvaluate(): void {
+    // Virtual runs evaluate on the server's held-out test set (federatedEvaluation is off).
+  }
+}
+
+/**
+ * Virtual clients on one round loop: each is an index into {@link ClientShards} and
+ * {@link VirtualIdentities}, plus one small participant object. Selected clients train one at a
+ * time on one shared head (a chain of jobs), seal their delta with their own keys and hand it to
+ * `RoundLoop.receiveUpdate`: the deployment's validation and aggregation, minus the sockets.
+ */
+export class VirtualFederation {
+  readonly loop: RoundLoop;
+  readonly identities: VirtualIdentities;
+  readonly #config: SimulationConfig;
+  readonly #shards: ClientShards;
+  readonly #coordinator: Identity;
+  readonly #trainer: LocalTrainer;
+  readonly #serverHead: tf.LayersModel;
+  readonly #faults: Random;
+  readonly #log: Logger;
+  #queue: Promise<void> = Promise.resolve();
+  /** Client updates trained, sealed and handed to the loop so far. */
+  updates = 0;
+
+  constructor(input: FederatedRunInput & { shards: ClientShards }) {
+    const { config, shards } = input;
+    this.#config = config;
+    this.#shards = shards;
+    this.#log = input.logger ?? createLogger('simulation');
+    if (shards.features.cols !== input.base.embeddingSize) {
+      throw new FedtlError('BAD_SHAPE', `client features have ${shards.features.cols} columns but base ${input.base.name} embeds into ${input.base.embeddingSize}`);
+    }
+    this.identities = input.identities ?? new VirtualIdentities(shards.count);
+    if (this.identities.count !== shards.count) throw new FedtlError('BAD_CONFIG', `${this.identities.count} identities for ${shards.count} clients`);
+    this.#coordinator = nativeIdentity();
+    const coordinator = this.#coordinator;
+    const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
+    this.#serverHead = buildHead(input.base.embeddingSize, config.head);
+    this.#trainer = new LocalTrainer(buildHead(input.base.embeddingSize, config.head), initial.manifest);
+    this.#faults = createRandom(`${config.seed}-faults-${input.label}`);
+    const identities = this.identities;
+    this.loop = new RoundLoop({
+      strategy: strategyOf(config),
+      headSpec: config.head,
+      manifest: initial.manifest,
+      initialWeights: initial.data,
+      baseHash: input.base.hash,
+      rounds: config.rounds,
+      openUpdate: createUpdateOpener(coordinator, (clientId) => identities.resolve(clientId)),
+      sign: (text) => encodeKey(nacl.sign.detached(new TextEncoder().encode(text), coordinator.signing.secretKey)),
+      federatedEvaluation: false,
+      evaluateGlobal: makeEvaluator(input, this.#serverHead, initial.manifest),
+      roundTimeoutMs: 3_600_000,
+      waitForClientsMs: 1_000,
+      seed: config.seed,
+      logger: { ...this.#log, info: () => undefined },
+      ...(input.onRound ? { onRound: (record: RoundRecord) => input.onRound!(record) } : {}),
+    });
+    for (let i = 0; i < shards.count; i++) this.loop.addParticipant(new VirtualParticipant(identities.clientIds[i]!, i, this), clientSize(shards, i));
+  }
+
+  /** Queues client `index`'s work for a fit request; faults are drawn in queue order (seeded). */
+  enqueueFit(index: number, request: FitRequest): void {
+    this.#queue = this.#queue.then(() => this.#fit(index, request));
+  }
+
+  async #fit(index: number, request: FitRequest): Promise<void> {
+    const config = this.#config;
+    const clientId = this.identities.clientIds[index]!;
+    try {
+      if (this.#faults.nextFloat() < config.dropoutRate) return this.loop.reportDropped(clientId, 'crashed');
+      if (this.#faults.nextFloat() < config.stragglerRate) return this.loop.reportDropped(clientId, 'missed the deadline');
+      const weights = new Float32Array(request.weights.buffer, request.weights.byteOffset, request.weights.byteLength / 4);
+      const result = await this.#trainer.fit(weights, clientRows(this.#shards, index), request.config, config.seed * 7919 + request.round * 104_729 + index);
+      const sealed = sealUpdate(
+        { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta },
+        { clientIdentity: this.identities.identity(index), coordinatorBoxKey: this.#coordinator.box.publicKey },
+      );
+      this.updates++;
+      const ack = this.loop.receiveUpdate(clientId, sealed);
+      if (!ack.ok) this.#log.warn(`virtual client ${index}: update rejected: ${ack.code}: ${ack.message}`);
+    } catch (thrown) {
+      // A failing client must not break the chain of jobs: it is dropped from the round, loudly.
+      this.#log.warn(`virtual client ${index} failed: ${(thrown as Error).message}`);
+      this.loop.reportDropped(clientId, 'failed');
+    }
+  }
+
+  async run(): Promise<FederatedRunResult> {
+    const started = Date.now();
+    const history = await this.loop.run();
+    return { history: [...history], weights: this.loop.weights, seconds: (Date.now() - started) / 1000 };
+  }
+
+  dispose(): void {
+    this.loop.stop();
+    this.#serverHead.dispose();
+    this.#trainer.head.dispose();
+  }
 }
 
 async function runVirtual(input: FederatedRunInput): Promise<FederatedRunResult> {
-  const { config } = input;
-  const started = Date.now();
-  const coordinator = nativeIdentity();
-  const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
-  const serverHead = buildHead(input.base.embeddingSize, config.head);
-  const clientHead = buildHead(input.base.embeddingSize, config.head);
-  const trainer = new LocalTrainer(clientHead, initial.manifest);
-  const keysById = new Map<string, { signingKey: string; boxKey: string }>();
-  const identities: Identity[] = [];
-  const faults = createRandom(`${config.seed}-faults-${input.label}`);
-  const log = createLogger('simulation');
-  const loop = new RoundLoop({
-    strategy: strategyOf(config),
-    headSpec: config.head,
-    manifest: initial.manifest,
-    initialWeights: initial.data,
-    baseHash: input.base.hash,
-    rounds: config.rounds,
-    openUpdate: createUpdateOpener(coordinator, (clientId) => keysById.get(clientId)),
-    sign: (text) => encodeKey(nacl.sign.detached(new TextEncoder().encode(text), coordinator.signing.secretKey)),
-    federatedEvaluation: false,
-    evaluateGlobal: makeEvaluator(input, serverHead, initial.manifest),
-    roundTimeoutMs: 3_600_000,
-    waitForClientsMs: 1_000,
-    seed: config.seed,
-    logger: { ...log, info: () => undefined },
-    ...(input.onRound ? { onRound: (record: RoundRecord) => input.onRound!(record) } : {}),
-  });
-  // Virtual clients train one at a time on the shared head: a chain of jobs.
-  let queue: Promise<void> = Promise.resolve();
-  input.parts.forEach((indices, i) => {
-    const identity = nativeIdentity();
-    identities.push(identity);
-    const clientId = clientIdFromSigningKey(identity.signing.publicKey);
-    keysById.set(clientId, { signingKey: encodeKey(identity.signing.publicKey), boxKey: encodeKey(identity.box.publicKey) });
-    loop.addParticipant(
-      {
-        clientId,
-        sendEvaluate: () => undefined,
-        sendFit: (request) => {
-          queue = queue.then(async () => {
-            if (faults.nextFloat() < config.dropoutRate) return loop.reportDropped(clientId, 'crashed');
-            if (faults.nextFloat() < config.stragglerRate) return loop.reportDropped(clientId, 'missed the deadline');
-            const data = { features: selectRows(input.trainFeatures, indices), labels: Int32Array.from(indices, (row) => input.trainLabels[row]!) };
-            const weights = new Float32Array(request.weights.buffer, request.weights.byteOffset, request.weights.byteLength / 4);
-            const result = await trainer.fit(weights, data, request.config, config.seed * 7919 + request.round * 104_729 + i);
-            const sealed = sealUpdate(
-              { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta },
-              { clientIdentity: identity, coordinatorBoxKey: coordinator.box.publicKey },
-            );
-            const ack = loop.receiveUpdate(clientId, sealed);
-            if (!ack.ok) log.warn(`virtual client ${i}: update rejected: ${ack.code}: ${ack.message}`);
-          });
-        },
-      },
-      indices.length,
-    );
-  });
+  const { shards } = input;
+  if (!shards) throw new FedtlError('BAD_CONFIG', 'virtual mode needs the training features grouped by client (input.shards)');
+  const federation = new VirtualFederation({ ...input, shards });
   try {
-    const history = await loop.run();
-    return { history: [...history], weights: loop.weights, seconds: (Date.now() - started) / 1000 };
+    return await federation.run();
   } finally {
-    serverHead.dispose();
-    clientHead.dispose();
+    federation.dispose();
   }
 }
 
 async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> {
-  const { config } = input;
+  const { config, parts } = input;
   const dataset = input.trainDataset;
-  if (!dataset) throw new Error('socket mode needs the raw training set');
+  if (!dataset || !parts) throw new FedtlError('BAD_CONFIG', 'socket mode needs the raw training set and the partition (input.trainDataset, input.parts)');
   const started = Date.now();
   const cacheDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-sim-'));
   const coordinatorIdentity = generateIdentity();
-  const identities = input.parts.map(() => generateIdentity());
+  const identities = parts.map(() => generateIdentity());
   const allowList = AllowList.fromText(identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} sim-client-${i}`).join('\n'));
   const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
   const serverHead = buildHead(input.base.embeddingSize, config.head);
@@ -174,16 +264,10 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
     rounds: config.rounds,
     seed: config.seed,
     logger: quiet,
-    loop: {
-      roundTimeoutMs: config.roundTimeoutMs,
-      evaluateTimeoutMs: config.roundTimeoutMs,
-      waitForClientsMs: 600_000,
-      evaluateGlobal: makeEvaluator(input, serverHead, initial.manifest),
-      ...(input.onRound ? { onRound: (record: RoundRecord) => input.onRound!(record) } : {}),
-    },
+    loop: coordinatorLoopOptions(input, serverHead, initial.manifest),
   });
   const pub = publicIdentity(coordinatorIdentity);
-  const clients = input.parts.map((indices, i) => {
+  const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
     // Each client keeps a slice of its own data for federated evaluation, when it has enough.
     const split = own.size >= 20 ? splitTrainTest(own, { testFraction: config.validationFraction, seed: config.seed + i }) : { train: own, test: null };

@@ -10,10 +10,12 @@ import { partition, summarizePartition } from '../../shared/math/partition.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { RoundRecord as CoordinatorRound } from '../../server/round-record.ts';
+import { clientOrder, groupByClient } from './client-shards.ts';
 import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
 import type { SimulationConfig } from './presets.ts';
 import { renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
 import { runFederated } from './run-federated.ts';
+import { VirtualIdentities } from './virtual-identities.ts';
 import { bagOfWords, featuresOf, randomEmbeddingRows, loadSimulationData, openSimulationBase, pixelRows, simulationCache } from './simulation-data.ts';
 
 export interface SimulationResult {
@@ -73,9 +75,6 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         log.info(`${label}: ${done}/${total}`);
       }
     };
-    // Virtual clients and the baselines train on one feature matrix computed once; socket clients
-    // compute their own features from their raw data, as deployed clients do.
-    const trainFeatures = await featuresOf(base, data.train, cache, progress);
     const testFeatures = await featuresOf(base, data.test, cache, progress);
     const numClasses = data.train.classNames.length;
     const parts = partition(data.train.labels, {
@@ -89,6 +88,15 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     });
     const summary = summarizePartition(parts, data.train.labels, numClasses);
     log.info(`partition: client sizes ${summary.sizeStats.min}–${summary.sizeStats.max} (median ${summary.sizeStats.median}), label skew ${summary.skew.toFixed(2)}`);
+    // Virtual clients and the baselines train on one feature matrix computed once (socket and
+    // process clients compute their own from their raw data, as deployed clients do), regrouped
+    // client by client: a virtual client's data is then a view, never a per-round copy. The
+    // ungrouped matrix is read through a cache object of its own and dropped right away, so only
+    // the grouped copy stays in memory.
+    const order = clientOrder(parts);
+    const shards = groupByClient(order, await featuresOf(base, data.train, simulationCache(), progress), data.train.labels);
+    const needsIdentities = config.mode === 'virtual' || (config.baselines.scratch && config.scratchBase !== null);
+    const identities = needsIdentities ? new VirtualIdentities(config.clients) : undefined;
 
     const roundLine = (label: string) => (record: CoordinatorRound) => {
       log.info(
@@ -100,21 +108,22 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       config,
       base,
       baseDirectory: directory,
+      shards,
       parts,
-      trainFeatures,
-      trainLabels: data.train.labels,
       trainDataset: data.train,
       testFeatures,
       testLabels: data.test.labels,
       mode: config.mode,
       label: 'federated',
+      ...(identities ? { identities } : {}),
+      logger: log,
       onRound: roundLine('federated'),
     });
 
     const baselineInput = (train: FeatureMatrix, test: FeatureMatrix): BaselineInput => ({
       head: config.head,
       trainFeatures: train,
-      trainLabels: data.train.labels,
+      trainLabels: shards.labels,
       testFeatures: test,
       testLabels: data.test.labels,
       batchSize: config.batchSize,
@@ -124,12 +133,12 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     });
     const baselines: SimulationResult['report']['baselines'] = {};
     if (config.baselines.centralized) {
-      baselines.centralized = await centralizedBaseline(baselineInput(trainFeatures, testFeatures), config.centralizedEpochs);
+      baselines.centralized = await centralizedBaseline(baselineInput(shards.features, testFeatures), config.centralizedEpochs);
       log.info(`centralized baseline: accuracy ${percent(baselines.centralized.accuracy)}`);
     }
     if (config.baselines.localOnly) {
       const localEpochs = Math.min(50, config.rounds * config.epochs);
-      baselines.localOnly = await localOnlyBaseline(baselineInput(trainFeatures, testFeatures), parts, localEpochs, config.localOnlyClients);
+      baselines.localOnly = await localOnlyBaseline(baselineInput(shards.features, testFeatures), shards, localEpochs, config.localOnlyClients);
       log.info(`local-only baseline: mean accuracy ${percent(baselines.localOnly.mean)} ± ${percent(baselines.localOnly.std)} over ${baselines.localOnly.clients} clients`);
     }
     if (config.baselines.scratch && config.scratchBase) {
@@ -147,13 +156,13 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         config,
         base: scratchBase,
         baseDirectory: null,
-        parts,
-        trainFeatures: scratchTrainFeatures,
-        trainLabels: data.train.labels,
+        shards: groupByClient(order, scratchTrainFeatures, data.train.labels),
         testFeatures: scratchTestFeatures,
         testLabels: data.test.labels,
         mode: 'virtual',
         label: 'scratch',
+        ...(identities ? { identities } : {}),
+        logger: log,
         onRound: roundLine('from scratch'),
       });
       baselines.scratch = { rounds: scratch.history.map(toReportRound) };
@@ -165,6 +174,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     const report: SimulationResult['report'] = {
       title: `fedtl simulation: ${config.preset}`,
+      federatedLabel: config.base.startsWith('identity') ? 'federated (whole model)' : 'federated (pretrained base)',
       createdAt: new Date().toISOString(),
       config: { ...config, baseHash: base.hash },
       seed: config.seed,
@@ -201,7 +211,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
   return [
     '',
     `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${report.peakRssMb.toFixed(0)} MB)`,
-    `federated (pretrained base)   ${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`,
+    `${(report.federatedLabel ?? 'federated').padEnd(30)}${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`,
     ...(report.baselines.centralized ? [`centralized                   ${percent(report.baselines.centralized.accuracy)}`] : []),
     ...(local ? [`local-only (mean ± std)       ${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`] : []),
     ...(scratchFinal !== undefined ? [`federated from scratch        ${percent(scratchFinal)}`] : []),

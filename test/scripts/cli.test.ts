@@ -1,0 +1,140 @@
+/**
+ * The `fedtl` command as users run it: real child processes, real files, a real coordinator and
+ * client talking over loopback. Waits on process output, never on sleeps.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'fedtl.js');
+
+interface Run {
+  child: ChildProcessWithoutNullStreams;
+  output: () => string;
+  exit: Promise<number | null>;
+  /** Resolves with the first match of `pattern` in stdout+stderr. */
+  waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>;
+}
+
+function run(args: string[]): Run {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, FEDTL_LOG: 'info' } });
+  let text = '';
+  const listeners = new Set<() => void>();
+  const append = (chunk: Buffer) => {
+    text += chunk.toString();
+    for (const listener of listeners) listener();
+  };
+  child.stdout.on('data', append);
+  child.stderr.on('data', append);
+  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const waitFor = (pattern: RegExp, timeoutMs = 60_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const match = text.match(pattern);
+        if (match) {
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve(match);
+        }
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`timed out waiting for ${pattern}; output so far:\n${text}`));
+      }, timeoutMs);
+      listeners.add(check);
+      check();
+    });
+  return { child, output: () => text, exit, waitFor };
+}
+
+describe('fedtl command line', () => {
+  let dir = '';
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-cli-'));
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keygen writes an owner-only identity, prints its public key, and refuses to overwrite it', async () => {
+    const file = path.join(dir, 'k.key');
+    const first = run(['keygen', '--out', file]);
+    expect(await first.exit).toBe(0);
+    expect(first.output()).toMatch(/^fedtl1:[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}$/m);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const again = run(['keygen', '--out', file]);
+    expect(await again.exit).toBe(2);
+    expect(again.output()).toMatch(/exists|force/i);
+  });
+
+  it('exits non-zero with a clear message on misconfiguration', async () => {
+    const noIdentity = run(['coordinator', '--allow', 'x', '--classes', '2']);
+    expect(await noIdentity.exit).toBe(2);
+    expect(noIdentity.output()).toMatch(/needs --identity.*keygen/);
+    const badKey = run(['client', '--url', 'http://127.0.0.1:1', '--coordinator-key', 'not-a-key', '--identity', 'x', '--data-type', 'imdb']);
+    expect(await badKey.exit).toBe(2);
+    expect(badKey.output()).toMatch(/fedtl1/);
+    const badBackend = run(['--backend', 'gpu', 'keygen', '--out', path.join(dir, 'never.key')]);
+    expect(await badBackend.exit).not.toBe(0);
+    expect(badBackend.output()).toMatch(/must be one of tensorflow, wasm, cpu/);
+  });
+
+  it('runs a coordinator and a client from the command line to an exported model, and predicts with it', async () => {
+    // Prepare: identities, allow list, and a tiny CSV a "hospital" holds.
+    const coordinatorKey = path.join(dir, 'coordinator.key');
+    const clientKey = path.join(dir, 'client.key');
+    expect(await run(['keygen', '--out', coordinatorKey]).exit).toBe(0);
+    const keygen = run(['keygen', '--out', clientKey]);
+    expect(await keygen.exit).toBe(0);
+    const clientPublic = keygen.output().match(/^fedtl1:\S+$/m)![0];
+    await writeFile(path.join(dir, 'clients.allow'), `${clientPublic} hospital-a\n`);
+    const rows = ['f1,f2,label'];
+    for (let i = 0; i < 60; i++) rows.push(i % 2 ? `${1 + (i % 5) / 10},${2 - (i % 3) / 10},yes` : `${-1 - (i % 5) / 10},${-2 + (i % 3) / 10},no`);
+    await writeFile(path.join(dir, 'data.csv'), rows.join('\n') + '\n');
+
+    // Execute: coordinator on a free port, then the client pinned to its key.
+    const out = path.join(dir, 'run');
+    const coordinator = run([
+      'coordinator', '--identity', coordinatorKey, '--allow', path.join(dir, 'clients.allow'), '--base', 'identity-2',
+      '--classes', '2', '--class-names', 'no,yes', '--rounds', '2', '--min-clients', '1', '--lr', '0.1', '--port', '0', '--out', out,
+    ]);
+    const key = (await coordinator.waitFor(/^(fedtl1:\S+)$/m))[1]!;
+    const url = (await coordinator.waitFor(/listening on (http:\/\/\S+)/))[1]!;
+    const client = run([
+      'client', '--url', url, '--coordinator-key', key, '--identity', clientKey, '--data', path.join(dir, 'data.csv'),
+      '--data-type', 'csv', '--class-names', 'no,yes', '--cache', path.join(dir, 'cache'),
+    ]);
+
+    // Assert: both finish cleanly, the client saw its updates accepted, the coordinator exported a model.
+    expect(await client.exit).toBe(0);
+    expect(client.output()).toMatch(/round 2: update accepted/);
+    expect(await coordinator.exit).toBe(0);
+    expect(coordinator.output()).toMatch(/round 2\/2 · 1\/1 clients · 54 examples/);
+    const history = JSON.parse(await readFile(path.join(out, 'history.json'), 'utf8')) as unknown[];
+    expect(history).toHaveLength(2);
+    const sidecar = JSON.parse(await readFile(path.join(out, 'model', 'fedtl-model.json'), 'utf8')) as { classNames: string[] };
+    expect(sidecar.classNames).toEqual(['no', 'yes']);
+    await writeFile(path.join(dir, 'new.csv'), 'f1,f2\n1.2,1.9\n-1.3,-2.1\n');
+    const predicted = run(['predict', '--model', path.join(out, 'model'), '--csv', path.join(dir, 'new.csv')]);
+    expect(await predicted.exit).toBe(0);
+    expect(predicted.output()).toMatch(/^yes\t.*row 1$/m);
+    expect(predicted.output()).toMatch(/^no\t.*row 2$/m);
+  });
+
+  it('shuts a waiting coordinator down cleanly on SIGTERM', async () => {
+    const coordinatorKey = path.join(dir, 'coordinator.key');
+    const coordinator = run([
+      'coordinator', '--identity', coordinatorKey, '--allow', path.join(dir, 'clients.allow'), '--base', 'identity-2',
+      '--classes', '2', '--rounds', '2', '--port', '0', '--out', path.join(dir, 'run-sigterm'),
+    ]);
+    await coordinator.waitFor(/waiting for clients/);
+    coordinator.child.kill('SIGTERM');
+    expect(await coordinator.exit).toBe(0);
+    expect(coordinator.output()).toMatch(/SIGTERM received, shutting down/);
+  });
+});
