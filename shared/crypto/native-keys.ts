@@ -16,7 +16,6 @@ import { FedtlError } from '../core/errors.ts';
 // key follows. Cheaper and less ambiguous than going through JWK.
 const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
 const X25519_SPKI = Buffer.from('302a300506032b656e032100', 'hex');
-const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
 const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
 /** Bound on each public-key cache, so a stream of unknown keys cannot grow memory without limit. */
@@ -52,7 +51,12 @@ export function ed25519PublicKey(raw: Uint8Array): KeyObject {
 export function ed25519PrivateKey(secretKey: Uint8Array): KeyObject {
   let key = privateCache.get(secretKey);
   if (key === undefined) {
-    key = createPrivateKey({ key: der(ED25519_PKCS8, secretKey.subarray(0, 32)), format: 'der', type: 'pkcs8' });
+    if (secretKey.length !== 64) throw new FedtlError('BAD_CONFIG', `expected a 64-byte Ed25519 secret key, got ${secretKey.length} bytes`);
+    // JWK with the public half supplied (tweetnacl keeps it in bytes 32..64): measured ~9x faster
+    // than a PKCS#8 import, which re-derives the public key, and keys are often imported once per
+    // update (virtual clients, rarely re-selected, miss this cache).
+    const b64url = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+    key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: b64url(secretKey.subarray(0, 32)), x: b64url(secretKey.subarray(32, 64)) }, format: 'jwk' });
     privateCache.set(secretKey, key);
   }
   return key;
