@@ -11,19 +11,11 @@ import { openBase } from '../../shared/bases/prepare-base.ts';
 import { Tokenizer } from '../../shared/bases/tokenizer.ts';
 import { fileSaveHandler, loadBase, writeSidecar, type LoadedBase } from '../../shared/model/base-loader.ts';
 import { exportTransferModel } from '../../shared/model/export.ts';
-import type { FrozenBase } from '../../shared/model/frozen-base.ts';
-import { buildHead, type HeadSpec } from '../../shared/model/head.ts';
+import { buildHead } from '../../shared/model/head.ts';
 import { predictHead } from '../../shared/model/head-training.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { REVIEWS, SMALL_GLOVE, TEXT_HEAD, maxAbsDiff, reference } from '../support/text-model.ts';
 
-const TEXT_HEAD: HeadSpec = { hidden: [8], activation: 'relu', dropout: 0.1, classes: 2 };
-const REVIEWS = [
-  'A wonderful, moving film with a brilliant cast.',
-  "I didn't like it. Boring and far too long.<br /><br />Avoid.",
-  'the plot was fine but the acting was terrible',
-  'zzqx unknownword', // all out of vocabulary
-  '',
-];
 
 let work: string;
 let glove: LoadedBase;
@@ -32,7 +24,7 @@ let textHead: tf.Sequential;
 beforeAll(async () => {
   await selectBackend({ log: false });
   work = await mkdtemp(path.join(os.tmpdir(), 'fedtl-predict-'));
-  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'cache'), vocabularySize: 2000, sequenceLength: 32 });
+  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'cache'), ...SMALL_GLOVE });
   textHead = buildHead(glove.embeddingSize, TEXT_HEAD, { seed: 5 });
   await exportTransferModel(glove, textHead, path.join(work, 'text-model'), { classNames: ['negative', 'positive'] });
 });
@@ -43,20 +35,6 @@ afterAll(async () => {
 });
 
 /** Probabilities of base.embed → head on prepared inputs: what predict must reproduce. */
-async function reference(base: FrozenBase, head: tf.LayersModel, x: tf.Tensor): Promise<Float32Array> {
-  const out = tf.tidy(() => head.predict(base.embed(x)) as tf.Tensor);
-  const values = (await out.data()) as Float32Array;
-  out.dispose();
-  return values;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
-
 describe('predict: text model', () => {
   it('predicts on raw strings with the saved vocabulary, matching base → head', async () => {
     const dir = path.join(work, 'text-model');

@@ -12,18 +12,11 @@ import { Tokenizer } from '../../../shared/bases/tokenizer.ts';
 import { fileLoadHandler, type LoadedBase } from '../../../shared/model/base-loader.ts';
 import { EXPORT_SIDECAR_FILE, EXPORT_VOCABULARY_FILE, exportTransferModel, parseExportSidecar, readExportSidecar } from '../../../shared/model/export.ts';
 import type { FrozenBase } from '../../../shared/model/frozen-base.ts';
-import { buildHead, type HeadSpec } from '../../../shared/model/head.ts';
+import { buildHead } from '../../../shared/model/head.ts';
 import { predictHead } from '../../../shared/model/head-training.ts';
 import { selectBackend } from '../../../shared/tf/select-backend.ts';
+import { REVIEWS, SMALL_GLOVE, TEXT_HEAD, maxAbsDiff, reference } from '../../support/text-model.ts';
 
-const TEXT_HEAD: HeadSpec = { hidden: [8], activation: 'relu', dropout: 0.1, classes: 2 };
-const REVIEWS = [
-  'A wonderful, moving film with a brilliant cast.',
-  "I didn't like it. Boring and far too long.<br /><br />Avoid.",
-  'the plot was fine but the acting was terrible',
-  'zzqx unknownword', // all out of vocabulary
-  '',
-];
 
 let work: string;
 let glove: LoadedBase;
@@ -32,8 +25,7 @@ let textHead: tf.Sequential;
 beforeAll(async () => {
   await selectBackend({ log: false });
   work = await mkdtemp(path.join(os.tmpdir(), 'fedtl-export-'));
-  // A small vocabulary keeps the build and the export fast; the model is the same shape of thing.
-  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'cache'), vocabularySize: 2000, sequenceLength: 32 });
+  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'cache'), ...SMALL_GLOVE });
   textHead = buildHead(glove.embeddingSize, TEXT_HEAD, { seed: 5 });
 });
 afterAll(async () => {
@@ -43,25 +35,11 @@ afterAll(async () => {
 });
 
 /** Probabilities of base.embed → head on prepared inputs: the reference the export must match. */
-async function reference(base: FrozenBase, head: tf.LayersModel, x: tf.Tensor): Promise<Float32Array> {
-  const out = tf.tidy(() => head.predict(base.embed(x)) as tf.Tensor);
-  const values = (await out.data()) as Float32Array;
-  out.dispose();
-  return values;
-}
-
 async function run(model: tf.LayersModel, x: tf.Tensor): Promise<Float32Array> {
   const out = model.predict(x) as tf.Tensor;
   const values = (await out.data()) as Float32Array;
   out.dispose();
   return values;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
 }
 
 describe('exportTransferModel: GloVe text model', () => {
