@@ -1,0 +1,12 @@
+/** Public API of the coordinator side. */
+export { Coordinator } from './coordinator.ts';
+export type { CoordinatorOptions, Admission, AdmissionStatus } from './coordinator.ts';
+export { startCoordinator, describeBase, initialHeadWeights } from './start-coordinator.ts';
+export type { StartCoordinatorOptions } from './start-coordinator.ts';
+export { RoundLoop } from './round-loop.ts';
+export type { RoundLoopOptions, Participant, UpdateOpener, OpenedUpdate } from './round-loop.ts';
+export type { RoundRecord } from './round-record.ts';
+export { saveCheckpoint, loadCheckpoint } from './checkpoint.ts';
+export type { Checkpoint } from './checkpoint.ts';
+export { createUpdateOpener } from './update-opener.ts';
+export type { UpdateOpenerOptions } from './update-opener.ts';

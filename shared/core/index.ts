@@ -1,0 +1,5 @@
+/** Public API of `shared/core`: the project's error class and logger. */
+export { FedtlError, ERROR_CODES, toFedtlError, isErrorCode } from './errors.ts';
+export type { ErrorCode } from './errors.ts';
+export { createLogger } from './log.ts';
+export type { Logger, LogLevel } from './log.ts';
