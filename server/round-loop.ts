@@ -18,7 +18,7 @@ import type { HeadSpec } from '../shared/model/head.ts';
 import type { Ack, EvaluateRequest, EvaluationReport, FitRequest } from '../shared/protocol/protocol.ts';
 import { errorAck, roundSignedText } from '../shared/protocol/protocol.ts';
 import type { Aggregation, Candidate, Strategy } from '../shared/strategy/strategy.ts';
-import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { float32ToBytes, manifestsEqual, type WeightManifest } from '../shared/weights/flat-weights.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import type { RoundRecord } from './round-record.ts';
 
@@ -157,8 +157,13 @@ export class RoundLoop {
     if (!directory) return 0;
     const checkpoint = await loadCheckpoint(directory);
     if (!checkpoint) return 0;
-    if (checkpoint.baseHash !== this.#options.baseHash || checkpoint.manifest.parameterCount !== this.#options.manifest.parameterCount) {
-      throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} belongs to another base or head; use another output directory or remove it`);
+    const sameHead =
+      JSON.stringify(checkpoint.headSpec) === JSON.stringify(this.#options.headSpec) && manifestsEqual(checkpoint.manifest, this.#options.manifest);
+    if (checkpoint.baseHash !== this.#options.baseHash || !sameHead) {
+      throw new FedtlError(
+        'BAD_CONFIG',
+        `checkpoint in ${directory} belongs to another ${checkpoint.baseHash !== this.#options.baseHash ? 'base' : 'head'}; use another output directory, or move the checkpoint away to start over`,
+      );
     }
     this.#weights = checkpoint.weights;
     this.#history = checkpoint.history;
