@@ -15,6 +15,11 @@
  *   `openUpdate`; envelope bytes are transferred (not copied) to a worker, the decrypted delta is
  *   transferred back, and the main thread accumulates in submission order (so the sum is still
  *   bit-identical to plain), keeping up to 2 × workers updates in flight.
+ * - ingest (parallel-accumulate): `server/parallel-ingest.ts`, workers that open (same
+ *   `openUpdate`) AND accumulate into per-worker float64 partial sums, merged at round end; the
+ *   main thread only dispatches envelope bytes (transferred, not copied). Summation order differs
+ *   from plain, so its sum is checked to 1e-9 relative (max-norm) instead of bit for bit. Its
+ *   replay check is off here only because the bench cycles a fixed pool of envelopes.
  *
  * Memory: a pool of distinct sealed envelopes (≤ `--pool-mb`, default 512) is built once and
  * cycled through; envelopes are independent, so reopening one costs the same as a new one
@@ -22,9 +27,10 @@
  *
  * Run: `npx tsx scripts/bench/ingest.ts [--n 1000] [--p 10k,100k,1M,5M] [--reps 3] [--pool-mb 512] [--workers 2]`
  * Without --n/--p a default mix runs in about a minute. Writes `results/ingest.json`.
- * `--workers` takes a list (e.g. `1,2,4`); one parallel column per entry. @default os.availableParallelism()
+ * `--workers` takes a list (e.g. `1,2,4`); one parallel and one ingest column per entry. @default os.availableParallelism()
  */
 import { availableParallelism } from 'node:os';
+import { ParallelIngest } from '../../server/parallel-ingest.ts';
 import { createParallelOpener, type ParallelOpener, type ParallelOpenedUpdate } from '../../server/parallel-opener.ts';
 import { generateIdentity, type Identity, publicIdentity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { type OpenUpdateOptions, openUpdate, openUpdateAsync, sealUpdate } from '../../shared/crypto/update-envelope.ts';
@@ -67,6 +73,10 @@ const started = performance.now();
 const openers = new Map<number, ParallelOpener>(
   workerCounts.map((w) => [w, createParallelOpener({ identity: coordinator, resolveClientKeys: (id) => directory.get(id), workers: w })]),
 );
+const ingests = new Map<number, ParallelIngest>();
+for (const w of workerCounts) {
+  ingests.set(w, await ParallelIngest.start({ identity: coordinator, resolveClientKeys: (id) => directory.get(id), workers: w, replayCheck: false }));
+}
 
 for (const [N, P] of configs) {
   const bytesPerUpdate = P * 4;
@@ -148,14 +158,41 @@ for (const [N, P] of configs) {
     return acc;
   };
 
-  // Warm up every path (JIT, key caches, worker start), and check they agree bit for bit.
+  const ingestMode = async (ingest: ParallelIngest): Promise<Float64Array> => {
+    ingest.beginRound({ roundId: 'bench', parameterCount: P });
+    // Up to `window` in flight; each completion submits the next, so workers never run dry.
+    const window = Math.max(1, Math.min(N, 2 * ingest.workers, poolSize));
+    let next = 0;
+    let failure: string | undefined;
+    const lane = async (): Promise<void> => {
+      while (next < N && failure === undefined) {
+        const slot = next++ % poolSize;
+        const result = await ingest.submit(envelopes[slot] as Uint8Array, { clientId: senders[slot] as string });
+        envelopes[slot] = result.sealed; // the bytes were moved to the worker and came back
+        if (!result.ok) failure = `${result.code}: ${result.message}`;
+      }
+    };
+    await Promise.all(Array.from({ length: window }, lane));
+    const { sum, count } = await ingest.finishRound();
+    if (failure !== undefined || count !== N) {
+      console.error(`ingest(${ingest.workers}) rejected an update or lost one: ${failure ?? `${count} of ${N} accepted`}`);
+      process.exit(1);
+    }
+    return sum;
+  };
+
+  // Warm up every path (JIT, key caches, worker start), and check they agree with plain: bit for
+  // bit where the summation order is plain's, to 1e-9 relative (max-norm) for ingest.
   const reference = plain();
-  const checks: [string, Float64Array][] = [['sync', sync()], ['async', await pipelined()]];
-  for (const [w, opener] of openers) checks.push([`parallel(${w})`, await parallel(opener)]);
-  for (const [name, acc] of checks) {
+  const checks: [string, Float64Array, number][] = [['sync', sync(), 0], ['async', await pipelined(), 0]];
+  for (const [w, opener] of openers) checks.push([`parallel(${w})`, await parallel(opener), 0]);
+  for (const [w, ingest] of ingests) checks.push([`ingest(${w})`, await ingestMode(ingest), 1e-9]);
+  let refMax = 0;
+  for (let i = 0; i < P; i++) refMax = Math.max(refMax, Math.abs(reference[i] as number));
+  for (const [name, acc, tolerance] of checks) {
     for (let i = 0; i < P; i++) {
-      if (acc[i] !== reference[i]) {
-        console.error(`MISMATCH: ${name} sum differs from plain at ${i} (N=${N}, P=${P})`);
+      if (!(Math.abs((acc[i] as number) - (reference[i] as number)) <= tolerance * refMax)) {
+        console.error(`MISMATCH: ${name} sum differs from plain at ${i}: ${acc[i]} vs ${reference[i]} (N=${N}, P=${P}, tolerance ${tolerance})`);
         process.exit(1);
       }
     }
@@ -173,11 +210,17 @@ for (const [N, P] of configs) {
     await time('sync', sync);
     await time('async', pipelined);
     for (const [w, opener] of openers) await time(`par${w}`, () => parallel(opener));
+    for (const [w, ingest] of ingests) await time(`ing${w}`, () => ingestMode(ingest));
   }
   const total = N * bytesPerUpdate;
   const bestPlain = best.get('plain') as number;
   const row: Result = { N, P, 'plain MB/s': round3(mbPerSecond(total, bestPlain)) };
-  const modes: [string, string][] = [['sync', 'sync'], ['async', 'async'], ...workerCounts.map((w): [string, string] => [`par${w}`, `parallel×${w}`])];
+  const modes: [string, string][] = [
+    ['sync', 'sync'],
+    ['async', 'async'],
+    ...workerCounts.map((w): [string, string] => [`par${w}`, `parallel×${w}`]),
+    ...workerCounts.map((w): [string, string] => [`ing${w}`, `ingest×${w}`]),
+  ];
   for (const [key, label] of modes) row[`${label} MB/s`] = round3(mbPerSecond(total, best.get(key) as number));
   for (const [key, label] of modes) row[`${label}/plain`] = round3(bestPlain / (best.get(key) as number));
   row['seal ms/update'] = round3(sealMs / poolSize);
@@ -185,6 +228,7 @@ for (const [N, P] of configs) {
   console.log(`N=${N} P=${P} pool=${poolSize}: ` + modes.map(([, label]) => `${label} ${row[`${label} MB/s`]} MB/s (${row[`${label}/plain`]}x)`).join(', ') + `, plain ${row['plain MB/s']} MB/s`);
 }
 await Promise.all([...openers.values()].map((o) => o.close()));
+await Promise.all([...ingests.values()].map((i) => i.close()));
 
 console.log();
 printTable(results);

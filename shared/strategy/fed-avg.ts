@@ -67,6 +67,25 @@ export class WeightedDeltaMean implements Aggregation {
     this.#examples += exampleCount;
   }
 
+  /**
+   * Folds a pre-summed partial: `sum` = Σ n_k·Δ_k over `count` updates whose example counts add up
+   * to `exampleCount` (e.g. what `ParallelIngest.finishRound` returns). Equivalent to `count` calls
+   * of {@link add}, up to float64 reassociation. `sum` is read, not kept.
+   */
+  addPartial(sum: Float64Array, exampleCount: number, count: number): void {
+    if (sum.length !== this.#sum.length) {
+      throw new FedtlError('BAD_SHAPE', `partial sum has ${sum.length} values, the head has ${this.#sum.length}`);
+    }
+    if (!Number.isSafeInteger(count) || count < 0) throw new FedtlError('BAD_MESSAGE', `partial sum claims ${count} updates`);
+    if (!Number.isSafeInteger(exampleCount) || exampleCount < count || (count === 0 && exampleCount !== 0)) {
+      throw new FedtlError('BAD_MESSAGE', `partial sum of ${count} updates claims ${exampleCount} examples`);
+    }
+    const acc = this.#sum;
+    for (let i = 0; i < acc.length; i++) acc[i]! += sum[i]!;
+    this.#count += count;
+    this.#examples += exampleCount;
+  }
+
   finish(): Float32Array {
     if (this.#examples === 0) throw new FedtlError('QUORUM_NOT_MET', 'no update was aggregated');
     const factor = this.#scale / this.#examples;

@@ -14,6 +14,33 @@ describe('WeightedDeltaMean', () => {
     expect(mean.exampleCount).toBe(40);
   });
 
+  it('folds a pre-summed partial exactly like the updates it sums (hand-computed)', () => {
+    // Prepare: global [1, 2]; a: 10 × [1, 0], b: 30 × [-1, 4] pre-summed → [10 - 30, 0 + 120] = [-20, 120], 40 examples.
+    const viaAdd = new WeightedDeltaMean(new Float32Array([1, 2]));
+    viaAdd.add({ clientId: 'a', delta: new Float32Array([1, 0]), exampleCount: 10, metrics: {} });
+    viaAdd.add({ clientId: 'b', delta: new Float32Array([-1, 4]), exampleCount: 30, metrics: {} });
+    const viaPartial = new WeightedDeltaMean(new Float32Array([1, 2]));
+    // Execute: one partial plus one ordinary update (c: 20 × [2, -2]) on top, and an empty partial.
+    viaPartial.addPartial(new Float64Array([-20, 120]), 40, 2);
+    viaPartial.addPartial(new Float64Array(2), 0, 0);
+    viaAdd.add({ clientId: 'c', delta: new Float32Array([2, -2]), exampleCount: 20, metrics: {} });
+    viaPartial.add({ clientId: 'c', delta: new Float32Array([2, -2]), exampleCount: 20, metrics: {} });
+    // Assert: (−20 + 40)/60 = 1/3 → 1.333…; (120 − 40)/60 = 4/3 → 3.333…
+    expect(viaPartial.count).toBe(3);
+    expect(viaPartial.exampleCount).toBe(60);
+    expect(Array.from(viaPartial.finish())).toEqual(Array.from(viaAdd.finish()));
+    expect(Array.from(viaPartial.finish())).toEqual([Math.fround(1 + 1 / 3), Math.fround(2 + 4 / 3)]);
+  });
+
+  it('refuses a partial of the wrong size or with inconsistent counts', () => {
+    const mean = new WeightedDeltaMean(new Float32Array(2));
+    expect(() => mean.addPartial(new Float64Array(3), 1, 1)).toThrow(/3 values/);
+    expect(() => mean.addPartial(new Float64Array(2), 1, 2)).toThrow(/claims 1 examples/);
+    expect(() => mean.addPartial(new Float64Array(2), 5, 0)).toThrow(/claims 5 examples/);
+    expect(() => mean.addPartial(new Float64Array(2), 1, -1)).toThrow(/-1 updates/);
+    expect(mean.count).toBe(0);
+  });
+
   it('scales by the server learning rate', () => {
     const mean = new WeightedDeltaMean(new Float32Array([0]), { serverLearningRate: 0.5 });
     mean.add({ clientId: 'a', delta: new Float32Array([2]), exampleCount: 1, metrics: {} });
