@@ -269,10 +269,16 @@ export class FedtlClient {
     if (descriptor.files.length === 0) {
       base = createIdentityBase(descriptor.identitySize!, { name: descriptor.name });
     } else {
+      let shownTenth = 0;
       const directory = await ensureBase(path.join(this.#options.cacheDir, 'bases'), descriptor, (file, offset, length) => this.#readChunk(descriptor.hash, file, offset, length), {
         chunkBytes: welcome.limits.chunkBytes,
         onProgress: (done, total) => {
-          if (done === total || done % (8 * welcome.limits.chunkBytes) < welcome.limits.chunkBytes) this.#log.info(`base download ${((100 * done) / Math.max(1, total)).toFixed(0)}%`);
+          // One line per tenth of the download (small files report many times per tenth).
+          const tenth = Math.floor((10 * done) / Math.max(1, total));
+          if (tenth > shownTenth) {
+            shownTenth = tenth;
+            this.#log.info(`base download ${10 * tenth}% (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
+          }
         },
       });
       base = await loadBase(directory);
