@@ -4,14 +4,15 @@
  * selected in trains the head locally and sends back only a sealed delta. Its data never leaves
  * the process; only counts and metrics do.
  */
-import { randomBytes, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import { FedtlError, isErrorCode, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createIdentityBase } from '../shared/bases/identity.ts';
 import { decodeKey, encodeKey, publicIdentity, type Identity } from '../shared/crypto/identity.ts';
-import { signText, verifyText } from '../shared/crypto/signatures.ts';
+import { createHello } from '../shared/crypto/hello.ts';
+import { verifyText } from '../shared/crypto/signatures.ts';
 import { sealUpdate } from '../shared/crypto/update-envelope.ts';
 import { createRandom } from '../shared/math/random.ts';
 import { FeatureCache } from '../shared/model/feature-cache.ts';
@@ -20,7 +21,6 @@ import { buildHead } from '../shared/model/head.ts';
 import { loadBase } from '../shared/model/base-loader.ts';
 import {
   PROTOCOL_VERSION,
-  helloSignedText,
   parseAck,
   parseEvaluateRequest,
   parseFitRequest,
@@ -170,16 +170,10 @@ export class FedtlClient {
   }
 
   #hello(): Hello {
-    const identity = this.#options.identity;
-    this.#helloNonce = randomBytes(16).toString('base64');
-    const unsigned = {
-      protocolVersion: PROTOCOL_VERSION,
-      signingKey: encodeKey(identity.signing.publicKey),
-      boxKey: encodeKey(identity.box.publicKey),
-      timestamp: Date.now(),
-      nonce: this.#helloNonce,
-    };
-    return { ...unsigned, signature: encodeKey(signText(helloSignedText(this.#options.coordinator.signingKey, unsigned), identity.signing.secretKey)) };
+    const hello = createHello(this.#options.identity, this.#options.coordinator.signingKey);
+    // The welcome is signed over this nonce: remember it to check the coordinator's answer.
+    this.#helloNonce = hello.nonce;
+    return hello;
   }
 
   #verify(text: string, signature: string): void {

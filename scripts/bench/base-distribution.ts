@@ -24,14 +24,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import nacl from 'tweetnacl';
 import { io, type Socket } from 'socket.io-client';
 import { ensureBase } from '../../client/base-cache.ts';
 import { Coordinator } from '../../server/coordinator.ts';
 import { describeBaseDirectory } from '../../server/base-server.ts';
 import type { Logger } from '../../shared/core/log.ts';
 import { encodeKey, generateIdentity, type Identity } from '../../shared/crypto/identity.ts';
-import { PROTOCOL_VERSION, helloSignedText, type BaseDescriptor, type BaseReadReply, type ClientToServerEvents, type ServerToClientEvents } from '../../shared/protocol/protocol.ts';
+import { createHello } from '../../shared/crypto/hello.ts';
+import { type BaseDescriptor, type BaseReadReply, type ClientToServerEvents, type ServerToClientEvents } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
@@ -105,15 +105,7 @@ async function rawRun(): Promise<number> {
 type BenchSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 function connectClient(url: string, identity: Identity, coordinatorSigningKey: string): Promise<BenchSocket> {
-  const unsigned = {
-    protocolVersion: PROTOCOL_VERSION,
-    signingKey: encodeKey(identity.signing.publicKey),
-    boxKey: encodeKey(identity.box.publicKey),
-    timestamp: Date.now(),
-    nonce: randomBytes(16).toString('base64'),
-  };
-  const signature = encodeKey(nacl.sign.detached(new TextEncoder().encode(helloSignedText(coordinatorSigningKey, unsigned)), identity.signing.secretKey));
-  const socket: BenchSocket = io(url, { transports: ['websocket'], auth: { ...unsigned, signature }, forceNew: true, reconnection: false });
+  const socket: BenchSocket = io(url, { transports: ['websocket'], auth: createHello(identity, coordinatorSigningKey), forceNew: true, reconnection: false });
   return new Promise((resolve, reject) => {
     socket.once('welcome', () => resolve(socket));
     socket.once('connect_error', reject);

@@ -41,3 +41,4 @@ export type {
   UpdateHeader,
   UpdateHeaderInput,
 } from './update-envelope.ts';
+export { createHello } from './hello.ts';

@@ -5,7 +5,7 @@
  * connection mid-stream ({@link CuttingProxy}).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -13,10 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
 import type { ChildConfig } from '../../scripts/stress/coordinator-child.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
-import { encodeKey, type Identity } from '../../shared/crypto/identity.ts';
-import { signText } from '../../shared/crypto/signatures.ts';
+import type { Identity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
-import { PROTOCOL_VERSION, helloSignedText, parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
+import { createHello } from '../../shared/crypto/hello.ts';
+import { parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
 import { bytesToFloat32 } from '../../shared/weights/flat-weights.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -139,14 +139,7 @@ export class CoordinatorChild {
 
 /** A fresh hello (new nonce and timestamp), signed natively so 300 of them cost the test process little. */
 export function freshHello(identity: Identity, coordinatorSigningKey: string): Hello {
-  const unsigned = {
-    protocolVersion: PROTOCOL_VERSION,
-    signingKey: encodeKey(identity.signing.publicKey),
-    boxKey: encodeKey(identity.box.publicKey),
-    timestamp: Date.now(),
-    nonce: randomBytes(16).toString('base64'),
-  };
-  return { ...unsigned, signature: encodeKey(signText(helloSignedText(coordinatorSigningKey, unsigned), identity.signing.secretKey)) };
+  return createHello(identity, coordinatorSigningKey);
 }
 
 export interface ScriptedClientOptions {
