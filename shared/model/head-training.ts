@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { createRandom } from '../math/random.ts';
 import type { FeatureMatrix } from './feature-matrix.ts';
+import { GroupedOptimizer } from './grouped-optimizer.ts';
 
 export const OPTIMIZERS = ['sgd', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -24,6 +25,16 @@ export interface TrainOptions {
   optimizer?: OptimizerName;
   /** Seed of the per-epoch shuffles. @default 0 */
   seed?: number;
+  /**
+   * Learning-rate multiplier per `tf.Variable` name (e.g. a smaller rate for pretrained layers,
+   * see `TrainableTop.learningRateMultipliers`); each group gets its own optimizer. @default none: one rate
+   */
+  learningRateMultipliers?: ReadonlyMap<string, number>;
+  /**
+   * Transforms each training batch of feature rows before the model sees it (augmentation; see
+   * augmentation.ts). Runs inside the batch's tidy. @default none
+   */
+  augment?: (batch: tf.Tensor2D, random: () => number) => tf.Tensor2D;
   /** Called after every epoch. */
   onEpoch?: (epoch: number, metrics: { loss: number; accuracy: number }) => void;
 }
@@ -85,7 +96,11 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   const order = new Int32Array(rows);
   for (let i = 0; i < rows; i++) order[i] = i;
   const variables = head.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = makeOptimizer(options.optimizer ?? 'adam', learningRate);
+  const optimizerName = options.optimizer ?? 'adam';
+  const optimizer = options.learningRateMultipliers
+    ? new GroupedOptimizer(learningRate, options.learningRateMultipliers, (rate) => makeOptimizer(optimizerName, rate))
+    : makeOptimizer(optimizerName, learningRate);
+  const augmentRandom = createRandom(`${options.seed ?? 0}-augment`);
   const x = tf.tensor2d(features.values, [rows, features.cols]);
   const y = tf.tensor1d(labels, 'int32');
   let steps = 0;
@@ -100,7 +115,8 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
         const batchIndices = order.subarray(start, Math.min(rows, start + batchSize));
         tf.tidy(() => {
           const index = tf.tensor1d(batchIndices, 'int32');
-          const xb = tf.gather(x, index);
+          const rows = tf.gather(x, index) as tf.Tensor2D;
+          const xb = options.augment ? options.augment(rows, () => augmentRandom.nextFloat()) : rows;
           const yb = tf.gather(y, index);
           const oneHot = tf.oneHot(yb, classes);
           const cost = optimizer.minimize(
