@@ -5,7 +5,7 @@ import { LocalTrainer, type LabeledFeatures } from '../../client/local-trainer.t
 import { createUpdateOpener } from '../../server/update-opener.ts';
 import { encodeKey, generateIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
 import { signText } from '../../shared/crypto/signatures.ts';
-import { buildHead, getHeadWeights } from '../../shared/model/head.ts';
+import { buildHead, getHeadWeights, type HeadSpec } from '../../shared/model/head.ts';
 import { trainHead } from '../../shared/model/head-training.ts';
 import { roundSignedText, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
@@ -13,7 +13,7 @@ import type { FitConfig } from '../../shared/strategy/strategy.ts';
 import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
 import { createHash } from 'node:crypto';
 
-const SPEC = { hidden: [], activation: 'relu', dropout: 0, classes: 2 } as const;
+const SPEC: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
 const coordinator = generateIdentity();
 const client = generateIdentity();
 

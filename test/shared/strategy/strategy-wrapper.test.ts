@@ -76,7 +76,7 @@ describe('FedAvgM', () => {
   it('resumes bit-identically from its state', () => {
     const run = (restoreAfter: number | null) => {
       let strategy = new FedAvgM({ minClients: 1, serverMomentum: 0.9 });
-      let w = new Float32Array([0.1, -0.2, 0.3]);
+      let w: Float32Array = new Float32Array([0.1, -0.2, 0.3]);
       for (let round = 1; round <= 5; round++) {
         if (round === restoreAfter) {
           const saved = JSON.parse(JSON.stringify(encodeState(strategy.state()))) as unknown;
