@@ -10,6 +10,7 @@ import { FedtlError } from '../core/errors.ts';
 import { createRandom } from '../math/random.ts';
 import type { FeatureMatrix } from './feature-matrix.ts';
 import { TRAINING_DEFAULTS, type OptimizerName } from './training-defaults.ts';
+import { GroupedOptimizer } from './grouped-optimizer.ts';
 
 export { OPTIMIZERS, TRAINING_DEFAULTS, type OptimizerName } from './training-defaults.ts';
 
@@ -31,6 +32,16 @@ export interface TrainOptions {
    * round's global head under skewed data. Reported losses are the cross-entropy alone. @default 0
    */
   proximalMu?: number;
+  /**
+   * Learning-rate multiplier per `tf.Variable` name (e.g. a smaller rate for pretrained layers,
+   * see `TrainableTop.learningRateMultipliers`); each group gets its own optimizer. @default none: one rate
+   */
+  learningRateMultipliers?: ReadonlyMap<string, number>;
+  /**
+   * Transforms each training batch of feature rows before the model sees it (augmentation; see
+   * augmentation.ts). Runs inside the batch's tidy. @default none
+   */
+  augment?: (batch: tf.Tensor2D, random: () => number) => tf.Tensor2D;
   /** Called after every epoch. */
   onEpoch?: (epoch: number, metrics: { loss: number; accuracy: number }) => void;
 }
@@ -94,7 +105,11 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   const variables = head.trainableWeights.map((w) => w.read() as tf.Variable);
   const proximalMu = options.proximalMu ?? 0;
   if (!(proximalMu >= 0 && Number.isFinite(proximalMu))) throw new FedtlError('BAD_CONFIG', `proximalMu must be a finite number ≥ 0, got ${proximalMu}`);
-  const optimizer = makeOptimizer(options.optimizer ?? TRAINING_DEFAULTS.optimizer, learningRate);
+  const optimizerName = options.optimizer ?? TRAINING_DEFAULTS.optimizer;
+  const optimizer = options.learningRateMultipliers
+    ? new GroupedOptimizer(learningRate, options.learningRateMultipliers, (rate) => makeOptimizer(optimizerName, rate))
+    : makeOptimizer(optimizerName, learningRate);
+  const augmentRandom = createRandom(`${options.seed ?? 0}-augment`);
   // w₀ of the proximal term: a copy of the weights the call starts from.
   const anchors = proximalMu > 0 ? variables.map((v) => v.clone()) : [];
   const x = tf.tensor2d(features.values, [rows, features.cols]);
@@ -111,7 +126,8 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
         const batchIndices = order.subarray(start, Math.min(rows, start + batchSize));
         tf.tidy(() => {
           const index = tf.tensor1d(batchIndices, 'int32');
-          const xb = tf.gather(x, index);
+          const rows = tf.gather(x, index) as tf.Tensor2D;
+          const xb = options.augment ? options.augment(rows, () => augmentRandom.nextFloat()) : rows;
           const yb = tf.gather(y, index);
           const oneHot = tf.oneHot(yb, classes);
           optimizer.minimize(
