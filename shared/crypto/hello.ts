@@ -14,6 +14,7 @@ import {
   helloSignedText,
   readySignedText,
   type EvaluationReport,
+  type EvaluationResult,
   type Hello,
   type ReadyReport,
 } from '../protocol/protocol.ts';
@@ -43,7 +44,7 @@ export function signReady(identity: Identity, binding: ReportBinding, ready: Omi
   return { ...ready, signature: encodeKey(signText(text, identity.signing.secretKey)) };
 }
 
-export function signEvaluation(identity: Identity, binding: ReportBinding, report: Omit<EvaluationReport, 'signature'>): EvaluationReport {
+export function signEvaluation(identity: Identity, binding: ReportBinding, report: EvaluationResult): EvaluationReport {
   const text = evaluationSignedText(binding.coordinatorSigningKey, binding.helloNonce, report);
   return { ...report, signature: encodeKey(signText(text, identity.signing.secretKey)) };
 }
