@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { FedtlClient } from '../../client/client.ts';
@@ -20,13 +21,15 @@ interface ClientFlags {
   validationFraction: number;
   cache: string;
   seed: string;
+  ca?: string;
 }
 
 export function registerClientCommand(program: Command): void {
   program
     .command('client')
     .description('Join a coordinator with local data; only sealed weight deltas leave this machine')
-    .requiredOption('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:7070')
+    .requiredOption('--url <url>', 'coordinator URL, e.g. https://coordinator.example:7070 (or http:// on a trusted network)')
+    .option('--ca <file>', "PEM certificate(s) to trust for an https:// URL, e.g. the coordinator's self-signed certificate (default: the system's CAs)")
     .requiredOption('--coordinator-key <fedtl1:...>', "the coordinator's public key, as printed by its keygen (pinned)")
     .requiredOption('--identity <file>', 'this client\'s identity file (fedtl keygen)')
     .option('--data <path>', 'image folder (one subfolder per class), CSV file or JSONL file')
@@ -43,6 +46,14 @@ export function registerClientCommand(program: Command): void {
       const coordinator = parsePublicIdentity(flags.coordinatorKey);
       const identity = loadIdentity(flags.identity);
       const seed = Number.parseInt(flags.seed, 10) || 0;
+      let ca: string | undefined;
+      if (flags.ca) {
+        try {
+          ca = readFileSync(flags.ca, 'utf8');
+        } catch (cause) {
+          throw new FedtlError('BAD_CONFIG', `cannot read --ca ${flags.ca}: ${(cause as Error).message}`, { cause });
+        }
+      }
       await selectBackend();
       const client = new FedtlClient({
         url: flags.url,
@@ -50,6 +61,7 @@ export function registerClientCommand(program: Command): void {
         identity,
         cacheDir: flags.cache,
         seed,
+        ...(ca !== undefined ? { ca } : {}),
         data: async (base) => {
           const dataset = await loader.load({
             ...(flags.data ? { path: flags.data } : {}),

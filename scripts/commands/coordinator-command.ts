@@ -36,6 +36,9 @@ export interface CoordinatorConfig {
   maxDeltaNorm?: number;
   port: number;
   host: string;
+  /** PEM certificate chain and private key files: serve HTTPS/WSS instead of plain HTTP. */
+  tlsCert?: string;
+  tlsKey?: string;
   out: string;
   seed: number;
 }
@@ -79,6 +82,20 @@ async function readConfigFile(file: string | undefined): Promise<Record<string, 
   }
 }
 
+/** Both TLS files or neither; read once at start (a renewed certificate needs a restart). */
+async function readTlsFiles(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: string; key: string } | null> {
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new FedtlError('BAD_CONFIG', 'TLS needs both --tls-cert and --tls-key');
+  const read = async (file: string, what: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new FedtlError('BAD_CONFIG', `cannot read the TLS ${what} ${file}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
+}
+
 export function registerCoordinatorCommand(program: Command): void {
   program
     .command('coordinator')
@@ -104,7 +121,9 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--max-examples <n>', 'largest example count one client may claim (counts weigh FedAvg; default 10,000,000)', positiveInteger('max-examples'))
     .option('--max-delta-norm <x>', 'refuse updates whose delta has a larger L2 norm (default: no limit)', positiveNumber('max-delta-norm'))
     .option('--port <n>', `port (default ${DEFAULTS.port}; 0 = any free port)`, (v) => Number.parseInt(v, 10))
-    .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 for remote clients, behind TLS)')
+    .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 for remote clients, with TLS)')
+    .option('--tls-cert <file>', 'PEM certificate (chain) to serve HTTPS/WSS with; clients then use an https:// URL')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
     .option('--seed <n>', 'seed of the initial head and client selection', (v) => Number.parseInt(v, 10))
     .action(async (flags: Record<string, unknown>) => {
@@ -128,6 +147,7 @@ export function registerCoordinatorCommand(program: Command): void {
       const identity = loadIdentity(config.identity);
       const allowList = AllowList.load(config.allow);
       const { base, directory } = await openSimulationBase(config.base);
+      const tls = await readTlsFiles(config.tlsCert, config.tlsKey);
       const coordinator = await startCoordinator({
         identity,
         allowList,
@@ -148,6 +168,7 @@ export function registerCoordinatorCommand(program: Command): void {
         seed: config.seed,
         port: config.port,
         host: config.host,
+        ...(tls ? { tls } : {}),
         validation: {
           ...(config.maxExamples ? { maxExampleCount: config.maxExamples } : {}),
           ...(config.maxDeltaNorm ? { maxL2Norm: config.maxDeltaNorm } : {}),

@@ -52,6 +52,8 @@ export interface FederationOptions {
   /** Identities on the allow list beyond the clients'. */
   extraAllowed?: string[];
   checkpointDir?: string;
+  /** Serve over TLS with this certificate; clients trust `tls.cert`. */
+  tls?: { cert: string; key: string };
 }
 
 export class Federation {
@@ -67,6 +69,7 @@ export class Federation {
   parts: LabeledDataset[] = [];
   test!: LabeledDataset;
   cacheDir = '';
+  #ca: string | undefined;
 
   static async start(options: FederationOptions): Promise<Federation> {
     const federation = new Federation();
@@ -75,6 +78,7 @@ export class Federation {
   }
 
   async #start(options: FederationOptions): Promise<void> {
+    this.#ca = options.tls?.cert;
     this.cacheDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-test-'));
     const data = await digits();
     this.test = data.test;
@@ -94,6 +98,7 @@ export class Federation {
       strategy: new FedAvg({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }),
       rounds: options.rounds,
       seed: 3,
+      ...(options.tls ? { tls: options.tls } : {}),
       loop: {
         roundTimeoutMs: 30_000,
         evaluateTimeoutMs: 30_000,
@@ -109,7 +114,7 @@ export class Federation {
   }
 
   /** Starts client `i` with its own identity and data part. */
-  startClient(i: number, extra: { identity?: Identity; url?: string } = {}): FedtlClient {
+  startClient(i: number, extra: { identity?: Identity; url?: string; ca?: string | null } = {}): FedtlClient {
     const events: ClientRoundEvent[] = (this.events[i] ??= []);
     const pub = publicIdentity(this.coordinatorIdentity);
     const client = new FedtlClient({
@@ -120,6 +125,7 @@ export class Federation {
       cacheDir: path.join(this.cacheDir, `client-${i}`),
       seed: i,
       backoff: { min: 100, max: 500 },
+      ...((extra.ca === undefined ? this.#ca : extra.ca) ? { ca: (extra.ca === undefined ? this.#ca : extra.ca)! } : {}),
       onRound: (event) => events.push(event),
     }).start();
     this.clients.push(client);
