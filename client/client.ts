@@ -112,6 +112,8 @@ export class FedtlClient {
   /** Work on the head runs one job at a time: fit and evaluate share one model. */
   #queue: Promise<void> = Promise.resolve();
   #helloNonce = '';
+  /** Refusals since the last welcome, for the retry delay. */
+  #refusals = 0;
   /** Round messages already verified (a fit request is checked before the fault draw and again in its round). */
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   readonly #faultRandom: (() => number) | null;
@@ -183,6 +185,13 @@ export class FedtlClient {
     return hello;
   }
 
+  /** min × 2^refusals, at most max, times a random factor in [0.5, 1.5) so refused clients do not retry in step. */
+  #refusalDelay(): number {
+    const backoff = this.#options.backoff ?? { min: 500, max: 10_000 };
+    const base = Math.min(backoff.max, backoff.min * 2 ** this.#refusals++);
+    return base * (0.5 + Math.random());
+  }
+
   /** `ready` and `evaluation` are signed for the coordinator and this connection's hello. */
   #binding(): { coordinatorSigningKey: string; helloNonce: string } {
     return { coordinatorSigningKey: this.#options.coordinator.signingKey, helloNonce: this.#helloNonce };
@@ -203,7 +212,15 @@ export class FedtlClient {
         this.#fail(new FedtlError(code, `coordinator refused the connection: ${err.message}`));
         return;
       }
-      this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); retrying`);
+      // A refusal by the coordinator (a code: too many connections, admission timeout, rate
+      // limited) ends socket.io's own reconnection; retry it here with a growing, jittered delay.
+      const refused = isErrorCode(code);
+      const delay = refused ? this.#refusalDelay() : 0;
+      this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); retrying${refused ? ` in ${Math.round(delay)} ms` : ''}`);
+      if (refused) setTimeout(() => !this.#closed && !socket.connected && socket.connect(), delay);
+    });
+    socket.on('welcome', () => {
+      this.#refusals = 0;
     });
     socket.on('disconnect', (reason) => {
       if (this.#closed) return;

@@ -117,7 +117,7 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
     const handshake = clients.map((c) => c.handshakeMs[0]!);
     const result = {
       when: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version },
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 10) / 10 },
       hostileConnections: HOSTILE,
       hostileAddresses: Math.ceil(HOSTILE / PER_ADDRESS),
       hostileOpenedInTotal: opened,

@@ -49,7 +49,7 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
       rounds: ROUNDS,
       minClients: CLIENTS,
       checkpointDir,
-      roundTimeoutMs: 120_000,
+      roundTimeoutMs: 600_000,
     });
     const idle = child.events[0]!.event === 'listening' ? child.events[0]!.memory : null;
     const pub = publicIdentity(coordinatorIdentity);
@@ -70,13 +70,16 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
       });
       clients.push(client);
     }
-    await within(Promise.all(clients.map((c) => c.ready)), `${CLIENTS} clients to be ready`, 120_000);
+    let readyCount = 0;
+    await within(Promise.all(clients.map((c) => c.ready.then(() => readyCount++))), `${CLIENTS} clients to be ready`, 300_000).catch((error: Error) => {
+      throw new Error(`${error.message} (${readyCount} ready; refusals: ${JSON.stringify(countBy(clients.flatMap((c) => c.refusals)))})`);
+    });
     const allReadyMs = performance.now() - connectStarted;
     // Replayers send their accepted envelope again; it must be refused and not counted.
     const replays: Array<Promise<{ code: string }>> = [];
     const roundEvents = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      await within(Promise.all(clients.slice(0, REPLAYERS).map((c) => c.sentSatisfies((sent) => sent.some((s) => s.round === round && s.ack.ok)))), `round ${round} replayers`, 120_000);
+      await within(Promise.all(clients.slice(0, REPLAYERS).map((c) => c.sentSatisfies((sent) => sent.some((s) => s.round === round && s.ack.ok)))), `round ${round} replayers`, 600_000);
       for (const client of clients.slice(0, REPLAYERS)) {
         const accepted = client.sent.find((s) => s.round === round && s.ack.ok)!;
         replays.push(
@@ -89,9 +92,9 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
           ),
         );
       }
-      roundEvents.push(await child.next((e) => e.event === 'round' && e.record.round === round, `round ${round}`, 180_000));
+      roundEvents.push(await child.next((e) => e.event === 'round' && e.record.round === round, `round ${round}`, 600_000));
     }
-    const finished = await child.next((e) => e.event === 'finished', 'the run to finish', 60_000);
+    const finished = await child.next((e) => e.event === 'finished', 'the run to finish', 300_000);
 
     // Assert: every round accepted every client once, with the exact example total, and each head is exact.
     const replayCodes = await Promise.all(replays);
@@ -106,7 +109,7 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
     const memory = finished.event === 'finished' ? finished.memory : null;
     const result = {
       when: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version },
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 10) / 10 },
       clients: CLIENTS,
       rounds: ROUNDS,
       parameters: clients[0]!.fits[0]!.weights.length,
@@ -118,6 +121,7 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
       bytesPerRound: { down: records[0]!.bytesDown, up: records[0]!.bytesUp },
       coordinatorMemoryMB: { idle, afterLastRound: memory, perRound: roundEvents.map((e) => (e.event === 'round' ? e.memory : null)) },
       replaysRefused: replayCodes.length,
+      connectionRefusalsRetried: countBy(clients.flatMap((c) => c.refusals)),
       maxAbsErrorVsFloat64Mean: worst,
     };
     const file = await writeResult('load.json', result);
@@ -127,4 +131,10 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
 
 function round1(value: number): number {
   return Math.round(value * 10) / 10;
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const value of values) out[value] = (out[value] ?? 0) + 1;
+  return out;
 }

@@ -181,6 +181,8 @@ export class ScriptedClient {
   /** Fit requests received (with their decoded weights), in order. */
   readonly fits: Array<{ fit: FitRequest; weights: Float32Array }> = [];
   readonly sent: ScriptedSent[] = [];
+  /** Codes of the coordinator's refusals of this client's connections (each is retried). */
+  readonly refusals: string[] = [];
   readonly ready: Promise<void>;
   welcome: Welcome | null = null;
   finished = false;
@@ -207,6 +209,11 @@ export class ScriptedClient {
       },
       ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    });
+    // A coordinator refusal (too many connections, admission timeout) is retried, as FedtlClient does.
+    this.socket.on('connect_error', (error: Error & { data?: { code?: string } }) => {
+      this.refusals.push(error.data?.code ?? error.message);
+      if (!this.finished) setTimeout(() => !this.finished && !this.socket.connected && this.socket.connect(), 200 + Math.random() * 800);
     });
     this.socket.io.on('reconnect_attempt', () => {
       this.#connectStarted = performance.now();
