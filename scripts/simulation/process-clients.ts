@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { simulatedClientSeed } from './client-shards.ts';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import { initialHeadWeights, startCoordinator } from '../../server/start-coordinator.ts';
@@ -279,7 +280,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
         '--class-names', classNames.join(','),
         '--validation-fraction', String(config.validationFraction),
         '--cache', own.cache,
-        '--seed', String(config.seed * 7919 + i),
+        '--seed', String(simulatedClientSeed(config.seed, i)),
       ];
       children.push(startChild(i, args, log));
     }

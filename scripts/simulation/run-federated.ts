@@ -19,7 +19,7 @@ import nacl from 'tweetnacl';
 import { FedtlClient } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
-import { splitTrainTest } from '../../client/data/split.ts';
+import { validationSplit } from '../../client/data/split.ts';
 import { LocalTrainer } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
@@ -39,7 +39,7 @@ import { evaluateHead } from '../../shared/model/head-training.ts';
 import type { FitRequest } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
-import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
+import { clientRows, clientSize, simulatedClientSeed, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
@@ -269,16 +269,17 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   const pub = publicIdentity(coordinatorIdentity);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
-    // Each client keeps a slice of its own data for federated evaluation, when it has enough.
-    const split = own.size >= 20 ? splitTrainTest(own, { testFraction: config.validationFraction, seed: config.seed + i }) : { train: own, test: null };
+    // With a validation fraction, each client keeps a slice of its own data for federated evaluation.
+    const seed = simulatedClientSeed(config.seed, i);
+    const split = validationSplit(own.labels, own.classNames.length, config.validationFraction, seed);
     return new FedtlClient({
       url: coordinator.url,
       coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
       identity: identities[i]!,
-      data: { train: split.train, ...(split.test ? { validation: split.test } : {}) },
+      data: split ? { train: subset(own, split.train), validation: subset(own, split.test) } : { train: own },
       // Each client its own cache, as on separate machines: each downloads and verifies the base.
       cacheDir: path.join(cacheDir, `client-${i}`),
-      seed: config.seed * 7919 + i,
+      seed,
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
     }).start();

@@ -98,6 +98,11 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
       const correctParts: tf.Scalar[] = [];
       for (let start = 0; start < rows; start += batchSize) {
         const batchIndices = order.subarray(start, Math.min(rows, start + batchSize));
+        // The step's loss is the batch's summed loss over B, not over the batch's own size: a leftover
+        // batch of 8 at B = 64 then moves the weights 8/64 of a full step, so each of its examples weighs
+        // what any other example of the epoch weighs. Averaged over its own size, those few examples took
+        // a full step as the epoch's last update and swung the model from round to round.
+        const share = batchIndices.length / batchSize;
         tf.tidy(() => {
           const index = tf.tensor1d(batchIndices, 'int32');
           const xb = tf.gather(x, index);
@@ -108,13 +113,14 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
               const predictions = head.apply(xb, { training: true }) as tf.Tensor;
               // Counted here because minimize() frees its intermediates, predictions included.
               correctParts.push(tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(predictions, 1), yb), 'float32'))));
-              return crossEntropy(predictions, oneHot);
+              const loss = crossEntropy(predictions, oneHot);
+              return share === 1 ? loss : (tf.mul(loss, share) as tf.Scalar);
             },
             true,
             variables,
           );
           // Summed on the device and read once per epoch: a sync read per batch would stall the backend.
-          lossParts.push(tf.keep(tf.mul(cost!, batchIndices.length)));
+          lossParts.push(tf.keep(tf.mul(cost!, batchSize)));
         });
         steps++;
       }
