@@ -77,7 +77,7 @@ export interface CoordinatorOptions {
   /** Messages one client may send per second, averaged over 10 s, before it is cut off. @default 200 */
   maxMessagesPerSecond?: number;
   logger?: Logger;
-  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'evaluateClients' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound'>>;
+  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound'>>;
 }
 
 const RATE_WINDOW_MS = 10_000;
@@ -232,6 +232,7 @@ export class Coordinator {
       previous.disconnect(true);
     }
     this.#sockets.set(clientId, socket);
+    this.loop.clients.connect(clientId);
     this.#log.info(`client ${clientId} connected (${this.#sockets.size} connected)`);
     const descriptor = this.#options.base.descriptor;
     socket.emit('welcome', {

@@ -10,12 +10,8 @@
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { LabeledFeatures } from '../../client/local-trainer.ts';
+import { clientSeed } from '../../client/client-round.ts';
 import { validationSplit } from '../../client/data/split.ts';
-
-/** Seed of simulated client `index` (its shuffles and its validation split), the same in every mode. */
-export function simulatedClientSeed(seed: number, index: number): number {
-  return seed * 7919 + index;
-}
 
 /**
  * The rows each simulated client trains on: its whole part, or, with a validation fraction, the
@@ -25,7 +21,7 @@ export function simulatedClientSeed(seed: number, index: number): number {
  */
 export function trainingParts(parts: readonly Int32Array[], labels: Int32Array, classCount: number, validationFraction: number, seed: number): Int32Array[] {
   return parts.map((part, i) => {
-    const split = validationSplit(Int32Array.from(part, (row) => labels[row]!), classCount, validationFraction, simulatedClientSeed(seed, i));
+    const split = validationSplit(Int32Array.from(part, (row) => labels[row]!), classCount, validationFraction, clientSeed(seed, i));
     return split ? Int32Array.from(split.train, (k) => part[k]!) : part;
   });
 }

@@ -10,10 +10,11 @@
 import { FedtlError, isErrorCode, type ErrorCode } from '../core/errors.ts';
 import type { HeadSpec } from '../model/head.ts';
 import { parseHeadSpec } from '../model/head.ts';
-import type { FitConfig } from '../strategy/strategy.ts';
+import type { ConfigValue, FitConfig } from '../strategy/strategy.ts';
 import { parseManifest, type WeightManifest } from '../weights/flat-weights.ts';
 
-export const PROTOCOL_VERSION = 1;
+/** v2: fit configs may carry `proximalMu` and `extra`, and are signed whole (as sorted JSON). */
+export const PROTOCOL_VERSION = 2;
 
 /** Byte limits the coordinator announces and enforces. */
 export interface ProtocolLimits {
@@ -149,8 +150,16 @@ export function welcomeSignedText(clientSigningKey: string, helloNonce: string, 
   return `fedtl-welcome/v${PROTOCOL_VERSION}|${clientSigningKey}|${helloNonce}|${base.name}|${base.hash}|${base.identitySize ?? ''}|${files}`;
 }
 
+/** A fit config as signed text: JSON with sorted keys at every level, so both sides write the same bytes. */
+export function fitConfigText(config: FitConfig): string {
+  const sorted = (value: unknown): unknown =>
+    typeof value === 'object' && value !== null ? Object.fromEntries(Object.keys(value).sort().map((key) => [key, sorted((value as Record<string, unknown>)[key])])) : value;
+  return JSON.stringify(sorted(config));
+}
+
 export function roundSignedText(kind: 'fit' | 'evaluate', roundId: string, round: number, deadline: number, weightsSha256: string, config?: FitConfig): string {
-  const configText = config ? `${config.epochs},${config.batchSize},${config.learningRate},${config.optimizer}` : '';
+  // The whole config is signed, the strategy's extensions included: a relay cannot change μ or an `extra` setting.
+  const configText = config ? fitConfigText(config) : '';
   return `fedtl-${kind}/v${PROTOCOL_VERSION}|${roundId}|${round}|${deadline}|${weightsSha256}|${configText}`;
 }
 
@@ -269,12 +278,34 @@ export function parseFitConfig(value: unknown, what = 'fit.config'): FitConfig {
   if (optimizer !== 'sgd' && optimizer !== 'adam') throw new FedtlError('BAD_MESSAGE', `${what}.optimizer: expected "sgd" or "adam"`);
   const learningRate = finite(fields, 'learningRate', what);
   if (learningRate <= 0) throw new FedtlError('BAD_MESSAGE', `${what}.learningRate: must be positive`);
+  const proximalMu = fields['proximalMu'];
+  if (proximalMu !== undefined && !(typeof proximalMu === 'number' && Number.isFinite(proximalMu) && proximalMu >= 0)) {
+    throw new FedtlError('BAD_MESSAGE', `${what}.proximalMu: expected a finite number ≥ 0`);
+  }
+  const extra = fields['extra'] === undefined ? undefined : parseConfigExtra(fields['extra'], `${what}.extra`);
   return {
     epochs: integer(fields, 'epochs', what, 1, 10_000),
     batchSize: integer(fields, 'batchSize', what, 1, 1_000_000),
     learningRate,
     optimizer,
+    ...(proximalMu !== undefined ? { proximalMu } : {}),
+    ...(extra !== undefined ? { extra } : {}),
   };
+}
+
+/** Settings a strategy wrapper adds to a fit config: up to 64 keys, finite numbers, booleans or short strings. */
+function parseConfigExtra(value: unknown, what: string): Record<string, ConfigValue> {
+  const fields = object(value, what);
+  const entries = Object.entries(fields);
+  if (entries.length > 64) throw new FedtlError('BAD_MESSAGE', `${what}: at most 64 keys, got ${entries.length}`);
+  const out: Record<string, ConfigValue> = {};
+  for (const [key, item] of entries) {
+    if (!/^[a-zA-Z][\w.-]{0,63}$/.test(key)) throw new FedtlError('BAD_MESSAGE', `${what}: key ${JSON.stringify(key.slice(0, 70))} is not a plain name`);
+    const ok = typeof item === 'boolean' || (typeof item === 'number' && Number.isFinite(item)) || (typeof item === 'string' && item.length <= 1024);
+    if (!ok) throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected a finite number, a boolean or a string of at most 1024 characters`);
+    out[key] = item as ConfigValue;
+  }
+  return out;
 }
 
 export function parseFitRequest(value: unknown, maxBytes: number): FitRequest {

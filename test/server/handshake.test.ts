@@ -5,6 +5,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKey, generateIdentity } from '../../shared/crypto/identity.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { PROTOCOL_VERSION } from '../../shared/protocol/protocol.ts';
 import { Harness, makeDelta, maxAbsDifference, weightedMean, within, type RawClient } from '../support/hostile.ts';
 
 describe('coordinator handshake under hostile hellos', () => {
@@ -40,7 +41,7 @@ describe('coordinator handshake under hostile hellos', () => {
     const otherCoordinator = generateIdentity();
 
     // Execute + Assert, one hostile hello at a time.
-    expect((await h.refusal(h.hello(allowed, { protocolVersion: 2 }))).code).toBe('PROTOCOL_VERSION');
+    expect((await h.refusal(h.hello(allowed, { protocolVersion: PROTOCOL_VERSION + 1 }))).code).toBe('PROTOCOL_VERSION');
     expect((await h.refusal(h.hello(stranger))).code).toBe('UNKNOWN_CLIENT');
     expect((await h.refusal(h.hello(h.revokedIdentities[0]!))).code).toBe('REVOKED_CLIENT');
     // Signed by the right key, but over another text (a flipped signature byte).

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { clientOrder, clientRows, clientSize, groupByClient, simulatedClientSeed, trainingParts } from '../../../scripts/simulation/client-shards.ts';
+import { clientOrder, clientRows, clientSize, groupByClient, trainingParts } from '../../../scripts/simulation/client-shards.ts';
+import { clientSeed } from '../../../client/client-round.ts';
 import { validationSplit } from '../../../client/data/split.ts';
 
 describe('client shards', () => {
@@ -48,7 +49,7 @@ describe('client shards', () => {
       parts.forEach((part, i) => {
         // What a `fedtl client` (process mode) or an in-process socket client does with its own rows, in part order.
         const ownLabels = Int32Array.from(part, (row) => labels[row]!);
-        const split = validationSplit(ownLabels, 4, 0.25, simulatedClientSeed(5, i))!;
+        const split = validationSplit(ownLabels, 4, 0.25, clientSeed(5, i))!;
         expect(split.test.length).toBeGreaterThan(0);
         expect(train[i]!.length).toBe(part.length - split.test.length);
         expect([...train[i]!].sort((a, b) => a - b)).toEqual([...split.train].map((k) => part[k]!).sort((a, b) => a - b));
