@@ -10,7 +10,7 @@ import type { Identity } from '../shared/crypto/identity.ts';
 import { decodeKey } from '../shared/crypto/identity.ts';
 import { verifyText } from '../shared/crypto/signatures.ts';
 import { sealUpdate } from '../shared/crypto/update-envelope.ts';
-import { roundSignedText, type EvaluateRequest, type EvaluationReport, type FitRequest } from '../shared/protocol/protocol.ts';
+import { roundSignedText, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
 import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
 import type { LabeledFeatures, LocalFitResult, LocalTrainer } from './local-trainer.ts';
 
@@ -97,7 +97,7 @@ export async function runFitRound(context: ClientRoundContext, request: FitReque
 }
 
 /** verify → evaluate: one client's answer to an evaluate request (zero examples without validation data). */
-export async function runEvaluateRound(context: ClientRoundContext, request: EvaluateRequest): Promise<EvaluationReport> {
+export async function runEvaluateRound(context: ClientRoundContext, request: EvaluateRequest): Promise<EvaluationResult> {
   const weights = verifyRoundRequest(context, request);
   const validation = context.validation;
   // A client without validation data still answers, so the round does not wait for it.

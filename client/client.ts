@@ -10,7 +10,7 @@ import { FedtlError, isErrorCode, toFedtlError, type ErrorCode } from '../shared
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createIdentityBase } from '../shared/bases/identity.ts';
 import { decodeKey, encodeKey, publicIdentity, type Identity } from '../shared/crypto/identity.ts';
-import { createHello } from '../shared/crypto/hello.ts';
+import { createHello, signEvaluation, signReady } from '../shared/crypto/hello.ts';
 import { createRandom } from '../shared/math/random.ts';
 import { FeatureCache } from '../shared/model/feature-cache.ts';
 import type { FrozenBase } from '../shared/model/frozen-base.ts';
@@ -73,6 +73,11 @@ export interface ClientOptions {
   seed?: number;
   /** Reconnection backoff, in ms. @default { min: 500, max: 10000 } */
   backoff?: { min: number; max: number };
+  /**
+   * PEM certificate(s) to trust for an `https://` coordinator URL, e.g. the coordinator's own
+   * self-signed certificate or a private CA. @default the system's CA store
+   */
+  ca?: string;
   onRound?: (event: ClientRoundEvent) => void;
   /**
    * Injected faults, for simulations: with probability `dropRate` per fit request the client
@@ -86,7 +91,7 @@ export interface ClientOptions {
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 /** Refusals that retrying cannot fix. */
-const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['UNKNOWN_CLIENT', 'REVOKED_CLIENT', 'BAD_SIGNATURE', 'PROTOCOL_VERSION', 'HASH_MISMATCH', 'BAD_DATA', 'BAD_CONFIG']);
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['UNKNOWN_CLIENT', 'REVOKED_CLIENT', 'BAD_SIGNATURE', 'PROTOCOL_VERSION', 'HASH_MISMATCH', 'BAD_DATA', 'BAD_CONFIG', 'CLOCK_SKEW']);
 
 interface Prepared {
   baseHash: string;
@@ -139,6 +144,7 @@ export class FedtlClient {
       // A function, so every (re)connection signs a fresh hello with a new nonce and timestamp.
       auth: (send: (auth: object) => void) => send(this.#hello()),
       autoConnect: false,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
     });
     this.#wire();
   }
@@ -170,10 +176,16 @@ export class FedtlClient {
   }
 
   #hello(): Hello {
-    const hello = createHello(this.#options.identity, this.#options.coordinator.signingKey);
+    // Signed over the session id the coordinator gave this connection: good for this connection only.
+    const hello = createHello(this.#options.identity, this.#options.coordinator.signingKey, this.#socket.io.engine.id);
     // The welcome is signed over this nonce: remember it to check the coordinator's answer.
     this.#helloNonce = hello.nonce;
     return hello;
+  }
+
+  /** `ready` and `evaluation` are signed for the coordinator and this connection's hello. */
+  #binding(): { coordinatorSigningKey: string; helloNonce: string } {
+    return { coordinatorSigningKey: this.#options.coordinator.signingKey, helloNonce: this.#helloNonce };
   }
 
   #fail(error: FedtlError): void {
@@ -230,7 +242,7 @@ export class FedtlClient {
       this.#welcome = welcome;
       this.#prepared ??= this.#prepare(welcome);
       const prepared = await this.#prepared;
-      const reply = parseAck(await this.#socket.timeout(30_000).emitWithAck('ready', { baseHash: prepared.baseHash, examples: prepared.train.features.rows }));
+      const reply = parseAck(await this.#socket.timeout(30_000).emitWithAck('ready', signReady(this.#options.identity, this.#binding(), { baseHash: prepared.baseHash, examples: prepared.train.features.rows, validationExamples: prepared.validation?.features.rows ?? 0 })));
       if (!reply.ok) throw new FedtlError(reply.code, `coordinator refused ready: ${reply.message}`);
       this.#log.info(`ready: ${prepared.train.features.rows} training examples, base ${welcome.base.name}`);
     } catch (thrown) {
@@ -347,7 +359,7 @@ export class FedtlClient {
     const round = await this.#context();
     if (!round) return;
     const request = parseEvaluateRequest(message, round.welcome.limits.maxMessageBytes);
-    const report = await runEvaluateRound(round.context, request);
+    const report = signEvaluation(this.#options.identity, this.#binding(), await runEvaluateRound(round.context, request));
     const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('evaluation', report));
     if (!reply.ok) this.#log.warn(`round ${request.round}: evaluation rejected: ${reply.message}`);
   }

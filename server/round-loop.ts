@@ -17,7 +17,7 @@ import { FedtlError } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createRandom } from '../shared/math/random.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
-import type { Ack, EvaluationReport, FitRequest } from '../shared/protocol/protocol.ts';
+import type { Ack, EvaluationResult, FitRequest } from '../shared/protocol/protocol.ts';
 import { errorAck, roundSignedText } from '../shared/protocol/protocol.ts';
 import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
 import type { FitConfig, Strategy } from '../shared/strategy/strategy.ts';
@@ -182,7 +182,7 @@ export class RoundLoop {
   }
 
   /** Handles a client's evaluation report for the running evaluation. */
-  receiveEvaluation(clientId: string, report: EvaluationReport): Ack {
+  receiveEvaluation(clientId: string, report: EvaluationResult): Ack {
     const active = this.#active;
     const ack = active?.kind === 'evaluate' ? active.accept(clientId, report) : errorAck(new FedtlError('STALE_ROUND', `evaluation for ${report.roundId} is not the one running`));
     if (!ack.ok) this.#log.warn(`rejected evaluation from ${clientId}: ${ack.message}`);

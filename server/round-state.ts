@@ -6,7 +6,7 @@
  * awaits {@link RoundState.done}.
  */
 import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
-import type { Ack, EvaluationReport } from '../shared/protocol/protocol.ts';
+import type { Ack, EvaluationResult } from '../shared/protocol/protocol.ts';
 import { errorAck } from '../shared/protocol/protocol.ts';
 import type { Aggregation, MetricAggregation } from '../shared/strategy/strategy.ts';
 
@@ -178,7 +178,7 @@ export class EvaluateRound extends RoundState {
     this.metrics = options.metrics;
   }
 
-  accept(clientId: string, report: EvaluationReport): Ack {
+  accept(clientId: string, report: EvaluationResult): Ack {
     try {
       if (report.roundId !== this.roundId) throw new FedtlError('STALE_ROUND', `evaluation for ${report.roundId} is not the one running`);
       this.checkSender(clientId, 'evaluation');

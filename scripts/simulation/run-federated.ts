@@ -18,7 +18,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { FedtlClient } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
-import { splitTrainTest } from '../../client/data/split.ts';
+import { validationSplit } from '../../client/data/split.ts';
 import { clientSeed, runFitRound } from '../../client/client-round.ts';
 import { LocalTrainer } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
@@ -280,16 +280,17 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   const pub = publicIdentity(coordinatorIdentity);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
-    // Each client keeps a slice of its own data for federated evaluation, when it has enough.
-    const split = own.size >= 20 ? splitTrainTest(own, { testFraction: config.validationFraction, seed: config.seed + i }) : { train: own, test: null };
+    // With a validation fraction, each client keeps a slice of its own data for federated evaluation.
+    const seed = clientSeed(config.seed, i);
+    const split = validationSplit(own.labels, own.classNames.length, config.validationFraction, seed);
     return new FedtlClient({
       url: coordinator.url,
       coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
       identity: identities[i]!,
-      data: { train: split.train, ...(split.test ? { validation: split.test } : {}) },
+      data: split ? { train: subset(own, split.train), validation: subset(own, split.test) } : { train: own },
       // Each client its own cache, as on separate machines: each downloads and verifies the base.
       cacheDir: path.join(cacheDir, `client-${i}`),
-      seed: clientSeed(config.seed, i),
+      seed,
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
     }).start();

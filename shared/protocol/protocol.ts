@@ -13,8 +13,11 @@ import { parseHeadSpec } from '../model/head.ts';
 import type { ConfigValue, FitConfig } from '../strategy/strategy.ts';
 import { parseManifest, type WeightManifest } from '../weights/flat-weights.ts';
 
-/** v2: fit configs may carry `proximalMu` and `extra`, and are signed whole (as sorted JSON). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * v2: fit configs may carry `proximalMu` and `extra`, and are signed whole (as sorted JSON).
+ * v3: hellos are bound to their connection; `ready` and `evaluation` are signed.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** Byte limits the coordinator announces and enforces. */
 export interface ProtocolLimits {
@@ -22,7 +25,7 @@ export interface ProtocolLimits {
   maxUpdateBytes: number;
   /** Size of one base chunk a client may request. */
   chunkBytes: number;
-  /** socket.io's `maxHttpBufferSize`: every message must fit, with room for framing. */
+  /** socket.io's `maxHttpBufferSize`: the largest frame a client may send (an update plus framing). */
   maxMessageBytes: number;
 }
 
@@ -37,7 +40,11 @@ export interface Hello {
   timestamp: number;
   /** 16 random bytes, base64; a nonce seen before is a replayed hello. */
   nonce: string;
-  /** Ed25519 signature, base64, over {@link helloSignedText}. */
+  /**
+   * Ed25519 signature, base64, over {@link helloSignedText}: it names the coordinator's key and the
+   * engine.io session id of the connection the hello travels on, so it is good for that one
+   * connection only.
+   */
   signature: string;
 }
 
@@ -91,10 +98,16 @@ export interface EvaluateRequest {
 
 export interface EvaluationReport {
   roundId: string;
+  /** Validation examples evaluated; at most the `validationExamples` declared in `ready`. */
   examples: number;
   loss: number;
   accuracy: number;
+  /** Client's Ed25519 signature, base64, over {@link evaluationSignedText}. */
+  signature: string;
 }
+
+/** An evaluation as the round loop folds it; the signature is checked at the transport. */
+export type EvaluationResult = Omit<EvaluationReport, 'signature'>;
 
 export interface BaseReadRequest {
   hash: string;
@@ -110,6 +123,10 @@ export interface ReadyReport {
   baseHash: string;
   /** Training examples the client holds (a count, never data). */
   examples: number;
+  /** Size of the client's validation split; its evaluation reports may not count more. */
+  validationExamples: number;
+  /** Client's Ed25519 signature, base64, over {@link readySignedText}. */
+  signature: string;
 }
 
 export interface FinishedNotice {
@@ -136,8 +153,22 @@ export interface ClientToServerEvents {
 // ---------------------------------------------------------------------------------------------
 // Signed texts. Domain-separated so a signature made for one purpose is useless for another.
 
-export function helloSignedText(coordinatorSigningKey: string, hello: Omit<Hello, 'signature'>): string {
-  return `fedtl-hello/v${hello.protocolVersion}|${coordinatorSigningKey}|${hello.signingKey}|${hello.boxKey}|${hello.timestamp}|${hello.nonce}`;
+/** `connectionId` is the engine.io session id the coordinator chose for the connection. */
+export function helloSignedText(coordinatorSigningKey: string, connectionId: string, hello: Omit<Hello, 'signature'>): string {
+  return `fedtl-hello/v${hello.protocolVersion}|${coordinatorSigningKey}|${connectionId}|${hello.signingKey}|${hello.boxKey}|${hello.timestamp}|${hello.nonce}`;
+}
+
+/**
+ * `ready` and `evaluation` are signed by the client over the coordinator's key and the nonce of the
+ * hello that opened the connection, so they cannot be injected by anyone on the path, nor replayed
+ * on another connection; an evaluation also names its round id, unique per run and attempt.
+ */
+export function readySignedText(coordinatorSigningKey: string, helloNonce: string, ready: Omit<ReadyReport, 'signature'>): string {
+  return `fedtl-ready/v${PROTOCOL_VERSION}|${coordinatorSigningKey}|${helloNonce}|${ready.baseHash}|${ready.examples}|${ready.validationExamples}`;
+}
+
+export function evaluationSignedText(coordinatorSigningKey: string, helloNonce: string, report: Omit<EvaluationReport, 'signature'>): string {
+  return `fedtl-evaluation/v${PROTOCOL_VERSION}|${coordinatorSigningKey}|${helloNonce}|${report.roundId}|${report.examples}|${report.loss}|${report.accuracy}`;
 }
 
 /**
@@ -338,7 +369,13 @@ export function parseEvaluationReport(value: unknown): EvaluationReport {
   const loss = finite(fields, 'loss', 'evaluation');
   if (loss < 0) throw new FedtlError('BAD_MESSAGE', 'evaluation.loss: must not be negative');
   // examples = 0 is a client saying it has no validation data: it answers so the round need not wait for it.
-  return { roundId: string(fields, 'roundId', 'evaluation', 128), examples: integer(fields, 'examples', 'evaluation', 0, 1e9), loss, accuracy };
+  return {
+    roundId: string(fields, 'roundId', 'evaluation', 128),
+    examples: integer(fields, 'examples', 'evaluation', 0, 1e9),
+    loss,
+    accuracy,
+    signature: string(fields, 'signature', 'evaluation', 128),
+  };
 }
 
 export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseReadRequest {
@@ -353,7 +390,12 @@ export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseRe
 
 export function parseReadyReport(value: unknown): ReadyReport {
   const fields = object(value, 'ready');
-  return { baseHash: parseHash(fields['baseHash'], 'ready.baseHash'), examples: integer(fields, 'examples', 'ready', 1, 1e9) };
+  return {
+    baseHash: parseHash(fields['baseHash'], 'ready.baseHash'),
+    examples: integer(fields, 'examples', 'ready', 1, 1e9),
+    validationExamples: integer(fields, 'validationExamples', 'ready', 0, 1e9),
+    signature: string(fields, 'signature', 'ready', 128),
+  };
 }
 
 export function parseAck(value: unknown): Ack {
