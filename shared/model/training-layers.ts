@@ -29,7 +29,7 @@ export interface MeanEmbeddingBagArgs {
   trainable: boolean;
 }
 
-/** Rows of S built per product, so a large evaluation batch never allocates batch × vocabulary at once. */
+/** Rows of S built per product, so a large evaluation batch stays a modest matrix. */
 const ROWS_PER_PRODUCT = 128;
 
 export class MeanEmbeddingBag extends tf.layers.Layer {
@@ -63,19 +63,49 @@ export class MeanEmbeddingBag extends tf.layers.Layer {
       const table = this.#embeddings!.read();
       const parts: tf.Tensor[] = [];
       for (let start = 0; start < rows; start += ROWS_PER_PRODUCT) {
-        const end = Math.min(rows, start + ROWS_PER_PRODUCT);
-        const s = new Float32Array((end - start) * this.inputDim);
-        for (let r = start; r < end; r++) {
-          const base = (r - start) * this.inputDim;
-          for (let t = 0; t < length; t++) {
-            const id = values[r * length + t]!;
-            if (id !== PAD_ID && id >= 0 && id < this.inputDim) s[base + id]! += 1 / length;
-          }
-        }
-        parts.push(tf.matMul(tf.tensor2d(s, [end - start, this.inputDim]), table));
+        parts.push(this.#meanRows(values, start, Math.min(rows, start + ROWS_PER_PRODUCT), length, table));
       }
       return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
     });
+  }
+
+  /**
+   * S·E for rows [start, end), restricted to the words those rows use: S is rows × used words and
+   * only the used rows of E are gathered. The gradient scatters Sᵀ·dY back into those rows, so a
+   * step costs batch × used words, never batch × vocabulary, and needs neither a dense Sᵀ·dY
+   * over the whole table nor the gather op's UnsortedSegmentSum gradient.
+   */
+  #meanRows(values: ArrayLike<number>, start: number, end: number, length: number, table: tf.Tensor): tf.Tensor {
+    const column = new Map<number, number>();
+    for (let i = start * length; i < end * length; i++) {
+      const id = values[i]!;
+      if (id !== PAD_ID && id >= 0 && id < this.inputDim && !column.has(id)) column.set(id, column.size);
+    }
+    const used = Int32Array.from(column.keys());
+    const s = new Float32Array((end - start) * Math.max(1, used.length));
+    for (let r = start; r < end; r++) {
+      for (let t = 0; t < length; t++) {
+        const c = column.get(values[r * length + t]!);
+        if (c !== undefined) s[(r - start) * used.length + c]! += 1 / length;
+      }
+    }
+    if (used.length === 0) return tf.zeros([end - start, this.outputDim]);
+    const sMatrix = tf.tensor2d(s, [end - start, used.length]);
+    const usedIds = tf.tensor1d(used, 'int32');
+    const shape = table.shape as [number, number];
+    // customGrad passes the inputs then the save function in one rest list.
+    const product = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [e, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([sMatrix, usedIds]);
+      return {
+        value: tf.matMul(sMatrix, tf.gather(e, usedIds)),
+        gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+          const [sm, idx] = saved as [tf.Tensor2D, tf.Tensor1D];
+          return [tf.scatterND(tf.expandDims(idx, 1), tf.matMul(sm, dy as tf.Tensor2D, true, false), shape)];
+        },
+      };
+    });
+    return product(table);
   }
 
   override getConfig(): tf.serialization.ConfigDict {
