@@ -28,6 +28,7 @@ interface SimulateFlags {
   seed?: number;
   trainExamples?: number;
   testExamples?: number;
+  validationFraction?: number;
   baselines: boolean;
   out?: string;
 }
@@ -55,6 +56,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--seed <n>', 'seed of data sampling, partition, selection and faults', (v) => Number.parseInt(v, 10))
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
+    .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
     .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
@@ -87,6 +89,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.seed !== undefined && Number.isFinite(flags.seed)) overrides.seed = flags.seed;
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
+      if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);

@@ -61,7 +61,11 @@ export interface SimulationConfig {
   centralizedEpochs: number;
   /** Local-only baseline: at most this many clients are trained alone (a seeded sample). */
   localOnlyClients: number;
-  /** Fraction of each socket or process client's data kept for its federated evaluation. */
+  /**
+   * Fraction of each client's data kept out of training for federated evaluation (socket and
+   * process clients evaluate on it; virtual clients leave it out so all modes train on the same
+   * rows); 0 trains on everything and leaves evaluation to the coordinator's test set.
+   */
   validationFraction: number;
   /** Deadline of one round in socket and process modes, ms. */
   roundTimeoutMs: number;
@@ -76,7 +80,7 @@ const COMMON = {
   seed: 42,
   baselines: { centralized: true, localOnly: true, scratch: true },
   localOnlyClients: 50,
-  validationFraction: 0.1,
+  validationFraction: 0,
   roundTimeoutMs: 60_000,
 };
 
@@ -164,7 +168,7 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
   positive(config.trainExamples, 'trainExamples');
   positive(config.testExamples, 'testExamples');
   if (!(config.fractionFit > 0 && config.fractionFit <= 1)) throw new FedtlError('BAD_CONFIG', `fractionFit must be in (0, 1], got ${config.fractionFit}`);
-  for (const [name, rate] of [['dropoutRate', config.dropoutRate], ['stragglerRate', config.stragglerRate]] as const) {
+  for (const [name, rate] of [['dropoutRate', config.dropoutRate], ['stragglerRate', config.stragglerRate], ['validationFraction', config.validationFraction]] as const) {
     if (!(rate >= 0 && rate < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${rate}`);
   }
   if (config.clients > config.trainExamples) throw new FedtlError('BAD_CONFIG', `${config.clients} clients cannot share ${config.trainExamples} training examples`);
