@@ -36,6 +36,10 @@ export const ERROR_CODES = {
   /** A file could not be written (disk full, permissions, a path that is not a directory). */
   STORAGE: 'STORAGE',
   QUORUM_NOT_MET: 'QUORUM_NOT_MET',
+  /** Secure aggregation could not produce a verified sum (inconsistent shares, too few survivors). */
+  SECAGG_FAILED: 'SECAGG_FAILED',
+  /** A round would exceed the configured differential-privacy budget (ε). */
+  PRIVACY_BUDGET: 'PRIVACY_BUDGET',
   BACKEND: 'BACKEND',
   INTERNAL: 'INTERNAL',
 } as const;
