@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
@@ -20,7 +20,7 @@ interface SimulateFlags {
   lr?: number;
   optimizer?: 'sgd' | 'adam';
   hidden?: string;
-  scratch?: ScratchFeatures;
+  scratch?: ScratchFeatures[];
   serverMomentum?: number;
   mode?: SimulationMode;
   dropout?: number;
@@ -30,6 +30,15 @@ interface SimulateFlags {
   testExamples?: number;
   baselines: boolean;
   out?: string;
+}
+
+/** `--scratch tf-idf,bag-of-words` → the list, each name checked. */
+function scratchList(value: string): ScratchFeatures[] {
+  const names = value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+  for (const name of names) {
+    if (!(SCRATCH_FEATURES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${name}" is not a from-scratch baseline; choose from ${SCRATCH_FEATURES.join(', ')}`);
+  }
+  return names as ScratchFeatures[];
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -56,7 +65,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
     .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
-    .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
+    .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
     .action(async (flags: SimulateFlags) => {
@@ -79,7 +88,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.lr !== undefined) overrides.learningRate = flags.lr;
       if (flags.mode) overrides.mode = flags.mode;
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
-      if (flags.scratch) overrides.scratchBase = flags.scratch;
+      if (flags.scratch !== undefined) overrides.scratchFeatures = flags.scratch;
       if (flags.serverMomentum !== undefined) overrides.serverMomentum = flags.serverMomentum;
       if (flags.hidden !== undefined) overrides.head = { ...base.head, hidden: flags.hidden.trim() === '' ? [] : flags.hidden.split(',').map((v) => positiveInteger('hidden')(v.trim())) };
       if (flags.dropout !== undefined) overrides.dropoutRate = flags.dropout;

@@ -21,7 +21,12 @@ export const SIMULATION_MODES = ['virtual', 'socket', 'process'] as const;
  */
 export type SimulationMode = (typeof SIMULATION_MODES)[number];
 
-export const SCRATCH_FEATURES = ['random-embedding', 'bag-of-words', 'pixels'] as const;
+/**
+ * Features of the "federated from scratch" baselines, the same federation without the pretrained
+ * base: `tf-idf` and `bag-of-words` (word counts) over the 5,000 most frequent training words,
+ * `random-embedding` (the text base's architecture with random word vectors), `pixels` (raw images).
+ */
+export const SCRATCH_FEATURES = ['tf-idf', 'bag-of-words', 'random-embedding', 'pixels'] as const;
 export type ScratchFeatures = (typeof SCRATCH_FEATURES)[number];
 
 export interface SimulationConfig {
@@ -30,11 +35,10 @@ export interface SimulationConfig {
   /** Frozen base: `glove-100d`, `mobilenet-v2-96`, `identity-784` (no frozen base). */
   base: string;
   /**
-   * Features of the "federated from scratch" baseline, the same federation without the pretrained
-   * base: `random-embedding` (the text base's architecture with random word vectors), `bag-of-words`
-   * (term frequencies over the 5,000 most frequent training words), `pixels` (raw images); null for none.
+   * The "federated from scratch" baselines (see {@link SCRATCH_FEATURES}), each run as the same
+   * federation; the strongest is the one the pretrained model is judged against. `[]` for none.
    */
-  scratchBase: ScratchFeatures | null;
+  scratchFeatures: ScratchFeatures[];
   head: HeadSpec;
   trainExamples: number;
   testExamples: number;
@@ -86,7 +90,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     preset: 'imdb-glove',
     dataset: 'imdb',
     base: 'glove-100d',
-    scratchBase: 'random-embedding',
+    scratchFeatures: ['tf-idf', 'bag-of-words', 'random-embedding'],
     head: { hidden: [], activation: 'relu', dropout: 0, classes: 2 },
     trainExamples: 2000,
     testExamples: 2000,
@@ -105,7 +109,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     preset: 'fashion-mobilenet',
     dataset: 'fashion-mnist',
     base: 'mobilenet-v2-96',
-    scratchBase: 'pixels',
+    scratchFeatures: ['pixels'],
     head: { hidden: [128], activation: 'relu', dropout: 0, classes: 10 },
     trainExamples: 3000,
     testExamples: 1000,
@@ -124,7 +128,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     preset: 'mnist-mlp',
     dataset: 'mnist',
     base: 'identity-784',
-    scratchBase: null,
+    scratchFeatures: [],
     head: { hidden: [200, 200], activation: 'relu', dropout: 0, classes: 10 },
     trainExamples: 60000,
     testExamples: 10000,
@@ -167,6 +171,10 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
   for (const [name, rate] of [['dropoutRate', config.dropoutRate], ['stragglerRate', config.stragglerRate]] as const) {
     if (!(rate >= 0 && rate < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${rate}`);
   }
+  for (const features of config.scratchFeatures) {
+    if (!(SCRATCH_FEATURES as readonly string[]).includes(features)) throw new FedtlError('BAD_CONFIG', `unknown from-scratch baseline "${String(features)}"; choose from ${SCRATCH_FEATURES.join(', ')}`);
+  }
+  if (new Set(config.scratchFeatures).size !== config.scratchFeatures.length) throw new FedtlError('BAD_CONFIG', `from-scratch baselines listed twice: ${config.scratchFeatures.join(', ')}`);
   if (config.clients > config.trainExamples) throw new FedtlError('BAD_CONFIG', `${config.clients} clients cannot share ${config.trainExamples} training examples`);
   if (config.minClients > config.clients) throw new FedtlError('BAD_CONFIG', `minClients (${config.minClients}) is more than clients (${config.clients})`);
   return config;
