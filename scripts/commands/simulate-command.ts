@@ -5,6 +5,7 @@ import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/transfer-curve.ts';
 
 interface SimulateFlags {
   preset: string;
@@ -30,6 +31,7 @@ interface SimulateFlags {
   testExamples?: number;
   baselines: boolean;
   out?: string;
+  curve?: number[];
 }
 
 /** `--scratch tf-idf,bag-of-words` → the list, each name checked. */
@@ -39,6 +41,14 @@ function scratchList(value: string): ScratchFeatures[] {
     if (!(SCRATCH_FEATURES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${name}" is not a from-scratch baseline; choose from ${SCRATCH_FEATURES.join(', ')}`);
   }
   return names as ScratchFeatures[];
+}
+
+function curveSizes(value: string): number[] {
+  try {
+    return parseCurveSizes(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -67,6 +77,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
+    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
     .action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
@@ -102,6 +113,11 @@ export function registerSimulateCommand(program: Command): void {
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
       // Process mode: kill the client processes and delete their identities and data on ^C.
       onShutdown(() => stopProcessClients());
+      if (flags.curve) {
+        const curve = await runTransferCurve(config, flags.curve, { outDir });
+        process.stdout.write(curveLines(curve, outDir).join('\n') + '\n');
+        return;
+      }
       const result = await runSimulation(config, { outDir });
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });

@@ -16,7 +16,7 @@ import type { SimulationConfig } from './presets.ts';
 import { renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
 import { runFederated } from './run-federated.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
-import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
+import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from './simulation-data.ts';
 
 export interface SimulationResult {
@@ -146,7 +146,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         const scratchTestFeatures = await featuresOf(scratchBase, scratchTest, cache);
         // Same partition, rounds and client work, run as virtual clients (identical math, no sockets).
         const scratch = await runFederated({
-          config,
+          config: { ...config, head: scratchHead(features, config) },
           base: scratchBase,
           baseDirectory: null,
           shards: groupByClient(order, scratchTrainFeatures, data.train.labels),

@@ -7,7 +7,8 @@
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
-import type { ScratchFeatures } from './presets.ts';
+import type { HeadSpec } from '../../shared/model/head.ts';
+import type { ScratchFeatures, SimulationConfig } from './presets.ts';
 import type { RoundRecord } from './report-html.ts';
 import { bagOfWords, pixelRows, randomEmbeddingRows } from './simulation-data.ts';
 
@@ -17,6 +18,7 @@ export const SCRATCH_DESCRIPTIONS: Record<ScratchFeatures, string> = {
   'bag-of-words': 'bag-of-words counts over the 5,000 most frequent training words',
   'random-embedding': 'the same base architecture with random instead of pretrained word vectors',
   pixels: 'raw pixels',
+  cnn: 'a small CNN on raw pixels, the pretrained base\'s architecture from random weights',
 };
 
 /** One from-scratch federation's result. */
@@ -37,7 +39,7 @@ export interface ScratchBaseline {
  */
 export function scratchRows(features: ScratchFeatures, train: LabeledDataset, test: LabeledDataset, base: FrozenBase, seed: number): [LabeledDataset, LabeledDataset] {
   const text = train.examples.kind === 'text';
-  const needsText = features !== 'pixels';
+  const needsText = features !== 'pixels' && features !== 'cnn';
   if (needsText !== text) {
     throw new FedtlError('BAD_CONFIG', `the "${features}" from-scratch baseline needs ${needsText ? 'text' : 'image'} data, but ${train.name} holds ${train.examples.kind} examples`);
   }
@@ -52,10 +54,21 @@ export function scratchRows(features: ScratchFeatures, train: LabeledDataset, te
       return [trainRows!, testRows!];
     }
     case 'pixels':
+    case 'cnn':
       return [pixelRows(train), pixelRows(test)];
     default:
       throw new FedtlError('BAD_CONFIG', `unknown from-scratch baseline ${String(features)}`);
   }
+}
+
+/**
+ * The head a from-scratch baseline trains: the config's head, and for `cnn` the CNN's
+ * convolutions and hidden layers in front of it.
+ */
+export function scratchHead(features: ScratchFeatures, config: Pick<SimulationConfig, 'head' | 'scratchCnn'>): HeadSpec {
+  if (features !== 'cnn') return config.head;
+  if (!config.scratchCnn) throw new FedtlError('BAD_CONFIG', 'the cnn from-scratch baseline needs scratchCnn (its convolutions)');
+  return { ...config.head, conv: config.scratchCnn.conv, hidden: [...config.scratchCnn.hidden, ...config.head.hidden] };
 }
 
 /** The baseline with the highest final accuracy (the first listed wins a tie), or undefined for none. */

@@ -4,13 +4,15 @@
  * "from scratch" baseline (bag of words for text, raw pixels for images).
  */
 import path from 'node:path';
-import { createDataset, subset, type LabeledDataset } from '../../client/data/dataset.ts';
+import { createDataset, selectClasses, subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadFashionMnistSplits } from '../../client/data/fashion-mnist.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
 import { loadMnist } from '../../client/data/mnist.ts';
 import { splitTrainTest } from '../../client/data/split.ts';
 import { computeFeatures } from '../../client/features.ts';
 import { createIdentityBase } from '../../shared/bases/identity.ts';
+// Registers the fashion-cnn-split base, which the main job opens by name.
+import '../bases/fashion-split-cnn.ts';
 import { openBase, defaultCacheDir } from '../../shared/bases/prepare-base.ts';
 import { Tokenizer, tokenize } from '../../shared/bases/tokenizer.ts';
 import { createRandom } from '../../shared/math/random.ts';
@@ -43,6 +45,14 @@ export async function loadSimulationData(config: SimulationConfig): Promise<Simu
     }
     case 'fashion-mnist': {
       const format = config.base.startsWith('identity') ? 'tensor' : 'image';
+      if (config.classes) {
+        // Split-class transfer: sample within the chosen classes only.
+        const both = await loadFashionMnistSplits({ split: 'train', seed, format });
+        return {
+          train: selectClasses(both.train, config.classes, { limit: trainExamples, seed }),
+          test: selectClasses(both.test, config.classes, { limit: testExamples, seed }),
+        };
+      }
       const train = (await loadFashionMnistSplits({ split: 'train', limit: trainExamples, seed, format })).selected;
       const test = (await loadFashionMnistSplits({ split: 'test', limit: testExamples, seed, format })).selected;
       return { train, test };
