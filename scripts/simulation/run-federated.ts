@@ -15,11 +15,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import nacl from 'tweetnacl';
 import { FedtlClient } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
-import { splitTrainTest } from '../../client/data/split.ts';
+import { validationSplit } from '../../client/data/split.ts';
+import { clientSeed, runFitRound } from '../../client/client-round.ts';
 import { LocalTrainer } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
@@ -29,16 +29,16 @@ import { FedtlError } from '../../shared/core/errors.ts';
 import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { encodeKey, formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
-import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
+import { signText } from '../../shared/crypto/signatures.ts';
 import { createRandom, type Random } from '../../shared/math/random.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
 import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import { buildHead, setHeadWeights } from '../../shared/model/head.ts';
 import { evaluateHead } from '../../shared/model/head-training.ts';
-import type { FitRequest } from '../../shared/protocol/protocol.ts';
-import { FedAvg } from '../../shared/strategy/fed-avg.ts';
-import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
+import type { EvaluateRequest, FitRequest } from '../../shared/protocol/protocol.ts';
+import { createStrategy } from '../../shared/strategy/registry.ts';
+import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
@@ -91,17 +91,21 @@ export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.
   };
 }
 
-export function strategyOf(config: SimulationConfig): FedAvg {
-  const options = {
-    fractionFit: config.fractionFit,
-    minClients: config.minClients,
-    minUpdates: Math.max(1, Math.floor(config.minClients * 0.5)),
-    epochs: config.epochs,
-    batchSize: config.batchSize,
-    learningRate: config.learningRate,
-    optimizer: config.optimizer,
-  };
-  return config.serverMomentum > 0 ? new FedAvgM({ ...options, serverMomentum: config.serverMomentum }) : new FedAvg(options);
+/** The run's strategy, built from the registry with the simulation's client settings. */
+export function strategyOf(config: SimulationConfig): Strategy {
+  return createStrategy(
+    config.strategy,
+    {
+      fractionFit: config.fractionFit,
+      minClients: config.minClients,
+      minUpdates: Math.max(1, Math.floor(config.minClients * 0.5)),
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      optimizer: config.optimizer,
+    },
+    config.strategyParams,
+  );
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
@@ -151,6 +155,8 @@ export class VirtualFederation {
   readonly #faults: Random;
   readonly #log: Logger;
   #queue: Promise<void> = Promise.resolve();
+  /** Round messages verified so far: every selected client gets the same request object, checked once. */
+  readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   /** Client updates trained, sealed and handed to the loop so far. */
   updates = 0;
 
@@ -179,7 +185,7 @@ export class VirtualFederation {
       baseHash: input.base.hash,
       rounds: config.rounds,
       openUpdate: createUpdateOpener(coordinator, (clientId) => identities.resolve(clientId)),
-      sign: (text) => encodeKey(nacl.sign.detached(new TextEncoder().encode(text), coordinator.signing.secretKey)),
+      sign: (text) => encodeKey(signText(text, coordinator.signing.secretKey)),
       federatedEvaluation: false,
       evaluateGlobal: makeEvaluator(input, this.#serverHead, initial.manifest),
       roundTimeoutMs: 3_600_000,
@@ -202,11 +208,16 @@ export class VirtualFederation {
     try {
       if (this.#faults.nextFloat() < config.dropoutRate) return this.loop.reportDropped(clientId, 'crashed');
       if (this.#faults.nextFloat() < config.stragglerRate) return this.loop.reportDropped(clientId, 'missed the deadline');
-      const weights = new Float32Array(request.weights.buffer, request.weights.byteOffset, request.weights.byteLength / 4);
-      const result = await this.#trainer.fit(weights, clientRows(this.#shards, index), request.config, config.seed * 7919 + request.round * 104_729 + index);
-      const sealed = sealUpdate(
-        { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta },
-        { clientIdentity: this.identities.identity(index), coordinatorBoxKey: this.#coordinator.box.publicKey },
+      const { sealed } = await runFitRound(
+        {
+          identity: this.identities.identity(index),
+          coordinator: { signingKey: this.#coordinator.signing.publicKey, boxKey: this.#coordinator.box.publicKey },
+          trainer: this.#trainer,
+          train: clientRows(this.#shards, index),
+          seed: clientSeed(config.seed, index),
+          verified: this.#verified,
+        },
+        request,
       );
       this.updates++;
       const ack = this.loop.receiveUpdate(clientId, sealed);
@@ -269,16 +280,17 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   const pub = publicIdentity(coordinatorIdentity);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
-    // Each client keeps a slice of its own data for federated evaluation, when it has enough.
-    const split = own.size >= 20 ? splitTrainTest(own, { testFraction: config.validationFraction, seed: config.seed + i }) : { train: own, test: null };
+    // With a validation fraction, each client keeps a slice of its own data for federated evaluation.
+    const seed = clientSeed(config.seed, i);
+    const split = validationSplit(own.labels, own.classNames.length, config.validationFraction, seed);
     return new FedtlClient({
       url: coordinator.url,
       coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
       identity: identities[i]!,
-      data: { train: split.train, ...(split.test ? { validation: split.test } : {}) },
+      data: split ? { train: subset(own, split.train), validation: subset(own, split.test) } : { train: own },
       // Each client its own cache, as on separate machines: each downloads and verifies the base.
       cacheDir: path.join(cacheDir, `client-${i}`),
-      seed: config.seed * 7919 + i,
+      seed,
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
     }).start();

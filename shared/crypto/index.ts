@@ -41,4 +41,7 @@ export type {
   UpdateHeader,
   UpdateHeaderInput,
 } from './update-envelope.ts';
-export { createHello } from './hello.ts';
+export { createHello, signEvaluation, signReady, verifyClientSignature, type ReportBinding } from './hello.ts';
+export { MESSAGE_FORMAT_VERSION, ephemeralKeyPair, openMessage, sealMessage, x25519Agree } from './sealed-message.ts';
+export type { MessageHeader, OpenMessageOptions, OpenedMessage, SealMessageOptions, SenderKeys } from './sealed-message.ts';
+export { signText, verifyText } from './signatures.ts';
