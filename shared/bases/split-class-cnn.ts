@@ -95,7 +95,8 @@ export async function buildSplitClassCnnBase(dir: string, source: SplitClassSour
   const classifier = tf.sequential({
     layers: [
       tf.layers.dense({ inputShape: [embeddingSize], units: pretrainHidden, activation: 'relu', name: `${PREFIX}_source_hidden`, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 300 }) }),
-      tf.layers.dense({ units: source.classes, activation: 'softmax', name: `${PREFIX}_source_classes`, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 301 }) }),
+      // Logits: softmaxCrossEntropy applies the softmax itself.
+      tf.layers.dense({ units: source.classes, name: `${PREFIX}_source_classes`, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 301 }) }),
     ],
   });
   const optimizer = tf.train.adam(learningRate);
