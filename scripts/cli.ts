@@ -73,14 +73,24 @@ export function fraction(name: string) {
   };
 }
 
-/** Resolves on the first SIGINT/SIGTERM, after running `cleanup`. */
+/** Exit codes of a process ended by a signal, by convention 128 + the signal's number. */
+const SIGNAL_EXIT_CODES: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * On the first SIGINT/SIGTERM, runs `cleanup` and exits with the conventional code (130 for
+ * Ctrl-C, 143 for SIGTERM): an interrupted run must not look like a successful one to a script.
+ * A second signal exits at once.
+ */
 export function onShutdown(cleanup: () => Promise<void> | void): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
+    const code = SIGNAL_EXIT_CODES[signal] ?? 130;
+    if (stopping) process.exit(code);
     stopping = true;
     process.stderr.write(`\nfedtl: ${signal} received, shutting down\n`);
-    void Promise.resolve(cleanup()).finally(() => process.exit(0));
+    void Promise.resolve()
+      .then(cleanup)
+      .finally(() => process.exit(code));
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);

@@ -66,6 +66,13 @@ export interface Welcome {
   headSpec: HeadSpec;
   manifest: WeightManifest;
   limits: ProtocolLimits;
+  /**
+   * The federation's class names in label order, when the coordinator was given them: a client
+   * numbers its labels by this list, and a client whose names differ is refused.
+   */
+  classNames?: string[];
+  /** Feature column names in input order (CSV data), when the coordinator knows them. */
+  featureColumns?: string[];
 }
 
 export interface FitRequest {
@@ -109,6 +116,10 @@ export interface ReadyReport {
   baseHash: string;
   /** Training examples the client holds (a count, never data). */
   examples: number;
+  /** The client's class names in label order; the coordinator refuses names that differ from its own. */
+  classNames?: string[];
+  /** The client's feature column names in input order (CSV data); must match the federation's. */
+  featureColumns?: string[];
 }
 
 export interface FinishedNotice {
@@ -248,6 +259,26 @@ export function parseHash(value: unknown, what: string): string {
   return value;
 }
 
+/** Limits of a name list (class names, CSV columns) in a message. */
+const MAX_NAMES = 100_000;
+const MAX_NAME_LENGTH = 256;
+
+/** An optional list of distinct non-empty names; absent stays absent. */
+function optionalNames<K extends string>(fields: Fields, key: K, what: string): Partial<Record<K, string[]>> {
+  const value = fields[key];
+  if (value === undefined) return {};
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_NAMES || !value.every((n) => typeof n === 'string' && n.length > 0 && n.length <= MAX_NAME_LENGTH)) {
+    throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected 1 to ${MAX_NAMES} non-empty strings of at most ${MAX_NAME_LENGTH} characters`);
+  }
+  if (new Set(value).size !== value.length) throw new FedtlError('BAD_MESSAGE', `${what}.${key}: names must be distinct`);
+  return { [key]: value as string[] } as Partial<Record<K, string[]>>;
+}
+
+/** Two name lists are the same when they hold the same names in the same order. */
+export function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name, i) => name === b[i]);
+}
+
 export function parseWelcome(value: unknown): Welcome {
   const fields = object(value, 'welcome');
   const protocolVersion = integer(fields, 'protocolVersion', 'welcome');
@@ -260,6 +291,8 @@ export function parseWelcome(value: unknown): Welcome {
     headSpec: parseHeadSpec(fields['headSpec'], 'welcome.headSpec'),
     manifest: parseManifest(fields['manifest'], 'welcome.manifest'),
     limits: parseLimits(fields['limits']),
+    ...optionalNames(fields, 'classNames', 'welcome'),
+    ...optionalNames(fields, 'featureColumns', 'welcome'),
   };
 }
 
@@ -322,7 +355,12 @@ export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseRe
 
 export function parseReadyReport(value: unknown): ReadyReport {
   const fields = object(value, 'ready');
-  return { baseHash: parseHash(fields['baseHash'], 'ready.baseHash'), examples: integer(fields, 'examples', 'ready', 1, 1e9) };
+  return {
+    baseHash: parseHash(fields['baseHash'], 'ready.baseHash'),
+    examples: integer(fields, 'examples', 'ready', 1, 1e9),
+    ...optionalNames(fields, 'classNames', 'ready'),
+    ...optionalNames(fields, 'featureColumns', 'ready'),
+  };
 }
 
 export function parseAck(value: unknown): Ack {
