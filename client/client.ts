@@ -4,16 +4,13 @@
  * selected in trains the head locally and sends back only a sealed delta. Its data never leaves
  * the process; only counts and metrics do.
  */
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import { FedtlError, isErrorCode, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createIdentityBase } from '../shared/bases/identity.ts';
 import { decodeKey, encodeKey, publicIdentity, type Identity } from '../shared/crypto/identity.ts';
-import { createHello } from '../shared/crypto/hello.ts';
-import { verifyText } from '../shared/crypto/signatures.ts';
-import { sealUpdate } from '../shared/crypto/update-envelope.ts';
+import { createHello, signEvaluation, signReady } from '../shared/crypto/hello.ts';
 import { createRandom } from '../shared/math/random.ts';
 import { FeatureCache } from '../shared/model/feature-cache.ts';
 import type { FrozenBase } from '../shared/model/frozen-base.ts';
@@ -25,18 +22,19 @@ import {
   parseEvaluateRequest,
   parseFitRequest,
   parseWelcome,
-  roundSignedText,
   sameNames,
   welcomeSignedText,
   type BaseReadReply,
   type ClientToServerEvents,
+  type EvaluateRequest,
   type FinishedNotice,
+  type FitRequest,
   type Hello,
   type ServerToClientEvents,
   type Welcome,
 } from '../shared/protocol/protocol.ts';
-import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
 import { ensureBase } from './base-cache.ts';
+import { runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundRequest, type ClientRoundContext } from './client-round.ts';
 import type { LabeledDataset } from './data/dataset.ts';
 import { computeFeatures } from './features.ts';
 import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
@@ -84,6 +82,11 @@ export interface ClientOptions {
   seed?: number;
   /** Reconnection backoff, in ms. @default { min: 500, max: 10000 } */
   backoff?: { min: number; max: number };
+  /**
+   * PEM certificate(s) to trust for an `https://` coordinator URL, e.g. the coordinator's own
+   * self-signed certificate or a private CA. @default the system's CA store
+   */
+  ca?: string;
   onRound?: (event: ClientRoundEvent) => void;
   /**
    * Injected faults, for simulations: with probability `dropRate` per fit request the client
@@ -97,7 +100,7 @@ export interface ClientOptions {
 type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 /** Refusals that retrying cannot fix. */
-const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['UNKNOWN_CLIENT', 'REVOKED_CLIENT', 'BAD_SIGNATURE', 'PROTOCOL_VERSION', 'HASH_MISMATCH', 'BAD_DATA', 'BAD_CONFIG']);
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['UNKNOWN_CLIENT', 'REVOKED_CLIENT', 'BAD_SIGNATURE', 'PROTOCOL_VERSION', 'HASH_MISMATCH', 'BAD_DATA', 'BAD_CONFIG', 'CLOCK_SKEW']);
 
 interface Prepared {
   baseHash: string;
@@ -121,6 +124,8 @@ export class FedtlClient {
   /** Work on the head runs one job at a time: fit and evaluate share one model. */
   #queue: Promise<void> = Promise.resolve();
   #helloNonce = '';
+  /** Round messages already verified (a fit request is checked before the fault draw and again in its round). */
+  readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   readonly #faultRandom: (() => number) | null;
   #closed = false;
   #lastConnectError: string | null = null;
@@ -152,6 +157,7 @@ export class FedtlClient {
       // A function, so every (re)connection signs a fresh hello with a new nonce and timestamp.
       auth: (send: (auth: object) => void) => send(this.#hello()),
       autoConnect: false,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
     });
     this.#wire();
   }
@@ -183,22 +189,16 @@ export class FedtlClient {
   }
 
   #hello(): Hello {
-    const hello = createHello(this.#options.identity, this.#options.coordinator.signingKey);
+    // Signed over the session id the coordinator gave this connection: good for this connection only.
+    const hello = createHello(this.#options.identity, this.#options.coordinator.signingKey, this.#socket.io.engine.id);
     // The welcome is signed over this nonce: remember it to check the coordinator's answer.
     this.#helloNonce = hello.nonce;
     return hello;
   }
 
-  #verify(text: string, signature: string): void {
-    let raw: Uint8Array;
-    try {
-      raw = decodeKey(signature, 'signature', 64);
-    } catch {
-      throw new FedtlError('BAD_SIGNATURE', 'coordinator signature is malformed');
-    }
-    if (!verifyText(text, raw, this.#coordinatorSigningKey)) {
-      throw new FedtlError('BAD_SIGNATURE', 'message is not signed by the pinned coordinator key');
-    }
+  /** `ready` and `evaluation` are signed for the coordinator and this connection's hello. */
+  #binding(): { coordinatorSigningKey: string; helloNonce: string } {
+    return { coordinatorSigningKey: this.#options.coordinator.signingKey, helloNonce: this.#helloNonce };
   }
 
   #fail(error: FedtlError): void {
@@ -256,18 +256,22 @@ export class FedtlClient {
     try {
       const welcome = parseWelcome(message);
       const signingKey = encodeKey(this.#options.identity.signing.publicKey);
-      this.#verify(welcomeSignedText(signingKey, this.#helloNonce, welcome.base), welcome.signature);
+      verifyCoordinatorSignature(welcomeSignedText(signingKey, this.#helloNonce, welcome.base), welcome.signature, this.#coordinatorSigningKey);
       if (this.#welcome && this.#welcome.base.hash !== welcome.base.hash) throw new FedtlError('HASH_MISMATCH', 'the coordinator changed its base mid-run; restart the client');
       this.#welcome = welcome;
       this.#prepared ??= this.#prepare(welcome);
       const prepared = await this.#prepared;
       const reply = parseAck(
-        await this.#socket.timeout(30_000).emitWithAck('ready', {
-          baseHash: prepared.baseHash,
-          examples: prepared.train.features.rows,
-          classNames: prepared.classNames,
-          ...(prepared.featureColumns ? { featureColumns: prepared.featureColumns } : {}),
-        }),
+        await this.#socket.timeout(30_000).emitWithAck(
+          'ready',
+          signReady(this.#options.identity, this.#binding(), {
+            baseHash: prepared.baseHash,
+            examples: prepared.train.features.rows,
+            validationExamples: prepared.validation?.features.rows ?? 0,
+            classNames: prepared.classNames,
+            ...(prepared.featureColumns ? { featureColumns: prepared.featureColumns } : {}),
+          }),
+        ),
       );
       if (!reply.ok) throw new FedtlError(reply.code, `coordinator refused ready: ${reply.message}`);
       this.#log.info(`ready: ${prepared.train.features.rows} training examples, base ${welcome.base.name}`);
@@ -347,31 +351,42 @@ export class FedtlClient {
     return reply.bytes instanceof Uint8Array ? reply.bytes : new Uint8Array(reply.bytes as ArrayBuffer);
   }
 
-  async #onFit(message: unknown): Promise<void> {
+  /** The request's round context: the prepared data and trainer, this client's keys and the coordinator's limits. */
+  async #context(): Promise<{ welcome: Welcome; context: ClientRoundContext } | null> {
     const welcome = this.#welcome;
-    if (!welcome || !this.#prepared) throw new FedtlError('STALE_ROUND', 'fit request before the handshake completed');
-    const request = parseFitRequest(message, welcome.limits.maxMessageBytes);
-    const digest = createHash('sha256').update(request.weights).digest('hex');
-    this.#verify(roundSignedText('fit', request.roundId, request.round, request.deadline, digest, request.config), request.signature);
+    if (!welcome || !this.#prepared) return null;
     const prepared = await this.#prepared;
+    const context: ClientRoundContext = {
+      identity: this.#options.identity,
+      coordinator: { signingKey: this.#coordinatorSigningKey, boxKey: this.#options.coordinator.boxKey },
+      trainer: prepared.trainer,
+      train: prepared.train,
+      validation: prepared.validation,
+      seed: this.#options.seed ?? 0,
+      maxUpdateBytes: welcome.limits.maxUpdateBytes,
+      verified: this.#verified,
+    };
+    return { welcome, context };
+  }
+
+  /** Time to wait for the coordinator's acknowledgement: until a little after the round's deadline. */
+  #ackTimeout(deadline: number): number {
+    return Math.max(5_000, deadline - Date.now() + 5_000);
+  }
+
+  async #onFit(message: unknown): Promise<void> {
+    const round = await this.#context();
+    if (!round) throw new FedtlError('STALE_ROUND', 'fit request before the handshake completed');
+    const request = parseFitRequest(message, round.welcome.limits.maxMessageBytes);
+    verifyRoundRequest(round.context, request);
     if (this.#faultRandom && this.#faultRandom() < (this.#options.faults?.dropRate ?? 0)) {
       this.#log.info(`round ${request.round}: injected crash; reconnecting`);
       this.#socket.disconnect();
       setTimeout(() => !this.#closed && this.#socket.connect(), 100);
       return;
     }
-    const weights = bytesToFloat32(request.weights, 'fit.weights');
-    const seed = (this.#options.seed ?? 0) * 100_003 + request.round;
-    const result = await prepared.trainer.fit(weights, prepared.train, request.config, seed);
-    const sealed = sealUpdate(
-      { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta },
-      { clientIdentity: this.#options.identity, coordinatorBoxKey: this.#options.coordinator.boxKey },
-    );
-    if (sealed.byteLength > welcome.limits.maxUpdateBytes) {
-      throw new FedtlError('TOO_LARGE', `sealed update is ${sealed.byteLength} bytes, over the coordinator's limit of ${welcome.limits.maxUpdateBytes}`);
-    }
-    const timeout = Math.max(5_000, request.deadline - Date.now() + 5_000);
-    const reply = parseAck(await this.#socket.timeout(timeout).emitWithAck('update', sealed));
+    const result = await runFitRound(round.context, request);
+    const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('update', result.sealed));
     const event: ClientRoundEvent = { roundId: request.roundId, round: request.round, exampleCount: result.exampleCount, delta: result.delta, ...result.metrics, accepted: reply.ok };
     if (!reply.ok) {
       event.error = { code: reply.code, message: reply.message };
@@ -383,19 +398,11 @@ export class FedtlClient {
   }
 
   async #onEvaluate(message: unknown): Promise<void> {
-    const welcome = this.#welcome;
-    if (!welcome || !this.#prepared) return;
-    const request = parseEvaluateRequest(message, welcome.limits.maxMessageBytes);
-    const digest = createHash('sha256').update(request.weights).digest('hex');
-    this.#verify(roundSignedText('evaluate', request.roundId, request.round, request.deadline, digest), request.signature);
-    const prepared = await this.#prepared;
-    // A client without validation data still answers (with zero examples) so the round does not wait for it.
-    const result =
-      prepared.validation && prepared.validation.features.rows > 0
-        ? await prepared.trainer.evaluate(bytesToFloat32(request.weights, 'evaluate.weights'), prepared.validation)
-        : { examples: 0, loss: 0, accuracy: 0 };
-    const timeout = Math.max(5_000, request.deadline - Date.now() + 5_000);
-    const reply = parseAck(await this.#socket.timeout(timeout).emitWithAck('evaluation', { roundId: request.roundId, examples: result.examples, loss: result.loss, accuracy: result.accuracy }));
+    const round = await this.#context();
+    if (!round) return;
+    const request = parseEvaluateRequest(message, round.welcome.limits.maxMessageBytes);
+    const report = signEvaluation(this.#options.identity, this.#binding(), await runEvaluateRound(round.context, request));
+    const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('evaluation', report));
     if (!reply.ok) this.#log.warn(`round ${request.round}: evaluation rejected: ${reply.message}`);
   }
 }

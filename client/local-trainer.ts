@@ -47,6 +47,7 @@ export class LocalTrainer {
       batchSize: config.batchSize,
       learningRate: config.learningRate,
       optimizer: config.optimizer,
+      ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
       seed,
     });
     const trained = getHeadWeights(this.#head).data;

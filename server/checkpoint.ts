@@ -1,5 +1,6 @@
 /**
- * Coordinator checkpoints: the global head, the round it completed and the metrics history,
+ * Coordinator checkpoints: the global head, the round it completed, the metrics history and the
+ * strategy's server-side state,
  * written atomically after every round so a restarted coordinator resumes where it stopped.
  *
  * Two files: `head-<round>.bin` (raw float32) is written first, then `checkpoint.json`, which names
@@ -26,6 +27,11 @@ export interface Checkpoint {
   manifest: WeightManifest;
   weights: Float32Array;
   history: RoundRecord[];
+  /**
+   * The strategy that wrote it and its server-side state in JSON form (shared/strategy/strategy-state.ts):
+   * FedAvgM's velocity, the server optimizers' moments. Absent in checkpoints of older versions.
+   */
+  strategy?: { name: string; state: unknown };
 }
 
 async function writeFileDurably(file: string, data: Uint8Array | string): Promise<void> {
@@ -55,6 +61,7 @@ export async function saveCheckpoint(directory: string, checkpoint: Checkpoint):
     weightsFile,
     weightsSha256: createHash('sha256').update(weightBytes).digest('hex'),
     history: checkpoint.history,
+    ...(checkpoint.strategy ? { strategy: checkpoint.strategy } : {}),
   };
   await writeFileDurably(path.join(directory, CHECKPOINT_FILE), JSON.stringify(meta, null, 1));
   // Older weight files are no longer referenced; remove them so a long run does not fill the disk.
@@ -113,5 +120,8 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
   const runId = meta['runId'];
   const baseHash = meta['baseHash'];
   if (typeof runId !== 'string' || typeof baseHash !== 'string') return corrupt('runId or baseHash missing');
-  return { round, runId, baseHash, headSpec, manifest, weights, history: history as RoundRecord[] };
+  const strategy = meta['strategy'];
+  if (strategy !== undefined && (typeof strategy !== 'object' || strategy === null || typeof (strategy as Record<string, unknown>)['name'] !== 'string')) return corrupt('strategy is not { name, state }');
+  const saved = strategy as { name: string; state?: unknown } | undefined;
+  return { round, runId, baseHash, headSpec, manifest, weights, history: history as RoundRecord[], ...(saved ? { strategy: { name: saved.name, state: saved.state ?? null } } : {}) };
 }

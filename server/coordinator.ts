@@ -6,22 +6,25 @@
  * client sends can throw out of a handler or reach the aggregate without passing the loop's checks.
  */
 import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
-import { signText, verifyText } from '../shared/crypto/signatures.ts';
-import { clientIdFromSigningKey, decodeKey, encodeKey, type Identity } from '../shared/crypto/identity.ts';
+import { verifyClientSignature } from '../shared/crypto/hello.ts';
+import { signText } from '../shared/crypto/signatures.ts';
+import { encodeKey, type Identity } from '../shared/crypto/identity.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
 import {
   PROTOCOL_VERSION,
   bytes as parseBytes,
   errorAck,
-  helloSignedText,
+  evaluationSignedText,
   parseBaseReadRequest,
   parseEvaluationReport,
   parseHello,
   parseReadyReport,
+  readySignedText,
   sameNames,
   welcomeSignedText,
   type Ack,
@@ -33,6 +36,7 @@ import {
 } from '../shared/protocol/protocol.ts';
 import type { Strategy } from '../shared/strategy/strategy.ts';
 import type { WeightManifest } from '../shared/weights/flat-weights.ts';
+import { AdmissionGate, WindowCounter, admissionParser, connectionIdOf, incomingMessageLimit, type AdmissionLimits } from './admission.ts';
 import { readBaseChunk } from './base-server.ts';
 import { RoundLoop, type RoundLoopOptions, type UpdateOpener } from './round-loop.ts';
 import type { RoundRecord } from './round-record.ts';
@@ -48,9 +52,8 @@ interface SocketData {
   signingKey: string;
   boxKey: string;
   helloNonce: string;
-  /** Messages received in the current rate window. */
-  windowStart: number;
-  windowCount: number;
+  /** Validation examples declared in the signed `ready`; evaluation reports may not count more. null before `ready`. */
+  validationExamples: number | null;
 }
 
 type CoordinatorSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -84,12 +87,16 @@ export interface CoordinatorOptions {
   host?: string;
   /** Bytes per base chunk. @default 1 MiB */
   chunkBytes?: number;
-  /** Largest accepted hello age, in ms (older hellos are replays). @default 300000 */
+  /** Largest difference between a hello's timestamp and this coordinator's clock, in ms. @default 300000 */
   helloMaxAgeMs?: number;
+  /** Limits of the admission path (unadmitted connections, admission timeout, refused hellos); see server/admission.ts. */
+  admissionLimits?: AdmissionLimits;
+  /** Serve HTTPS/WSS with this PEM certificate chain and key instead of plain HTTP. @default null */
+  tls?: { cert: string | Buffer; key: string | Buffer } | null;
   /** Messages one client may send per second, averaged over 10 s, before it is cut off. @default 200 */
   maxMessagesPerSecond?: number;
   logger?: Logger;
-  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'evaluateClients' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound'>>;
+  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound'>>;
 }
 
 const RATE_WINDOW_MS = 10_000;
@@ -103,7 +110,9 @@ export class Coordinator {
   readonly #http: HttpServer;
   readonly #io: Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
   readonly #limits: ProtocolLimits;
-  readonly #seenHelloNonces = new Map<string, number>();
+  readonly #gate: AdmissionGate;
+  /** Messages per client in the current rate window, kept across reconnections. */
+  readonly #messageCounts = new WindowCounter(RATE_WINDOW_MS);
   readonly #sockets = new Map<string, CoordinatorSocket>();
   readonly #signingKey: string;
   /** Class names and feature columns of the federation: configured, or adopted from the first ready client. */
@@ -122,7 +131,15 @@ export class Coordinator {
     const chunkBytes = options.chunkBytes ?? 1024 * 1024;
     // An envelope is the float32 delta plus a small header; allow generous framing room.
     const maxUpdateBytes = options.manifest.parameterCount * 4 + 64 * 1024;
-    this.#limits = { maxUpdateBytes, chunkBytes, maxMessageBytes: Math.max(maxUpdateBytes, chunkBytes) + 256 * 1024 };
+    // Clients send nothing larger than an update (base chunks travel the other way), so the
+    // incoming limit, which bounds what an unadmitted peer can make the coordinator buffer, is sized from it.
+    this.#limits = { maxUpdateBytes, chunkBytes, maxMessageBytes: incomingMessageLimit(maxUpdateBytes) };
+    this.#gate = new AdmissionGate({
+      coordinatorSigningKey: this.#signingKey,
+      status: (signingKey) => options.admission.status(signingKey),
+      limits: { ...options.admissionLimits, ...(options.helloMaxAgeMs !== undefined ? { helloMaxAgeMs: options.helloMaxAgeMs } : {}) },
+      logger: this.#log,
+    });
     this.loop = new RoundLoop({
       ...options.loop,
       strategy: options.strategy,
@@ -135,7 +152,7 @@ export class Coordinator {
       sign: (text) => this.#sign(text),
       logger: this.#log,
     });
-    this.#http = createServer();
+    this.#http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }) : createServer();
     this.#io = new Server(this.#http, {
       // Set from the head's size so a legitimate update never hits socket.io's 1 MB default,
       // while anything larger is cut off by the transport before it is buffered.
@@ -143,14 +160,18 @@ export class Coordinator {
       serveClient: false,
       pingInterval: 10_000,
       pingTimeout: 20_000,
+      // The gate closes late hellos itself, with a code; socket.io's own timer is only a backstop.
+      connectTimeout: this.#gate.limits.admissionTimeoutMs + 1_000,
+      parser: admissionParser,
     });
+    this.#io.engine.on('connection', (connection: Parameters<AdmissionGate['onConnection']>[0]) => this.#gate.onConnection(connection));
     this.#io.use((socket, next) => {
       try {
-        this.#admit(socket as CoordinatorSocket);
+        const admitted = this.#gate.admit(socket.conn, connectionIdOf(socket.conn), socket.handshake.auth);
+        (socket as CoordinatorSocket).data = { ...admitted, validationExamples: null };
         next();
       } catch (thrown) {
         const error = toFedtlError(thrown, 'BAD_MESSAGE');
-        this.#log.warn(`refused connection: ${error.code}: ${error.message}`);
         const refusal = new Error(error.message) as Error & { data: { code: ErrorCode } };
         refusal.data = { code: error.code };
         next(refusal);
@@ -184,7 +205,12 @@ export class Coordinator {
   }
 
   get url(): string {
-    return `http://${this.#options.host ?? '127.0.0.1'}:${this.port}`;
+    return `${this.#options.tls ? 'https' : 'http'}://${this.#options.host ?? '127.0.0.1'}:${this.port}`;
+  }
+
+  /** Connections waiting for admission now. */
+  get admissionStats(): { unadmitted: number } {
+    return { unadmitted: this.#gate.unadmitted };
   }
 
   get limits(): ProtocolLimits {
@@ -222,43 +248,6 @@ export class Coordinator {
     return encodeKey(signText(text, this.#options.identity.signing.secretKey));
   }
 
-  #admit(socket: CoordinatorSocket): void {
-    const hello = parseHello(socket.handshake.auth);
-    const now = Date.now();
-    const maxAge = this.#options.helloMaxAgeMs ?? 300_000;
-    if (Math.abs(now - hello.timestamp) > maxAge) throw new FedtlError('REPLAY', 'hello timestamp is too old or in the future; check the client clock');
-    for (const [nonce, seen] of this.#seenHelloNonces) if (now - seen > 2 * maxAge) this.#seenHelloNonces.delete(nonce);
-    if (this.#seenHelloNonces.has(hello.nonce)) throw new FedtlError('REPLAY', 'hello was already used');
-    // A malformed key is the client's malformed message, not a coordinator configuration error.
-    let signingKey: Uint8Array;
-    try {
-      signingKey = decodeKey(hello.signingKey, 'hello.signingKey');
-      decodeKey(hello.boxKey, 'hello.boxKey');
-    } catch (thrown) {
-      throw new FedtlError('BAD_MESSAGE', toFedtlError(thrown).message);
-    }
-    const helloText = helloSignedText(this.#signingKey, hello);
-    let signature: Uint8Array;
-    try {
-      signature = decodeKey(hello.signature, 'hello.signature', 64);
-    } catch {
-      throw new FedtlError('BAD_SIGNATURE', 'hello signature is malformed');
-    }
-    if (!verifyText(helloText, signature, signingKey)) throw new FedtlError('BAD_SIGNATURE', 'hello signature does not verify (wrong key, or a hello meant for another coordinator)');
-    const status = this.#options.admission.status(hello.signingKey);
-    if (status === 'revoked') throw new FedtlError('REVOKED_CLIENT', 'this client key has been revoked by the coordinator operator');
-    if (status !== 'allowed') throw new FedtlError('UNKNOWN_CLIENT', `this client is not on the allow list; the operator adds this line to it: fedtl1:${hello.signingKey}:${hello.boxKey}`);
-    this.#seenHelloNonces.set(hello.nonce, now);
-    socket.data = {
-      clientId: clientIdFromSigningKey(signingKey),
-      signingKey: hello.signingKey,
-      boxKey: hello.boxKey,
-      helloNonce: hello.nonce,
-      windowStart: now,
-      windowCount: 0,
-    };
-  }
-
   #onConnection(socket: CoordinatorSocket): void {
     const { clientId } = socket.data;
     // One live connection per identity: a reconnecting client replaces its stale socket.
@@ -269,6 +258,7 @@ export class Coordinator {
       previous.disconnect(true);
     }
     this.#sockets.set(clientId, socket);
+    this.loop.clients.connect(clientId);
     this.#log.info(`client ${clientId} connected (${this.#sockets.size} connected)`);
     const descriptor = this.#options.base.descriptor;
     socket.emit('welcome', {
@@ -298,6 +288,7 @@ export class Coordinator {
       this.#handle(socket, ack, () => {
         this.#checkStillAllowed(socket);
         const ready = parseReadyReport(message);
+        verifyClientSignature(readySignedText(this.#signingKey, socket.data.helloNonce, ready), ready.signature, socket.data.signingKey, 'ready');
         if (ready.baseHash !== descriptor.hash) throw new FedtlError('HASH_MISMATCH', `client loaded base ${ready.baseHash.slice(0, 12)}, the federation uses ${descriptor.hash.slice(0, 12)}`);
         this.#checkNames(ready.classNames, ready.featureColumns);
         this.loop.addParticipant(
@@ -313,6 +304,7 @@ export class Coordinator {
           },
           ready.examples,
         );
+        socket.data.validationExamples = ready.validationExamples;
         this.#log.info(`client ${clientId} ready with ${ready.examples} examples (${this.loop.memberCount} ready)`);
         return { ok: true };
       });
@@ -346,7 +338,14 @@ export class Coordinator {
     socket.on('evaluation', (report: unknown, ack: unknown) => {
       this.#handle(socket, ack, () => {
         this.#checkStillAllowed(socket);
-        return this.loop.receiveEvaluation(clientId, parseEvaluationReport(report));
+        const evaluation = parseEvaluationReport(report);
+        verifyClientSignature(evaluationSignedText(this.#signingKey, socket.data.helloNonce, evaluation), evaluation.signature, socket.data.signingKey, 'evaluation');
+        const declared = socket.data.validationExamples;
+        if (declared === null) throw new FedtlError('BAD_MESSAGE', 'evaluation before ready');
+        if (evaluation.examples > declared) {
+          throw new FedtlError('OUT_OF_RANGE', `evaluation counts ${evaluation.examples} examples, but this client declared a validation split of ${declared} in ready`);
+        }
+        return this.loop.receiveEvaluation(clientId, evaluation);
       });
     });
 
@@ -409,15 +408,11 @@ export class Coordinator {
   }
 
   #withinRate(socket: CoordinatorSocket): boolean {
-    const now = Date.now();
     const data = socket.data;
-    if (now - data.windowStart > RATE_WINDOW_MS) {
-      data.windowStart = now;
-      data.windowCount = 0;
-    }
-    data.windowCount++;
+    // Counted per client, not per connection: reconnecting does not start a new window.
+    const count = this.#messageCounts.increment(data.clientId);
     const limit = (this.#options.maxMessagesPerSecond ?? 200) * (RATE_WINDOW_MS / 1000);
-    if (data.windowCount > limit) {
+    if (count > limit) {
       this.#log.warn(`client ${data.clientId} sent over ${limit} messages in ${RATE_WINDOW_MS / 1000} s; disconnecting`);
       socket.emit('problem', { code: 'RATE_LIMITED', message: `more than ${limit} messages in ${RATE_WINDOW_MS / 1000} s` });
       socket.disconnect(true);

@@ -5,6 +5,10 @@ export { startCoordinator, describeBase, initialHeadWeights } from './start-coor
 export type { StartCoordinatorOptions } from './start-coordinator.ts';
 export { RoundLoop } from './round-loop.ts';
 export type { RoundLoopOptions, Participant, UpdateOpener, OpenedUpdate } from './round-loop.ts';
+export { ClientManager } from './client-manager.ts';
+export type { ClientStatus } from './client-manager.ts';
+export { FitRound, EvaluateRound } from './round-state.ts';
+export type { ActiveRound, RoundKind } from './round-state.ts';
 export type { RoundRecord } from './round-record.ts';
 export { saveCheckpoint, loadCheckpoint } from './checkpoint.ts';
 export type { Checkpoint } from './checkpoint.ts';

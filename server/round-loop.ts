@@ -1,47 +1,34 @@
 /**
- * The round loop, written once for every strategy and every transport.
+ * The round loop, written once for every strategy and every transport. It only schedules:
  *
- * select clients → send the round's head and config → collect sealed updates until all selected
- * clients answered or the deadline passed → validate each as it arrives and fold it into the
- * strategy's streaming aggregation → if the quorum is met, take the new head; else retry the round
- * → federated evaluation → checkpoint.
+ * wait for enough ready clients → the strategy configures the round → send each selected client
+ * its signed instructions → a {@link FitRound} collects and aggregates the replies until all
+ * answered or the deadline passed → if the quorum is met take the new head, else retry the round
+ * → evaluate (server-side, then an {@link EvaluateRound} if the strategy asks for one) →
+ * checkpoint the head, the history and the strategy's state.
  *
- * Transport-agnostic: socket.io connections (server/coordinator.ts) and in-process virtual clients
- * (simulation) are both {@link Participant}s, and both feed updates through {@link RoundLoop.receiveUpdate},
- * so a simulation runs exactly the validation and aggregation a deployment runs.
+ * What to send, to whom, and how replies combine are the strategy's decisions (shared/strategy);
+ * accepting and counting replies is the round state's (round-state.ts); membership is the client
+ * manager's (client-manager.ts). Socket.io connections (server/coordinator.ts) and in-process
+ * virtual clients (simulation) are both {@link Participant}s and feed the same checks.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
+import { FedtlError } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createRandom } from '../shared/math/random.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
-import type { Ack, EvaluateRequest, EvaluationReport, FitRequest } from '../shared/protocol/protocol.ts';
+import type { Ack, EvaluationResult, FitRequest } from '../shared/protocol/protocol.ts';
 import { errorAck, roundSignedText } from '../shared/protocol/protocol.ts';
-import type { Aggregation, Candidate, Strategy } from '../shared/strategy/strategy.ts';
+import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
+import type { FitConfig, Strategy } from '../shared/strategy/strategy.ts';
 import { float32ToBytes, manifestsEqual, type WeightManifest } from '../shared/weights/flat-weights.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
+import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
 
-/** A client as the loop sees it: something that can be asked to fit or evaluate. */
-export interface Participant {
-  readonly clientId: string;
-  sendFit(request: FitRequest): void;
-  sendEvaluate(request: EvaluateRequest): void;
-}
-
-/** What opening a sealed update yields (see shared/crypto). */
-export interface OpenedUpdate {
-  roundId: string;
-  clientId: string;
-  exampleCount: number;
-  metrics: Record<string, number>;
-  delta: Float32Array;
-  /** Unique id of this envelope, for replay detection. */
-  nonce: string;
-}
-
-/** Verifies, decrypts and validates a sealed update; throws a FedtlError on any problem. */
-export type UpdateOpener = (sealed: Uint8Array, expected: { roundId: string; clientId: string; parameterCount: number }) => OpenedUpdate;
+export type { Participant } from './client-manager.ts';
+export type { OpenedUpdate, UpdateOpener } from './round-state.ts';
 
 export interface RoundLoopOptions {
   strategy: Strategy;
@@ -59,10 +46,8 @@ export interface RoundLoopOptions {
   roundTimeoutMs?: number;
   /** Time clients have to report evaluation metrics, in ms. @default 30000 */
   evaluateTimeoutMs?: number;
-  /** Federated evaluation after each round. @default true */
+  /** Federated evaluation after each round (whom to ask is the strategy's choice). @default true */
   federatedEvaluation?: boolean;
-  /** Who evaluates each new head: the round's selected clients still connected, or every ready client. @default 'selected' */
-  evaluateClients?: 'selected' | 'all';
   /** How long a round waits for enough clients before giving up, in ms. @default 600000 */
   waitForClientsMs?: number;
   /** Attempts of one round before the run stops for lack of a quorum. @default 3 */
@@ -73,55 +58,29 @@ export interface RoundLoopOptions {
   seed?: number;
   /** Optional server-side evaluation of each new global head (e.g. a held-out test set in simulations). */
   evaluateGlobal?: (weights: Float32Array, round: number) => Promise<{ loss: number; accuracy: number }>;
-  /** Called after every completed round. */
+  /** Called after every completed round (after its checkpoint is on disk). */
   onRound?: (record: RoundRecord, weights: Float32Array) => void;
   logger?: Logger;
 }
 
-interface ActiveRound {
-  round: number;
-  roundId: string;
-  kind: 'fit' | 'evaluate';
-  deadline: number;
-  selected: Set<string>;
-  answered: Set<string>;
-  dropped: Set<string>;
-  /** Envelope ids received this round (envelopes are bound to one roundId, so one round's worth suffices). */
-  seenNonces: Set<string>;
-  rejected: Partial<Record<ErrorCode, number>>;
-  aggregation: Aggregation | null;
-  trainLossSum: number;
-  trainAccuracySum: number;
-  trainMetricExamples: number;
-  evalLossSum: number;
-  evalAccuracySum: number;
-  evalExamples: number;
-  bytesUp: number;
-  settle: () => void;
-}
-
-interface Member {
-  participant: Participant;
-  examples: number;
-}
-
 export class RoundLoop {
+  /** Who is connected, ready and busy. */
+  readonly clients = new ClientManager();
   readonly #options: RoundLoopOptions;
+  readonly #strategy: Strategy;
   readonly #log: Logger;
-  readonly #members = new Map<string, Member>();
-  /** The last fit round after it closed, to tell a late update (DEADLINE_PASSED) from a stale one. */
-  #closedFit: Pick<ActiveRound, 'round' | 'deadline' | 'selected' | 'answered'> | null = null;
   #weights: Float32Array;
   #history: RoundRecord[] = [];
   #completedRounds = 0;
   #runId: string;
   #active: ActiveRound | null = null;
-  #membershipChanged: (() => void) | null = null;
+  /** The last fit round after it closed, to tell a late update (DEADLINE_PASSED) from a stale one. */
+  #lastFit: FitRound | null = null;
   #stopped = false;
-  #lastSelected: string[] = [];
 
   constructor(options: RoundLoopOptions) {
     this.#options = options;
+    this.#strategy = options.strategy;
     this.#log = options.logger ?? createLogger('coordinator');
     this.#weights = options.initialWeights;
     this.#runId = randomBytes(6).toString('hex');
@@ -142,8 +101,9 @@ export class RoundLoop {
     return this.#completedRounds;
   }
 
+  /** Ready clients. */
   get memberCount(): number {
-    return this.#members.size;
+    return this.clients.readyCount;
   }
 
   /** The current round's id, or null between rounds. */
@@ -165,6 +125,11 @@ export class RoundLoop {
         `checkpoint in ${directory} belongs to another ${checkpoint.baseHash !== this.#options.baseHash ? 'base' : 'head'}; use another output directory, or move the checkpoint away to start over`,
       );
     }
+    const saved = checkpoint.strategy;
+    if (saved && saved.name !== this.#strategy.name) {
+      throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${saved.name}, this run uses ${this.#strategy.name}; use the same strategy, or another output directory`);
+    }
+    this.#strategy.restore(saved ? decodeState(saved.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
     this.#history = checkpoint.history;
     this.#completedRounds = checkpoint.round;
@@ -175,19 +140,13 @@ export class RoundLoop {
 
   /** A client that is ready to train (base loaded, features computed). */
   addParticipant(participant: Participant, examples: number): void {
-    this.#members.set(participant.clientId, { participant, examples });
-    this.#membershipChanged?.();
+    this.clients.ready(participant, examples);
   }
 
   /** A client that left; if it was selected in the running round, it is dropped from it. */
   removeParticipant(clientId: string): void {
-    this.#members.delete(clientId);
-    const active = this.#active;
-    if (active && active.selected.has(clientId) && !active.answered.has(clientId)) {
-      active.dropped.add(clientId);
-      this.#log.info(`round ${active.round}: client ${clientId} left; dropped from this round`);
-      this.#maybeSettle(active);
-    }
+    this.clients.remove(clientId);
+    if (this.#active?.drop(clientId)) this.#log.info(`round ${this.#active.round}: client ${clientId} left; dropped from this round`);
   }
 
   /**
@@ -195,151 +154,55 @@ export class RoundLoop {
    * deadline) without leaving the federation; the round stops waiting for it.
    */
   reportDropped(clientId: string, reason: string): void {
-    const active = this.#active;
-    if (!active || !active.selected.has(clientId) || active.answered.has(clientId)) return;
-    active.dropped.add(clientId);
-    this.#log.debug(`round ${active.round}: client ${clientId} dropped (${reason})`);
-    this.#maybeSettle(active);
+    if (this.#active?.drop(clientId)) this.#log.debug(`round ${this.#active.round}: client ${clientId} dropped (${reason})`);
   }
 
   stop(): void {
     this.#stopped = true;
-    this.#active?.settle();
-    this.#membershipChanged?.();
+    this.#active?.close();
+    this.clients.wake();
   }
 
   /** Handles a sealed update from `clientId`; never throws, answers with a typed ack. */
   receiveUpdate(clientId: string, sealed: Uint8Array): Ack {
     const active = this.#active;
-    try {
-      if (!active || active.kind !== 'fit') {
-        const closed = this.#closedFit;
-        if (closed && closed.selected.has(clientId) && !closed.answered.has(clientId) && Date.now() > closed.deadline) {
-          throw new FedtlError('DEADLINE_PASSED', `round ${closed.round} closed at its deadline before this update arrived; no round is collecting updates now`);
-        }
-        throw new FedtlError('STALE_ROUND', 'no round is collecting updates now');
-      }
-      if (!active.selected.has(clientId)) throw new FedtlError('NOT_SELECTED', `client ${clientId} was not selected for round ${active.round}`);
-      if (active.answered.has(clientId)) throw new FedtlError('DUPLICATE_UPDATE', `client ${clientId} already sent its update for round ${active.round}`);
-      if (Date.now() > active.deadline) throw new FedtlError('DEADLINE_PASSED', `round ${active.round}'s deadline has passed`);
-      const opened = this.#options.openUpdate(sealed, { roundId: active.roundId, clientId, parameterCount: this.#options.manifest.parameterCount });
-      if (opened.roundId !== active.roundId) throw new FedtlError('STALE_ROUND', `update is for round ${opened.roundId}, the current round is ${active.roundId}`);
-      if (opened.clientId !== clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${opened.clientId} but came from ${clientId}`);
-      if (active.seenNonces.has(opened.nonce)) throw new FedtlError('REPLAY', 'this update envelope was already received');
-      active.seenNonces.add(opened.nonce);
-      active.aggregation!.add({ clientId, delta: opened.delta, exampleCount: opened.exampleCount, metrics: opened.metrics });
-      active.answered.add(clientId);
-      active.bytesUp += sealed.byteLength;
-      const loss = opened.metrics['loss'];
-      const accuracy = opened.metrics['accuracy'];
-      if (loss !== undefined && accuracy !== undefined && Number.isFinite(loss) && Number.isFinite(accuracy)) {
-        active.trainLossSum += loss * opened.exampleCount;
-        active.trainAccuracySum += accuracy * opened.exampleCount;
-        active.trainMetricExamples += opened.exampleCount;
-      }
-      this.#maybeSettle(active);
-      return { ok: true };
-    } catch (thrown) {
-      const error = toFedtlError(thrown, 'BAD_MESSAGE');
-      if (active) active.rejected[error.code] = (active.rejected[error.code] ?? 0) + 1;
-      this.#log.warn(`rejected update from ${clientId}: ${error.code}: ${error.message}`);
-      return errorAck(error);
+    let ack: Ack;
+    if (active?.kind === 'fit') ack = active.accept(clientId, sealed);
+    else {
+      const last = this.#lastFit;
+      const late = last !== null && last.selected.has(clientId) && !last.answered.has(clientId) && Date.now() > last.deadline;
+      ack = errorAck(
+        late
+          ? new FedtlError('DEADLINE_PASSED', `round ${last.round} closed at its deadline before this update arrived; no round is collecting updates now`)
+          : new FedtlError('STALE_ROUND', 'no round is collecting updates now'),
+      );
     }
+    if (!ack.ok) this.#log.warn(`rejected update from ${clientId}: ${ack.code}: ${ack.message}`);
+    return ack;
   }
 
   /** Handles a client's evaluation report for the running evaluation. */
-  receiveEvaluation(clientId: string, report: EvaluationReport): Ack {
+  receiveEvaluation(clientId: string, report: EvaluationResult): Ack {
     const active = this.#active;
-    try {
-      if (!active || active.kind !== 'evaluate' || report.roundId !== active.roundId) throw new FedtlError('STALE_ROUND', `evaluation for ${report.roundId} is not the one running`);
-      if (!active.selected.has(clientId)) throw new FedtlError('NOT_SELECTED', `client ${clientId} was not asked to evaluate`);
-      if (active.answered.has(clientId)) throw new FedtlError('DUPLICATE_UPDATE', `client ${clientId} already reported`);
-      active.answered.add(clientId);
-      active.evalLossSum += report.loss * report.examples;
-      active.evalAccuracySum += report.accuracy * report.examples;
-      active.evalExamples += report.examples;
-      this.#maybeSettle(active);
-      return { ok: true };
-    } catch (thrown) {
-      const error = toFedtlError(thrown, 'BAD_MESSAGE');
-      this.#log.warn(`rejected evaluation from ${clientId}: ${error.message}`);
-      return errorAck(error);
-    }
-  }
-
-  #maybeSettle(active: ActiveRound): void {
-    // O(dropped) rather than O(selected) per update: rounds with thousands of selected clients
-    // call this once per update. Only selected clients are ever answered or dropped.
-    let resolved = active.answered.size;
-    for (const id of active.dropped) if (!active.answered.has(id)) resolved++;
-    if (resolved >= active.selected.size) active.settle();
-  }
-
-  async #waitForMembers(minimum: number): Promise<void> {
-    const limit = Date.now() + (this.#options.waitForClientsMs ?? 600_000);
-    while (this.#members.size < minimum && !this.#stopped) {
-      const remaining = limit - Date.now();
-      if (remaining <= 0) throw new FedtlError('QUORUM_NOT_MET', `only ${this.#members.size} client(s) connected after waiting; ${minimum} needed`);
-      this.#log.info(`waiting for clients: ${this.#members.size}/${minimum} ready`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, remaining);
-        this.#membershipChanged = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#membershipChanged = null;
-    }
-  }
-
-  #newActive(round: number, attempt: number, kind: 'fit' | 'evaluate', selected: string[], timeoutMs: number): { active: ActiveRound; done: Promise<void> } {
-    let settle!: () => void;
-    const done = new Promise<void>((resolve) => {
-      settle = resolve;
-    });
-    const deadline = Date.now() + timeoutMs;
-    const timer = setTimeout(() => settle(), timeoutMs);
-    const active: ActiveRound = {
-      round,
-      roundId: `${this.#runId}-r${round}-a${attempt}-${kind}`,
-      kind,
-      deadline,
-      selected: new Set(selected),
-      answered: new Set(),
-      dropped: new Set(),
-      seenNonces: new Set(),
-      rejected: {},
-      aggregation: null,
-      trainLossSum: 0,
-      trainAccuracySum: 0,
-      trainMetricExamples: 0,
-      evalLossSum: 0,
-      evalAccuracySum: 0,
-      evalExamples: 0,
-      bytesUp: 0,
-      settle: () => {
-        clearTimeout(timer);
-        settle();
-      },
-    };
-    return { active, done };
+    const ack = active?.kind === 'evaluate' ? active.accept(clientId, report) : errorAck(new FedtlError('STALE_ROUND', `evaluation for ${report.roundId} is not the one running`));
+    if (!ack.ok) this.#log.warn(`rejected evaluation from ${clientId}: ${ack.message}`);
+    return ack;
   }
 
   /** Runs rounds until `rounds` are complete; resolves with the history. */
   async run(): Promise<readonly RoundRecord[]> {
-    const { strategy } = this.#options;
     const random = createRandom(`${this.#options.seed ?? 0}`);
-    // Selection must not repeat after a resume: skip the draws of completed rounds' streams.
     while (this.#completedRounds < this.#options.rounds && !this.#stopped) {
       const round = this.#completedRounds + 1;
+      // One stream per round: selection after a resume draws exactly what an uninterrupted run draws.
       const roundRandom = random.fork(`round-${round}`);
       const started = Date.now();
       let record: RoundRecord | null = null;
       const maxAttempts = this.#options.maxRoundAttempts ?? 3;
       for (let attempt = 1; attempt <= maxAttempts && !this.#stopped && !record; attempt++) {
-        record = await this.#fitRound(strategy, round, attempt, () => roundRandom.nextFloat(), started);
-        if (!record && attempt === maxAttempts) {
-          throw new FedtlError('QUORUM_NOT_MET', `round ${round} failed ${maxAttempts} times for lack of a quorum of ${strategy.minUpdates} updates`);
+        record = await this.#fitRound(round, attempt, () => roundRandom.nextFloat(), started);
+        if (!record && attempt === maxAttempts && !this.#stopped) {
+          throw new FedtlError('QUORUM_NOT_MET', `round ${round} failed ${maxAttempts} times for lack of a quorum of ${this.#strategy.minUpdates} updates`);
         }
       }
       if (!record) break;
@@ -347,75 +210,109 @@ export class RoundLoop {
       record.seconds = (Date.now() - started) / 1000;
       this.#history.push(record);
       this.#completedRounds = round;
-      if (this.#options.checkpointDir) {
-        await saveCheckpoint(this.#options.checkpointDir, {
-          round,
-          runId: this.#runId,
-          baseHash: this.#options.baseHash,
-          headSpec: this.#options.headSpec,
-          manifest: this.#options.manifest,
-          weights: this.#weights,
-          history: this.#history,
-        });
-      }
+      await this.#checkpoint(round);
       this.#options.onRound?.(record, this.#weights);
     }
     return this.#history;
   }
 
-  async #fitRound(strategy: Strategy, round: number, attempt: number, random: () => number, started: number): Promise<RoundRecord | null> {
-    await this.#waitForMembers(Math.max(strategy.minClients, strategy.minUpdates));
-    if (this.#stopped) return null;
-    const candidates: Candidate[] = [...this.#members.entries()].map(([clientId, member]) => ({ clientId, lastExampleCount: member.examples }));
-    const selected = strategy.selectClients(round, candidates, random).map((c) => c.clientId);
-    this.#lastSelected = selected;
-    const timeout = this.#options.roundTimeoutMs ?? 60_000;
-    const { active, done } = this.#newActive(round, attempt, 'fit', selected, timeout);
-    active.aggregation = strategy.beginAggregation(round, this.#weights);
-    const config = strategy.fitConfig(round);
-    const weightBytes = float32ToBytes(this.#weights);
-    const digest = createHash('sha256').update(weightBytes).digest('hex');
-    const request: FitRequest = {
-      roundId: active.roundId,
+  async #checkpoint(round: number): Promise<void> {
+    if (!this.#options.checkpointDir) return;
+    await saveCheckpoint(this.#options.checkpointDir, {
       round,
-      weights: weightBytes,
-      config,
-      deadline: active.deadline,
-      signature: this.#options.sign(roundSignedText('fit', active.roundId, round, active.deadline, digest, config)),
-    };
-    this.#active = active;
-    this.#log.info(`round ${round}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${selected.length} of ${this.#members.size} clients selected`);
-    for (const clientId of selected) this.#members.get(clientId)?.participant.sendFit(request);
-    await done;
+      runId: this.#runId,
+      baseHash: this.#options.baseHash,
+      headSpec: this.#options.headSpec,
+      manifest: this.#options.manifest,
+      weights: this.#weights,
+      history: this.#history,
+      strategy: { name: this.#strategy.name, state: encodeState(this.#strategy.state()) },
+    });
+  }
+
+  /** Sends every selected client its signed request and waits for the round to settle. */
+  async #collect(round: ActiveRound, send: (participant: Participant, clientId: string) => void): Promise<void> {
+    this.#active = round;
+    for (const clientId of round.selected) {
+      const participant = this.clients.participant(clientId);
+      if (!participant) {
+        round.drop(clientId);
+        continue;
+      }
+      this.clients.setBusy(clientId, true);
+      send(participant, clientId);
+    }
+    await round.done;
     this.#active = null;
-    this.#closedFit = { round, deadline: active.deadline, selected: active.selected, answered: active.answered };
-    const aggregation = active.aggregation;
-    const missing = [...active.selected].filter((id) => !active.answered.has(id)).length;
+  }
+
+  /** A signer for one round's messages: the weights are hashed once. */
+  #signer(kind: RoundKind, roundId: string, round: number, deadline: number, weightBytes: Uint8Array): (config?: FitConfig) => string {
+    const digest = createHash('sha256').update(weightBytes).digest('hex');
+    return (config) => this.#options.sign(roundSignedText(kind, roundId, round, deadline, digest, config));
+  }
+
+  #roundId(round: number, attempt: number, kind: RoundKind): string {
+    return `${this.#runId}-r${round}-a${attempt}-${kind}`;
+  }
+
+  async #fitRound(round: number, attempt: number, random: () => number, started: number): Promise<RoundRecord | null> {
+    const strategy = this.#strategy;
+    await this.clients.waitForReady(Math.max(strategy.minClients, strategy.minUpdates), this.#options.waitForClientsMs ?? 600_000, () => this.#stopped, (ready) =>
+      this.#log.info(`waiting for clients: ${ready}/${Math.max(strategy.minClients, strategy.minUpdates)} ready`),
+    );
+    if (this.#stopped) return null;
+    const instructions = strategy.configureFit(round, this.#weights, this.clients.candidates(), random);
+    const configs = new Map(instructions.map((i) => [i.clientId, i.config]));
+    const state = new FitRound({
+      round,
+      roundId: this.#roundId(round, attempt, 'fit'),
+      selected: [...configs.keys()],
+      timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
+      aggregation: strategy.aggregateFit(round, this.#weights),
+      metrics: strategy.aggregateFitMetrics(round),
+      openUpdate: this.#options.openUpdate,
+      parameterCount: this.#options.manifest.parameterCount,
+      onResolved: (clientId) => this.clients.setBusy(clientId, false),
+    });
+    const weights = float32ToBytes(this.#weights);
+    const sign = this.#signer('fit', state.roundId, round, state.deadline, weights);
+    // One request object per distinct config: clients told the same thing share it (and in-process clients verify it once).
+    const requests = new Map<FitConfig, FitRequest>();
+    this.#log.info(`round ${round}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${configs.size} of ${this.clients.readyCount} clients selected`);
+    await this.#collect(state, (participant, clientId) => {
+      const config = configs.get(clientId)!;
+      let request = requests.get(config);
+      if (!request) requests.set(config, (request = { roundId: state.roundId, round, weights, config, deadline: state.deadline, signature: sign(config) }));
+      participant.sendFit(request);
+    });
+    this.#lastFit = state;
+    const { aggregation } = state;
     if (aggregation.count < strategy.minUpdates) {
       this.#log.warn(`round ${round}: ${aggregation.count} update(s) accepted, ${strategy.minUpdates} needed; retrying`);
       return null;
     }
     this.#weights = aggregation.finish();
-    const trainExamples = active.trainMetricExamples;
-    this.#log.info(`round ${round}: aggregated ${aggregation.count} update(s) over ${aggregation.exampleCount} examples; ${missing} dropped`);
+    const train = state.metrics.finish();
+    this.#log.info(`round ${round}: aggregated ${aggregation.count} update(s) over ${aggregation.exampleCount} examples; ${state.missing} dropped`);
     return {
       round,
-      roundId: active.roundId,
+      roundId: state.roundId,
       attempts: attempt,
-      selected: selected.length,
+      selected: state.selected.size,
       accepted: aggregation.count,
-      dropped: missing,
-      rejected: active.rejected,
+      dropped: state.missing,
+      rejected: { ...state.rejected },
       examples: aggregation.exampleCount,
-      trainLoss: trainExamples > 0 ? active.trainLossSum / trainExamples : null,
-      trainAccuracy: trainExamples > 0 ? active.trainAccuracySum / trainExamples : null,
+      trainLoss: train['loss'] ?? null,
+      trainAccuracy: train['accuracy'] ?? null,
       evalLoss: null,
       evalAccuracy: null,
       evalExamples: 0,
       serverLoss: null,
       serverAccuracy: null,
-      bytesDown: weightBytes.byteLength * selected.length,
-      bytesUp: active.bytesUp,
+      bytesDown: weights.byteLength * state.selected.size,
+      bytesUp: state.bytesUp,
       seconds: (Date.now() - started) / 1000,
     };
   }
@@ -427,28 +324,27 @@ export class RoundLoop {
       record.serverAccuracy = result.accuracy;
     }
     if (this.#options.federatedEvaluation === false || this.#stopped) return;
-    const clients = this.#options.evaluateClients === 'all' ? [...this.#members.keys()] : this.#lastSelected.filter((id) => this.#members.has(id));
+    const fitted = [...(this.#lastFit?.selected ?? [])].filter((id) => this.clients.has(id));
+    const clients = this.#strategy.configureEvaluate(record.round, this.clients.candidates(), fitted);
     if (clients.length === 0) return;
-    const timeout = this.#options.evaluateTimeoutMs ?? 30_000;
-    const { active, done } = this.#newActive(record.round, record.attempts, 'evaluate', clients, timeout);
-    const weightBytes = float32ToBytes(this.#weights);
-    const digest = createHash('sha256').update(weightBytes).digest('hex');
-    const request: EvaluateRequest = {
-      roundId: active.roundId,
+    const state = new EvaluateRound({
       round: record.round,
-      weights: weightBytes,
-      deadline: active.deadline,
-      signature: this.#options.sign(roundSignedText('evaluate', active.roundId, record.round, active.deadline, digest)),
-    };
-    this.#active = active;
-    for (const clientId of clients) this.#members.get(clientId)?.participant.sendEvaluate(request);
-    await done;
-    this.#active = null;
-    record.bytesDown += weightBytes.byteLength * clients.length;
-    if (active.evalExamples > 0) {
-      record.evalLoss = active.evalLossSum / active.evalExamples;
-      record.evalAccuracy = active.evalAccuracySum / active.evalExamples;
-      record.evalExamples = active.evalExamples;
+      roundId: this.#roundId(record.round, record.attempts, 'evaluate'),
+      selected: clients,
+      timeoutMs: this.#options.evaluateTimeoutMs ?? 30_000,
+      metrics: this.#strategy.aggregateEvaluate(record.round),
+      onResolved: (clientId) => this.clients.setBusy(clientId, false),
+    });
+    const weights = float32ToBytes(this.#weights);
+    const signature = this.#signer('evaluate', state.roundId, record.round, state.deadline, weights)();
+    await this.#collect(state, (participant) => participant.sendEvaluate({ roundId: state.roundId, round: record.round, weights, deadline: state.deadline, signature }));
+    record.bytesDown += weights.byteLength * state.selected.size;
+    const result = state.metrics.finish();
+    const examples = result['examples'] ?? 0;
+    if (examples > 0) {
+      record.evalLoss = result['loss'] ?? null;
+      record.evalAccuracy = result['accuracy'] ?? null;
+      record.evalExamples = examples;
     }
   }
 }

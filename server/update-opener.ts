@@ -1,6 +1,6 @@
 import type { Identity } from '../shared/crypto/identity.ts';
 import { openUpdate, type ClientPublicKeys } from '../shared/crypto/update-envelope.ts';
-import type { UpdateOpener } from './round-loop.ts';
+import type { UpdateOpener } from './round-state.ts';
 
 export interface UpdateOpenerOptions {
   /** Largest accepted |value| of a delta element. @default 1e6 */

@@ -105,7 +105,13 @@ async function rawRun(): Promise<number> {
 type BenchSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 function connectClient(url: string, identity: Identity, coordinatorSigningKey: string): Promise<BenchSocket> {
-  const socket: BenchSocket = io(url, { transports: ['websocket'], auth: createHello(identity, coordinatorSigningKey), forceNew: true, reconnection: false });
+  const socket: BenchSocket = io(url, {
+    transports: ['websocket'],
+    // A function: the hello is signed over the session id of the connection it travels on.
+    auth: (send: (auth: object) => void) => send(createHello(identity, coordinatorSigningKey, socket.io.engine.id)),
+    forceNew: true,
+    reconnection: false,
+  });
   return new Promise((resolve, reject) => {
     socket.once('welcome', () => resolve(socket));
     socket.once('connect_error', reject);

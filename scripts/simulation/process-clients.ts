@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { clientSeed } from '../../client/client-round.ts';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import { initialHeadWeights, startCoordinator } from '../../server/start-coordinator.ts';
@@ -30,7 +31,8 @@ import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { formatPublicIdentity, publicIdentity, saveIdentity } from '../../shared/crypto/identity.ts';
 import { buildHead } from '../../shared/model/head.ts';
-import type { Strategy } from '../../shared/strategy/strategy.ts';
+import { StrategyWrapper } from '../../shared/strategy/strategy-wrapper.ts';
+import type { FitInstruction, Strategy } from '../../shared/strategy/strategy.ts';
 import type { FederatedRunInput, FederatedRunResult } from './run-federated.ts';
 import { coordinatorLoopOptions, strategyOf } from './run-federated.ts';
 import { nativeIdentity } from './virtual-identities.ts';
@@ -135,21 +137,29 @@ export async function writeClientData(dataset: LabeledDataset, directory: string
  * A strategy that waits for `count` clients before its first round, then behaves as `inner`: client
  * processes start at different speeds, and round 1 should not start with only the quickest.
  */
-export function waitForAllFirst(inner: Strategy, count: number): Strategy {
-  let started = false;
-  return {
-    name: inner.name,
-    get minClients() {
-      return started ? inner.minClients : Math.max(inner.minClients, count);
-    },
-    minUpdates: inner.minUpdates,
-    selectClients(round, candidates, random) {
-      started = true;
-      return inner.selectClients(round, candidates, random);
-    },
-    fitConfig: (round) => inner.fitConfig(round),
-    beginAggregation: (round, global) => inner.beginAggregation(round, global),
-  };
+export class WaitForAllFirst extends StrategyWrapper {
+  readonly wrapperName = 'wait-for-all-first';
+  readonly #count: number;
+  #started = false;
+
+  constructor(inner: Strategy, count: number) {
+    super(inner);
+    this.#count = count;
+  }
+
+  /** The inner strategy's name: waiting changes no result, so checkpoints stay interchangeable. */
+  override get name(): string {
+    return this.inner.name;
+  }
+
+  override get minClients(): number {
+    return this.#started ? this.inner.minClients : Math.max(this.inner.minClients, this.#count);
+  }
+
+  override configureFit(...args: Parameters<Strategy['configureFit']>): FitInstruction[] {
+    this.#started = true;
+    return this.inner.configureFit(...args);
+  }
 }
 
 interface Child {
@@ -257,7 +267,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
       base: input.base,
       baseDirectory: input.baseDirectory,
       headSpec: config.head,
-      strategy: waitForAllFirst(strategyOf(config), parts.length),
+      strategy: new WaitForAllFirst(strategyOf(config), parts.length),
       rounds: config.rounds,
       seed: config.seed,
       host: '127.0.0.1',
@@ -279,7 +289,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
         '--class-names', classNames.join(','),
         '--validation-fraction', String(config.validationFraction),
         '--cache', own.cache,
-        '--seed', String(config.seed * 7919 + i),
+        '--seed', String(clientSeed(config.seed, i)),
       ];
       children.push(startChild(i, args, log));
     }

@@ -15,11 +15,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import nacl from 'tweetnacl';
 import { FedtlClient } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
 import { splitTrainTest } from '../../client/data/split.ts';
+import { clientSeed, runFitRound } from '../../client/client-round.ts';
 import { LocalTrainer } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
@@ -29,16 +29,17 @@ import { FedtlError } from '../../shared/core/errors.ts';
 import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { encodeKey, formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
-import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
+import { signText } from '../../shared/crypto/signatures.ts';
 import { createRandom, type Random } from '../../shared/math/random.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
 import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import { buildHead, setHeadWeights } from '../../shared/model/head.ts';
 import { evaluateHead } from '../../shared/model/head-training.ts';
-import type { FitRequest } from '../../shared/protocol/protocol.ts';
+import type { EvaluateRequest, FitRequest } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
+import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
@@ -91,7 +92,7 @@ export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.
   };
 }
 
-export function strategyOf(config: SimulationConfig): FedAvg {
+export function strategyOf(config: SimulationConfig): Strategy {
   const options = {
     fractionFit: config.fractionFit,
     minClients: config.minClients,
@@ -151,6 +152,8 @@ export class VirtualFederation {
   readonly #faults: Random;
   readonly #log: Logger;
   #queue: Promise<void> = Promise.resolve();
+  /** Round messages verified so far: every selected client gets the same request object, checked once. */
+  readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   /** Client updates trained, sealed and handed to the loop so far. */
   updates = 0;
 
@@ -179,7 +182,7 @@ export class VirtualFederation {
       baseHash: input.base.hash,
       rounds: config.rounds,
       openUpdate: createUpdateOpener(coordinator, (clientId) => identities.resolve(clientId)),
-      sign: (text) => encodeKey(nacl.sign.detached(new TextEncoder().encode(text), coordinator.signing.secretKey)),
+      sign: (text) => encodeKey(signText(text, coordinator.signing.secretKey)),
       federatedEvaluation: false,
       evaluateGlobal: makeEvaluator(input, this.#serverHead, initial.manifest),
       roundTimeoutMs: 3_600_000,
@@ -202,11 +205,16 @@ export class VirtualFederation {
     try {
       if (this.#faults.nextFloat() < config.dropoutRate) return this.loop.reportDropped(clientId, 'crashed');
       if (this.#faults.nextFloat() < config.stragglerRate) return this.loop.reportDropped(clientId, 'missed the deadline');
-      const weights = new Float32Array(request.weights.buffer, request.weights.byteOffset, request.weights.byteLength / 4);
-      const result = await this.#trainer.fit(weights, clientRows(this.#shards, index), request.config, config.seed * 7919 + request.round * 104_729 + index);
-      const sealed = sealUpdate(
-        { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta },
-        { clientIdentity: this.identities.identity(index), coordinatorBoxKey: this.#coordinator.box.publicKey },
+      const { sealed } = await runFitRound(
+        {
+          identity: this.identities.identity(index),
+          coordinator: { signingKey: this.#coordinator.signing.publicKey, boxKey: this.#coordinator.box.publicKey },
+          trainer: this.#trainer,
+          train: clientRows(this.#shards, index),
+          seed: clientSeed(config.seed, index),
+          verified: this.#verified,
+        },
+        request,
       );
       this.updates++;
       const ack = this.loop.receiveUpdate(clientId, sealed);
@@ -278,7 +286,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
       data: { train: split.train, ...(split.test ? { validation: split.test } : {}) },
       // Each client its own cache, as on separate machines: each downloads and verifies the base.
       cacheDir: path.join(cacheDir, `client-${i}`),
-      seed: config.seed * 7919 + i,
+      seed: clientSeed(config.seed, i),
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
     }).start();

@@ -25,6 +25,12 @@ export const ERROR_CODES = {
   DUPLICATE_UPDATE: 'DUPLICATE_UPDATE',
   DEADLINE_PASSED: 'DEADLINE_PASSED',
   RATE_LIMITED: 'RATE_LIMITED',
+  /** Too many connections waiting for admission, from one address or in total. */
+  TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
+  /** A connection did not present an accepted hello in time. */
+  ADMISSION_TIMEOUT: 'ADMISSION_TIMEOUT',
+  /** A hello's timestamp is further from the coordinator's clock than allowed. */
+  CLOCK_SKEW: 'CLOCK_SKEW',
   HASH_MISMATCH: 'HASH_MISMATCH',
   CORRUPT_FILE: 'CORRUPT_FILE',
   QUORUM_NOT_MET: 'QUORUM_NOT_MET',

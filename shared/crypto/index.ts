@@ -41,4 +41,4 @@ export type {
   UpdateHeader,
   UpdateHeaderInput,
 } from './update-envelope.ts';
-export { createHello } from './hello.ts';
+export { createHello, signEvaluation, signReady, verifyClientSignature, type ReportBinding } from './hello.ts';

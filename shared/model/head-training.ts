@@ -9,9 +9,10 @@ import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { createRandom } from '../math/random.ts';
 import type { FeatureMatrix } from './feature-matrix.ts';
+import { TRAINING_DEFAULTS, type OptimizerName } from './training-defaults.ts';
+import { GroupedOptimizer } from './grouped-optimizer.ts';
 
-export const OPTIMIZERS = ['sgd', 'adam'] as const;
-export type OptimizerName = (typeof OPTIMIZERS)[number];
+export { OPTIMIZERS, TRAINING_DEFAULTS, type OptimizerName } from './training-defaults.ts';
 
 export interface TrainOptions {
   /** Local epochs E. @default 1 */
@@ -24,6 +25,23 @@ export interface TrainOptions {
   optimizer?: OptimizerName;
   /** Seed of the per-epoch shuffles. @default 0 */
   seed?: number;
+  /**
+   * FedProx proximal weight μ (Li et al., "Federated Optimization in Heterogeneous Networks",
+   * MLSys 2020, https://arxiv.org/abs/1812.06127): the loss minimised is the cross-entropy plus
+   * μ/2·‖w − w₀‖², w₀ the weights at the start of the call, which keeps local steps near the
+   * round's global head under skewed data. Reported losses are the cross-entropy alone. @default 0
+   */
+  proximalMu?: number;
+  /**
+   * Learning-rate multiplier per `tf.Variable` name (e.g. a smaller rate for pretrained layers,
+   * see `TrainableTop.learningRateMultipliers`); each group gets its own optimizer. @default none: one rate
+   */
+  learningRateMultipliers?: ReadonlyMap<string, number>;
+  /**
+   * Transforms each training batch of feature rows before the model sees it (augmentation; see
+   * augmentation.ts). Runs inside the batch's tidy. @default none
+   */
+  augment?: (batch: tf.Tensor2D, random: () => number) => tf.Tensor2D;
   /** Called after every epoch. */
   onEpoch?: (epoch: number, metrics: { loss: number; accuracy: number }) => void;
 }
@@ -71,9 +89,9 @@ function makeOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer 
 
 /** Trains the head in place on feature rows; returns metrics of the last epoch. */
 export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, labels: Int32Array, options: TrainOptions = {}): Promise<TrainResult> {
-  const epochs = options.epochs ?? 1;
-  const batchSize = options.batchSize ?? 32;
-  const learningRate = options.learningRate ?? 0.01;
+  const epochs = options.epochs ?? TRAINING_DEFAULTS.epochs;
+  const batchSize = options.batchSize ?? TRAINING_DEFAULTS.batchSize;
+  const learningRate = options.learningRate ?? TRAINING_DEFAULTS.learningRate;
   if (!Number.isSafeInteger(epochs) || epochs < 1) throw new FedtlError('BAD_CONFIG', `epochs must be a positive integer, got ${epochs}`);
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new FedtlError('BAD_CONFIG', `batchSize must be a positive integer, got ${batchSize}`);
   if (!(learningRate > 0 && Number.isFinite(learningRate))) throw new FedtlError('BAD_CONFIG', `learningRate must be positive, got ${learningRate}`);
@@ -85,7 +103,15 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   const order = new Int32Array(rows);
   for (let i = 0; i < rows; i++) order[i] = i;
   const variables = head.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = makeOptimizer(options.optimizer ?? 'adam', learningRate);
+  const proximalMu = options.proximalMu ?? 0;
+  if (!(proximalMu >= 0 && Number.isFinite(proximalMu))) throw new FedtlError('BAD_CONFIG', `proximalMu must be a finite number ≥ 0, got ${proximalMu}`);
+  const optimizerName = options.optimizer ?? TRAINING_DEFAULTS.optimizer;
+  const optimizer = options.learningRateMultipliers
+    ? new GroupedOptimizer(learningRate, options.learningRateMultipliers, (rate) => makeOptimizer(optimizerName, rate))
+    : makeOptimizer(optimizerName, learningRate);
+  const augmentRandom = createRandom(`${options.seed ?? 0}-augment`);
+  // w₀ of the proximal term: a copy of the weights the call starts from.
+  const anchors = proximalMu > 0 ? variables.map((v) => v.clone()) : [];
   const x = tf.tensor2d(features.values, [rows, features.cols]);
   const y = tf.tensor1d(labels, 'int32');
   let steps = 0;
@@ -100,21 +126,25 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
         const batchIndices = order.subarray(start, Math.min(rows, start + batchSize));
         tf.tidy(() => {
           const index = tf.tensor1d(batchIndices, 'int32');
-          const xb = tf.gather(x, index);
+          const rows = tf.gather(x, index) as tf.Tensor2D;
+          const xb = options.augment ? options.augment(rows, () => augmentRandom.nextFloat()) : rows;
           const yb = tf.gather(y, index);
           const oneHot = tf.oneHot(yb, classes);
-          const cost = optimizer.minimize(
+          optimizer.minimize(
             () => {
               const predictions = head.apply(xb, { training: true }) as tf.Tensor;
               // Counted here because minimize() frees its intermediates, predictions included.
               correctParts.push(tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(predictions, 1), yb), 'float32'))));
-              return crossEntropy(predictions, oneHot);
+              const cost = crossEntropy(predictions, oneHot);
+              // Summed on the device and read once per epoch: a sync read per batch would stall the backend.
+              lossParts.push(tf.keep(tf.mul(cost, batchIndices.length)));
+              if (anchors.length === 0) return cost;
+              const distance = tf.addN(variables.map((v, i) => tf.sum(tf.square(tf.sub(v, anchors[i]!)))));
+              return tf.add(cost, tf.mul(distance, proximalMu / 2)) as tf.Scalar;
             },
-            true,
+            false,
             variables,
           );
-          // Summed on the device and read once per epoch: a sync read per batch would stall the backend.
-          lossParts.push(tf.keep(tf.mul(cost!, batchIndices.length)));
         });
         steps++;
       }
@@ -126,7 +156,7 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
       options.onEpoch?.(epoch, { loss: lossSum / rows, accuracy: correct / rows });
     }
   } finally {
-    tf.dispose([x, y]);
+    tf.dispose([x, y, ...anchors]);
     optimizer.dispose();
   }
   return { loss: lossSum / rows, accuracy: correct / rows, examples: rows, steps };

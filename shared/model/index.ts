@@ -13,3 +13,8 @@ export type { LoadBaseOptions, LoadedBase } from './base-loader.ts';
 export { hashModelDir, hashModelArtifacts } from './model-hash.ts';
 export { exportTransferModel, composeTransferModel, readExportSidecar } from './export.ts';
 export type { ExportOptions, ExportResult, ExportSidecar } from './export.ts';
+export { parseTrainableSet, resolveTrainableSet, trainableScheduleFromConfig, stageForRound, weightedLayerNames, blockKey, FEATURE_EXTRACTION, DEFAULT_LR_MULTIPLIER, TRAIN_UNITS } from './trainable-set.ts';
+export type { TrainableSetSpec, TrainableStageSpec, TrainGroupSpec, TrainableStage, TrainableLayer, TrainableSchedule, TrainUnit } from './trainable-set.ts';
+export { TrainableTop, initialModelWeights, modelWeights, stageWeightNames, selectManifest, gatherWeights, scatterWeights, findBoundary, boundaryFeatureKey, exportFineTunedModel, weightName } from './fine-tune-model.ts';
+export type { Boundary, BuildTopOptions, FineTunedExportOptions } from './fine-tune-model.ts';
+export { GroupedOptimizer } from './grouped-optimizer.ts';

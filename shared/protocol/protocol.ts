@@ -10,10 +10,14 @@
 import { FedtlError, isErrorCode, type ErrorCode } from '../core/errors.ts';
 import type { HeadSpec } from '../model/head.ts';
 import { parseHeadSpec } from '../model/head.ts';
-import type { FitConfig } from '../strategy/strategy.ts';
+import type { ConfigValue, FitConfig } from '../strategy/strategy.ts';
 import { parseManifest, type WeightManifest } from '../weights/flat-weights.ts';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * v2: fit configs may carry `proximalMu` and `extra`, and are signed whole (as sorted JSON).
+ * v3: hellos are bound to their connection; `ready` and `evaluation` are signed.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** Byte limits the coordinator announces and enforces. */
 export interface ProtocolLimits {
@@ -21,7 +25,7 @@ export interface ProtocolLimits {
   maxUpdateBytes: number;
   /** Size of one base chunk a client may request. */
   chunkBytes: number;
-  /** socket.io's `maxHttpBufferSize`: every message must fit, with room for framing. */
+  /** socket.io's `maxHttpBufferSize`: the largest frame a client may send (an update plus framing). */
   maxMessageBytes: number;
 }
 
@@ -36,7 +40,11 @@ export interface Hello {
   timestamp: number;
   /** 16 random bytes, base64; a nonce seen before is a replayed hello. */
   nonce: string;
-  /** Ed25519 signature, base64, over {@link helloSignedText}. */
+  /**
+   * Ed25519 signature, base64, over {@link helloSignedText}: it names the coordinator's key and the
+   * engine.io session id of the connection the hello travels on, so it is good for that one
+   * connection only.
+   */
   signature: string;
 }
 
@@ -97,10 +105,16 @@ export interface EvaluateRequest {
 
 export interface EvaluationReport {
   roundId: string;
+  /** Validation examples evaluated; at most the `validationExamples` declared in `ready`. */
   examples: number;
   loss: number;
   accuracy: number;
+  /** Client's Ed25519 signature, base64, over {@link evaluationSignedText}. */
+  signature: string;
 }
+
+/** An evaluation as the round loop folds it; the signature is checked at the transport. */
+export type EvaluationResult = Omit<EvaluationReport, 'signature'>;
 
 export interface BaseReadRequest {
   hash: string;
@@ -116,6 +130,10 @@ export interface ReadyReport {
   baseHash: string;
   /** Training examples the client holds (a count, never data). */
   examples: number;
+  /** Size of the client's validation split; its evaluation reports may not count more. */
+  validationExamples: number;
+  /** Client's Ed25519 signature, base64, over {@link readySignedText}. */
+  signature: string;
   /** The client's class names in label order; the coordinator refuses names that differ from its own. */
   classNames?: string[];
   /** The client's feature column names in input order (CSV data); must match the federation's. */
@@ -146,8 +164,24 @@ export interface ClientToServerEvents {
 // ---------------------------------------------------------------------------------------------
 // Signed texts. Domain-separated so a signature made for one purpose is useless for another.
 
-export function helloSignedText(coordinatorSigningKey: string, hello: Omit<Hello, 'signature'>): string {
-  return `fedtl-hello/v${hello.protocolVersion}|${coordinatorSigningKey}|${hello.signingKey}|${hello.boxKey}|${hello.timestamp}|${hello.nonce}`;
+/** `connectionId` is the engine.io session id the coordinator chose for the connection. */
+export function helloSignedText(coordinatorSigningKey: string, connectionId: string, hello: Omit<Hello, 'signature'>): string {
+  return `fedtl-hello/v${hello.protocolVersion}|${coordinatorSigningKey}|${connectionId}|${hello.signingKey}|${hello.boxKey}|${hello.timestamp}|${hello.nonce}`;
+}
+
+/**
+ * `ready` and `evaluation` are signed by the client over the coordinator's key and the nonce of the
+ * hello that opened the connection, so they cannot be injected by anyone on the path, nor replayed
+ * on another connection; an evaluation also names its round id, unique per run and attempt.
+ */
+export function readySignedText(coordinatorSigningKey: string, helloNonce: string, ready: Omit<ReadyReport, 'signature'>): string {
+  // Names as JSON: they may hold any character, including the separator.
+  const names = `${JSON.stringify(ready.classNames ?? null)}|${JSON.stringify(ready.featureColumns ?? null)}`;
+  return `fedtl-ready/v${PROTOCOL_VERSION}|${coordinatorSigningKey}|${helloNonce}|${ready.baseHash}|${ready.examples}|${ready.validationExamples}|${names}`;
+}
+
+export function evaluationSignedText(coordinatorSigningKey: string, helloNonce: string, report: Omit<EvaluationReport, 'signature'>): string {
+  return `fedtl-evaluation/v${PROTOCOL_VERSION}|${coordinatorSigningKey}|${helloNonce}|${report.roundId}|${report.examples}|${report.loss}|${report.accuracy}`;
 }
 
 /**
@@ -160,8 +194,16 @@ export function welcomeSignedText(clientSigningKey: string, helloNonce: string, 
   return `fedtl-welcome/v${PROTOCOL_VERSION}|${clientSigningKey}|${helloNonce}|${base.name}|${base.hash}|${base.identitySize ?? ''}|${files}`;
 }
 
+/** A fit config as signed text: JSON with sorted keys at every level, so both sides write the same bytes. */
+export function fitConfigText(config: FitConfig): string {
+  const sorted = (value: unknown): unknown =>
+    typeof value === 'object' && value !== null ? Object.fromEntries(Object.keys(value).sort().map((key) => [key, sorted((value as Record<string, unknown>)[key])])) : value;
+  return JSON.stringify(sorted(config));
+}
+
 export function roundSignedText(kind: 'fit' | 'evaluate', roundId: string, round: number, deadline: number, weightsSha256: string, config?: FitConfig): string {
-  const configText = config ? `${config.epochs},${config.batchSize},${config.learningRate},${config.optimizer}` : '';
+  // The whole config is signed, the strategy's extensions included: a relay cannot change μ or an `extra` setting.
+  const configText = config ? fitConfigText(config) : '';
   return `fedtl-${kind}/v${PROTOCOL_VERSION}|${roundId}|${round}|${deadline}|${weightsSha256}|${configText}`;
 }
 
@@ -302,12 +344,34 @@ export function parseFitConfig(value: unknown, what = 'fit.config'): FitConfig {
   if (optimizer !== 'sgd' && optimizer !== 'adam') throw new FedtlError('BAD_MESSAGE', `${what}.optimizer: expected "sgd" or "adam"`);
   const learningRate = finite(fields, 'learningRate', what);
   if (learningRate <= 0) throw new FedtlError('BAD_MESSAGE', `${what}.learningRate: must be positive`);
+  const proximalMu = fields['proximalMu'];
+  if (proximalMu !== undefined && !(typeof proximalMu === 'number' && Number.isFinite(proximalMu) && proximalMu >= 0)) {
+    throw new FedtlError('BAD_MESSAGE', `${what}.proximalMu: expected a finite number ≥ 0`);
+  }
+  const extra = fields['extra'] === undefined ? undefined : parseConfigExtra(fields['extra'], `${what}.extra`);
   return {
     epochs: integer(fields, 'epochs', what, 1, 10_000),
     batchSize: integer(fields, 'batchSize', what, 1, 1_000_000),
     learningRate,
     optimizer,
+    ...(proximalMu !== undefined ? { proximalMu } : {}),
+    ...(extra !== undefined ? { extra } : {}),
   };
+}
+
+/** Settings a strategy wrapper adds to a fit config: up to 64 keys, finite numbers, booleans or short strings. */
+function parseConfigExtra(value: unknown, what: string): Record<string, ConfigValue> {
+  const fields = object(value, what);
+  const entries = Object.entries(fields);
+  if (entries.length > 64) throw new FedtlError('BAD_MESSAGE', `${what}: at most 64 keys, got ${entries.length}`);
+  const out: Record<string, ConfigValue> = {};
+  for (const [key, item] of entries) {
+    if (!/^[a-zA-Z][\w.-]{0,63}$/.test(key)) throw new FedtlError('BAD_MESSAGE', `${what}: key ${JSON.stringify(key.slice(0, 70))} is not a plain name`);
+    const ok = typeof item === 'boolean' || (typeof item === 'number' && Number.isFinite(item)) || (typeof item === 'string' && item.length <= 1024);
+    if (!ok) throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected a finite number, a boolean or a string of at most 1024 characters`);
+    out[key] = item as ConfigValue;
+  }
+  return out;
 }
 
 export function parseFitRequest(value: unknown, maxBytes: number): FitRequest {
@@ -340,7 +404,13 @@ export function parseEvaluationReport(value: unknown): EvaluationReport {
   const loss = finite(fields, 'loss', 'evaluation');
   if (loss < 0) throw new FedtlError('BAD_MESSAGE', 'evaluation.loss: must not be negative');
   // examples = 0 is a client saying it has no validation data: it answers so the round need not wait for it.
-  return { roundId: string(fields, 'roundId', 'evaluation', 128), examples: integer(fields, 'examples', 'evaluation', 0, 1e9), loss, accuracy };
+  return {
+    roundId: string(fields, 'roundId', 'evaluation', 128),
+    examples: integer(fields, 'examples', 'evaluation', 0, 1e9),
+    loss,
+    accuracy,
+    signature: string(fields, 'signature', 'evaluation', 128),
+  };
 }
 
 export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseReadRequest {
@@ -358,6 +428,8 @@ export function parseReadyReport(value: unknown): ReadyReport {
   return {
     baseHash: parseHash(fields['baseHash'], 'ready.baseHash'),
     examples: integer(fields, 'examples', 'ready', 1, 1e9),
+    validationExamples: integer(fields, 'validationExamples', 'ready', 0, 1e9),
+    signature: string(fields, 'signature', 'ready', 128),
     ...optionalNames(fields, 'classNames', 'ready'),
     ...optionalNames(fields, 'featureColumns', 'ready'),
   };

@@ -4,12 +4,14 @@
  *
  * The averaged delta Δ of a round feeds a velocity v ← βv + Δ and the head moves by ηv. Under
  * label skew, consecutive rounds' averages point different ways; momentum averages them over
- * rounds, which is what lets a skewed federation settle. The velocity is strategy state: it lives
- * as long as the coordinator process (a resumed coordinator restarts it at zero).
+ * rounds, which is what lets a skewed federation settle. The velocity is server state: it is part
+ * of every checkpoint ({@link FedAvgM.state}), so a resumed run continues with it.
  */
 import { FedtlError } from '../core/errors.ts';
-import { FedAvg, WeightedDeltaMean, type FedAvgOptions } from './fed-avg.ts';
-import type { Aggregation, ClientUpdate } from './strategy.ts';
+import { FedAvg, type FedAvgOptions } from './fed-avg.ts';
+import { PseudoGradientAggregation } from './pseudo-gradient.ts';
+import { stateArray, type StrategyState } from './strategy-state.ts';
+import type { Aggregation } from './strategy.ts';
 
 export interface FedAvgMOptions extends FedAvgOptions {
   /** Server momentum β. @default 0.9 */
@@ -27,30 +29,24 @@ export class FedAvgM extends FedAvg {
     if (!(this.#momentum >= 0 && this.#momentum < 1)) throw new FedtlError('BAD_CONFIG', `serverMomentum must be in [0, 1), got ${this.#momentum}`);
   }
 
-  override beginAggregation(_round: number, global: Float32Array): Aggregation {
+  override aggregateFit(_round: number, global: Float32Array): Aggregation {
     // Average plain deltas (no server learning rate yet), then apply momentum and η once.
-    const mean = new WeightedDeltaMean(new Float32Array(global.length));
-    const momentum = this.#momentum;
-    const serverLearningRate = this.options.serverLearningRate;
-    return {
-      add: (update: ClientUpdate) => mean.add(update),
-      get count() {
-        return mean.count;
-      },
-      get exampleCount() {
-        return mean.exampleCount;
-      },
-      finish: () => {
-        const delta = mean.finish();
-        const velocity = (this.#velocity ??= new Float64Array(global.length));
-        if (velocity.length !== global.length) throw new FedtlError('BAD_SHAPE', 'head size changed between rounds');
-        const next = new Float32Array(global.length);
-        for (let i = 0; i < next.length; i++) {
-          velocity[i] = momentum * velocity[i]! + delta[i]!;
-          next[i] = global[i]! + serverLearningRate * velocity[i]!;
-        }
-        return next;
-      },
-    };
+    return new PseudoGradientAggregation(global, (delta, next) => {
+      const velocity = (this.#velocity ??= new Float64Array(global.length));
+      if (velocity.length !== global.length) throw new FedtlError('BAD_SHAPE', 'head size changed between rounds');
+      const eta = this.options.serverLearningRate;
+      for (let i = 0; i < next.length; i++) {
+        velocity[i] = this.#momentum * velocity[i]! + delta[i]!;
+        next[i] = global[i]! + eta * velocity[i]!;
+      }
+    });
+  }
+
+  override state(): StrategyState {
+    return { velocity: this.#velocity ? Float64Array.from(this.#velocity) : null };
+  }
+
+  override restore(state: StrategyState | null): void {
+    this.#velocity = state ? stateArray(state, 'velocity', -1, this.name) : null;
   }
 }

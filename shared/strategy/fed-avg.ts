@@ -8,27 +8,31 @@
  * computes, streaming, in float64 so a thousand small updates do not lose precision.
  */
 import { FedtlError } from '../core/errors.ts';
-import type { Aggregation, Candidate, ClientUpdate, FitConfig, Strategy } from './strategy.ts';
+import { TRAINING_DEFAULTS } from '../model/training-defaults.ts';
+import type { StrategyState } from './strategy-state.ts';
+import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, Strategy } from './strategy.ts';
 
 export interface FedAvgOptions {
-  /** Fraction C of connected clients picked each round. @default 1 */
+  /** Fraction C of ready clients picked each round. @default 1 */
   fractionFit?: number;
-  /** Fewest clients picked; a round waits until this many are connected. @default 2 */
+  /** Fewest clients picked; a round waits until this many are ready. @default 2 */
   minClients?: number;
   /** Most clients picked in one round. @default Infinity */
   maxClients?: number;
   /** Fewest accepted updates for a round to count. @default minClients */
   minUpdates?: number;
-  /** Local epochs E. @default 1 */
+  /** Local epochs E. @default TRAINING_DEFAULTS.epochs (1) */
   epochs?: number;
-  /** Local batch size B. @default 32 */
+  /** Local batch size B. @default TRAINING_DEFAULTS.batchSize (32) */
   batchSize?: number;
-  /** Client learning rate. @default 0.01 */
+  /** Client learning rate. @default TRAINING_DEFAULTS.learningRate (0.01) */
   learningRate?: number;
-  /** Client optimizer. @default 'adam' */
+  /** Client optimizer. @default TRAINING_DEFAULTS.optimizer ('adam') */
   optimizer?: FitConfig['optimizer'];
   /** Server learning rate η applied to the averaged delta (1 = plain FedAvg). @default 1 */
   serverLearningRate?: number;
+  /** Who evaluates each new head: the round's fitted clients still ready, every ready client, or nobody. @default 'selected' */
+  evaluateClients?: 'selected' | 'all' | 'none';
 }
 
 /** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
@@ -86,6 +90,14 @@ export class WeightedDeltaMean implements Aggregation {
     this.#examples += exampleCount;
   }
 
+  /** Σ n_k Δ_k / Σ n_k in float64, without the server learning rate (for server optimizers). */
+  meanDelta(): Float64Array {
+    if (this.#examples === 0) throw new FedtlError('QUORUM_NOT_MET', 'no update was aggregated');
+    const mean = new Float64Array(this.#sum.length);
+    for (let i = 0; i < mean.length; i++) mean[i] = this.#sum[i]! / this.#examples;
+    return mean;
+  }
+
   finish(): Float32Array {
     if (this.#examples === 0) throw new FedtlError('QUORUM_NOT_MET', 'no update was aggregated');
     const factor = this.#scale / this.#examples;
@@ -106,6 +118,36 @@ export function sampleClients(candidates: readonly Candidate[], count: number, r
   return pool.slice(0, k);
 }
 
+/** Streaming example-weighted mean of named metrics; non-finite values are skipped per metric. */
+export class WeightedMetricMean implements MetricAggregation {
+  readonly #sums = new Map<string, { sum: number; weight: number }>();
+  #examples = 0;
+
+  add(_clientId: string, examples: number, metrics: Readonly<Record<string, number>>): void {
+    if (!(examples > 0)) return;
+    this.#examples += examples;
+    for (const [name, value] of Object.entries(metrics)) {
+      if (!Number.isFinite(value)) continue;
+      const entry = this.#sums.get(name) ?? { sum: 0, weight: 0 };
+      entry.sum += value * examples;
+      entry.weight += examples;
+      this.#sums.set(name, entry);
+    }
+  }
+
+  finish(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, { sum, weight }] of this.#sums) out[name] = sum / weight;
+    if (this.#examples > 0) out['examples'] = this.#examples;
+    return out;
+  }
+}
+
+/**
+ * FedAvg, and the base every other strategy here extends: each of its five decisions is one
+ * method, so a variant overrides one (FedProx {@link configureFit}, FedAvgM and the server
+ * optimizers {@link aggregateFit}, the robust ones {@link aggregateFit} too).
+ */
 export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
   readonly minUpdates: number;
@@ -119,32 +161,68 @@ export class FedAvg implements Strategy {
       minClients,
       maxClients: options.maxClients ?? Number.POSITIVE_INFINITY,
       minUpdates: options.minUpdates ?? minClients,
-      epochs: options.epochs ?? 1,
-      batchSize: options.batchSize ?? 32,
-      learningRate: options.learningRate ?? 0.01,
-      optimizer: options.optimizer ?? 'adam',
+      epochs: options.epochs ?? TRAINING_DEFAULTS.epochs,
+      batchSize: options.batchSize ?? TRAINING_DEFAULTS.batchSize,
+      learningRate: options.learningRate ?? TRAINING_DEFAULTS.learningRate,
+      optimizer: options.optimizer ?? TRAINING_DEFAULTS.optimizer,
       serverLearningRate: options.serverLearningRate ?? 1,
+      evaluateClients: options.evaluateClients ?? 'selected',
     };
     const o = this.options;
     if (!(o.fractionFit > 0 && o.fractionFit <= 1)) throw new FedtlError('BAD_CONFIG', `fractionFit must be in (0, 1], got ${o.fractionFit}`);
     if (!Number.isSafeInteger(o.minClients) || o.minClients < 1) throw new FedtlError('BAD_CONFIG', `minClients must be a positive integer, got ${o.minClients}`);
     if (!(o.maxClients >= o.minClients)) throw new FedtlError('BAD_CONFIG', `maxClients (${o.maxClients}) must be at least minClients (${o.minClients})`);
     if (!Number.isSafeInteger(o.minUpdates) || o.minUpdates < 1) throw new FedtlError('BAD_CONFIG', `minUpdates must be a positive integer, got ${o.minUpdates}`);
+    if (!(o.serverLearningRate > 0 && Number.isFinite(o.serverLearningRate))) throw new FedtlError('BAD_CONFIG', `serverLearningRate must be positive, got ${o.serverLearningRate}`);
     this.minUpdates = o.minUpdates;
     this.minClients = o.minClients;
   }
 
+  /** Picks `max(minClients, round(C × n))` ready clients, at most `maxClients`. */
   selectClients(_round: number, candidates: readonly Candidate[], random: () => number): Candidate[] {
     const wanted = Math.min(this.options.maxClients, Math.max(this.options.minClients, Math.round(this.options.fractionFit * candidates.length)));
     return sampleClients(candidates, wanted, random);
   }
 
+  /** The training config every selected client gets this round. */
   fitConfig(_round: number): FitConfig {
     const { epochs, batchSize, learningRate, optimizer } = this.options;
     return { epochs, batchSize, learningRate, optimizer };
   }
 
-  beginAggregation(_round: number, global: Float32Array): Aggregation {
+  configureFit(round: number, _global: Float32Array, candidates: readonly Candidate[], random: () => number): FitInstruction[] {
+    const config = this.fitConfig(round);
+    return this.selectClients(round, candidates, random).map(({ clientId }) => ({ clientId, config }));
+  }
+
+  aggregateFit(_round: number, global: Float32Array): Aggregation {
     return new WeightedDeltaMean(global, { serverLearningRate: this.options.serverLearningRate });
+  }
+
+  aggregateFitMetrics(_round: number): MetricAggregation {
+    return new WeightedMetricMean();
+  }
+
+  configureEvaluate(_round: number, candidates: readonly Candidate[], fitted: readonly string[]): string[] {
+    switch (this.options.evaluateClients) {
+      case 'none':
+        return [];
+      case 'all':
+        return candidates.map((c) => c.clientId);
+      default:
+        return [...fitted];
+    }
+  }
+
+  aggregateEvaluate(_round: number): MetricAggregation {
+    return new WeightedMetricMean();
+  }
+
+  state(): StrategyState | null {
+    return null;
+  }
+
+  restore(_state: StrategyState | null): void {
+    // FedAvg keeps nothing between rounds.
   }
 }

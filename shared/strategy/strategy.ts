@@ -1,26 +1,57 @@
 /**
  * The strategy contract: what a federated algorithm decides, separated from the round loop that
- * runs it (the loop lives once, in the coordinator). A strategy picks the clients of a round,
- * the config they train with, and folds their updates into the next global head.
+ * runs it (server/round-loop.ts, written once). Modelled on Flower's strategy: the strategy
  *
- * Aggregation streams: the loop hands each validated update to {@link Aggregation.add} as it
- * arrives and drops it, so memory is one accumulator, not one buffer per client.
+ * - configures a training round: picks the clients and the instructions each one trains with
+ *   ({@link Strategy.configureFit});
+ * - aggregates the round's updates, streaming: the loop hands each validated update to
+ *   {@link Aggregation.add} as it arrives and drops it, so memory is one accumulator, not one
+ *   buffer per client, wherever the math allows ({@link Strategy.aggregateFit});
+ * - configures federated evaluation ({@link Strategy.configureEvaluate}) and aggregates the
+ *   replies and the training metrics ({@link Strategy.aggregateEvaluate},
+ *   {@link Strategy.aggregateFitMetrics});
+ * - exposes its server-side state (momentum, moments) for checkpoints ({@link Strategy.state},
+ *   {@link Strategy.restore}).
+ *
+ * Behaviour is layered by wrapping (see strategy-wrapper.ts): a wrapper is itself a Strategy that
+ * holds an inner one and may change what clients are told, transform or hold updates, and change
+ * the aggregation, without the loop knowing.
  */
-import type { OptimizerName } from '../model/head-training.ts';
+import type { OptimizerName } from '../model/training-defaults.ts';
+import type { StrategyState } from './strategy-state.ts';
 
-/** A client that can be picked for a round. */
+/** A ready client that can be picked for a round. */
 export interface Candidate {
   clientId: string;
-  /** Examples the client reported at its last update, if known (strategies may weigh selection on it). */
+  /** Training examples the client reported when it became ready (strategies may weigh selection on it). */
   lastExampleCount?: number;
 }
 
-/** What a selected client trains with in one round. */
+/** A value of a fit config's `extra` map: what wrappers add for their client-side counterpart. */
+export type ConfigValue = number | string | boolean;
+
+/** What a selected client trains with in one round. Covered by the round's signature. */
 export interface FitConfig {
   epochs: number;
   batchSize: number;
   learningRate: number;
   optimizer: OptimizerName;
+  /**
+   * FedProx proximal weight μ: the client adds μ/2·‖w − w_round‖² to its loss. Absent or 0 is plain
+   * local training.
+   */
+  proximalMu?: number;
+  /**
+   * Open-ended settings for behaviour layered on a strategy (a privacy wrapper's clipping norm, a
+   * secure-aggregation round's parameters). Keys match /^[a-zA-Z][\w.-]{0,63}$/; at most 64 keys.
+   */
+  extra?: Readonly<Record<string, ConfigValue>>;
+}
+
+/** One selected client and what it is told this round (Flower's FitIns). */
+export interface FitInstruction {
+  clientId: string;
+  config: FitConfig;
 }
 
 /** One client's validated update: the trained head minus the round's global head. */
@@ -31,27 +62,58 @@ export interface ClientUpdate {
   metrics: Readonly<Record<string, number>>;
 }
 
+/** Streaming aggregation of one fit round. */
 export interface Aggregation {
-  /** Folds one update in; the caller may reuse or drop `update.delta` afterwards. */
+  /** Folds one update in; the caller may reuse or drop `update.delta` afterwards (copy what you keep). */
   add(update: ClientUpdate): void;
   /** Number of updates folded in so far. */
   readonly count: number;
   /** Total examples behind the folded updates. */
   readonly exampleCount: number;
-  /** The next global head. Throws if nothing was added. */
+  /** The next global head. Throws if nothing was added. Called once, after the round closes. */
   finish(): Float32Array;
 }
 
+/** One client's federated-evaluation reply. */
+export interface EvaluationReply {
+  clientId: string;
+  examples: number;
+  loss: number;
+  accuracy: number;
+}
+
+/** Streaming fold of per-client metrics (training metrics of a fit round, or evaluation replies). */
+export interface MetricAggregation {
+  add(clientId: string, examples: number, metrics: Readonly<Record<string, number>>): void;
+  /** The folded metrics, or an empty object if nothing usable was added. */
+  finish(): Record<string, number>;
+}
+
 export interface Strategy {
+  /** Registry name (`fedavg`, `fedprox`, …), recorded in checkpoints. */
   readonly name: string;
-  /** Clients for this round, drawn from the connected ones with `random` in [0, 1). */
-  selectClients(round: number, candidates: readonly Candidate[], random: () => number): Candidate[];
-  /** Ready clients a round waits for before it selects any. */
+  /** Ready clients a round waits for before it is configured. */
   readonly minClients: number;
   /** Smallest number of accepted updates for a round to count. */
   readonly minUpdates: number;
-  /** Training config sent to every selected client this round. */
-  fitConfig(round: number): FitConfig;
-  /** Starts folding updates onto the round's global head. */
-  beginAggregation(round: number, global: Float32Array): Aggregation;
+  /**
+   * Clients of this round and what each is told, drawn from the ready ones with `random` in [0, 1).
+   * `global` is the head they will receive.
+   */
+  configureFit(round: number, global: Float32Array, candidates: readonly Candidate[], random: () => number): FitInstruction[];
+  /** Starts folding this round's updates onto `global`. */
+  aggregateFit(round: number, global: Float32Array): Aggregation;
+  /** Folds the clients' training metrics (reported inside their updates). */
+  aggregateFitMetrics(round: number): MetricAggregation;
+  /**
+   * Clients asked to evaluate the new head: `fitted` are the round's selected clients still ready,
+   * `candidates` every ready client. An empty list skips federated evaluation.
+   */
+  configureEvaluate(round: number, candidates: readonly Candidate[], fitted: readonly string[]): string[];
+  /** Folds the evaluation replies into `loss` / `accuracy` / `examples`. */
+  aggregateEvaluate(round: number): MetricAggregation;
+  /** Server-side state to checkpoint (after a round's aggregation finished); `null` if stateless. */
+  state(): StrategyState | null;
+  /** Restores what {@link state} returned (on resume, before the first round). */
+  restore(state: StrategyState | null): void;
 }

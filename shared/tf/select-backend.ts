@@ -15,6 +15,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
+import { registerWasmGradientKernels } from './wasm-kernels/index.ts';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -52,6 +53,8 @@ async function tryWasm(): Promise<void> {
   // Local files only: without this the backend would try to fetch the .wasm from a CDN.
   wasm.setWasmPaths(distDir);
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  // tfjs-backend-wasm lacks the convolution and embedding gradient kernels; fedtl supplies them.
+  registerWasmGradientKernels();
 }
 
 async function tryCpu(): Promise<void> {

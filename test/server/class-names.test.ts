@@ -16,6 +16,7 @@ import { formatPublicIdentity, generateIdentity, publicIdentity, type Identity }
 import { createIdentityBase } from '../../shared/bases/identity.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
+import { signReady } from '../../shared/crypto/hello.ts';
 import { RawClient, recordingLogger, signedHello, within } from '../support/hostile.ts';
 
 const HEAD: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
@@ -56,11 +57,13 @@ async function start(options: { classNames?: string[]; featureColumns?: string[]
 
 async function connect(setup: Setup, i: number): Promise<RawClient> {
   const keys = publicIdentity(setup.coordinatorIdentity);
-  return RawClient.connect(setup.coordinator.url, setup.clients[i]!, keys.boxKey, signedHello(setup.clients[i]!, keys.signingKey));
+  const identity = setup.clients[i]!;
+  return RawClient.connect(setup.coordinator.url, identity, keys.signingKey, keys.boxKey, (connectionId: string) => signedHello(identity, keys.signingKey, { connectionId }));
 }
 
-async function ready(client: RawClient, extra: Record<string, unknown>) {
-  return client.call('ready', { baseHash: client.welcome.base.hash, examples: 10, ...extra });
+/** A signed ready with the given names (as a fedtl client sends it). */
+async function ready(client: RawClient, names: { classNames?: string[]; featureColumns?: string[] }) {
+  return client.call('ready', signReady(client.identity, client.binding, { baseHash: client.welcome.base.hash, examples: 10, validationExamples: 0, ...names }));
 }
 
 afterEach(async () => {

@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKey, generateIdentity } from '../../shared/crypto/identity.ts';
+import { PROTOCOL_VERSION, type Hello } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { Harness, makeDelta, maxAbsDifference, weightedMean, within, type RawClient } from '../support/hostile.ts';
 
@@ -40,25 +41,33 @@ describe('coordinator handshake under hostile hellos', () => {
     const otherCoordinator = generateIdentity();
 
     // Execute + Assert, one hostile hello at a time.
-    expect((await h.refusal(h.hello(allowed, { protocolVersion: 2 }))).code).toBe('PROTOCOL_VERSION');
+    expect((await h.refusal(h.hello(allowed, { protocolVersion: PROTOCOL_VERSION + 1 }))).code).toBe('PROTOCOL_VERSION');
     expect((await h.refusal(h.hello(stranger))).code).toBe('UNKNOWN_CLIENT');
     expect((await h.refusal(h.hello(h.revokedIdentities[0]!))).code).toBe('REVOKED_CLIENT');
     // Signed by the right key, but over another text (a flipped signature byte).
-    const good = h.hello(allowed);
-    const signature = Buffer.from(good.signature, 'base64');
-    signature[0] = signature[0]! ^ 1;
-    expect((await h.refusal({ ...good, signature: signature.toString('base64') })).code).toBe('BAD_SIGNATURE');
-    expect((await h.refusal({ ...good, signature: 'not base64!' })).code).toBe('BAD_SIGNATURE');
+    const good = (connectionId: string) => h.hello(allowed)(connectionId) as Hello;
+    const flipped = (connectionId: string) => {
+      const hello = good(connectionId);
+      const signature = Buffer.from(hello.signature, 'base64');
+      signature[0] = signature[0]! ^ 1;
+      return { ...hello, signature: signature.toString('base64') };
+    };
+    expect((await h.refusal(flipped)).code).toBe('BAD_SIGNATURE');
+    expect((await h.refusal((id: string) => ({ ...good(id), signature: 'not base64!' }))).code).toBe('BAD_SIGNATURE');
     // A hello made for another coordinator does not verify here.
     expect((await h.refusal(h.hello(allowed, { signedFor: encodeKey(otherCoordinator.signing.publicKey) }))).code).toBe('BAD_SIGNATURE');
     // Claiming an allowed client's public key without its secret key.
     expect((await h.refusal(h.hello(stranger, { claimedSigningKey: encodeKey(allowed.signing.publicKey) }))).code).toBe('BAD_SIGNATURE');
-    // Stale and future timestamps (default window 5 minutes).
-    expect((await h.refusal(h.hello(allowed, { timestamp: Date.now() - 10 * 60_000 }))).code).toBe('REPLAY');
-    expect((await h.refusal(h.hello(allowed, { timestamp: Date.now() + 10 * 60_000 }))).code).toBe('REPLAY');
+    // A client clock 10 minutes off, either way (default limit 5 minutes): refused, naming the skew.
+    const behind = await h.refusal(h.hello(allowed, { timestamp: Date.now() - 10 * 60_000 }));
+    expect(behind).toMatchObject({ code: 'CLOCK_SKEW' });
+    expect(behind.message).toMatch(/clock is 600 s behind the coordinator's \(limit 300 s\)/);
+    const ahead = await h.refusal(h.hello(allowed, { timestamp: Date.now() + 10 * 60_000 }));
+    expect(ahead).toMatchObject({ code: 'CLOCK_SKEW' });
+    expect(ahead.message).toMatch(/clock is 600 s ahead of the coordinator's/);
     // Malformed hellos: no auth, wrong types, a key that is not a key.
     expect((await h.refusal(undefined)).code).toBe('BAD_MESSAGE');
-    expect((await h.refusal({ ...good, timestamp: 'now' })).code).toBe('BAD_MESSAGE');
+    expect((await h.refusal((id: string) => ({ ...good(id), timestamp: 'now' }))).code).toBe('BAD_MESSAGE');
     expect((await h.refusal(h.hello(allowed, { claimedSigningKey: 'AAAA' }))).code).toBe('BAD_MESSAGE');
 
     // Nothing above became a member; honest clients still federate.
@@ -66,16 +75,18 @@ describe('coordinator handshake under hostile hellos', () => {
     await honestRoundStillWorks(h);
   });
 
-  it('refuses a replayed hello (same nonce), even from the same key', async () => {
+  it('refuses a recorded hello on another connection, and a reused nonce even when re-signed for the new connection', async () => {
     harness = await Harness.start({ allowed: 2, rounds: 1 });
     const h = harness;
-    const hello = h.hello(h.identities[0]!);
-    const first = await h.connect(0, { auth: hello });
+    const first = await h.connect(0, { nonce: 'bm9uY2Utb25jZQ==' });
     expect(first.welcome.clientId).toMatch(/^[0-9a-f]{16}$/);
-    // A captured hello replayed verbatim (while the first connection is live, and after it is gone).
-    expect((await h.refusal(hello)).code).toBe('REPLAY');
+    // A captured hello replayed verbatim (while the first connection is live, and after it is gone):
+    // it is signed over the first connection's session id.
+    expect((await h.refusal(first.sentAuth)).code).toBe('BAD_SIGNATURE');
+    // The client's own key re-signing the same nonce for a new connection: the nonce is spent.
+    expect((await h.refusal(h.hello(h.identities[0]!, { nonce: 'bm9uY2Utb25jZQ==' }))).code).toBe('REPLAY');
     first.close();
-    expect((await h.refusal(hello)).code).toBe('REPLAY');
+    expect((await h.refusal(first.sentAuth)).code).toBe('BAD_SIGNATURE');
     await honestRoundStillWorks(h);
   });
 

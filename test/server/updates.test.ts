@@ -16,6 +16,7 @@ import { FedtlClient } from '../../client/client.ts';
 import { initialHeadWeights } from '../../server/start-coordinator.ts';
 import { encodeKey, generateIdentity, publicIdentity, clientIdFromSigningKey } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
+import { signReady } from '../../shared/crypto/hello.ts';
 import { PROTOCOL_VERSION, roundSignedText, welcomeSignedText, type FitRequest, type Hello } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
@@ -305,7 +306,7 @@ describe('coordinator under hostile updates', () => {
     attacker.socket.emit('update');
     attacker.socket.emit('evaluation', { roundId: 'x' });
     attacker.socket.emit('base:read', { hash: BASE.hash, file: 'model.json', offset: 0, length: 1 });
-    attacker.socket.emit('ready', { baseHash: '0'.repeat(64), examples: 10 });
+    attacker.socket.emit('ready', signReady(attacker.identity, attacker.binding, { baseHash: '0'.repeat(64), examples: 10, validationExamples: 0 }));
     const problems = [];
     for (let i = 0; i < 5; i++) problems.push((await attacker.problems.next(`problem ${i}`)).code);
     expect(problems).toEqual(['STALE_ROUND', 'BAD_MESSAGE', 'BAD_MESSAGE', 'BAD_MESSAGE', 'HASH_MISMATCH']);

@@ -15,7 +15,7 @@ import type { ChildConfig } from '../../scripts/stress/coordinator-child.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import type { Identity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
-import { createHello } from '../../shared/crypto/hello.ts';
+import { createHello, signReady } from '../../shared/crypto/hello.ts';
 import { parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
 import { bytesToFloat32 } from '../../shared/weights/flat-weights.ts';
 
@@ -138,8 +138,8 @@ export class CoordinatorChild {
 // Scripted client
 
 /** A fresh hello (new nonce and timestamp), signed natively so 300 of them cost the test process little. */
-export function freshHello(identity: Identity, coordinatorSigningKey: string): Hello {
-  return createHello(identity, coordinatorSigningKey);
+export function freshHello(identity: Identity, coordinatorSigningKey: string, connectionId: string): Hello {
+  return createHello(identity, coordinatorSigningKey, connectionId);
 }
 
 export interface ScriptedClientOptions {
@@ -151,6 +151,10 @@ export interface ScriptedClientOptions {
   update: (fit: FitRequest, weights: Float32Array) => Float32Array | null;
   /** Reconnect (with a fresh hello) after a lost connection. @default false */
   reconnect?: boolean;
+  /** Local address to connect from (any 127.x.y.z on loopback), to appear as a distinct site. @default the system's choice */
+  localAddress?: string;
+  /** PEM certificate to trust for an https:// URL. */
+  ca?: string;
 }
 
 export interface ScriptedSent {
@@ -180,6 +184,7 @@ export class ScriptedClient {
   welcome: Welcome | null = null;
   finished = false;
   #connectStarted = performance.now();
+  #helloNonce = '';
   #resolveReady!: () => void;
   #onSent: (() => void) | null = null;
 
@@ -194,7 +199,13 @@ export class ScriptedClient {
       reconnection: options.reconnect ?? false,
       reconnectionDelay: 100,
       reconnectionDelayMax: 400,
-      auth: (send: (auth: object) => void) => send(freshHello(options.identity, options.coordinator.signingKey)),
+      auth: (send: (auth: object) => void) => {
+        const hello = freshHello(options.identity, options.coordinator.signingKey, this.socket.io.engine.id);
+        this.#helloNonce = hello.nonce;
+        send(hello);
+      },
+      ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
     });
     this.socket.io.on('reconnect_attempt', () => {
       this.#connectStarted = performance.now();
@@ -205,7 +216,7 @@ export class ScriptedClient {
       this.welcome = welcome;
       void this.socket
         .timeout(60_000)
-        .emitWithAck('ready', { baseHash: welcome.base.hash, examples: options.examples })
+        .emitWithAck('ready', signReady(options.identity, { coordinatorSigningKey: options.coordinator.signingKey, helloNonce: this.#helloNonce }, { baseHash: welcome.base.hash, examples: options.examples, validationExamples: 0 }))
         .then((reply: unknown) => {
           const ack = parseAck(reply);
           if (!ack.ok) throw new Error(`ready refused: ${ack.code}: ${ack.message}`);

@@ -24,7 +24,8 @@ import type { Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { encodeKey, formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
-import { PROTOCOL_VERSION, helloSignedText, parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
+import { signReady, type ReportBinding } from '../../shared/crypto/hello.ts';
+import { PROTOCOL_VERSION, helloSignedText, parseAck, type Ack, type EvaluateRequest, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
 import { FedAvg, type FedAvgOptions } from '../../shared/strategy/fed-avg.ts';
 import { DIGIT_HEAD } from './federation.ts';
 
@@ -114,10 +115,12 @@ export interface HelloOptions {
   signedFor?: string;
   /** Replaces the signature. */
   signature?: string;
+  /** engine.io session id the hello is signed over. @default the connection's own (see {@link RawClient.connect}) */
+  connectionId?: string;
 }
 
 /** A hello as FedtlClient builds it, with any field overridable. */
-export function signedHello(identity: Identity, coordinatorSigningKey: string, options: HelloOptions = {}): Hello {
+export function signedHello(identity: Identity, coordinatorSigningKey: string, options: HelloOptions & { connectionId: string }): Hello {
   const unsigned = {
     protocolVersion: options.protocolVersion ?? PROTOCOL_VERSION,
     signingKey: options.claimedSigningKey ?? encodeKey(identity.signing.publicKey),
@@ -125,9 +128,13 @@ export function signedHello(identity: Identity, coordinatorSigningKey: string, o
     timestamp: options.timestamp ?? Date.now(),
     nonce: options.nonce ?? encodeKey(nacl.randomBytes(16)),
   };
-  const text = new TextEncoder().encode(helloSignedText(options.signedFor ?? coordinatorSigningKey, unsigned));
+  const text = new TextEncoder().encode(helloSignedText(options.signedFor ?? coordinatorSigningKey, options.connectionId, unsigned));
   return { ...unsigned, signature: options.signature ?? encodeKey(nacl.sign.detached(text, identity.signing.secretKey)) };
 }
+
+/** What a raw connection presents as its hello: a fixed value (a recorded or malformed hello), or one made for the connection's session id. */
+export type AuthSource = unknown;
+export type HelloFactory = (connectionId: string) => unknown;
 
 export interface Refusal {
   code: ErrorCode | undefined;
@@ -148,11 +155,13 @@ export class RawClient {
   readonly socket: Socket;
   readonly identity: Identity;
   readonly fits = new EventQueue<FitRequest>();
+  readonly evaluates = new EventQueue<EvaluateRequest>();
   readonly problems = new EventQueue<{ code: ErrorCode; message: string }>();
   readonly sent = new EventQueue<SentUpdate>();
   readonly disconnected: Promise<string>;
   welcome!: Welcome;
   #coordinatorBoxKey = '';
+  #coordinatorSigningKey = '';
 
   private constructor(socket: Socket, identity: Identity) {
     this.socket = socket;
@@ -160,18 +169,36 @@ export class RawClient {
     this.disconnected = new Promise((resolve) => socket.once('disconnect', (reason: string) => resolve(reason)));
     // Attach now: a fit may arrive before the test asks for it.
     socket.on('fit', (message: FitRequest) => this.fits.push(message));
+    socket.on('evaluate', (message: EvaluateRequest) => this.evaluates.push(message));
     socket.on('problem', (problem: { code: ErrorCode; message: string }) => this.problems.push(problem));
   }
 
-  static #open(url: string, auth: unknown): Socket {
-    return io(url, { transports: ['websocket'], reconnection: false, forceNew: true, auth: auth as Record<string, unknown> });
+  /** The hello this client's connection presented (for replay tests). */
+  sentAuth: unknown = undefined;
+
+  static #open(url: string, auth: AuthSource, onSent: (sent: unknown) => void = () => undefined, extra: Record<string, unknown> = {}): Socket {
+    const socket: Socket = io(url, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+      ...extra,
+      auth: (send: (auth: object) => void) => {
+        const sent = typeof auth === 'function' ? (auth as HelloFactory)(socket.io.engine.id) : auth;
+        onSent(sent);
+        send(sent as object);
+      },
+    });
+    return socket;
   }
 
   /** Connects with `auth` and resolves after the welcome; rejects with the refusal if the handshake is refused. */
-  static connect(url: string, identity: Identity, coordinatorBoxKey: string, auth: unknown): Promise<RawClient> {
-    const socket = RawClient.#open(url, auth);
+  static connect(url: string, identity: Identity, coordinatorSigningKey: string, coordinatorBoxKey: string, auth: AuthSource, extra: Record<string, unknown> = {}): Promise<RawClient> {
+    let sentAuth: unknown;
+    const socket = RawClient.#open(url, auth, (sent) => (sentAuth = sent), extra);
     const client = new RawClient(socket, identity);
+    socket.once('welcome', () => (client.sentAuth = sentAuth));
     client.#coordinatorBoxKey = coordinatorBoxKey;
+    client.#coordinatorSigningKey = coordinatorSigningKey;
     return within(
       new Promise<RawClient>((resolve, reject) => {
         socket.once('welcome', (welcome: Welcome) => {
@@ -188,7 +215,7 @@ export class RawClient {
   }
 
   /** Connects with `auth`, expecting a refusal; resolves with its code. */
-  static refusal(url: string, auth: unknown): Promise<Refusal> {
+  static refusal(url: string, auth: AuthSource): Promise<Refusal> {
     const socket = RawClient.#open(url, auth);
     return within(
       new Promise<Refusal>((resolve, reject) => {
@@ -211,8 +238,14 @@ export class RawClient {
   }
 
   /** Sends `ready` for the federation's base (or `baseHash`) and returns the ack. */
-  async ready(examples: number, baseHash = this.welcome.base.hash): Promise<Ack> {
-    return parseAck(await this.socket.timeout(5_000).emitWithAck('ready', { baseHash, examples }));
+  async ready(examples: number, baseHash = this.welcome.base.hash, validationExamples = 0): Promise<Ack> {
+    return parseAck(await this.socket.timeout(5_000).emitWithAck('ready', signReady(this.identity, this.binding, { baseHash, examples, validationExamples })));
+  }
+
+  /** What this connection's `ready` and `evaluation` must be signed over. */
+  get binding(): ReportBinding {
+    const hello = this.sentAuth as Hello;
+    return { coordinatorSigningKey: this.#coordinatorSigningKey, helloNonce: hello.nonce };
   }
 
   /** Seals `delta` for `roundId` with this client's key (or `as`, another identity's). */
@@ -269,6 +302,8 @@ export interface HarnessOptions {
   loop?: CoordinatorOptions['loop'];
   maxMessagesPerSecond?: number;
   helloMaxAgeMs?: number;
+  admissionLimits?: CoordinatorOptions['admissionLimits'];
+  tls?: CoordinatorOptions['tls'];
   checkpointDir?: string;
   logger?: Logger;
 }
@@ -324,6 +359,8 @@ export class Harness {
       port,
       ...(options.maxMessagesPerSecond !== undefined ? { maxMessagesPerSecond: options.maxMessagesPerSecond } : {}),
       ...(options.helloMaxAgeMs !== undefined ? { helloMaxAgeMs: options.helloMaxAgeMs } : {}),
+      ...(options.admissionLimits ? { admissionLimits: options.admissionLimits } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
       logger: options.logger ?? recordingLogger(),
       loop: {
         seed: 3,
@@ -350,14 +387,15 @@ export class Harness {
     return this.coordinator.loop.weights.length;
   }
 
-  hello(identity: Identity, options: HelloOptions = {}): Hello {
-    return signedHello(identity, this.coordinatorKeys.signingKey, options);
+  /** A hello factory: signed for the session id of whichever connection presents it. */
+  hello(identity: Identity, options: HelloOptions = {}): HelloFactory {
+    return (connectionId) => signedHello(identity, this.coordinatorKeys.signingKey, { connectionId, ...options });
   }
 
   /** Connects identity `who` (an index into `identities`, or any identity) with an honest or tweaked hello. */
   async connect(who: number | Identity, options: HelloOptions & { auth?: unknown } = {}): Promise<RawClient> {
     const identity = typeof who === 'number' ? this.identities[who]! : who;
-    const client = await RawClient.connect(this.coordinator.url, identity, this.coordinatorKeys.boxKey, options.auth ?? this.hello(identity, options));
+    const client = await RawClient.connect(this.coordinator.url, identity, this.coordinatorKeys.signingKey, this.coordinatorKeys.boxKey, options.auth ?? this.hello(identity, options));
     this.clients.push(client);
     return client;
   }
@@ -374,7 +412,7 @@ export class Harness {
     );
   }
 
-  refusal(auth: unknown): Promise<Refusal> {
+  refusal(auth: AuthSource): Promise<Refusal> {
     return RawClient.refusal(this.coordinator.url, auth);
   }
 

@@ -1,0 +1,106 @@
+/**
+ * A client's round, written once: verify the coordinator's signed request → train (or evaluate)
+ * on the client's cached features → seal the delta. The socket client (client.ts, and through it
+ * every `fedtl client` process) and the simulator's virtual clients all call these functions, so
+ * they share one seed formula, one bytes→floats conversion and one signature check.
+ */
+import { createHash } from 'node:crypto';
+import { FedtlError } from '../shared/core/errors.ts';
+import type { Identity } from '../shared/crypto/identity.ts';
+import { decodeKey } from '../shared/crypto/identity.ts';
+import { verifyText } from '../shared/crypto/signatures.ts';
+import { sealUpdate } from '../shared/crypto/update-envelope.ts';
+import { roundSignedText, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
+import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
+import type { LabeledFeatures, LocalFitResult, LocalTrainer } from './local-trainer.ts';
+
+/** Seed of client `index` of a run seeded with `runSeed` (simulations give each client its own). */
+export function clientSeed(runSeed: number, index: number): number {
+  return runSeed * 7919 + index;
+}
+
+/** Seed of a client's local shuffles in one round: one formula for every mode. */
+export function roundSeed(seed: number, round: number): number {
+  return seed * 100_003 + round;
+}
+
+export interface ClientRoundContext {
+  identity: Identity;
+  /** The pinned coordinator's public keys (raw bytes or base64). */
+  coordinator: { signingKey: Uint8Array; boxKey: Uint8Array | string };
+  trainer: LocalTrainer;
+  train: LabeledFeatures;
+  /** Local validation split; evaluation answers with zero examples without one. @default null */
+  validation?: LabeledFeatures | null;
+  /** This client's seed ({@link clientSeed}); each round trains with {@link roundSeed}. @default 0 */
+  seed?: number;
+  /** Largest sealed update the coordinator accepts (its announced limit). @default no check */
+  maxUpdateBytes?: number;
+  /**
+   * Verified requests and their weights. Virtual clients of one simulation receive the same
+   * request object and share this cache, so each round message is checked once, not once per client.
+   * @default none
+   */
+  verified?: WeakMap<FitRequest | EvaluateRequest, Float32Array>;
+  /**
+   * Client-side counterpart of a strategy wrapper (e.g. masking for secure aggregation): receives
+   * the trained delta and the request, returns the delta to seal. @default identity
+   */
+  transformDelta?: (delta: Float32Array, request: FitRequest) => Float32Array;
+}
+
+/** Throws `BAD_SIGNATURE` unless `signature` (base64) is the pinned coordinator key's signature of `text`. */
+export function verifyCoordinatorSignature(text: string, signature: string, coordinatorSigningKey: Uint8Array): void {
+  let raw: Uint8Array;
+  try {
+    raw = decodeKey(signature, 'signature', 64);
+  } catch {
+    throw new FedtlError('BAD_SIGNATURE', 'coordinator signature is malformed');
+  }
+  if (!verifyText(text, raw, coordinatorSigningKey)) throw new FedtlError('BAD_SIGNATURE', 'message is not signed by the pinned coordinator key');
+}
+
+/**
+ * Checks a round message's signature with the pinned coordinator key and returns its weights as
+ * float32 values; throws `BAD_SIGNATURE` for a message the coordinator did not sign.
+ */
+export function verifyRoundRequest(context: Pick<ClientRoundContext, 'coordinator' | 'verified'>, request: FitRequest | EvaluateRequest): Float32Array {
+  const cached = context.verified?.get(request);
+  if (cached) return cached;
+  const kind = 'config' in request ? 'fit' : 'evaluate';
+  const digest = createHash('sha256').update(request.weights).digest('hex');
+  const text = roundSignedText(kind, request.roundId, request.round, request.deadline, digest, 'config' in request ? request.config : undefined);
+  verifyCoordinatorSignature(text, request.signature, context.coordinator.signingKey);
+  const weights = bytesToFloat32(request.weights, `${kind}.weights`);
+  context.verified?.set(request, weights);
+  return weights;
+}
+
+export interface FitRoundResult extends LocalFitResult {
+  /** The sealed envelope to send to the coordinator. */
+  sealed: Uint8Array;
+}
+
+/** verify → train → seal: one client's answer to a fit request. */
+export async function runFitRound(context: ClientRoundContext, request: FitRequest): Promise<FitRoundResult> {
+  const weights = verifyRoundRequest(context, request);
+  const result = await context.trainer.fit(weights, context.train, request.config, roundSeed(context.seed ?? 0, request.round));
+  const delta = context.transformDelta ? context.transformDelta(result.delta, request) : result.delta;
+  const sealed = sealUpdate(
+    { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta },
+    { clientIdentity: context.identity, coordinatorBoxKey: context.coordinator.boxKey },
+  );
+  if (context.maxUpdateBytes !== undefined && sealed.byteLength > context.maxUpdateBytes) {
+    throw new FedtlError('TOO_LARGE', `sealed update is ${sealed.byteLength} bytes, over the coordinator's limit of ${context.maxUpdateBytes}`);
+  }
+  return { ...result, delta, sealed };
+}
+
+/** verify → evaluate: one client's answer to an evaluate request (zero examples without validation data). */
+export async function runEvaluateRound(context: ClientRoundContext, request: EvaluateRequest): Promise<EvaluationResult> {
+  const weights = verifyRoundRequest(context, request);
+  const validation = context.validation;
+  // A client without validation data still answers, so the round does not wait for it.
+  const result = validation && validation.features.rows > 0 ? await context.trainer.evaluate(weights, validation) : { examples: 0, loss: 0, accuracy: 0 };
+  return { roundId: request.roundId, examples: result.examples, loss: result.loss, accuracy: result.accuracy };
+}

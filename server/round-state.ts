@@ -1,0 +1,194 @@
+/**
+ * The state of one running round: a fit round (collecting sealed updates) or an evaluate round
+ * (collecting evaluation reports). Each owns accepting and counting its replies — who was
+ * selected, who answered, who dropped out, what was rejected and why — and settles when every
+ * selected client is resolved or the deadline passes. The round loop creates one per attempt and
+ * awaits {@link RoundState.done}.
+ */
+import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
+import type { Ack, EvaluationResult } from '../shared/protocol/protocol.ts';
+import { errorAck } from '../shared/protocol/protocol.ts';
+import type { Aggregation, MetricAggregation } from '../shared/strategy/strategy.ts';
+
+/** What opening a sealed update yields (see shared/crypto). */
+export interface OpenedUpdate {
+  roundId: string;
+  clientId: string;
+  exampleCount: number;
+  metrics: Record<string, number>;
+  delta: Float32Array;
+  /** Unique id of this envelope, for replay detection. */
+  nonce: string;
+}
+
+/** Verifies, decrypts and validates a sealed update; throws a FedtlError on any problem. */
+export type UpdateOpener = (sealed: Uint8Array, expected: { roundId: string; clientId: string; parameterCount: number }) => OpenedUpdate;
+
+export type RoundKind = 'fit' | 'evaluate';
+
+export interface RoundStateOptions {
+  round: number;
+  roundId: string;
+  selected: readonly string[];
+  timeoutMs: number;
+  /** Told when a selected client is resolved (answered or dropped), to free it for other work. */
+  onResolved?: (clientId: string) => void;
+}
+
+abstract class RoundState {
+  abstract readonly kind: RoundKind;
+  readonly round: number;
+  readonly roundId: string;
+  readonly deadline: number;
+  readonly selected: ReadonlySet<string>;
+  readonly answered = new Set<string>();
+  readonly dropped = new Set<string>();
+  readonly rejected: Partial<Record<ErrorCode, number>> = {};
+  /** Resolves when every selected client answered or dropped, the deadline passed, or {@link close} was called. */
+  readonly done: Promise<void>;
+  #settle!: () => void;
+  readonly #timer: ReturnType<typeof setTimeout>;
+  readonly #onResolved: ((clientId: string) => void) | undefined;
+  #closed = false;
+
+  constructor(options: RoundStateOptions) {
+    this.round = options.round;
+    this.roundId = options.roundId;
+    this.selected = new Set(options.selected);
+    this.deadline = Date.now() + options.timeoutMs;
+    this.#onResolved = options.onResolved;
+    this.done = new Promise<void>((resolve) => {
+      this.#settle = resolve;
+    });
+    this.#timer = setTimeout(() => this.close(), options.timeoutMs);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Selected clients that neither answered nor were accepted (dropped, or silent until the deadline). */
+  get missing(): number {
+    return this.selected.size - this.answered.size;
+  }
+
+  /** Stops collecting; idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const id of this.selected) if (!this.answered.has(id) && !this.dropped.has(id)) this.#onResolved?.(id);
+    this.#settle();
+  }
+
+  /** A selected client that will not answer (it left, crashed or will miss the deadline); the round stops waiting for it. */
+  drop(clientId: string): boolean {
+    if (this.#closed || !this.selected.has(clientId) || this.answered.has(clientId) || this.dropped.has(clientId)) return false;
+    this.dropped.add(clientId);
+    this.#resolved(clientId);
+    return true;
+  }
+
+  /** Whether `clientId` may answer now; throws the typed refusal otherwise. */
+  protected checkSender(clientId: string, noun: string): void {
+    if (this.#closed) throw new FedtlError(Date.now() > this.deadline && this.selected.has(clientId) && !this.answered.has(clientId) ? 'DEADLINE_PASSED' : 'STALE_ROUND', `round ${this.round} is closed`);
+    if (!this.selected.has(clientId)) throw new FedtlError('NOT_SELECTED', `client ${clientId} was not selected for round ${this.round}`);
+    if (this.answered.has(clientId)) throw new FedtlError('DUPLICATE_UPDATE', `client ${clientId} already sent its ${noun} for round ${this.round}`);
+    if (Date.now() > this.deadline) throw new FedtlError('DEADLINE_PASSED', `round ${this.round}'s deadline has passed`);
+  }
+
+  protected accepted(clientId: string): void {
+    this.answered.add(clientId);
+    this.#resolved(clientId);
+  }
+
+  protected refuse(thrown: unknown): Ack {
+    const error = toFedtlError(thrown, 'BAD_MESSAGE');
+    this.rejected[error.code] = (this.rejected[error.code] ?? 0) + 1;
+    return errorAck(error);
+  }
+
+  #resolved(clientId: string): void {
+    this.#onResolved?.(clientId);
+    // O(dropped) rather than O(selected) per answer: rounds with thousands of selected clients
+    // call this once per update. Only selected clients are ever answered or dropped.
+    let resolved = this.answered.size;
+    for (const id of this.dropped) if (!this.answered.has(id)) resolved++;
+    if (resolved >= this.selected.size) this.close();
+  }
+}
+
+export interface FitRoundOptions extends RoundStateOptions {
+  aggregation: Aggregation;
+  metrics: MetricAggregation;
+  openUpdate: UpdateOpener;
+  parameterCount: number;
+}
+
+/** A fit round: opens each sealed update, checks it belongs here, and folds it into the strategy's aggregation. */
+export class FitRound extends RoundState {
+  readonly kind = 'fit';
+  readonly aggregation: Aggregation;
+  readonly metrics: MetricAggregation;
+  readonly #open: UpdateOpener;
+  readonly #parameterCount: number;
+  /** Envelope ids received this round (envelopes are bound to one roundId, so one round's worth suffices). */
+  readonly #seenNonces = new Set<string>();
+  bytesUp = 0;
+
+  constructor(options: FitRoundOptions) {
+    super(options);
+    this.aggregation = options.aggregation;
+    this.metrics = options.metrics;
+    this.#open = options.openUpdate;
+    this.#parameterCount = options.parameterCount;
+  }
+
+  /** Handles a sealed update; never throws, answers with a typed ack. */
+  accept(clientId: string, sealed: Uint8Array): Ack {
+    try {
+      this.checkSender(clientId, 'update');
+      const opened = this.#open(sealed, { roundId: this.roundId, clientId, parameterCount: this.#parameterCount });
+      if (opened.roundId !== this.roundId) throw new FedtlError('STALE_ROUND', `update is for round ${opened.roundId}, the current round is ${this.roundId}`);
+      if (opened.clientId !== clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${opened.clientId} but came from ${clientId}`);
+      if (this.#seenNonces.has(opened.nonce)) throw new FedtlError('REPLAY', 'this update envelope was already received');
+      this.#seenNonces.add(opened.nonce);
+      this.aggregation.add({ clientId, delta: opened.delta, exampleCount: opened.exampleCount, metrics: opened.metrics });
+      this.metrics.add(clientId, opened.exampleCount, opened.metrics);
+      this.bytesUp += sealed.byteLength;
+      this.accepted(clientId);
+      return { ok: true };
+    } catch (thrown) {
+      return this.refuse(thrown);
+    }
+  }
+}
+
+export interface EvaluateRoundOptions extends RoundStateOptions {
+  metrics: MetricAggregation;
+}
+
+/** An evaluate round: folds each selected client's report into the strategy's evaluation aggregate. */
+export class EvaluateRound extends RoundState {
+  readonly kind = 'evaluate';
+  readonly metrics: MetricAggregation;
+
+  constructor(options: EvaluateRoundOptions) {
+    super(options);
+    this.metrics = options.metrics;
+  }
+
+  accept(clientId: string, report: EvaluationResult): Ack {
+    try {
+      if (report.roundId !== this.roundId) throw new FedtlError('STALE_ROUND', `evaluation for ${report.roundId} is not the one running`);
+      this.checkSender(clientId, 'evaluation');
+      this.metrics.add(clientId, report.examples, { loss: report.loss, accuracy: report.accuracy });
+      this.accepted(clientId);
+      return { ok: true };
+    } catch (thrown) {
+      return this.refuse(thrown);
+    }
+  }
+}
+
+export type ActiveRound = FitRound | EvaluateRound;

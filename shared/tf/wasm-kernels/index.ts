@@ -1,0 +1,1 @@
+export { registerWasmGradientKernels, WASM_GRADIENT_KERNELS } from './register.ts';

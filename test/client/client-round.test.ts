@@ -1,0 +1,105 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientSeed, roundSeed, runEvaluateRound, runFitRound, verifyRoundRequest, type ClientRoundContext } from '../../client/client-round.ts';
+import { LocalTrainer, type LabeledFeatures } from '../../client/local-trainer.ts';
+import { createUpdateOpener } from '../../server/update-opener.ts';
+import { encodeKey, generateIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
+import { signText } from '../../shared/crypto/signatures.ts';
+import { buildHead, getHeadWeights, type HeadSpec } from '../../shared/model/head.ts';
+import { trainHead } from '../../shared/model/head-training.ts';
+import { roundSignedText, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
+import type { FitConfig } from '../../shared/strategy/strategy.ts';
+import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
+import { createHash } from 'node:crypto';
+
+const SPEC: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
+const coordinator = generateIdentity();
+const client = generateIdentity();
+
+const data: LabeledFeatures = {
+  features: { values: Float32Array.from([1, 0, 0, 1, 1, 1, -1, 0.5, 0.2, -0.3, 0.7, 0.9]), rows: 6, cols: 2 },
+  labels: Int32Array.from([0, 1, 1, 0, 0, 1]),
+};
+
+function signed<T extends FitRequest | EvaluateRequest>(request: Omit<T, 'signature'>, config?: FitConfig, key = coordinator.signing.secretKey): T {
+  const digest = createHash('sha256').update(request.weights).digest('hex');
+  const text = roundSignedText(config ? 'fit' : 'evaluate', request.roundId, request.round, request.deadline, digest, config);
+  return { ...request, signature: encodeKey(signText(text, key)) } as T;
+}
+
+let trainer: LocalTrainer;
+let initial: Float32Array;
+beforeAll(async () => {
+  await selectBackend({ log: false });
+  const head = buildHead(2, SPEC, { seed: 1 });
+  const weights = getHeadWeights(head);
+  initial = weights.data;
+  trainer = new LocalTrainer(head, weights.manifest);
+});
+afterAll(() => trainer.head.dispose());
+
+const context = (): ClientRoundContext => ({ identity: client, coordinator: { signingKey: coordinator.signing.publicKey, boxKey: coordinator.box.publicKey }, trainer, train: data, validation: data, seed: clientSeed(3, 4) });
+
+describe('the client round', () => {
+  it('has one seed formula: client i of run s trains round r with (7919·s + i)·100003 + r', () => {
+    expect(clientSeed(3, 4)).toBe(3 * 7919 + 4);
+    expect(roundSeed(clientSeed(3, 4), 5)).toBe((3 * 7919 + 4) * 100_003 + 5);
+  });
+
+  it('verify → train → seal: the envelope opens at the coordinator to the delta it trained', async () => {
+    const config: FitConfig = { epochs: 1, batchSize: 2, learningRate: 0.1, optimizer: 'sgd' };
+    const request = signed<FitRequest>({ roundId: 'r-1', round: 1, weights: float32ToBytes(initial), config, deadline: Date.now() + 60_000 }, config);
+    const result = await runFitRound(context(), request);
+    const open = createUpdateOpener(coordinator, () => publicIdentity(client));
+    const opened = open(result.sealed, { roundId: 'r-1', clientId: publicIdentity(client).clientId, parameterCount: initial.length });
+    expect(Array.from(opened.delta)).toEqual(Array.from(result.delta));
+    expect(opened.exampleCount).toBe(6);
+    expect(result.delta.some((v) => v !== 0)).toBe(true);
+  });
+
+  it('refuses a request the pinned coordinator did not sign, or whose config was changed after signing', async () => {
+    const config: FitConfig = { epochs: 1, batchSize: 2, learningRate: 0.1, optimizer: 'sgd', proximalMu: 0.1 };
+    const base = { roundId: 'r-2', round: 2, weights: float32ToBytes(initial), config, deadline: Date.now() + 60_000 };
+    const forged = signed<FitRequest>(base, config, generateIdentity().signing.secretKey);
+    await expect(runFitRound(context(), forged)).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
+    const tampered = { ...signed<FitRequest>(base, config), config: { ...config, proximalMu: 0 } };
+    expect(() => verifyRoundRequest(context(), tampered)).toThrow(/not signed/);
+  });
+
+  it('evaluates on the validation split, and answers with zero examples without one', async () => {
+    const request = signed<EvaluateRequest>({ roundId: 'r-3', round: 3, weights: float32ToBytes(initial), deadline: Date.now() + 60_000 });
+    expect(await runEvaluateRound(context(), request)).toMatchObject({ roundId: 'r-3', examples: 6 });
+    expect(await runEvaluateRound({ ...context(), validation: null }, request)).toEqual({ roundId: 'r-3', examples: 0, loss: 0, accuracy: 0 });
+  });
+});
+
+describe('FedProx proximal term in local training', () => {
+  it('adds μ(w − w₀) to the gradient: after two full-batch SGD steps, w₂(μ) − w₂(0) = −η·μ·(w₁ − w₀) (hand-derived)', async () => {
+    // Prepare: full-batch SGD, so step 1 is the same with and without μ (w = w₀ there) and step 2
+    // differs only by the proximal gradient μ(w₁ − w₀), times the learning rate η.
+    const eta = 0.5;
+    const mu = 0.8;
+    const head = buildHead(2, SPEC, { seed: 7 });
+    const w0 = getHeadWeights(head);
+    const train = async (epochs: number, proximalMu: number) => {
+      const copy = buildHead(2, SPEC, { seed: 7 });
+      await trainHead(copy, data.features, data.labels, { epochs, batchSize: 6, learningRate: eta, optimizer: 'sgd', proximalMu });
+      const out = getHeadWeights(copy).data;
+      copy.dispose();
+      return out;
+    };
+    const before = tf.memory().numTensors;
+    // Execute
+    const w1 = await train(1, 0);
+    const w2 = await train(2, 0);
+    const w2mu = await train(2, mu);
+    // Assert
+    for (let j = 0; j < w0.data.length; j++) {
+      expect(w2mu[j]! - w2[j]!).toBeCloseTo(-eta * mu * (w1[j]! - w0.data[j]!), 5);
+    }
+    expect(w2mu.some((v, j) => Math.abs(v - w2[j]!) > 1e-4)).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+    head.dispose();
+  });
+});
