@@ -4,7 +4,10 @@
  * Every command parses its options into a typed config, fails with a clear message and a non-zero
  * exit code on misconfiguration, and stops cleanly on SIGINT/SIGTERM.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { packageRoot } from '../shared/core/package-root.ts';
 import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
 import { BACKEND_NAMES, isBackendName } from '../shared/tf/select-backend.ts';
 import { registerClientCommand } from './commands/client-command.ts';
@@ -13,8 +16,16 @@ import { registerKeygenCommand, registerPrepareBaseCommand } from './commands/se
 import { registerPredictCommand } from './commands/predict-command.ts';
 import { registerSimulateCommand } from './commands/simulate-command.ts';
 
+/** The version in fedtl's package.json (sources and built code alike). */
+export function packageVersion(): string {
+  const manifest: unknown = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8'));
+  const version = typeof manifest === 'object' && manifest !== null ? (manifest as Record<string, unknown>)['version'] : undefined;
+  return typeof version === 'string' ? version : 'unknown';
+}
+
 export function buildProgram(): Command {
   const program = new Command('fedtl')
+    .version(packageVersion(), '-V, --version', 'print the fedtl version')
     .description('Federated transfer learning: a frozen pretrained base, a small trainable head, sealed weight deltas and FedAvg.')
     .addOption(
       new Option('--backend <name>', `TensorFlow.js backend (${BACKEND_NAMES.join(', ')}); default: the best that loads`).argParser((value) => {

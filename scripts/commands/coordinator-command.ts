@@ -175,6 +175,14 @@ export function registerCoordinatorCommand(program: Command): void {
         allowList.close();
         base.dispose();
       };
+      // Registered before anything is printed: a signal that arrives before a listener exists kills the process outright.
+      let interrupted = false;
+      let finished: Promise<void> = Promise.resolve();
+      onShutdown(async () => {
+        interrupted = true;
+        coordinator.loop.stop();
+        await finished.catch(() => undefined);
+      });
       if (coordinator.loop.completedRounds >= config.rounds) {
         // Re-running a finished run must not look like training: say so and point at the result.
         process.stdout.write(`${config.out} holds a finished run: ${coordinator.loop.completedRounds} of ${config.rounds} rounds done; model ${modelDir}. Use a new --out to start another run, or a larger --rounds to train on.\n`);
@@ -182,8 +190,7 @@ export function registerCoordinatorCommand(program: Command): void {
         return;
       }
       process.stdout.write(`coordinator public key (clients pin it with --coordinator-key):\n${formatPublicIdentity(publicIdentity(identity))}\n`);
-      let interrupted = false;
-      const finished = (async () => {
+      finished = (async () => {
         try {
           const history = await coordinator.run();
           const done = coordinator.loop.completedRounds;
@@ -205,11 +212,6 @@ export function registerCoordinatorCommand(program: Command): void {
           await shutDown();
         }
       })();
-      onShutdown(async () => {
-        interrupted = true;
-        coordinator.loop.stop();
-        await finished.catch(() => undefined);
-      });
       await finished;
       if (interrupted) process.exitCode = 130;
     });

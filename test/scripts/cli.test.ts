@@ -125,6 +125,11 @@ describe('fedtl command line', () => {
     expect(await predicted.exit).toBe(0);
     expect(predicted.output()).toMatch(/^yes\t.*row 1\t\(no \d+\.\d%, yes \d+\.\d%\)$/m);
     expect(predicted.output()).toMatch(/^no\t.*row 2\t/m);
+  });
+
+  it('reads a prediction CSV by header name, refuses unknown columns, and says a finished run is finished', async () => {
+    const out = path.join(dir, 'run');
+    const coordinatorKey = path.join(dir, 'coordinator.key');
 
     // The export records its columns; a file with them in another order is read by header name.
     const described = JSON.parse(await readFile(path.join(out, 'model', 'fedtl-model.json'), 'utf8')) as { preprocessing: { columns: string[] }; provenance: { extra: { run: unknown } } };
