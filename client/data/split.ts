@@ -127,3 +127,24 @@ export function splitTrainTest(dataset: LabeledDataset, options: SplitOptions = 
     test: subset(dataset, test, { name: `${dataset.name}-test` }),
   };
 }
+
+/** A client with fewer examples than this keeps them all for training (a split would leave too few). */
+export const MIN_EXAMPLES_FOR_VALIDATION = 10;
+
+/**
+ * A client's own split of its data into training rows and a validation slice for federated
+ * evaluation: the stratified {@link splitIndices} with the client's seed, or no split at all when
+ * `validationFraction` is 0 or the client holds fewer than {@link MIN_EXAMPLES_FOR_VALIDATION}
+ * examples. `fedtl client` and every simulated client (virtual, socket, process) call this one
+ * function, so with the same seed they train on the same rows.
+ *
+ * @returns null when every example trains
+ * @throws FedtlError `BAD_CONFIG` when `validationFraction` is outside [0, 1)
+ */
+export function validationSplit(labels: Int32Array, classCount: number, validationFraction: number, seed: number): TrainTestIndices | null {
+  if (!(validationFraction >= 0 && validationFraction < 1)) {
+    throw new FedtlError('BAD_CONFIG', `validation fraction must be in [0, 1), got ${validationFraction}; 0 keeps every example for training.`);
+  }
+  if (validationFraction === 0 || labels.length < MIN_EXAMPLES_FOR_VALIDATION) return null;
+  return splitIndices(labels, classCount, { testFraction: validationFraction, seed });
+}

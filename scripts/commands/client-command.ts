@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { FedtlClient } from '../../client/client.ts';
 import { getLoader, loaderNames } from '../../client/data/index.ts';
-import { splitTrainTest } from '../../client/data/split.ts';
+import { subset } from '../../client/data/dataset.ts';
+import { validationSplit } from '../../client/data/split.ts';
 import { FedtlError, toFedtlError } from '../../shared/core/errors.ts';
 import { loadIdentity, parsePublicIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
@@ -90,10 +91,12 @@ export function registerClientCommand(program: Command): void {
             ...(classNames ? { classNames } : {}),
             ...(federation.featureColumns ? { columns: federation.featureColumns } : {}),
           });
-          if (flags.validationFraction <= 0 || dataset.size < 10) return { train: dataset };
-          const split = splitTrainTest(dataset, { testFraction: flags.validationFraction, seed });
-          process.stdout.write(`data: ${split.train.size} training and ${split.test.size} validation examples from ${dataset.name}\n`);
-          return { train: split.train, validation: split.test };
+          const split = validationSplit(dataset.labels, dataset.classNames.length, flags.validationFraction, seed);
+          if (!split) return { train: dataset };
+          const train = subset(dataset, split.train, { name: `${dataset.name}-train` });
+          const validation = subset(dataset, split.test, { name: `${dataset.name}-validation` });
+          process.stdout.write(`data: ${train.size} training and ${validation.size} validation examples from ${dataset.name}\n`);
+          return { train, validation };
         },
         onRound: (event) => {
           process.stdout.write(`round ${event.round}: ${event.accepted ? 'update accepted' : `update rejected (${event.error?.code})`} · ${event.exampleCount} examples · loss ${event.loss.toFixed(4)} · accuracy ${(100 * event.accuracy).toFixed(1)}%\n`);

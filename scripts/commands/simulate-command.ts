@@ -5,6 +5,7 @@ import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 
 interface SimulateFlags {
   preset: string;
@@ -21,19 +22,20 @@ interface SimulateFlags {
   optimizer?: 'sgd' | 'adam';
   hidden?: string;
   scratch?: ScratchFeatures;
-  serverMomentum?: number;
+  strategy?: string;
   mode?: SimulationMode;
   dropout?: number;
   straggler?: number;
   seed?: number;
   trainExamples?: number;
   testExamples?: number;
+  validationFraction?: number;
   baselines: boolean;
   out?: string;
 }
 
 export function registerSimulateCommand(program: Command): void {
-  program
+  const command = program
     .command('simulate')
     .description('Simulate N clients against one coordinator on real data, with baselines, and write report.json + report.html')
     .addOption(new Option('--preset <name>', 'preset').choices(presetNames()).default('imdb-glove'))
@@ -55,11 +57,12 @@ export function registerSimulateCommand(program: Command): void {
     .option('--seed <n>', 'seed of data sampling, partition, selection and faults', (v) => Number.parseInt(v, 10))
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
-    .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
+    .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
-    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
-    .action(async (flags: SimulateFlags) => {
+    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
+  addStrategyOptions(command);
+  command.action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
       const base = resolveConfig(flags.preset);
       if (flags.clients !== undefined) overrides.clients = flags.clients;
@@ -80,13 +83,16 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.mode) overrides.mode = flags.mode;
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch) overrides.scratchBase = flags.scratch;
-      if (flags.serverMomentum !== undefined) overrides.serverMomentum = flags.serverMomentum;
+      if (flags.strategy) overrides.strategy = flags.strategy;
+      const strategyParams = strategyParamsFromFlags(flags as unknown as Record<string, unknown>);
+      if (Object.keys(strategyParams).length > 0) overrides.strategyParams = strategyParams;
       if (flags.hidden !== undefined) overrides.head = { ...base.head, hidden: flags.hidden.trim() === '' ? [] : flags.hidden.split(',').map((v) => positiveInteger('hidden')(v.trim())) };
       if (flags.dropout !== undefined) overrides.dropoutRate = flags.dropout;
       if (flags.straggler !== undefined) overrides.stragglerRate = flags.straggler;
       if (flags.seed !== undefined && Number.isFinite(flags.seed)) overrides.seed = flags.seed;
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
+      if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);

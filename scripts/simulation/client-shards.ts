@@ -10,6 +10,21 @@
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { LabeledFeatures } from '../../client/local-trainer.ts';
+import { clientSeed } from '../../client/client-round.ts';
+import { validationSplit } from '../../client/data/split.ts';
+
+/**
+ * The rows each simulated client trains on: its whole part, or, with a validation fraction, the
+ * training side of the split a socket or process client makes of the same rows with the same seed
+ * (`validationSplit`), so the three modes train on the same data. Virtual clients do not evaluate;
+ * their held-out rows are simply left out.
+ */
+export function trainingParts(parts: readonly Int32Array[], labels: Int32Array, classCount: number, validationFraction: number, seed: number): Int32Array[] {
+  return parts.map((part, i) => {
+    const split = validationSplit(Int32Array.from(part, (row) => labels[row]!), classCount, validationFraction, clientSeed(seed, i));
+    return split ? Int32Array.from(split.train, (k) => part[k]!) : part;
+  });
+}
 
 /** Training rows grouped by client: client `i` owns rows `offsets[i] … offsets[i + 1] − 1`. */
 export interface ClientShards {

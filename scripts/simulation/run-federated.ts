@@ -18,7 +18,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { FedtlClient } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
-import { splitTrainTest } from '../../client/data/split.ts';
+import { validationSplit } from '../../client/data/split.ts';
 import { clientSeed, runFitRound } from '../../client/client-round.ts';
 import { LocalTrainer } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
@@ -37,8 +37,7 @@ import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import { buildHead, setHeadWeights } from '../../shared/model/head.ts';
 import { evaluateHead } from '../../shared/model/head-training.ts';
 import type { EvaluateRequest, FitRequest } from '../../shared/protocol/protocol.ts';
-import { FedAvg } from '../../shared/strategy/fed-avg.ts';
-import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
+import { createStrategy } from '../../shared/strategy/registry.ts';
 import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
@@ -92,17 +91,21 @@ export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.
   };
 }
 
+/** The run's strategy, built from the registry with the simulation's client settings. */
 export function strategyOf(config: SimulationConfig): Strategy {
-  const options = {
-    fractionFit: config.fractionFit,
-    minClients: config.minClients,
-    minUpdates: Math.max(1, Math.floor(config.minClients * 0.5)),
-    epochs: config.epochs,
-    batchSize: config.batchSize,
-    learningRate: config.learningRate,
-    optimizer: config.optimizer,
-  };
-  return config.serverMomentum > 0 ? new FedAvgM({ ...options, serverMomentum: config.serverMomentum }) : new FedAvg(options);
+  return createStrategy(
+    config.strategy,
+    {
+      fractionFit: config.fractionFit,
+      minClients: config.minClients,
+      minUpdates: Math.max(1, Math.floor(config.minClients * 0.5)),
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      optimizer: config.optimizer,
+    },
+    config.strategyParams,
+  );
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
@@ -277,16 +280,17 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   const pub = publicIdentity(coordinatorIdentity);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
-    // Each client keeps a slice of its own data for federated evaluation, when it has enough.
-    const split = own.size >= 20 ? splitTrainTest(own, { testFraction: config.validationFraction, seed: config.seed + i }) : { train: own, test: null };
+    // With a validation fraction, each client keeps a slice of its own data for federated evaluation.
+    const seed = clientSeed(config.seed, i);
+    const split = validationSplit(own.labels, own.classNames.length, config.validationFraction, seed);
     return new FedtlClient({
       url: coordinator.url,
       coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
       identity: identities[i]!,
-      data: { train: split.train, ...(split.test ? { validation: split.test } : {}) },
+      data: split ? { train: subset(own, split.train), validation: subset(own, split.test) } : { train: own },
       // Each client its own cache, as on separate machines: each downloads and verifies the base.
       cacheDir: path.join(cacheDir, `client-${i}`),
-      seed: clientSeed(config.seed, i),
+      seed,
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
     }).start();

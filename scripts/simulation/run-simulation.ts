@@ -10,7 +10,7 @@ import { partition, summarizePartition } from '../../shared/math/partition.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { RoundRecord as CoordinatorRound } from '../../server/round-record.ts';
-import { clientOrder, groupByClient } from './client-shards.ts';
+import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
 import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
 import type { SimulationConfig } from './presets.ts';
 import { renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
@@ -93,7 +93,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     // client by client: a virtual client's data is then a view, never a per-round copy. The
     // ungrouped matrix is read through a cache object of its own and dropped right away, so only
     // the grouped copy stays in memory.
-    const order = clientOrder(parts);
+    // Virtual clients leave out the rows socket and process clients keep for validation, so every mode trains on the same rows.
+    const order = clientOrder(trainingParts(parts, data.train.labels, numClasses, config.validationFraction, config.seed));
     const shards = groupByClient(order, await featuresOf(base, data.train, simulationCache(), progress), data.train.labels);
     const needsIdentities = config.mode === 'virtual' || (config.baselines.scratch && config.scratchBase !== null);
     const identities = needsIdentities ? new VirtualIdentities(config.clients) : undefined;

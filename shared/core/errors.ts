@@ -34,6 +34,10 @@ export const ERROR_CODES = {
   HASH_MISMATCH: 'HASH_MISMATCH',
   CORRUPT_FILE: 'CORRUPT_FILE',
   QUORUM_NOT_MET: 'QUORUM_NOT_MET',
+  /** Secure aggregation could not produce a verified sum (inconsistent shares, too few survivors). */
+  SECAGG_FAILED: 'SECAGG_FAILED',
+  /** A round would exceed the configured differential-privacy budget (ε). */
+  PRIVACY_BUDGET: 'PRIVACY_BUDGET',
   BACKEND: 'BACKEND',
   INTERNAL: 'INTERNAL',
 } as const;

@@ -42,3 +42,6 @@ export type {
   UpdateHeaderInput,
 } from './update-envelope.ts';
 export { createHello, signEvaluation, signReady, verifyClientSignature, type ReportBinding } from './hello.ts';
+export { MESSAGE_FORMAT_VERSION, ephemeralKeyPair, openMessage, sealMessage, x25519Agree } from './sealed-message.ts';
+export type { MessageHeader, OpenMessageOptions, OpenedMessage, SealMessageOptions, SenderKeys } from './sealed-message.ts';
+export { signText, verifyText } from './signatures.ts';

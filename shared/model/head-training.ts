@@ -124,6 +124,11 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
       const correctParts: tf.Scalar[] = [];
       for (let start = 0; start < rows; start += batchSize) {
         const batchIndices = order.subarray(start, Math.min(rows, start + batchSize));
+        // The step's loss is the batch's summed loss over B, not over the batch's own size: a leftover
+        // batch of 8 at B = 64 then moves the weights 8/64 of a full step, so each of its examples weighs
+        // what any other example of the epoch weighs. Averaged over its own size, those few examples took
+        // a full step as the epoch's last update and swung the model from round to round.
+        const share = batchIndices.length / batchSize;
         tf.tidy(() => {
           const index = tf.tensor1d(batchIndices, 'int32');
           const rows = tf.gather(x, index) as tf.Tensor2D;
@@ -138,9 +143,13 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
               const cost = crossEntropy(predictions, oneHot);
               // Summed on the device and read once per epoch: a sync read per batch would stall the backend.
               lossParts.push(tf.keep(tf.mul(cost, batchIndices.length)));
-              if (anchors.length === 0) return cost;
-              const distance = tf.addN(variables.map((v, i) => tf.sum(tf.square(tf.sub(v, anchors[i]!)))));
-              return tf.add(cost, tf.mul(distance, proximalMu / 2)) as tf.Scalar;
+              let objective = cost;
+              if (anchors.length > 0) {
+                const distance = tf.addN(variables.map((v, i) => tf.sum(tf.square(tf.sub(v, anchors[i]!)))));
+                objective = tf.add(cost, tf.mul(distance, proximalMu / 2)) as tf.Scalar;
+              }
+              // A leftover batch is `share` of a step, its proximal pull included.
+              return share === 1 ? objective : (tf.mul(objective, share) as tf.Scalar);
             },
             false,
             variables,

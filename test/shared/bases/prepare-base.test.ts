@@ -46,13 +46,11 @@ describe('registry', () => {
 });
 
 describe('prepareBase', () => {
-  it('builds once, then returns the verified cache instantly', async () => {
+  it('builds once, then returns the verified cache without rebuilding it', async () => {
     const dir = await prepareBase('glove-100d', { cacheDir, ...glove });
     expect(dir).toBe(path.join(cacheDir, 'glove-100d-300w-16t'));
     const built = (await stat(path.join(dir, 'weights.bin'))).mtimeMs;
-    const started = Date.now();
     expect(await prepareBase('glove-100d', { cacheDir, ...glove })).toBe(dir);
-    expect(Date.now() - started).toBeLessThan(500);
     expect((await stat(path.join(dir, 'weights.bin'))).mtimeMs).toBe(built);
     // No temporary directories are left behind.
     expect((await readdir(cacheDir)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);

@@ -114,16 +114,14 @@ describe('partition: schemes', () => {
     expect(largest.every((count) => count > 0)).toBe(true);
   });
 
-  it('splits 60,000 examples over 10,000 clients in well under a second', () => {
+  // Speed at this scale is measured by `npm run bench:simulation`, not asserted here.
+  it('splits 60,000 examples over 10,000 clients, every client non-empty', () => {
     const big = makeLabels(60_000, 10);
     for (const scheme of SCHEMES) {
-      const start = performance.now();
       const parts = partition(big, { scheme, numClients: 10_000, seed: 7 });
-      const elapsed = performance.now() - start;
       expect(parts).toHaveLength(10_000);
       expect(parts.reduce((sum, p) => sum + p.length, 0)).toBe(60_000);
       expect(Math.min(...parts.map((p) => p.length))).toBeGreaterThanOrEqual(1);
-      expect(elapsed).toBeLessThan(1000);
     }
   });
 });
