@@ -79,6 +79,8 @@ export interface CoordinatorConfig {
   dropoutRate: number;
   classes: number;
   classNames?: string[];
+  /** CSV data: feature column names in model order. @default those of the first ready client */
+  featureColumns?: string[];
   rounds: number;
   fraction: number;
   minClients: number;
