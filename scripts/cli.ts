@@ -15,6 +15,8 @@ import { registerCoordinatorCommand } from './commands/coordinator-command.ts';
 import { registerKeygenCommand, registerPrepareBaseCommand } from './commands/setup-commands.ts';
 import { registerPredictCommand } from './commands/predict-command.ts';
 import { registerSimulateCommand } from './commands/simulate-command.ts';
+// Registers the fashion-cnn-split base (its build reads Fashion-MNIST, which shared/ does not).
+import './bases/fashion-split-cnn.ts';
 
 /** The version in fedtl's package.json (sources and built code alike). */
 export function packageVersion(): string {
