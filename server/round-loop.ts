@@ -23,8 +23,8 @@ import type { ModelSchedule } from '../shared/model/model-schedule.ts';
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
 import type { Aggregation, FitConfig, Strategy } from '../shared/strategy/strategy.ts';
-import { float32ToBytes, manifestsEqual, type WeightManifest } from '../shared/weights/flat-weights.ts';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
 import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
@@ -85,6 +85,8 @@ export class RoundLoop {
   /** The last fit round after it closed, to tell a late update (DEADLINE_PASSED) from a stale one. */
   #lastFit: FitRound | null = null;
   #stopped = false;
+  /** Time the current round spent waiting for ready clients, left out of its `seconds`. */
+  #waitedMs = 0;
 
   constructor(options: RoundLoopOptions) {
     this.#options = options;
@@ -123,21 +125,10 @@ export class RoundLoop {
   async resume(): Promise<number> {
     const directory = this.#options.checkpointDir;
     if (!directory) return 0;
-    const checkpoint = await loadCheckpoint(directory);
+    const { headSpec, manifest, baseHash } = this.#options;
+    const checkpoint = await loadFittingCheckpoint(directory, { headSpec, manifest, baseHash, strategy: this.#strategy.name });
     if (!checkpoint) return 0;
-    const sameHead =
-      JSON.stringify(checkpoint.headSpec) === JSON.stringify(this.#options.headSpec) && manifestsEqual(checkpoint.manifest, this.#options.manifest);
-    if (checkpoint.baseHash !== this.#options.baseHash || !sameHead) {
-      throw new FedtlError(
-        'BAD_CONFIG',
-        `checkpoint in ${directory} belongs to another ${checkpoint.baseHash !== this.#options.baseHash ? 'base' : 'head'}; use another output directory, or move the checkpoint away to start over`,
-      );
-    }
-    const saved = checkpoint.strategy;
-    if (saved && saved.name !== this.#strategy.name) {
-      throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${saved.name}, this run uses ${this.#strategy.name}; use the same strategy, or another output directory`);
-    }
-    this.#strategy.restore(saved ? decodeState(saved.state, `${directory} strategy state`) : null);
+    this.#strategy.restore(checkpoint.strategy ? decodeState(checkpoint.strategy.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
     this.#history = checkpoint.history;
     this.#completedRounds = checkpoint.round;
@@ -205,6 +196,7 @@ export class RoundLoop {
       // One stream per round: selection after a resume draws exactly what an uninterrupted run draws.
       const roundRandom = random.fork(`round-${round}`);
       const started = Date.now();
+      this.#waitedMs = 0;
       let record: RoundRecord | null = null;
       const maxAttempts = this.#options.maxRoundAttempts ?? 3;
       for (let attempt = 1; attempt <= maxAttempts && !this.#stopped && !record; attempt++) {
@@ -215,7 +207,8 @@ export class RoundLoop {
       }
       if (!record) break;
       await this.#evaluateRound(record);
-      record.seconds = (Date.now() - started) / 1000;
+      // A round's time is its work: the wait for enough ready clients (round 1 waits for everyone to connect) is not part of it.
+      record.seconds = (Date.now() - started - this.#waitedMs) / 1000;
       this.#history.push(record);
       this.#completedRounds = round;
       await this.#checkpoint(round);
@@ -266,9 +259,11 @@ export class RoundLoop {
 
   async #fitRound(round: number, attempt: number, random: () => number, started: number): Promise<RoundRecord | null> {
     const strategy = this.#strategy;
+    const waitStarted = Date.now();
     await this.clients.waitForReady(Math.max(strategy.minClients, strategy.minUpdates), this.#options.waitForClientsMs ?? 600_000, () => this.#stopped, (ready) =>
       this.#log.info(`waiting for clients: ${ready}/${Math.max(strategy.minClients, strategy.minUpdates)} ready`),
     );
+    this.#waitedMs += Date.now() - waitStarted;
     if (this.#stopped) return null;
     const instructions = strategy.configureFit(round, this.#weights, this.clients.candidates(), random);
     const schedule = this.#options.trainable;

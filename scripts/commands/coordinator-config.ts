@@ -45,6 +45,8 @@ export const coordinatorFileSchema = z.strictObject({
   dropoutRate: z.number().min(0).max(1).optional(),
   classes: positiveInt.optional(),
   classNames: z.array(z.string().min(1)).min(2).optional(),
+  /** CSV data: feature column names in model order; clients' files are matched by header. */
+  featureColumns: z.array(z.string().min(1)).min(1).optional(),
   rounds: positiveInt.optional(),
   fraction: z.number().gt(0).max(1).optional(),
   minClients: positiveInt.optional(),
@@ -68,15 +70,37 @@ export const coordinatorFileSchema = z.strictObject({
 type FileConfig = z.infer<typeof coordinatorFileSchema>;
 
 /** Every coordinator setting after parsing: defaults applied, required ones present. */
-export type CoordinatorConfig = Omit<FileConfig, keyof typeof COORDINATOR_DEFAULTS | 'identity' | 'allow' | 'classes'> & {
-  -readonly [K in keyof typeof COORDINATOR_DEFAULTS]: K extends 'hidden' ? number[] : K extends 'optimizer' ? (typeof OPTIMIZERS)[number] : (typeof COORDINATOR_DEFAULTS)[K] extends string ? string : number;
-} & {
+export interface CoordinatorConfig {
   identity: string;
   allow: string;
+  base: string;
+  hidden: number[];
+  activation: string;
+  dropoutRate: number;
   classes: number;
+  classNames?: string[];
+  /** CSV data: feature column names in model order. @default those of the first ready client */
+  featureColumns?: string[];
+  rounds: number;
+  fraction: number;
+  minClients: number;
+  maxClients?: number;
+  minUpdates?: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: (typeof OPTIMIZERS)[number];
+  deadline: number;
+  maxExamples?: number;
+  maxDeltaNorm?: number;
+  port: number;
+  host: string;
+  out: string;
+  seed: number;
+  strategy: string;
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
-};
+}
 
 /** One line per problem, each naming the key: `lr: Invalid input: expected number, received string`. */
 function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
@@ -129,6 +153,7 @@ export function resolveCoordinatorConfig(file: FileConfig, flags: Readonly<Recor
     fromFlags['hidden'] = text === '' ? [] : text.split(',').map((part) => Number(part.trim()));
   }
   if (typeof fromFlags['classNames'] === 'string') fromFlags['classNames'] = fromFlags['classNames'].split(',').map((s) => s.trim());
+  if (typeof fromFlags['featureColumns'] === 'string') fromFlags['featureColumns'] = fromFlags['featureColumns'].split(',').map((s) => s.trim());
   for (const [key, value] of Object.entries(strategyParams)) fromFlags[key] = value;
   const merged = coordinatorFileSchema.safeParse({ ...file, ...fromFlags });
   if (!merged.success) throw new FedtlError('BAD_CONFIG', `coordinator settings: ${describeIssues(merged.error.issues)}`);
