@@ -97,6 +97,8 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
           examples: 20 + ((i * 37) % 200),
           update: (fit, weights) => makeDelta(weights.length, fit.round * 10_007 + i),
           localAddress: loopbackAddress(1, i),
+          // On a loaded machine a ping can time out; a real client reconnects (fresh hello, ready again).
+          reconnect: true,
         }),
       );
     }
