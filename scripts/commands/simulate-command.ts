@@ -1,10 +1,14 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
+import { FedtlError } from '../../shared/core/errors.ts';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
+import type { DpOptions } from '../../shared/privacy/index.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { checkPrivacy } from '../simulation/private-strategy.ts';
+import { strategyOf } from '../simulation/run-federated.ts';
 
 interface SimulateFlags {
   preset: string;
@@ -31,6 +35,15 @@ interface SimulateFlags {
   validationFraction?: number;
   baselines: boolean;
   out?: string;
+  secureAggregation?: boolean;
+  secaggThreshold?: number;
+  secaggClipRange?: number;
+  dpClip?: number;
+  dpNoiseMultiplier?: number;
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dpBudget?: number;
+  dpAdaptiveClip?: boolean;
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -61,6 +74,15 @@ export function registerSimulateCommand(program: Command): void {
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
+    .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual mode')
+    .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
+    .option('--secagg-clip-range <c>', 'per-coordinate range [−c, c] of the secure-aggregation ring (default 1)', positiveNumber('secagg-clip-range'))
+    .option('--dp-clip <S>', 'differential privacy: clip each client delta to L2 norm S', Number)
+    .option('--dp-noise-multiplier <z>', 'differential privacy: Gaussian noise std z·S on the sum', Number)
+    .option('--dp-epsilon <e>', 'differential privacy: calibrate z to reach ε after all rounds', Number)
+    .option('--dp-delta <d>', 'differential privacy: δ (default 1e-5)', Number)
+    .option('--dp-budget <e>', 'differential privacy: refuse rounds past this cumulative ε (default --dp-epsilon)', Number)
+    .option('--dp-adaptive-clip', 'differential privacy: adapt S to the median update norm (Andrew et al. 2021)')
     .action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
       const base = resolveConfig(flags.preset);
@@ -91,12 +113,36 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
+      if (flags.secureAggregation) {
+        overrides.secureAggregation = {
+          ...(flags.secaggThreshold !== undefined ? { threshold: flags.secaggThreshold } : {}),
+          ...(flags.secaggClipRange !== undefined ? { clipRange: flags.secaggClipRange } : {}),
+        };
+      }
+      const dp = dpFlags(flags);
+      if (dp) overrides.dp = dp;
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);
+      checkPrivacy(config, strategyOf(config));
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
       // Process mode: kill the client processes and delete their identities and data on ^C.
       onShutdown(() => stopProcessClients());
       const result = await runSimulation(config, { outDir });
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });
+}
+
+/** The `--dp-*` flags as DP options, or undefined when none is given; `--dp-clip` is required with any. */
+export function dpFlags(flags: { dpClip?: number; dpNoiseMultiplier?: number; dpEpsilon?: number; dpDelta?: number; dpBudget?: number; dpAdaptiveClip?: boolean }): DpOptions | undefined {
+  const any = [flags.dpClip, flags.dpNoiseMultiplier, flags.dpEpsilon, flags.dpDelta, flags.dpBudget].some((v) => v !== undefined) || flags.dpAdaptiveClip;
+  if (!any) return undefined;
+  if (flags.dpClip === undefined) throw new FedtlError('BAD_CONFIG', 'differential privacy needs --dp-clip S (the L2 norm each client delta is clipped to)');
+  return {
+    clipNorm: flags.dpClip,
+    ...(flags.dpNoiseMultiplier !== undefined ? { noiseMultiplier: flags.dpNoiseMultiplier } : {}),
+    ...(flags.dpEpsilon !== undefined ? { targetEpsilon: flags.dpEpsilon } : {}),
+    ...(flags.dpDelta !== undefined ? { delta: flags.dpDelta } : {}),
+    ...(flags.dpBudget !== undefined ? { budgetEpsilon: flags.dpBudget } : {}),
+    ...(flags.dpAdaptiveClip ? { adaptiveClip: true } : {}),
+  };
 }

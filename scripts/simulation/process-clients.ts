@@ -34,7 +34,7 @@ import { buildHead } from '../../shared/model/head.ts';
 import { StrategyWrapper } from '../../shared/strategy/strategy-wrapper.ts';
 import type { FitInstruction, Strategy } from '../../shared/strategy/strategy.ts';
 import type { FederatedRunInput, FederatedRunResult } from './run-federated.ts';
-import { coordinatorLoopOptions, strategyOf } from './run-federated.ts';
+import { coordinatorLoopOptions, privateStrategyOf } from './run-federated.ts';
 import { nativeIdentity } from './virtual-identities.ts';
 
 /** The `fedtl` launcher the children run. */
@@ -267,7 +267,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
       base: input.base,
       baseDirectory: input.baseDirectory,
       headSpec: config.head,
-      strategy: new WaitForAllFirst(strategyOf(config), parts.length),
+      strategy: new WaitForAllFirst(privateStrategyOf(config), parts.length),
       rounds: config.rounds,
       seed: config.seed,
       host: '127.0.0.1',

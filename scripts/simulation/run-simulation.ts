@@ -40,6 +40,7 @@ function toReportRound(record: CoordinatorRound): ReportRound {
     bytesUp: record.bytesUp,
     bytesDown: record.bytesDown,
     seconds: record.seconds,
+    ...(record.privacy ? { epsilon: record.privacy.epsilonTotal, delta: record.privacy.delta } : {}),
   };
 }
 
@@ -102,7 +103,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     const roundLine = (label: string) => (record: CoordinatorRound) => {
       log.info(
         `${label} round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples · ` +
-          `test accuracy ${percent(record.serverAccuracy)} · loss ${record.serverLoss?.toFixed(4) ?? 'n/a'} · ${record.seconds.toFixed(1)} s`,
+          `test accuracy ${percent(record.serverAccuracy)} · loss ${record.serverLoss?.toFixed(4) ?? 'n/a'}` +
+          `${record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : ''} · ${record.seconds.toFixed(1)} s`,
       );
     };
     const federated = await runFederated({
@@ -191,6 +193,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         `Accuracy and loss are measured on ${data.test.size} held-out test examples after every round.`,
         `Centralized: all training data pooled, ${config.centralizedEpochs} epochs. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
         config.scratchBase ? `From scratch: the same federation without the pretrained base (${SCRATCH_TEXT[config.scratchBase]}).` : 'No frozen base: the whole model is trained federatedly.',
+        ...privacyNotes(config, rounds),
       ],
     };
     await mkdir(options.outDir, { recursive: true });
@@ -202,6 +205,16 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
   } finally {
     clearInterval(sampleMemory);
   }
+}
+
+function privacyNotes(config: SimulationConfig, rounds: readonly ReportRound[]): string[] {
+  const notes: string[] = [];
+  if (config.secureAggregation) notes.push('Secure aggregation (SecAgg+): each round\'s deltas were quantized, masked and unmasked in aggregate; the model saw only their sum.');
+  const last = rounds.at(-1);
+  if (config.dp && last?.epsilon !== undefined) {
+    notes.push(`Differential privacy (DP-FedAvg, client level): (ε = ${last.epsilon.toFixed(3)}, δ = ${last.delta}) after ${rounds.length} rounds, RDP accountant; per-round ε in report.json.`);
+  }
+  return notes;
 }
 
 /** The closing summary printed after a run. */
@@ -216,6 +229,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
     ...(report.baselines.centralized ? [`centralized                   ${percent(report.baselines.centralized.accuracy)}`] : []),
     ...(local ? [`local-only (mean ± std)       ${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`] : []),
     ...(scratchFinal !== undefined ? [`federated from scratch        ${percent(scratchFinal)}`] : []),
+    ...(report.rounds.at(-1)?.epsilon !== undefined ? [`privacy spent                 ε = ${report.rounds.at(-1)!.epsilon!.toFixed(3)}, δ = ${report.rounds.at(-1)!.delta}`] : []),
     `report: ${path.join(outDir, 'report.html')}`,
   ];
 }
