@@ -4,8 +4,9 @@
  * directory named by the base's content hash that already holds every verified file is used as is,
  * so reconnects and later rounds download nothing.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { FedtlError } from '../shared/core/errors.ts';
 import type { BaseDescriptor, BaseFile } from '../shared/protocol/protocol.ts';
@@ -15,15 +16,26 @@ export type ChunkReader = (file: string, offset: number, length: number) => Prom
 
 export interface EnsureBaseOptions {
   chunkBytes: number;
+  /**
+   * Chunk requests kept in flight. One request at a time leaves the link idle for a round trip per
+   * chunk (and the coordinator idle while the client writes); a few in flight keep both busy.
+   * @default 4
+   */
+  inFlight?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
+const DEFAULT_IN_FLIGHT = 4;
+
+/** SHA-256 of a whole file, or null when it cannot be read. */
 async function sha256File(file: string): Promise<string | null> {
+  const hash = createHash('sha256');
   try {
-    return createHash('sha256').update(await readFile(file)).digest('hex');
+    for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
   } catch {
     return null;
   }
+  return hash.digest('hex');
 }
 
 async function sizeOf(file: string): Promise<number> {
@@ -34,9 +46,17 @@ async function sizeOf(file: string): Promise<number> {
   }
 }
 
+/** Hashes the first `bytes` of `file` into `hash` (the part of a `.part` file a resume keeps). */
+async function hashPrefix(hash: Hash, file: string, bytes: number): Promise<void> {
+  if (bytes === 0) return;
+  for await (const chunk of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+}
+
 async function downloadFile(directory: string, file: BaseFile, read: ChunkReader, options: EnsureBaseOptions, progress: () => void, counter: { done: number }): Promise<void> {
   const target = path.join(directory, file.name);
-  if ((await sha256File(target)) === file.sha256) {
+  // A file already in place is the only one hashed from disk: it was verified when it arrived, but
+  // the cache may have been altered since.
+  if ((await sizeOf(target)) === file.bytes && (await sha256File(target)) === file.sha256) {
     counter.done += file.bytes;
     progress();
     return;
@@ -48,12 +68,37 @@ async function downloadFile(directory: string, file: BaseFile, read: ChunkReader
     offset = 0;
   }
   counter.done += offset;
+  // The file is hashed as it arrives (after the kept prefix of a resumed .part): one pass, no re-read.
+  const hash = createHash('sha256');
+  await hashPrefix(hash, partial, offset);
+  const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT);
   const handle = await open(partial, 'a');
+  // Requests go out up to `inFlight` chunks ahead; replies are written strictly in order, so the
+  // .part file is always a prefix of the file and a dropped connection resumes from its end.
+  const pending: Promise<Uint8Array>[] = [];
+  let requested = offset;
+  const requestMore = () => {
+    while (pending.length < inFlight && requested < file.bytes) {
+      const at = requested;
+      const length = Math.min(options.chunkBytes, file.bytes - at);
+      const request = read(file.name, at, length).then((chunk) => {
+        if (chunk.byteLength !== length) throw new FedtlError('BAD_MESSAGE', `coordinator sent ${chunk.byteLength} bytes of ${file.name} at offset ${at}, expected ${length}`);
+        return chunk;
+      });
+      // Rejections are observed when the request reaches the head of the queue; this only keeps a
+      // request that fails behind another failure from being reported as unhandled.
+      request.catch(() => undefined);
+      pending.push(request);
+      requested += length;
+    }
+  };
   try {
-    while (offset < file.bytes) {
-      const chunk = await read(file.name, offset, Math.min(options.chunkBytes, file.bytes - offset));
-      if (chunk.byteLength === 0) throw new FedtlError('BAD_MESSAGE', `coordinator sent an empty chunk of ${file.name} at ${offset}`);
+    requestMore();
+    while (pending.length > 0) {
+      const chunk = await pending.shift()!;
+      requestMore();
       await handle.write(chunk);
+      hash.update(chunk);
       offset += chunk.byteLength;
       counter.done += chunk.byteLength;
       progress();
@@ -61,7 +106,7 @@ async function downloadFile(directory: string, file: BaseFile, read: ChunkReader
   } finally {
     await handle.close();
   }
-  if ((await sha256File(partial)) !== file.sha256) {
+  if (hash.digest('hex') !== file.sha256) {
     await rm(partial, { force: true });
     throw new FedtlError('HASH_MISMATCH', `downloaded ${file.name} does not match its SHA-256; it was discarded and will be fetched again`);
   }

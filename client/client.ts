@@ -80,6 +80,11 @@ export interface ClientOptions {
   ca?: string;
   onRound?: (event: ClientRoundEvent) => void;
   /**
+   * Client-side counterpart of a strategy wrapper: transforms the trained delta before it is
+   * sealed (see `ClientRoundContext.transformDelta`). @default none
+   */
+  transformDelta?: ClientRoundContext['transformDelta'];
+  /**
    * Injected faults, for simulations: with probability `dropRate` per fit request the client
    * "crashes" (drops its connection without answering) and reconnects shortly after.
    * @default none
@@ -323,6 +328,7 @@ export class FedtlClient {
       seed: this.#options.seed ?? 0,
       maxUpdateBytes: welcome.limits.maxUpdateBytes,
       verified: this.#verified,
+      ...(this.#options.transformDelta ? { transformDelta: this.#options.transformDelta } : {}),
     };
     return { welcome, context };
   }

@@ -32,7 +32,8 @@ export async function readBaseChunk(directory: string, descriptor: BaseDescripto
   const length = Math.min(request.length, file.bytes - request.offset);
   const handle = await open(path.join(directory, file.name), 'r');
   try {
-    const buffer = Buffer.alloc(length);
+    // Not zero-filled: only the bytesRead the file supplied are returned.
+    const buffer = Buffer.allocUnsafe(length);
     const { bytesRead } = await handle.read(buffer, 0, length, request.offset);
     return buffer.subarray(0, bytesRead);
   } finally {

@@ -9,6 +9,7 @@ import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
 import { checkPrivacy } from '../simulation/private-strategy.ts';
 import { strategyOf } from '../simulation/run-federated.ts';
+import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 
 interface SimulateFlags {
   preset: string;
@@ -25,7 +26,7 @@ interface SimulateFlags {
   optimizer?: 'sgd' | 'adam';
   hidden?: string;
   scratch?: ScratchFeatures;
-  serverMomentum?: number;
+  strategy?: string;
   mode?: SimulationMode;
   dropout?: number;
   straggler?: number;
@@ -47,7 +48,7 @@ interface SimulateFlags {
 }
 
 export function registerSimulateCommand(program: Command): void {
-  program
+  const command = program
     .command('simulate')
     .description('Simulate N clients against one coordinator on real data, with baselines, and write report.json + report.html')
     .addOption(new Option('--preset <name>', 'preset').choices(presetNames()).default('imdb-glove'))
@@ -70,7 +71,6 @@ export function registerSimulateCommand(program: Command): void {
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
-    .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
@@ -82,8 +82,9 @@ export function registerSimulateCommand(program: Command): void {
     .option('--dp-epsilon <e>', 'differential privacy: calibrate z to reach ε after all rounds', Number)
     .option('--dp-delta <d>', 'differential privacy: δ (default 1e-5)', Number)
     .option('--dp-budget <e>', 'differential privacy: refuse rounds past this cumulative ε (default --dp-epsilon)', Number)
-    .option('--dp-adaptive-clip', 'differential privacy: adapt S to the median update norm (Andrew et al. 2021)')
-    .action(async (flags: SimulateFlags) => {
+    .option('--dp-adaptive-clip', 'differential privacy: adapt S to the median update norm (Andrew et al. 2021)');
+  addStrategyOptions(command);
+  command.action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
       const base = resolveConfig(flags.preset);
       if (flags.clients !== undefined) overrides.clients = flags.clients;
@@ -104,7 +105,9 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.mode) overrides.mode = flags.mode;
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch) overrides.scratchBase = flags.scratch;
-      if (flags.serverMomentum !== undefined) overrides.serverMomentum = flags.serverMomentum;
+      if (flags.strategy) overrides.strategy = flags.strategy;
+      const strategyParams = strategyParamsFromFlags(flags as unknown as Record<string, unknown>);
+      if (Object.keys(strategyParams).length > 0) overrides.strategyParams = strategyParams;
       if (flags.hidden !== undefined) overrides.head = { ...base.head, hidden: flags.hidden.trim() === '' ? [] : flags.hidden.split(',').map((v) => positiveInteger('hidden')(v.trim())) };
       if (flags.dropout !== undefined) overrides.dropoutRate = flags.dropout;
       if (flags.straggler !== undefined) overrides.stragglerRate = flags.straggler;

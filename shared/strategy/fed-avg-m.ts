@@ -13,6 +13,8 @@ import { PseudoGradientAggregation } from './pseudo-gradient.ts';
 import { stateArray, type StrategyState } from './strategy-state.ts';
 import type { Aggregation } from './strategy.ts';
 
+export const FEDAVGM_DEFAULTS = { serverMomentum: 0.9 } as const;
+
 export interface FedAvgMOptions extends FedAvgOptions {
   /** Server momentum β. @default 0.9 */
   serverMomentum?: number;
@@ -25,7 +27,7 @@ export class FedAvgM extends FedAvg {
 
   constructor(options: FedAvgMOptions = {}) {
     super(options);
-    this.#momentum = options.serverMomentum ?? 0.9;
+    this.#momentum = options.serverMomentum ?? FEDAVGM_DEFAULTS.serverMomentum;
     if (!(this.#momentum >= 0 && this.#momentum < 1)) throw new FedtlError('BAD_CONFIG', `serverMomentum must be in [0, 1), got ${this.#momentum}`);
   }
 
