@@ -13,6 +13,10 @@ import { COORDINATOR_DEFAULTS as DEFAULTS, readCoordinatorFile, resolveCoordinat
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { openSimulationBase } from '../simulation/simulation-data.ts';
 import { exportFederatedModel } from './export-model.ts';
+import { addDpOptions, dpFlags } from './privacy-options.ts';
+import { loadCheckpoint } from '../../server/checkpoint.ts';
+import { DifferentialPrivacy, resolveDp } from '../../shared/privacy/index.ts';
+import { annotatePrivacy, isBudgetStop } from '../simulation/private-strategy.ts';
 
 export function registerCoordinatorCommand(program: Command): void {
   const command = program
@@ -42,12 +46,14 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, behind TLS)`)
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
     .option('--seed <n>', `seed of the initial head and client selection (default ${DEFAULTS.seed})`, (v) => Number.parseInt(v, 10));
+  command.option('--secure-aggregation', 'secure aggregation of the deltas (SecAgg+); over sockets not available yet: use `fedtl simulate --secure-aggregation`');
+  addDpOptions(command);
   addStrategyOptions(command, DEFAULTS.strategy);
   command.action(async (flags: Record<string, unknown>) => {
       const file = await readCoordinatorFile(flags['config'] as string | undefined);
       const config = resolveCoordinatorConfig(file, flags, strategyParamsFromFlags(flags));
       const headSpec = parseHeadSpec({ hidden: config.hidden, activation: config.activation, dropout: config.dropoutRate, classes: config.classes }, 'head settings');
-      const strategy = createStrategy(
+      const baseStrategy = createStrategy(
         config.strategy,
         {
           fractionFit: config.fraction,
@@ -61,9 +67,26 @@ export function registerCoordinatorCommand(program: Command): void {
         },
         config.strategyParams,
       );
+      if (config.secureAggregation) {
+        throw new FedtlError('BAD_CONFIG', 'secure aggregation over sockets is not available yet; run it with virtual clients: `fedtl simulate --secure-aggregation`');
+      }
+      const allowList = AllowList.load(config.allow);
+      const dpOptions = dpFlags(config);
+      let strategy = baseStrategy;
+      if (dpOptions) {
+        // q = clients per round / admitted clients; the allow list is the population.
+        const population = allowList.entries().filter((e) => e.status !== 'revoked').length;
+        const perRound = Math.min(population, config.maxClients ?? population, Math.max(config.minClients, Math.ceil(config.fraction * population)));
+        const done = (await loadCheckpoint(path.join(config.out, 'checkpoint')))?.round ?? 0;
+        const dp = resolveDp(dpOptions, { population, clientsPerRound: perRound, rounds: config.rounds, roundsDone: done });
+        strategy = new DifferentialPrivacy(baseStrategy, { dp, population });
+        process.stdout.write(
+          `differential privacy: clip S = ${dp.clipNorm}, noise multiplier z = ${dp.noiseMultiplier.toFixed(4)}, q = ${dp.samplingRate.toFixed(4)}; ${config.rounds} rounds would cost ε = ${dp.plannedEpsilon.toFixed(3)} at δ = ${dp.delta}` +
+            `${dp.budgetEpsilon === undefined ? '' : `; budget ε = ${dp.budgetEpsilon}`}\n`,
+        );
+      }
       await selectBackend();
       const identity = loadIdentity(config.identity);
-      const allowList = AllowList.load(config.allow);
       const { base, directory } = await openSimulationBase(config.base);
       const coordinator = await startCoordinator({
         identity,
@@ -85,8 +108,10 @@ export function registerCoordinatorCommand(program: Command): void {
           evaluateTimeoutMs: config.deadline * 1000,
           checkpointDir: path.join(config.out, 'checkpoint'),
           onRound: (record) => {
+            annotatePrivacy(strategy, record);
+            const dpText = record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : '';
             const evalText = record.evalAccuracy !== null ? ` · federated eval accuracy ${(100 * record.evalAccuracy).toFixed(1)}% on ${record.evalExamples}` : '';
-            process.stdout.write(`round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples${evalText} · ${record.seconds.toFixed(1)} s\n`);
+            process.stdout.write(`round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples${evalText}${dpText} · ${record.seconds.toFixed(1)} s\n`);
           },
         },
       });
@@ -96,7 +121,14 @@ export function registerCoordinatorCommand(program: Command): void {
         await coordinator.close();
         allowList.close();
       });
-      const history = await coordinator.run();
+      try {
+        await coordinator.run();
+      } catch (error) {
+        // The budget stops the run; the model and history it has are still written below.
+        if (!isBudgetStop(error)) throw error;
+        process.stdout.write(`privacy budget reached: ${error.message}\n`);
+      }
+      const history = coordinator.loop.history;
       await mkdir(config.out, { recursive: true });
       await writeFile(path.join(config.out, 'history.json'), JSON.stringify(history, null, 1));
       const modelDir = await exportFederatedModel(base, headSpec, coordinator.loop.weights, path.join(config.out, 'model'), config.classNames);

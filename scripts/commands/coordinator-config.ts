@@ -62,6 +62,14 @@ export const coordinatorFileSchema = z.strictObject({
   out: z.string().min(1).optional(),
   seed: z.int().optional(),
   strategy: z.enum(strategyNames() as [string, ...string[]]).optional(),
+  // Differential privacy (range checks with their messages are in shared/privacy resolveDp).
+  dpClip: z.number().optional(),
+  dpNoiseMultiplier: z.number().optional(),
+  dpEpsilon: z.number().optional(),
+  dpDelta: z.number().optional(),
+  dpBudget: z.number().optional(),
+  dpAdaptiveClip: z.boolean().optional(),
+  secureAggregation: z.boolean().optional(),
   ...Object.fromEntries(allStrategyParams().map((p) => [p.key, z.number().optional()])),
 });
 

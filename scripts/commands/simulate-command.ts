@@ -1,8 +1,6 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { FedtlError } from '../../shared/core/errors.ts';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
-import type { DpOptions } from '../../shared/privacy/index.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
@@ -10,6 +8,7 @@ import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
 import { checkPrivacy } from '../simulation/private-strategy.ts';
 import { strategyOf } from '../simulation/run-federated.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
+import { addDpOptions, dpFlags } from './privacy-options.ts';
 
 interface SimulateFlags {
   preset: string;
@@ -76,13 +75,8 @@ export function registerSimulateCommand(program: Command): void {
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
     .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual mode')
     .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
-    .option('--secagg-clip-range <c>', 'per-coordinate range [−c, c] of the secure-aggregation ring (default 1)', positiveNumber('secagg-clip-range'))
-    .option('--dp-clip <S>', 'differential privacy: clip each client delta to L2 norm S', Number)
-    .option('--dp-noise-multiplier <z>', 'differential privacy: Gaussian noise std z·S on the sum', Number)
-    .option('--dp-epsilon <e>', 'differential privacy: calibrate z to reach ε after all rounds', Number)
-    .option('--dp-delta <d>', 'differential privacy: δ (default 1e-5)', Number)
-    .option('--dp-budget <e>', 'differential privacy: refuse rounds past this cumulative ε (default --dp-epsilon)', Number)
-    .option('--dp-adaptive-clip', 'differential privacy: adapt S to the median update norm (Andrew et al. 2021)');
+    .option('--secagg-clip-range <c>', 'per-coordinate range [−c, c] of the secure-aggregation ring (default 1)', positiveNumber('secagg-clip-range'));
+  addDpOptions(command);
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
@@ -135,17 +129,3 @@ export function registerSimulateCommand(program: Command): void {
     });
 }
 
-/** The `--dp-*` flags as DP options, or undefined when none is given; `--dp-clip` is required with any. */
-export function dpFlags(flags: { dpClip?: number; dpNoiseMultiplier?: number; dpEpsilon?: number; dpDelta?: number; dpBudget?: number; dpAdaptiveClip?: boolean }): DpOptions | undefined {
-  const any = [flags.dpClip, flags.dpNoiseMultiplier, flags.dpEpsilon, flags.dpDelta, flags.dpBudget].some((v) => v !== undefined) || flags.dpAdaptiveClip;
-  if (!any) return undefined;
-  if (flags.dpClip === undefined) throw new FedtlError('BAD_CONFIG', 'differential privacy needs --dp-clip S (the L2 norm each client delta is clipped to)');
-  return {
-    clipNorm: flags.dpClip,
-    ...(flags.dpNoiseMultiplier !== undefined ? { noiseMultiplier: flags.dpNoiseMultiplier } : {}),
-    ...(flags.dpEpsilon !== undefined ? { targetEpsilon: flags.dpEpsilon } : {}),
-    ...(flags.dpDelta !== undefined ? { delta: flags.dpDelta } : {}),
-    ...(flags.dpBudget !== undefined ? { budgetEpsilon: flags.dpBudget } : {}),
-    ...(flags.dpAdaptiveClip ? { adaptiveClip: true } : {}),
-  };
-}

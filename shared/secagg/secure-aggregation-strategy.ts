@@ -68,15 +68,17 @@ export class SecureAggregation extends StrategyWrapper {
   override aggregateFit(round: number, global: Float32Array): Aggregation {
     const inner = this.inner.aggregateFit(round, global);
     const held: ClientUpdate[] = [];
+    let count = 0;
     let examples = 0;
     const ring = this.#ring();
     return {
       add: (update) => {
         held.push({ ...update, delta: Float32Array.from(update.delta) });
+        count++;
         examples += update.exampleCount;
       },
       get count() {
-        return held.length;
+        return count;
       },
       get exampleCount() {
         return examples;
