@@ -104,6 +104,14 @@ export interface CoordinatorConfig {
   strategy: string;
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
+  /** Differential privacy (`--dp-*`); absent is off. */
+  dpClip?: number;
+  dpNoiseMultiplier?: number;
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dpBudget?: number;
+  dpAdaptiveClip?: boolean;
+  secureAggregation?: boolean;
 }
 
 /** One line per problem, each naming the key: `lr: Invalid input: expected number, received string`. */
