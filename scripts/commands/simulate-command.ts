@@ -6,6 +6,8 @@ import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type Sc
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { parseTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 
 interface SimulateFlags {
   preset: string;
@@ -32,6 +34,8 @@ interface SimulateFlags {
   validationFraction?: number;
   baselines: boolean;
   out?: string;
+  trainable?: string;
+  tokenDropout?: number;
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -60,6 +64,8 @@ export function registerSimulateCommand(program: Command): void {
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
+    .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
+    .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
@@ -93,6 +99,8 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
+      if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
+      if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);
@@ -102,4 +110,16 @@ export function registerSimulateCommand(program: Command): void {
       const result = await runSimulation(config, { outDir });
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });
+}
+
+/** `--trainable`: a JSON schedule, or "none" for feature extraction; checked again against the base at start. */
+function parseTrainableFlag(value: string): TrainableSetSpec | null {
+  if (value.trim() === 'none') return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch (cause) {
+    throw new FedtlError('BAD_CONFIG', `--trainable must be JSON like {"stages":[...]} or "none": ${(cause as Error).message}`, { cause });
+  }
+  return parseTrainableSet(json, { source: '--trainable' });
 }

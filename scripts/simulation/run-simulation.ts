@@ -112,6 +112,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       shards,
       parts,
       trainDataset: data.train,
+      testDataset: data.test,
       testFeatures,
       testLabels: data.test.labels,
       mode: config.mode,
@@ -154,7 +155,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       const scratchTestFeatures = await featuresOf(scratchBase, scratchTest!, cache);
       // Same partition, rounds and client work, run as virtual clients (identical math, no sockets).
       const scratch = await runFederated({
-        config,
+        // The same federation, head alone: the scratch features have no base layers to fine-tune.
+        config: { ...config, trainable: null },
         base: scratchBase,
         baseDirectory: null,
         shards: groupByClient(order, scratchTrainFeatures, data.train.labels),
@@ -175,7 +177,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     const report: SimulationResult['report'] = {
       title: `fedtl simulation: ${config.preset}`,
-      federatedLabel: config.base.startsWith('identity') ? 'federated (whole model)' : 'federated (pretrained base)',
+      federatedLabel: config.base.startsWith('identity') ? 'federated (whole model)' : config.trainable ? 'federated (pretrained base, fine-tuned)' : 'federated (pretrained base)',
       createdAt: new Date().toISOString(),
       config: { ...config, baseHash: base.hash },
       seed: config.seed,
