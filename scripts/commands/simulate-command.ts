@@ -35,6 +35,7 @@ interface SimulateFlags {
   baselines: boolean;
   out?: string;
   trainable?: string;
+  fineTune?: boolean;
   tokenDropout?: number;
 }
 
@@ -65,6 +66,7 @@ export function registerSimulateCommand(program: Command): void {
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
+    .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
   addStrategyOptions(command);
@@ -99,6 +101,10 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
+      if (flags.fineTune) {
+        if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
+        overrides.trainable = base.fineTune;
+      }
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
