@@ -23,8 +23,8 @@ import type { ModelSchedule } from '../shared/model/model-schedule.ts';
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
 import type { Aggregation, FitConfig, Strategy } from '../shared/strategy/strategy.ts';
-import { float32ToBytes, manifestsEqual, type WeightManifest } from '../shared/weights/flat-weights.ts';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
 import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
@@ -123,21 +123,10 @@ export class RoundLoop {
   async resume(): Promise<number> {
     const directory = this.#options.checkpointDir;
     if (!directory) return 0;
-    const checkpoint = await loadCheckpoint(directory);
+    const { headSpec, manifest, baseHash } = this.#options;
+    const checkpoint = await loadFittingCheckpoint(directory, { headSpec, manifest, baseHash, strategy: this.#strategy.name });
     if (!checkpoint) return 0;
-    const sameHead =
-      JSON.stringify(checkpoint.headSpec) === JSON.stringify(this.#options.headSpec) && manifestsEqual(checkpoint.manifest, this.#options.manifest);
-    if (checkpoint.baseHash !== this.#options.baseHash || !sameHead) {
-      throw new FedtlError(
-        'BAD_CONFIG',
-        `checkpoint in ${directory} belongs to another ${checkpoint.baseHash !== this.#options.baseHash ? 'base' : 'head'}; use another output directory, or move the checkpoint away to start over`,
-      );
-    }
-    const saved = checkpoint.strategy;
-    if (saved && saved.name !== this.#strategy.name) {
-      throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${saved.name}, this run uses ${this.#strategy.name}; use the same strategy, or another output directory`);
-    }
-    this.#strategy.restore(saved ? decodeState(saved.state, `${directory} strategy state`) : null);
+    this.#strategy.restore(checkpoint.strategy ? decodeState(checkpoint.strategy.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
     this.#history = checkpoint.history;
     this.#completedRounds = checkpoint.round;

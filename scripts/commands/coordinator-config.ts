@@ -68,15 +68,35 @@ export const coordinatorFileSchema = z.strictObject({
 type FileConfig = z.infer<typeof coordinatorFileSchema>;
 
 /** Every coordinator setting after parsing: defaults applied, required ones present. */
-export type CoordinatorConfig = Omit<FileConfig, keyof typeof COORDINATOR_DEFAULTS | 'identity' | 'allow' | 'classes'> & {
-  -readonly [K in keyof typeof COORDINATOR_DEFAULTS]: K extends 'hidden' ? number[] : K extends 'optimizer' ? (typeof OPTIMIZERS)[number] : (typeof COORDINATOR_DEFAULTS)[K] extends string ? string : number;
-} & {
+export interface CoordinatorConfig {
   identity: string;
   allow: string;
+  base: string;
+  hidden: number[];
+  activation: string;
+  dropoutRate: number;
   classes: number;
+  classNames?: string[];
+  rounds: number;
+  fraction: number;
+  minClients: number;
+  maxClients?: number;
+  minUpdates?: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: (typeof OPTIMIZERS)[number];
+  deadline: number;
+  maxExamples?: number;
+  maxDeltaNorm?: number;
+  port: number;
+  host: string;
+  out: string;
+  seed: number;
+  strategy: string;
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
-};
+}
 
 /** One line per problem, each naming the key: `lr: Invalid input: expected number, received string`. */
 function describeIssues(issues: readonly z.core.$ZodIssue[]): string {

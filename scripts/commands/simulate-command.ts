@@ -9,7 +9,8 @@ import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.
 import { FedtlError } from '../../shared/core/errors.ts';
 import { parseTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 
-interface SimulateFlags {
+/** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
+interface SimulateFlags extends Record<string, unknown> {
   preset: string;
   clients?: number;
   rounds?: number;
@@ -92,7 +93,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch) overrides.scratchBase = flags.scratch;
       if (flags.strategy) overrides.strategy = flags.strategy;
-      const strategyParams = strategyParamsFromFlags(flags as unknown as Record<string, unknown>);
+      const strategyParams = strategyParamsFromFlags(flags);
       if (Object.keys(strategyParams).length > 0) overrides.strategyParams = strategyParams;
       if (flags.hidden !== undefined) overrides.head = { ...base.head, hidden: flags.hidden.trim() === '' ? [] : flags.hidden.split(',').map((v) => positiveInteger('hidden')(v.trim())) };
       if (flags.dropout !== undefined) overrides.dropoutRate = flags.dropout;

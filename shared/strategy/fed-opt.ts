@@ -14,6 +14,7 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { FedAvg, type FedAvgOptions } from './fed-avg.ts';
+import { checkedOption, isPositive, isUnitInterval } from './option-check.ts';
 import { PseudoGradientAggregation } from './pseudo-gradient.ts';
 import { stateArray, type StrategyState } from './strategy-state.ts';
 import type { Aggregation } from './strategy.ts';
@@ -43,13 +44,9 @@ abstract class FedOpt extends FedAvg {
 
   constructor(options: FedOptOptions = {}) {
     super({ ...options, serverLearningRate: options.serverLearningRate ?? FEDOPT_DEFAULTS.serverLearningRate });
-    this.beta1 = options.beta1 ?? FEDOPT_DEFAULTS.beta1;
-    this.beta2 = options.beta2 ?? FEDOPT_DEFAULTS.beta2;
-    this.tau = options.tau ?? FEDOPT_DEFAULTS.tau;
-    for (const [name, value] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
-      if (!(value >= 0 && value < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${value}`);
-    }
-    if (!(this.tau > 0 && Number.isFinite(this.tau))) throw new FedtlError('BAD_CONFIG', `tau must be a positive number, got ${this.tau}`);
+    this.beta1 = checkedOption(options.beta1, FEDOPT_DEFAULTS.beta1, 'beta1', isUnitInterval, 'in [0, 1)');
+    this.beta2 = checkedOption(options.beta2, FEDOPT_DEFAULTS.beta2, 'beta2', isUnitInterval, 'in [0, 1)');
+    this.tau = checkedOption(options.tau, FEDOPT_DEFAULTS.tau, 'tau', isPositive, 'a positive number');
   }
 
   override aggregateFit(_round: number, global: Float32Array): Aggregation {

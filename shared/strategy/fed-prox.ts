@@ -7,7 +7,7 @@
  * The server side is FedAvg; only what clients are told changes (`proximalMu` in the fit config,
  * applied by `trainHead`).
  */
-import { FedtlError } from '../core/errors.ts';
+import { checkedOption, isNonNegative } from './option-check.ts';
 import { FedAvg, type FedAvgOptions } from './fed-avg.ts';
 import type { FitConfig } from './strategy.ts';
 
@@ -24,8 +24,7 @@ export class FedProx extends FedAvg {
 
   constructor(options: FedProxOptions = {}) {
     super(options);
-    this.proximalMu = options.proximalMu ?? FEDPROX_DEFAULTS.proximalMu;
-    if (!(this.proximalMu >= 0 && Number.isFinite(this.proximalMu))) throw new FedtlError('BAD_CONFIG', `proximalMu must be a finite number ≥ 0, got ${this.proximalMu}`);
+    this.proximalMu = checkedOption(options.proximalMu, FEDPROX_DEFAULTS.proximalMu, 'proximalMu', isNonNegative, 'a finite number ≥ 0');
   }
 
   override fitConfig(round: number): FitConfig {

@@ -7,6 +7,7 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { FedAvg, type FedAvgOptions } from './fed-avg.ts';
+import { checkedOption, isPositive } from './option-check.ts';
 import type { Aggregation, Candidate, ClientUpdate, FitInstruction } from './strategy.ts';
 
 export const HOLDING_DEFAULTS = { maxHeldMB: 512 } as const;
@@ -69,8 +70,7 @@ export abstract class HoldingStrategy extends FedAvg {
 
   constructor(options: HoldingOptions = {}) {
     super(options);
-    const megabytes = options.maxHeldMB ?? HOLDING_DEFAULTS.maxHeldMB;
-    if (!(megabytes > 0 && Number.isFinite(megabytes))) throw new FedtlError('BAD_CONFIG', `maxHeldMB must be a positive number, got ${megabytes}`);
+    const megabytes = checkedOption(options.maxHeldMB, HOLDING_DEFAULTS.maxHeldMB, 'maxHeldMB', isPositive, 'a positive number');
     this.maxHeldBytes = megabytes * 1024 * 1024;
   }
 

@@ -19,6 +19,7 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { l2Norm } from './clipped-strategy.ts';
+import { checkedOption, isPositive } from './option-check.ts';
 import { applyDelta, HoldingStrategy, type HeldUpdate, type HoldingOptions } from './held-updates.ts';
 
 /** Median of `values` (sorted in place); the mean of the middle two for an even count. */
@@ -60,8 +61,7 @@ export class FedTrimmedMean extends HoldingStrategy {
 
   constructor(options: TrimmedMeanOptions = {}) {
     super(options);
-    this.trimFraction = options.trimFraction ?? TRIMMED_MEAN_DEFAULTS.trimFraction;
-    if (!(this.trimFraction >= 0 && this.trimFraction < 0.5)) throw new FedtlError('BAD_CONFIG', `trimFraction must be in [0, 0.5), got ${this.trimFraction}`);
+    this.trimFraction = checkedOption(options.trimFraction, TRIMMED_MEAN_DEFAULTS.trimFraction, 'trimFraction', (v) => v >= 0 && v < 0.5, 'in [0, 0.5)');
   }
 
   protected combine(updates: readonly HeldUpdate[], global: Float32Array): Float32Array {
@@ -160,8 +160,7 @@ export class NormBounding extends HoldingStrategy {
 
   constructor(options: NormBoundingOptions = {}) {
     super(options);
-    this.normMultiplier = options.normMultiplier ?? NORM_BOUNDING_DEFAULTS.normMultiplier;
-    if (!(this.normMultiplier > 0 && Number.isFinite(this.normMultiplier))) throw new FedtlError('BAD_CONFIG', `normMultiplier must be a positive number, got ${this.normMultiplier}`);
+    this.normMultiplier = checkedOption(options.normMultiplier, NORM_BOUNDING_DEFAULTS.normMultiplier, 'normMultiplier', isPositive, 'a positive number');
   }
 
   protected combine(updates: readonly HeldUpdate[], global: Float32Array): Float32Array {
