@@ -1,10 +1,11 @@
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/transfer-curve.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { parseTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
@@ -24,7 +25,7 @@ interface SimulateFlags extends Record<string, unknown> {
   lr?: number;
   optimizer?: 'sgd' | 'adam';
   hidden?: string;
-  scratch?: ScratchFeatures;
+  scratch?: ScratchFeatures[];
   strategy?: string;
   mode?: SimulationMode;
   dropout?: number;
@@ -38,6 +39,24 @@ interface SimulateFlags extends Record<string, unknown> {
   trainable?: string;
   fineTune?: boolean;
   tokenDropout?: number;
+  curve?: number[];
+}
+
+/** `--scratch tf-idf,bag-of-words` → the list, each name checked. */
+function scratchList(value: string): ScratchFeatures[] {
+  const names = value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+  for (const name of names) {
+    if (!(SCRATCH_FEATURES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${name}" is not a from-scratch baseline; choose from ${SCRATCH_FEATURES.join(', ')}`);
+  }
+  return names as ScratchFeatures[];
+}
+
+function curveSizes(value: string): number[] {
+  try {
+    return parseCurveSizes(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -64,11 +83,12 @@ export function registerSimulateCommand(program: Command): void {
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
-    .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
+    .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
+    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
@@ -91,7 +111,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.lr !== undefined) overrides.learningRate = flags.lr;
       if (flags.mode) overrides.mode = flags.mode;
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
-      if (flags.scratch) overrides.scratchBase = flags.scratch;
+      if (flags.scratch !== undefined) overrides.scratchFeatures = flags.scratch;
       if (flags.strategy) overrides.strategy = flags.strategy;
       const strategyParams = strategyParamsFromFlags(flags);
       if (Object.keys(strategyParams).length > 0) overrides.strategyParams = strategyParams;
@@ -114,6 +134,11 @@ export function registerSimulateCommand(program: Command): void {
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
       // Process mode: kill the client processes and delete their identities and data on ^C.
       onShutdown(() => stopProcessClients());
+      if (flags.curve) {
+        const curve = await runTransferCurve(config, flags.curve, { outDir });
+        process.stdout.write(curveLines(curve, outDir).join('\n') + '\n');
+        return;
+      }
       const result = await runSimulation(config, { outDir });
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });
