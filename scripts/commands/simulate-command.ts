@@ -5,10 +5,13 @@ import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { checkPrivacy } from '../simulation/private-strategy.ts';
+import { strategyOf } from '../simulation/run-federated.ts';
 import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/transfer-curve.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { parseTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { addDpOptions, dpFlags } from './privacy-options.ts';
 
 /** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
 interface SimulateFlags extends Record<string, unknown> {
@@ -39,6 +42,15 @@ interface SimulateFlags extends Record<string, unknown> {
   trainable?: string;
   fineTune?: boolean;
   tokenDropout?: number;
+  secureAggregation?: boolean;
+  secaggThreshold?: number;
+  secaggClipRange?: number;
+  dpClip?: number;
+  dpNoiseMultiplier?: number;
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dpBudget?: number;
+  dpAdaptiveClip?: boolean;
   curve?: number[];
 }
 
@@ -89,7 +101,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
-    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
+    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
+    .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual mode')
+    .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
+    .option('--secagg-clip-range <c>', 'per-coordinate range [−c, c] of the secure-aggregation ring (default 1)', positiveNumber('secagg-clip-range'));
+  addDpOptions(command);
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
@@ -129,8 +145,17 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
+      if (flags.secureAggregation) {
+        overrides.secureAggregation = {
+          ...(flags.secaggThreshold !== undefined ? { threshold: flags.secaggThreshold } : {}),
+          ...(flags.secaggClipRange !== undefined ? { clipRange: flags.secaggClipRange } : {}),
+        };
+      }
+      const dp = dpFlags(flags);
+      if (dp) overrides.dp = dp;
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);
+      checkPrivacy(config, strategyOf(config));
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
       // Process mode: kill the client processes and delete their identities and data on ^C.
       onShutdown(() => stopProcessClients());
