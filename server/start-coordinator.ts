@@ -23,6 +23,10 @@ export interface StartCoordinatorOptions {
   base: FrozenBase;
   baseDirectory: string | null;
   headSpec: HeadSpec;
+  /** See {@link CoordinatorOptions.classNames}. @default adopted from the first ready client */
+  classNames?: readonly string[];
+  /** See {@link CoordinatorOptions.featureColumns}. @default adopted from the first ready client */
+  featureColumns?: readonly string[];
   strategy: Strategy;
   rounds: number;
   /**
@@ -36,6 +40,10 @@ export interface StartCoordinatorOptions {
   port?: number;
   host?: string;
   validation?: UpdateOpenerOptions;
+  /** Serve HTTPS/WSS with this certificate and key. @default null (plain HTTP) */
+  tls?: CoordinatorOptions['tls'];
+  /** Limits of the admission path (server/admission.ts). @default ADMISSION_DEFAULTS */
+  admissionLimits?: CoordinatorOptions['admissionLimits'];
   loop?: CoordinatorOptions['loop'];
   logger?: CoordinatorOptions['logger'];
 }
@@ -70,6 +78,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     admission: { status: (signingKey) => allowList.isAllowed(signingKey) },
     base: { descriptor: await describeBase(options.base, options.baseDirectory), directory: options.baseDirectory },
     headSpec: options.headSpec,
+    ...(options.classNames ? { classNames: options.classNames } : {}),
+    ...(options.featureColumns ? { featureColumns: options.featureColumns } : {}),
     manifest: initial.manifest,
     initialWeights: initial.data,
     strategy: options.strategy,
@@ -78,6 +88,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.admissionLimits ? { admissionLimits: options.admissionLimits } : {}),
     loop: { seed, ...options.loop, ...(trainable ? { trainable } : {}) },
   });
 }

@@ -34,6 +34,8 @@ export interface TensorExamples {
   kind: 'tensor';
   rows: Float32Array;
   rowSize: number;
+  /** Name of each value of a row, in order (CSV header names), when the source has names. */
+  columns?: string[];
 }
 
 export type RawExamples = TextExamples | ImageExamples | TensorExamples;
@@ -208,7 +210,7 @@ export function selectExamples(examples: RawExamples, indices: ArrayLike<number>
         const from = (indices[i] as number) * step;
         rows.set(examples.rows.subarray(from, from + step), i * step);
       }
-      return { kind: 'tensor', rows, rowSize: step };
+      return { kind: 'tensor', rows, rowSize: step, ...(examples.columns ? { columns: examples.columns } : {}) };
     }
   }
 }

@@ -1,4 +1,4 @@
-import { writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { startCoordinator } from '../../server/start-coordinator.ts';
@@ -14,6 +14,20 @@ import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.
 import { openSimulationBase } from '../simulation/simulation-data.ts';
 import { exportFederatedModel } from './export-model.ts';
 
+/** Both TLS files or neither; read once at start (a renewed certificate needs a restart). */
+async function readTlsFiles(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: string; key: string } | null> {
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new FedtlError('BAD_CONFIG', 'TLS needs both --tls-cert and --tls-key');
+  const read = async (file: string, what: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new FedtlError('BAD_CONFIG', `cannot read the TLS ${what} ${file}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
+}
+
 export function registerCoordinatorCommand(program: Command): void {
   const command = program
     .command('coordinator')
@@ -25,7 +39,8 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--hidden <sizes>', 'hidden layer sizes of the head, comma-separated (default none: a softmax head)')
     .option('--activation <name>', `activation of hidden layers (default ${DEFAULTS.activation})`)
     .option('--classes <n>', 'number of classes', positiveInteger('classes'))
-    .option('--class-names <names>', 'comma-separated class names, in label order')
+    .option('--class-names <names>', 'comma-separated class names, in label order (clients with other names or another order are refused)')
+    .option('--feature-columns <names>', 'CSV data: comma-separated feature column names in model order (default: those of the first client)')
     .option('--rounds <n>', `rounds (default ${DEFAULTS.rounds})`, positiveInteger('rounds'))
     .option('--fraction <c>', `fraction of clients selected per round (default ${DEFAULTS.fraction})`, fraction('fraction'))
     .option('--min-clients <n>', `fewest clients per round (default ${DEFAULTS.minClients})`, positiveInteger('min-clients'))
@@ -39,7 +54,9 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--max-examples <n>', 'largest example count one client may claim (counts weigh FedAvg; default 10,000,000)', positiveInteger('max-examples'))
     .option('--max-delta-norm <x>', 'refuse updates whose delta has a larger L2 norm (default: no limit)', positiveNumber('max-delta-norm'))
     .option('--port <n>', `port (default ${DEFAULTS.port}; 0 = any free port)`, (v) => Number.parseInt(v, 10))
-    .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, behind TLS)`)
+    .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, with TLS)`)
+    .option('--tls-cert <file>', 'PEM certificate (chain) to serve HTTPS/WSS with; clients then use an https:// URL')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
     .option('--seed <n>', `seed of the initial head and client selection (default ${DEFAULTS.seed})`, (v) => Number.parseInt(v, 10));
   addStrategyOptions(command, DEFAULTS.strategy);
@@ -65,17 +82,21 @@ export function registerCoordinatorCommand(program: Command): void {
       const identity = loadIdentity(config.identity);
       const allowList = AllowList.load(config.allow);
       const { base, directory } = await openSimulationBase(config.base);
+      const tls = await readTlsFiles(config.tlsCert, config.tlsKey);
       const coordinator = await startCoordinator({
         identity,
         allowList,
         base,
         baseDirectory: directory,
         headSpec,
+        ...(config.classNames ? { classNames: config.classNames } : {}),
+        ...(config.featureColumns ? { featureColumns: config.featureColumns } : {}),
         strategy,
         rounds: config.rounds,
         seed: config.seed,
         port: config.port,
         host: config.host,
+        ...(tls ? { tls } : {}),
         validation: {
           ...(config.maxExamples ? { maxExampleCount: config.maxExamples } : {}),
           ...(config.maxDeltaNorm ? { maxL2Norm: config.maxDeltaNorm } : {}),
@@ -90,19 +111,50 @@ export function registerCoordinatorCommand(program: Command): void {
           },
         },
       });
-      process.stdout.write(`coordinator public key (clients pin it with --coordinator-key):\n${formatPublicIdentity(publicIdentity(identity))}\n`);
-      process.stdout.write(`listening on ${coordinator.url}\n`);
-      onShutdown(async () => {
+      const modelDir = path.join(config.out, 'model');
+      const shutDown = async () => {
         await coordinator.close();
         allowList.close();
+        base.dispose();
+      };
+      // Registered before anything is printed: a signal that arrives before a listener exists kills the process outright.
+      let interrupted = false;
+      let finished: Promise<void> = Promise.resolve();
+      onShutdown(async () => {
+        interrupted = true;
+        coordinator.loop.stop();
+        await finished.catch(() => undefined);
       });
-      const history = await coordinator.run();
-      await mkdir(config.out, { recursive: true });
-      await writeFile(path.join(config.out, 'history.json'), JSON.stringify(history, null, 1));
-      const modelDir = await exportFederatedModel(base, headSpec, coordinator.loop.weights, path.join(config.out, 'model'), config.classNames);
-      process.stdout.write(`done: ${history.length} rounds; history ${path.join(config.out, 'history.json')}; model ${modelDir}\n`);
-      await coordinator.close();
-      allowList.close();
-      base.dispose();
+      if (coordinator.loop.completedRounds >= config.rounds) {
+        // Re-running a finished run must not look like training: say so and point at the result.
+        process.stdout.write(`${config.out} holds a finished run: ${coordinator.loop.completedRounds} of ${config.rounds} rounds done; model ${modelDir}. Use a new --out to start another run, or a larger --rounds to train on.\n`);
+        await shutDown();
+        return;
+      }
+      process.stdout.write(`coordinator public key (clients pin it with --coordinator-key):\n${formatPublicIdentity(publicIdentity(identity))}\n`);
+      finished = (async () => {
+        try {
+          const history = await coordinator.run();
+          const done = coordinator.loop.completedRounds;
+          const complete = done >= config.rounds;
+          await mkdir(config.out, { recursive: true });
+          await writeFile(path.join(config.out, 'history.json'), JSON.stringify(history, null, 1));
+          if (done === 0) {
+            process.stdout.write(`stopped before round 1 finished; nothing to export\n`);
+            return;
+          }
+          // An interrupted run still exports what it has, marked partial so nobody mistakes it for the result.
+          const run = { status: complete ? 'complete' : 'partial', roundsDone: done, roundsPlanned: config.rounds };
+          await exportFederatedModel(base, headSpec, coordinator.loop.weights, modelDir, coordinator.classNames ?? config.classNames, { run }, {
+            ...(coordinator.featureColumns ? { featureColumns: coordinator.featureColumns } : {}),
+          });
+          if (complete) process.stdout.write(`done: ${done} rounds; history ${path.join(config.out, 'history.json')}; model ${modelDir}\n`);
+          else process.stdout.write(`interrupted after ${done} of ${config.rounds} rounds; PARTIAL model ${modelDir} (provenance.extra.run.status = "partial"); run the same command again to continue from the checkpoint\n`);
+        } finally {
+          await shutDown();
+        }
+      })();
+      await finished;
+      if (interrupted) process.exitCode = 130;
     });
 }

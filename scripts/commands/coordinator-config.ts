@@ -45,6 +45,8 @@ export const coordinatorFileSchema = z.strictObject({
   dropoutRate: z.number().min(0).max(1).optional(),
   classes: positiveInt.optional(),
   classNames: z.array(z.string().min(1)).min(2).optional(),
+  /** CSV data: feature column names in model order; clients' files are matched by header. */
+  featureColumns: z.array(z.string().min(1)).min(1).optional(),
   rounds: positiveInt.optional(),
   fraction: z.number().gt(0).max(1).optional(),
   minClients: positiveInt.optional(),
@@ -59,6 +61,8 @@ export const coordinatorFileSchema = z.strictObject({
   maxDeltaNorm: z.number().positive().optional(),
   port: z.int().min(0).max(65535).optional(),
   host: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   out: z.string().min(1).optional(),
   seed: z.int().optional(),
   strategy: z.enum(strategyNames() as [string, ...string[]]).optional(),
@@ -77,6 +81,8 @@ export interface CoordinatorConfig {
   dropoutRate: number;
   classes: number;
   classNames?: string[];
+  /** CSV data: feature column names in model order. @default those of the first ready client */
+  featureColumns?: string[];
   rounds: number;
   fraction: number;
   minClients: number;
@@ -91,6 +97,9 @@ export interface CoordinatorConfig {
   maxDeltaNorm?: number;
   port: number;
   host: string;
+  /** PEM certificate (chain) and key files: serve HTTPS/WSS instead of plain HTTP. */
+  tlsCert?: string;
+  tlsKey?: string;
   out: string;
   seed: number;
   strategy: string;
@@ -149,6 +158,7 @@ export function resolveCoordinatorConfig(file: FileConfig, flags: Readonly<Recor
     fromFlags['hidden'] = text === '' ? [] : text.split(',').map((part) => Number(part.trim()));
   }
   if (typeof fromFlags['classNames'] === 'string') fromFlags['classNames'] = fromFlags['classNames'].split(',').map((s) => s.trim());
+  if (typeof fromFlags['featureColumns'] === 'string') fromFlags['featureColumns'] = fromFlags['featureColumns'].split(',').map((s) => s.trim());
   for (const [key, value] of Object.entries(strategyParams)) fromFlags[key] = value;
   const merged = coordinatorFileSchema.safeParse({ ...file, ...fromFlags });
   if (!merged.success) throw new FedtlError('BAD_CONFIG', `coordinator settings: ${describeIssues(merged.error.issues)}`);
