@@ -10,6 +10,7 @@
  * - `mnist-mlp`: no frozen base; the whole 784-200-200-10 MLP of McMahan et al. (2017) is trained
  *   federatedly on MNIST, with their C / E / B knobs, so numbers can be compared with the paper.
  */
+import type { DpOptions } from '../../shared/privacy/index.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { PartitionScheme } from '../../shared/math/partition.ts';
 import type { ConvFrontSpec, HeadSpec } from '../../shared/model/head.ts';
@@ -93,6 +94,18 @@ export interface SimulationConfig {
   validationFraction: number;
   /** Deadline of one round in socket and process modes, ms. */
   roundTimeoutMs: number;
+  /** Secure aggregation (SecAgg+) of the clients' deltas; virtual mode only. @default undefined (off) */
+  secureAggregation?: SecureAggregationSettings;
+  /** Client-level differential privacy (DP-FedAvg). @default undefined (off) */
+  dp?: DpOptions;
+}
+
+/** `--secure-aggregation` settings of a simulation. */
+export interface SecureAggregationSettings {
+  /** Shamir threshold t. @default ⌈2(k+1)/3⌉ */
+  threshold?: number;
+  /** Per-coordinate clipping range of the ring. @default 1 */
+  clipRange?: number;
 }
 
 const COMMON = {
