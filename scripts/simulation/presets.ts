@@ -105,7 +105,7 @@ export interface SimulationConfig {
   augmentation?: AugmentationSpec;
   /** Deadline of one round in socket and process modes, ms. */
   roundTimeoutMs: number;
-  /** Secure aggregation (SecAgg+) of the clients' deltas; virtual mode only. @default undefined (off) */
+  /** Secure aggregation (SecAgg+) of the clients' deltas; virtual or socket mode. @default undefined (off) */
   secureAggregation?: SecureAggregationSettings;
   /** Client-level differential privacy (DP-FedAvg). @default undefined (off) */
   dp?: DpOptions;
