@@ -131,6 +131,8 @@ export class SocketSecureAggregation extends StrategyWrapper {
     }
     const ids = [...keys.keys()];
     if (ids.length < 2) throw new FedtlError('SECAGG_FAILED', `secure aggregation needs at least 2 inputs, round ${round} has ${ids.length}`);
+    const threshold = this.#o.threshold;
+    if (threshold !== undefined && ids.length < threshold) throw new FedtlError('SECAGG_FAILED', `round ${round} has ${ids.length} inputs, fewer than the threshold t = ${threshold}`);
     const ring = this.#ring();
     const codec = ringCodec({ maxClients: ids.length, ...ring });
     const roundId = `secagg-r${round}-${randomBytes(6).toString('hex')}`;
@@ -141,7 +143,7 @@ export class SocketSecureAggregation extends StrategyWrapper {
       vectorLength: length + 1,
       selected: ids,
       resolveClient: (id) => keys.get(id),
-      ...(this.#o.threshold === undefined ? {} : { threshold: this.#o.threshold }),
+      ...(threshold === undefined ? {} : { threshold }),
     });
     try {
       await this.#step(roundId, session, 'start', new Map(ids.map((id) => [id, new Uint8Array(0)])), ids.length);

@@ -87,7 +87,6 @@ export function registerCoordinatorCommand(program: Command): void {
         },
         config.strategyParams,
       );
-      const allowList = AllowList.load(config.allow);
       const dpOptions = dpFlags(config);
       if (config.secureAggregation && dpOptions) {
         throw new FedtlError('BAD_CONFIG', 'secure aggregation with differential privacy over sockets is not available yet (it needs noise added by the clients); use one of the two, or `fedtl simulate --secure-aggregation` with DP flags');
@@ -95,6 +94,7 @@ export function registerCoordinatorCommand(program: Command): void {
       if (config.secureAggregation && config.trainable !== undefined) {
         throw new FedtlError('BAD_CONFIG', 'secure aggregation does not combine with fine-tuning (--trainable) yet; train the head only');
       }
+      const allowList = AllowList.load(config.allow);
       const identity = loadIdentity(config.identity);
       let strategy = baseStrategy;
       if (config.secureAggregation) {

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { parseSecAggDown, parseSecAggUp } from '../../shared/protocol/secagg-messages.ts';
 import { ringCodec } from '../../shared/secagg/quantize.ts';
-import { FedAvg } from '../../shared/strategy/fed-avg.ts';
+import { clientIdFromSigningKey, type Identity } from '../../shared/crypto/index.ts';
+import { FedAvg, type FedAvgOptions } from '../../shared/strategy/fed-avg.ts';
 import { SocketSecureAggregation } from '../../server/secure-aggregation.ts';
 import { Federation } from '../support/federation.ts';
 
@@ -76,36 +77,32 @@ describe('secure aggregation over sockets', () => {
     }
     expect(federation.tensorsAfterRound[1]).toBe(federation.tensorsAfterRound[0]);
     // A message of a finished round is stale.
-    expect(() => wrapper.receive(federation!.coordinator.loop.history[0]!.roundId.slice(0, 0) + 'x', 'secagg-r1-000000000000', new Uint8Array(8))).toThrow(/no secure-aggregation phase/);
+    expect(() => wrapper.receive('0123456789abcdef', 'secagg-r1-000000000000', new Uint8Array(8))).toThrow(/no secure-aggregation phase/);
   }, 25_000);
+
+  /** A wrapper that replays every accepted message once (recording the refusal) and closes client 3 after its `dropAt`-th message. */
+  function dropping(refusals: string[], dropAt: number, options: { threshold?: number } = {}) {
+    const seen = new Map<string, number>();
+    return (o: FedAvgOptions, coordinator: Identity) =>
+      new (class extends SocketSecureAggregation {
+        override receive(clientId: string, roundId: string, bytes: Uint8Array): void {
+          super.receive(clientId, roundId, bytes);
+          const n = (seen.get(clientId) ?? 0) + 1;
+          seen.set(clientId, n);
+          try {
+            super.receive(clientId, roundId, bytes);
+          } catch (error) {
+            refusals.push((error as FedtlError).code);
+          }
+          if (clientId === clientIdFromSigningKey(federation!.identities[3]!.signing.publicKey) && n === dropAt) federation!.clients[3]!.close();
+        }
+      })(new FedAvg(o), { coordinator, maxClients: CLIENTS, phaseTimeoutMs: 10_000, ...options });
+  }
 
   it('a client that disconnects after the shares went out: the sum is the survivors\' exact sum; replays are refused', async () => {
     const refusals: string[] = [];
-    const seen = new Map<string, number>();
-    let dropId = '';
-    class Dropping extends SocketSecureAggregation {
-      override receive(clientId: string, roundId: string, bytes: Uint8Array): void {
-        super.receive(clientId, roundId, bytes);
-        const n = (seen.get(clientId) ?? 0) + 1;
-        seen.set(clientId, n);
-        // A replay of this very message (same id) is refused, whichever phase it belongs to.
-        try {
-          super.receive(clientId, roundId, bytes);
-        } catch (error) {
-          refusals.push((error as FedtlError).code);
-        }
-        // Client 3 leaves right after its shares (its second message) went out.
-        if (clientId === dropId && n === 2) federation!.clients[3]!.close();
-      }
-    }
-    federation = await Federation.start({
-      clients: CLIENTS,
-      rounds: 1,
-      loop: { federatedEvaluation: false },
-      makeStrategy: (o, coordinator) => new Dropping(new FedAvg(o), { coordinator, maxClients: CLIENTS, phaseTimeoutMs: 10_000 }),
-    });
-    const { clientIdFromSigningKey } = await import('../../shared/crypto/index.ts');
-    dropId = clientIdFromSigningKey(federation.identities[3]!.signing.publicKey);
+    // Client 3 leaves right after its shares (its second message) went out.
+    federation = await Federation.start({ clients: CLIENTS, rounds: 1, loop: { federatedEvaluation: false }, makeStrategy: dropping(refusals, 2) });
     const initial = Float32Array.from(federation.coordinator.loop.weights);
     const deltas: { examples: number; delta: Float32Array }[][] = [];
     recordDeltas(federation, deltas);
@@ -119,6 +116,20 @@ describe('secure aggregation over sockets', () => {
     // Every phase message of every client was replayed once and refused.
     expect(refusals.length).toBeGreaterThanOrEqual(3 * 4 + 2);
     expect(new Set(refusals)).toEqual(new Set(['DUPLICATE_UPDATE']));
+  }, 25_000);
+
+  it('a round whose sum cannot be recovered fails with SECAGG_FAILED and keeps the last good model', async () => {
+    // t = 4 of 4: once client 3 has shared its keys and left (round 2), its mask cannot be removed.
+    federation = await Federation.start({
+      clients: CLIENTS,
+      rounds: 2,
+      loop: { federatedEvaluation: false, maxRoundAttempts: 1 },
+      makeStrategy: dropping([], 6, { threshold: 4 }),
+    });
+    recordDeltas(federation, [] as { examples: number; delta: Float32Array }[][]);
+    await expect(federation.coordinator.run()).rejects.toThrow(/round 2 failed/);
+    expect(federation.roundWeights).toHaveLength(1);
+    expect(Array.from(federation.coordinator.loop.weights)).toEqual(Array.from(federation.roundWeights[0]!));
   }, 25_000);
 
   it('parses phase messages at the boundary', () => {
