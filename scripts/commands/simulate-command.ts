@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
@@ -29,6 +29,7 @@ interface SimulateFlags {
   trainExamples?: number;
   testExamples?: number;
   validationFraction?: number;
+  workers?: number;
   baselines: boolean;
   out?: string;
 }
@@ -57,6 +58,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
+    .option('--workers <n>', 'worker threads training virtual clients (0 = in the main thread; default one per core)', (v) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('workers must be an integer ≥ 0');
+      return n;
+    })
     .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
@@ -90,6 +96,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
+      if (flags.workers !== undefined) overrides.trainingWorkers = flags.workers;
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);
