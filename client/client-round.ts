@@ -4,15 +4,15 @@
  * every `fedtl client` process) and the simulator's virtual clients all call these functions, so
  * they share one seed formula, one bytes→floats conversion and one signature check.
  */
-import { createHash } from 'node:crypto';
 import { FedtlError } from '../shared/core/errors.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import { decodeKey } from '../shared/crypto/identity.ts';
 import { verifyText } from '../shared/crypto/signatures.ts';
 import { sealUpdate } from '../shared/crypto/update-envelope.ts';
-import { roundSignedText, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
+import { roundSignedText, roundWeightsDigest, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
 import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
 import type { LabeledFeatures, LocalFitResult, LocalTrainer } from './local-trainer.ts';
+import type { StageTrainer } from './stage-trainer.ts';
 
 /** Seed of client `index` of a run seeded with `runSeed` (simulations give each client its own). */
 export function clientSeed(runSeed: number, index: number): number {
@@ -48,6 +48,16 @@ export interface ClientRoundContext {
    * the trained delta and the request, returns the delta to seal. @default identity
    */
   transformDelta?: (delta: Float32Array, request: FitRequest) => Float32Array;
+  /**
+   * Fine-tuning: trains and evaluates the stage a request names (`request.trainable`). Without
+   * it, such a request is refused. @default none (feature extraction only)
+   */
+  stages?: StageTrainer;
+}
+
+function stageTrainer(context: ClientRoundContext, request: FitRequest | EvaluateRequest): StageTrainer {
+  if (!context.stages) throw new FedtlError('BAD_CONFIG', `round ${request.round} fine-tunes base layers, but this client was set up for the head alone`);
+  return context.stages;
 }
 
 /** Throws `BAD_SIGNATURE` unless `signature` (base64) is the pinned coordinator key's signature of `text`. */
@@ -69,7 +79,7 @@ export function verifyRoundRequest(context: Pick<ClientRoundContext, 'coordinato
   const cached = context.verified?.get(request);
   if (cached) return cached;
   const kind = 'config' in request ? 'fit' : 'evaluate';
-  const digest = createHash('sha256').update(request.weights).digest('hex');
+  const digest = roundWeightsDigest(request.weights, request.trainable);
   const text = roundSignedText(kind, request.roundId, request.round, request.deadline, digest, 'config' in request ? request.config : undefined);
   verifyCoordinatorSignature(text, request.signature, context.coordinator.signingKey);
   const weights = bytesToFloat32(request.weights, `${kind}.weights`);
@@ -85,7 +95,10 @@ export interface FitRoundResult extends LocalFitResult {
 /** verify → train → seal: one client's answer to a fit request. */
 export async function runFitRound(context: ClientRoundContext, request: FitRequest): Promise<FitRoundResult> {
   const weights = verifyRoundRequest(context, request);
-  const result = await context.trainer.fit(weights, context.train, request.config, roundSeed(context.seed ?? 0, request.round));
+  const seed = roundSeed(context.seed ?? 0, request.round);
+  const result = request.trainable
+    ? await stageTrainer(context, request).fit(request.trainable, weights, request.config, seed)
+    : await context.trainer.fit(weights, context.train, request.config, seed);
   const delta = context.transformDelta ? context.transformDelta(result.delta, request) : result.delta;
   const sealed = sealUpdate(
     { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta },
@@ -102,6 +115,11 @@ export async function runEvaluateRound(context: ClientRoundContext, request: Eva
   const weights = verifyRoundRequest(context, request);
   const validation = context.validation;
   // A client without validation data still answers, so the round does not wait for it.
-  const result = validation && validation.features.rows > 0 ? await context.trainer.evaluate(weights, validation) : { examples: 0, loss: 0, accuracy: 0 };
+  const none = { examples: 0, loss: 0, accuracy: 0 };
+  const result = request.trainable
+    ? ((await stageTrainer(context, request).evaluate(request.trainable, weights)) ?? none)
+    : validation && validation.features.rows > 0
+      ? await context.trainer.evaluate(weights, validation)
+      : none;
   return { roundId: request.roundId, examples: result.examples, loss: result.loss, accuracy: result.accuracy };
 }

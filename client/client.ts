@@ -37,6 +37,9 @@ import { runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundR
 import type { LabeledDataset } from './data/dataset.ts';
 import { computeFeatures } from './features.ts';
 import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
+import { StageTrainer } from './stage-trainer.ts';
+import type { AugmentationSpec } from '../shared/model/augmentation.ts';
+import { initialModelWeights } from '../shared/model/fine-tune-model.ts';
 
 export interface ClientData {
   train: LabeledDataset;
@@ -62,6 +65,8 @@ export interface ClientOptions {
   /** The coordinator's public keys (base64), pinned: a server without them is refused. */
   coordinator: { signingKey: string; boxKey: string };
   identity: Identity;
+  /** Augmentation of this client's data in fine-tuning rounds whose features are the raw input. @default none */
+  augmentation?: AugmentationSpec;
   /**
    * The client's private data, or a function that loads it once the base is known (an image folder
    * is decoded at the base's input size, which the coordinator announces).
@@ -79,6 +84,11 @@ export interface ClientOptions {
    */
   ca?: string;
   onRound?: (event: ClientRoundEvent) => void;
+  /**
+   * Client-side counterpart of a strategy wrapper: transforms the trained delta before it is
+   * sealed (see `ClientRoundContext.transformDelta`). @default none
+   */
+  transformDelta?: ClientRoundContext['transformDelta'];
   /**
    * Injected faults, for simulations: with probability `dropRate` per fit request the client
    * "crashes" (drops its connection without answering) and reconnects shortly after.
@@ -99,6 +109,8 @@ interface Prepared {
   trainer: LocalTrainer;
   train: LabeledFeatures;
   validation: LabeledFeatures | null;
+  /** Fine-tuning rounds' trainer, made on the first round that names a stage. */
+  stages: () => StageTrainer;
 }
 
 export class FedtlClient {
@@ -283,12 +295,12 @@ export class FedtlClient {
     }
     const head = buildHead(base.embeddingSize, welcome.headSpec);
     const trainer = new LocalTrainer(head, welcome.manifest);
-    const features = async (dataset: LabeledDataset): Promise<LabeledFeatures> => {
+    const features = async (dataset: LabeledDataset, featureBase: FrozenBase = base): Promise<LabeledFeatures> => {
       if (dataset.classNames.length > welcome.headSpec.classes) {
         throw new FedtlError('BAD_DATA', `${dataset.name} has ${dataset.classNames.length} classes; the federation's head has ${welcome.headSpec.classes}`);
       }
       return {
-        features: await computeFeatures(base, dataset, {
+        features: await computeFeatures(featureBase, dataset, {
           cache: this.#featureCache,
           onProgress: (done, total) => {
             if (done === total) this.#log.info(`features of ${dataset.name}: ${total} examples`);
@@ -300,7 +312,20 @@ export class FedtlClient {
     const data = typeof this.#options.data === 'function' ? await this.#options.data(base) : this.#options.data;
     const train = await features(data.train);
     const validation = data.validation ? await features(data.validation) : null;
-    return { baseHash: base.hash, base, trainer, train, validation };
+    let stages: StageTrainer | null = null;
+    const makeStages = (): StageTrainer =>
+      (stages ??= new StageTrainer({
+        base,
+        headSpec: welcome.headSpec,
+        model: initialModelWeights(base, welcome.headSpec, 0),
+        // Features at a stage's boundary, cached on disk by boundary like the base's own.
+        features: async (featureBase) => ({
+          train: await features(data.train, featureBase),
+          validation: data.validation ? await features(data.validation, featureBase) : null,
+        }),
+        ...(this.#options.augmentation ? { augmentation: this.#options.augmentation } : {}),
+      }));
+    return { baseHash: base.hash, base, trainer, train, validation, stages: makeStages };
   }
 
   async #readChunk(hash: string, file: string, offset: number, length: number): Promise<Uint8Array> {
@@ -320,9 +345,13 @@ export class FedtlClient {
       trainer: prepared.trainer,
       train: prepared.train,
       validation: prepared.validation,
+      get stages() {
+        return prepared.stages();
+      },
       seed: this.#options.seed ?? 0,
       maxUpdateBytes: welcome.limits.maxUpdateBytes,
       verified: this.#verified,
+      ...(this.#options.transformDelta ? { transformDelta: this.#options.transformDelta } : {}),
     };
     return { welcome, context };
   }

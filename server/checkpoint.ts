@@ -13,7 +13,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile, open } from 'node:fs/p
 import path from 'node:path';
 import { FedtlError } from '../shared/core/errors.ts';
 import { parseHeadSpec, type HeadSpec } from '../shared/model/head.ts';
-import { bytesToFloat32, float32ToBytes, parseManifest, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { bytesToFloat32, float32ToBytes, manifestsEqual, parseManifest, type WeightManifest } from '../shared/weights/flat-weights.ts';
 import type { RoundRecord } from './round-record.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
@@ -124,4 +124,27 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
   if (strategy !== undefined && (typeof strategy !== 'object' || strategy === null || typeof (strategy as Record<string, unknown>)['name'] !== 'string')) return corrupt('strategy is not { name, state }');
   const saved = strategy as { name: string; state?: unknown } | undefined;
   return { round, runId, baseHash, headSpec, manifest, weights, history: history as RoundRecord[], ...(saved ? { strategy: { name: saved.name, state: saved.state ?? null } } : {}) };
+}
+
+/**
+ * The last checkpoint in `directory` if it belongs to this run (same base, head and strategy),
+ * `null` if there is none; a checkpoint of another run is refused with BAD_CONFIG saying what to do.
+ */
+export async function loadFittingCheckpoint(
+  directory: string,
+  run: { baseHash: string; headSpec: HeadSpec; manifest: WeightManifest; strategy: string },
+): Promise<Checkpoint | null> {
+  const checkpoint = await loadCheckpoint(directory);
+  if (!checkpoint) return null;
+  const sameHead = JSON.stringify(checkpoint.headSpec) === JSON.stringify(run.headSpec) && manifestsEqual(checkpoint.manifest, run.manifest);
+  if (checkpoint.baseHash !== run.baseHash || !sameHead) {
+    throw new FedtlError(
+      'BAD_CONFIG',
+      `checkpoint in ${directory} belongs to another ${checkpoint.baseHash !== run.baseHash ? 'base' : 'head'}; use another output directory, or move the checkpoint away to start over`,
+    );
+  }
+  if (checkpoint.strategy && checkpoint.strategy.name !== run.strategy) {
+    throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${checkpoint.strategy.name}, this run uses ${run.strategy}; use the same strategy, or another output directory`);
+  }
+  return checkpoint;
 }

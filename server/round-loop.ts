@@ -18,11 +18,13 @@ import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createRandom } from '../shared/math/random.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
 import type { Ack, EvaluationResult, FitRequest } from '../shared/protocol/protocol.ts';
-import { errorAck, roundSignedText } from '../shared/protocol/protocol.ts';
+import { errorAck, roundSignedText, roundWeightsDigest } from '../shared/protocol/protocol.ts';
+import type { ModelSchedule } from '../shared/model/model-schedule.ts';
+import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
-import type { FitConfig, Strategy } from '../shared/strategy/strategy.ts';
-import { float32ToBytes, manifestsEqual, type WeightManifest } from '../shared/weights/flat-weights.ts';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import type { Aggregation, FitConfig, Strategy } from '../shared/strategy/strategy.ts';
+import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
 import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
@@ -58,6 +60,12 @@ export interface RoundLoopOptions {
   seed?: number;
   /** Optional server-side evaluation of each new global head (e.g. a held-out test set in simulations). */
   evaluateGlobal?: (weights: Float32Array, round: number) => Promise<{ loss: number; accuracy: number }>;
+  /**
+   * Fine-tuning: the loop's weights are then the whole model (`manifest` is its manifest), each
+   * round sends the slice its stage trains with the stage itself, and widens each client's delta
+   * back to the whole model before aggregation. @default none: the weights are the head
+   */
+  trainable?: ModelSchedule;
   /** Called after every completed round (after its checkpoint is on disk). */
   onRound?: (record: RoundRecord, weights: Float32Array) => void;
   logger?: Logger;
@@ -115,21 +123,10 @@ export class RoundLoop {
   async resume(): Promise<number> {
     const directory = this.#options.checkpointDir;
     if (!directory) return 0;
-    const checkpoint = await loadCheckpoint(directory);
+    const { headSpec, manifest, baseHash } = this.#options;
+    const checkpoint = await loadFittingCheckpoint(directory, { headSpec, manifest, baseHash, strategy: this.#strategy.name });
     if (!checkpoint) return 0;
-    const sameHead =
-      JSON.stringify(checkpoint.headSpec) === JSON.stringify(this.#options.headSpec) && manifestsEqual(checkpoint.manifest, this.#options.manifest);
-    if (checkpoint.baseHash !== this.#options.baseHash || !sameHead) {
-      throw new FedtlError(
-        'BAD_CONFIG',
-        `checkpoint in ${directory} belongs to another ${checkpoint.baseHash !== this.#options.baseHash ? 'base' : 'head'}; use another output directory, or move the checkpoint away to start over`,
-      );
-    }
-    const saved = checkpoint.strategy;
-    if (saved && saved.name !== this.#strategy.name) {
-      throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${saved.name}, this run uses ${this.#strategy.name}; use the same strategy, or another output directory`);
-    }
-    this.#strategy.restore(saved ? decodeState(saved.state, `${directory} strategy state`) : null);
+    this.#strategy.restore(checkpoint.strategy ? decodeState(checkpoint.strategy.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
     this.#history = checkpoint.history;
     this.#completedRounds = checkpoint.round;
@@ -246,9 +243,9 @@ export class RoundLoop {
     this.#active = null;
   }
 
-  /** A signer for one round's messages: the weights are hashed once. */
-  #signer(kind: RoundKind, roundId: string, round: number, deadline: number, weightBytes: Uint8Array): (config?: FitConfig) => string {
-    const digest = createHash('sha256').update(weightBytes).digest('hex');
+  /** A signer for one round's messages: the weights (and the stage, when fine-tuning) are hashed once. */
+  #signer(kind: RoundKind, roundId: string, round: number, deadline: number, weightBytes: Uint8Array, stage?: TrainableStage): (config?: FitConfig) => string {
+    const digest = stage ? roundWeightsDigest(weightBytes, stage) : createHash('sha256').update(weightBytes).digest('hex');
     return (config) => this.#options.sign(roundSignedText(kind, roundId, round, deadline, digest, config));
   }
 
@@ -263,27 +260,29 @@ export class RoundLoop {
     );
     if (this.#stopped) return null;
     const instructions = strategy.configureFit(round, this.#weights, this.clients.candidates(), random);
+    const schedule = this.#options.trainable;
+    const stage = schedule?.stageFor(round);
     const configs = new Map(instructions.map((i) => [i.clientId, i.config]));
     const state = new FitRound({
       round,
       roundId: this.#roundId(round, attempt, 'fit'),
       selected: [...configs.keys()],
       timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
-      aggregation: strategy.aggregateFit(round, this.#weights),
+      aggregation: schedule && stage ? widened(strategy.aggregateFit(round, this.#weights), (delta) => schedule.expand(delta, stage)) : strategy.aggregateFit(round, this.#weights),
       metrics: strategy.aggregateFitMetrics(round),
       openUpdate: this.#options.openUpdate,
-      parameterCount: this.#options.manifest.parameterCount,
+      parameterCount: schedule && stage ? schedule.manifestOf(stage).parameterCount : this.#options.manifest.parameterCount,
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
     });
-    const weights = float32ToBytes(this.#weights);
-    const sign = this.#signer('fit', state.roundId, round, state.deadline, weights);
+    const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
+    const sign = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
     // One request object per distinct config: clients told the same thing share it (and in-process clients verify it once).
     const requests = new Map<FitConfig, FitRequest>();
     this.#log.info(`round ${round}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${configs.size} of ${this.clients.readyCount} clients selected`);
     await this.#collect(state, (participant, clientId) => {
       const config = configs.get(clientId)!;
       let request = requests.get(config);
-      if (!request) requests.set(config, (request = { roundId: state.roundId, round, weights, config, deadline: state.deadline, signature: sign(config) }));
+      if (!request) requests.set(config, (request = { roundId: state.roundId, round, weights, config, deadline: state.deadline, signature: sign(config), ...(stage ? { trainable: stage } : {}) }));
       participant.sendFit(request);
     });
     this.#lastFit = state;
@@ -335,9 +334,12 @@ export class RoundLoop {
       metrics: this.#strategy.aggregateEvaluate(record.round),
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
     });
-    const weights = float32ToBytes(this.#weights);
-    const signature = this.#signer('evaluate', state.roundId, record.round, state.deadline, weights)();
-    await this.#collect(state, (participant) => participant.sendEvaluate({ roundId: state.roundId, round: record.round, weights, deadline: state.deadline, signature }));
+    const schedule = this.#options.trainable;
+    const stage = schedule?.stageFor(record.round);
+    const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
+    const signature = this.#signer('evaluate', state.roundId, record.round, state.deadline, weights, stage)();
+    const request = { roundId: state.roundId, round: record.round, weights, deadline: state.deadline, signature, ...(stage ? { trainable: stage } : {}) };
+    await this.#collect(state, (participant) => participant.sendEvaluate(request));
     record.bytesDown += weights.byteLength * state.selected.size;
     const result = state.metrics.finish();
     const examples = result['examples'] ?? 0;
@@ -347,4 +349,18 @@ export class RoundLoop {
       record.evalExamples = examples;
     }
   }
+}
+
+/** An aggregation that widens each stage delta to the whole model before folding it in. */
+function widened(inner: Aggregation, expand: (delta: Float32Array) => Float32Array): Aggregation {
+  return {
+    add: (update) => inner.add({ ...update, delta: expand(update.delta) }),
+    get count() {
+      return inner.count;
+    },
+    get exampleCount() {
+      return inner.exampleCount;
+    },
+    finish: () => inner.finish(),
+  };
 }

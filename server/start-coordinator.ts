@@ -7,6 +7,9 @@ import type { AllowList } from '../shared/crypto/allow-list.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import type { FrozenBase } from '../shared/model/frozen-base.ts';
 import { buildHead, getHeadWeights, type HeadSpec } from '../shared/model/head.ts';
+import { initialModelWeights } from '../shared/model/fine-tune-model.ts';
+import { ModelSchedule } from '../shared/model/model-schedule.ts';
+import { trainableScheduleFromConfig } from '../shared/model/trainable-set.ts';
 import type { BaseDescriptor } from '../shared/protocol/protocol.ts';
 import type { Strategy } from '../shared/strategy/strategy.ts';
 import { describeBaseDirectory } from './base-server.ts';
@@ -22,6 +25,12 @@ export interface StartCoordinatorOptions {
   headSpec: HeadSpec;
   strategy: Strategy;
   rounds: number;
+  /**
+   * What trains, by round (`{ stages: [...] }`, see shared/model/trainable-set.ts), as read from a
+   * config file. Resolved against the base before the port opens: a bad one throws `BAD_CONFIG`.
+   * @default the head alone (feature extraction)
+   */
+  trainable?: unknown;
   /** Seed of the initial head and of client selection. @default 0 */
   seed?: number;
   port?: number;
@@ -51,7 +60,10 @@ export function initialHeadWeights(embeddingSize: number, headSpec: HeadSpec, se
 
 export async function startCoordinator(options: StartCoordinatorOptions): Promise<Coordinator> {
   const seed = options.seed ?? 0;
-  const initial = initialHeadWeights(options.base.embeddingSize, options.headSpec, seed);
+  const schedule = options.trainable === undefined ? null : trainableScheduleFromConfig(options.trainable, options.base.model, options.rounds);
+  // Fine-tuning: the coordinator holds the whole model; each round sends its stage's slice.
+  const initial = schedule ? initialModelWeights(options.base, options.headSpec, seed) : initialHeadWeights(options.base.embeddingSize, options.headSpec, seed);
+  const trainable = schedule ? new ModelSchedule(options.base, options.headSpec, schedule, initial.manifest) : null;
   const allowList = options.allowList;
   return Coordinator.start({
     identity: options.identity,
@@ -66,6 +78,6 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
-    loop: { seed, ...options.loop },
+    loop: { seed, ...options.loop, ...(trainable ? { trainable } : {}) },
   });
 }

@@ -150,6 +150,8 @@ const BENCHES: Bench[] = [
   // module doc) — or add a summarizer below — and it joins the run and the table automatically.
   // Until then it is listed as pending and does not block the run.
   { name: 'simulation', script: 'simulation.ts', title: 'Simulation scale (virtual clients)', optional: true },
+  // Summarized from its JSON's `summary` array.
+  { name: 'kernels', script: 'kernels.ts', title: 'wasm gradient kernels vs cpu' },
 ];
 
 // ---- arguments ------------------------------------------------------------------------------------

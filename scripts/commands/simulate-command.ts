@@ -5,8 +5,10 @@ import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 
-interface SimulateFlags {
+/** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
+interface SimulateFlags extends Record<string, unknown> {
   preset: string;
   clients?: number;
   rounds?: number;
@@ -21,7 +23,7 @@ interface SimulateFlags {
   optimizer?: 'sgd' | 'adam';
   hidden?: string;
   scratch?: ScratchFeatures;
-  serverMomentum?: number;
+  strategy?: string;
   mode?: SimulationMode;
   dropout?: number;
   straggler?: number;
@@ -35,7 +37,7 @@ interface SimulateFlags {
 }
 
 export function registerSimulateCommand(program: Command): void {
-  program
+  const command = program
     .command('simulate')
     .description('Simulate N clients against one coordinator on real data, with baselines, and write report.json + report.html')
     .addOption(new Option('--preset <name>', 'preset').choices(presetNames()).default('imdb-glove'))
@@ -63,11 +65,11 @@ export function registerSimulateCommand(program: Command): void {
       if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('workers must be an integer ≥ 0');
       return n;
     })
-    .option('--server-momentum <beta>', 'server momentum β (FedAvgM, Hsu et al. 2019); 0 = plain FedAvg', fraction('server-momentum'))
     .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
-    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
-    .action(async (flags: SimulateFlags) => {
+    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
+  addStrategyOptions(command);
+  command.action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
       const base = resolveConfig(flags.preset);
       if (flags.clients !== undefined) overrides.clients = flags.clients;
@@ -88,7 +90,9 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.mode) overrides.mode = flags.mode;
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch) overrides.scratchBase = flags.scratch;
-      if (flags.serverMomentum !== undefined) overrides.serverMomentum = flags.serverMomentum;
+      if (flags.strategy) overrides.strategy = flags.strategy;
+      const strategyParams = strategyParamsFromFlags(flags);
+      if (Object.keys(strategyParams).length > 0) overrides.strategyParams = strategyParams;
       if (flags.hidden !== undefined) overrides.head = { ...base.head, hidden: flags.hidden.trim() === '' ? [] : flags.hidden.split(',').map((v) => positiveInteger('hidden')(v.trim())) };
       if (flags.dropout !== undefined) overrides.dropoutRate = flags.dropout;
       if (flags.straggler !== undefined) overrides.stragglerRate = flags.straggler;

@@ -10,7 +10,8 @@ import os from 'node:os';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { PartitionScheme } from '../../shared/math/partition.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
-import type { OptimizerName } from '../../shared/model/head-training.ts';
+import type { OptimizerName } from '../../shared/model/training-defaults.ts';
+import { createStrategy } from '../../shared/strategy/registry.ts';
 
 export const DATASETS = ['imdb', 'mnist', 'fashion-mnist'] as const;
 export type SimulationDataset = (typeof DATASETS)[number];
@@ -49,8 +50,10 @@ export interface SimulationConfig {
   batchSize: number;
   learningRate: number;
   optimizer: OptimizerName;
-  /** Server momentum β (FedAvgM); 0 is plain FedAvg. */
-  serverMomentum: number;
+  /** Aggregation strategy, by registry name (shared/strategy/registry.ts). */
+  strategy: string;
+  /** Parameters of the strategy by config key (`serverMomentum`, `proximalMu`, …); missing ones take its defaults. */
+  strategyParams: Record<string, number>;
   /** Probability that a selected client crashes in a round. */
   dropoutRate: number;
   /** Probability that a selected client misses the round's deadline. */
@@ -80,7 +83,8 @@ export interface SimulationConfig {
 const COMMON = {
   partition: { scheme: 'dirichlet' as PartitionScheme, alpha: 0.5, beta: 0.5, shardsPerClient: 2 },
   optimizer: 'adam' as OptimizerName,
-  serverMomentum: 0,
+  strategy: 'fedavg',
+  strategyParams: {},
   dropoutRate: 0.05,
   stragglerRate: 0,
   seed: 42,
@@ -164,7 +168,7 @@ export function presetNames(): string[] {
 export function resolveConfig(preset: string, overrides: Partial<SimulationConfig> = {}): SimulationConfig {
   const base = PRESETS[preset];
   if (!base) throw new FedtlError('BAD_CONFIG', `unknown preset "${preset}"; choose one of ${presetNames().join(', ')}`);
-  const config: SimulationConfig = { ...base, ...overrides, partition: { ...base.partition, ...overrides.partition }, baselines: { ...base.baselines, ...overrides.baselines } };
+  const config: SimulationConfig = { ...base, ...overrides, strategyParams: { ...(overrides.strategy && overrides.strategy !== base.strategy ? {} : base.strategyParams), ...overrides.strategyParams }, partition: { ...base.partition, ...overrides.partition }, baselines: { ...base.baselines, ...overrides.baselines } };
   const positive = (value: number, name: string) => {
     if (!Number.isFinite(value) || value <= 0) throw new FedtlError('BAD_CONFIG', `${name} must be positive, got ${value}`);
   };
@@ -181,6 +185,8 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
   }
   if (!Number.isSafeInteger(config.trainingWorkers) || config.trainingWorkers < 0) throw new FedtlError('BAD_CONFIG', `trainingWorkers must be an integer ≥ 0, got ${config.trainingWorkers}`);
   if (config.clients > config.trainExamples) throw new FedtlError('BAD_CONFIG', `${config.clients} clients cannot share ${config.trainExamples} training examples`);
+  // Builds the strategy once to check its name and parameters at the boundary (BAD_CONFIG naming them).
+  createStrategy(config.strategy, { minClients: 1 }, config.strategyParams);
   if (config.minClients > config.clients) throw new FedtlError('BAD_CONFIG', `minClients (${config.minClients}) is more than clients (${config.clients})`);
   return config;
 }

@@ -37,8 +37,7 @@ import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import { buildHead, setHeadWeights } from '../../shared/model/head.ts';
 import { evaluateHead } from '../../shared/model/head-training.ts';
 import type { EvaluateRequest, FitRequest } from '../../shared/protocol/protocol.ts';
-import { FedAvg } from '../../shared/strategy/fed-avg.ts';
-import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
+import { createStrategy } from '../../shared/strategy/registry.ts';
 import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
@@ -93,17 +92,21 @@ export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.
   };
 }
 
+/** The run's strategy, built from the registry with the simulation's client settings. */
 export function strategyOf(config: SimulationConfig): Strategy {
-  const options = {
-    fractionFit: config.fractionFit,
-    minClients: config.minClients,
-    minUpdates: Math.max(1, Math.floor(config.minClients * 0.5)),
-    epochs: config.epochs,
-    batchSize: config.batchSize,
-    learningRate: config.learningRate,
-    optimizer: config.optimizer,
-  };
-  return config.serverMomentum > 0 ? new FedAvgM({ ...options, serverMomentum: config.serverMomentum }) : new FedAvg(options);
+  return createStrategy(
+    config.strategy,
+    {
+      fractionFit: config.fractionFit,
+      minClients: config.minClients,
+      minUpdates: Math.max(1, Math.floor(config.minClients * 0.5)),
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      optimizer: config.optimizer,
+    },
+    config.strategyParams,
+  );
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {

@@ -20,7 +20,7 @@ import type { Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { loadIdentity } from '../../shared/crypto/identity.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
-import { FedAvg } from '../../shared/strategy/fed-avg.ts';
+import { createStrategy } from '../../shared/strategy/registry.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 
 export interface ChildConfig {
@@ -40,6 +40,8 @@ export interface ChildConfig {
   waitForClientsMs?: number;
   /** Seed of the initial head and of selection. @default 3 */
   seed?: number;
+  /** Aggregation strategy by registry name (shared/strategy/registry.ts), with its defaults. @default 'fedavg' */
+  strategy?: string;
   /** Log level of the child's stderr logger. @default 'warn' */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
@@ -90,7 +92,7 @@ async function main(): Promise<void> {
     base: createIdentityBase(784, { name: 'pixels-784' }),
     baseDirectory: null,
     headSpec: STRESS_HEAD,
-    strategy: new FedAvg({ minClients: config.minClients, learningRate: 0.05 }),
+    strategy: createStrategy(config.strategy ?? 'fedavg', { minClients: config.minClients, learningRate: 0.05 }),
     rounds: config.rounds,
     seed: config.seed ?? 3,
     port: config.port ?? 0,

@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { flattenTensors, manifestFromShapes, type FlatWeights, type WeightManifest } from '../weights/flat-weights.ts';
+import type { FeatureMatrix } from './feature-matrix.ts';
 import type { FrozenBase } from './frozen-base.ts';
 import { buildHead, getHeadWeights, setHeadWeights, type HeadSpec } from './head.ts';
 import { MeanEmbeddingBag, ParameterFreeLayerNorm } from './training-layers.ts';
@@ -231,6 +232,20 @@ function isGap1d(layer: tf.layers.Layer | undefined): boolean {
 export interface BuildTopOptions {
   /** Seed of layers built before their weights are written (irrelevant to results). @default 0 */
   seed?: number;
+  /**
+   * Ids of every token the top will see (a client's training and validation data, see
+   * {@link tokenIdsOf}): a trained embedding table then holds only those rows, so a training step
+   * costs the client's vocabulary rather than the whole table. Other rows read as zero, so never
+   * give this to a top that evaluates other data. @default the whole table
+   */
+  embeddingRows?: Int32Array;
+}
+
+/** Sorted distinct token ids (padding excluded) in feature rows of token ids. */
+export function tokenIdsOf(features: readonly FeatureMatrix[]): Int32Array {
+  const seen = new Set<number>();
+  for (const matrix of features) for (const id of matrix.values) if (id !== 0) seen.add(id);
+  return Int32Array.from(seen).sort();
 }
 
 /**
@@ -250,10 +265,26 @@ export class TrainableTop {
   readonly featureKey: string;
   readonly #variables: Map<string, tf.LayerVariable>;
   readonly #multipliers: Map<string, number>;
+  /** Embedding tables held as sub-tables: weight name → the rows held. */
+  readonly #tables: Map<string, Int32Array>;
+  /** The stage's weights as last set: the rows a sub-table does not hold are read from here. */
+  #reference: Float32Array;
   #featureBase: FrozenBase | null = null;
   readonly #base: FrozenBase;
 
-  private constructor(base: FrozenBase, model: tf.LayersModel, manifest: WeightManifest, stage: TrainableStage, boundary: Boundary | null, variables: Map<string, tf.LayerVariable>, multipliers: Map<string, number>) {
+  private constructor(
+    base: FrozenBase,
+    model: tf.LayersModel,
+    manifest: WeightManifest,
+    stage: TrainableStage,
+    boundary: Boundary | null,
+    variables: Map<string, tf.LayerVariable>,
+    multipliers: Map<string, number>,
+    tables: Map<string, Int32Array>,
+    reference: Float32Array,
+  ) {
+    this.#tables = tables;
+    this.#reference = reference;
     this.#base = base;
     this.model = model;
     this.manifest = manifest;
@@ -293,7 +324,13 @@ export class TrainableTop {
           const next = layers[i + 1];
           if (layer.getClassName() === 'Embedding' && isGap1d(next) && nodeOf(next!).inputTensors[0] === node.outputTensors[0] && inputs[0] === input) {
             const config = layer.getConfig();
-            const bag = new MeanEmbeddingBag({ name: layer.name, inputDim: config['inputDim'] as number, outputDim: config['outputDim'] as number, trainable: trained.has(layer.name) });
+            const bag = new MeanEmbeddingBag({
+              name: layer.name,
+              inputDim: config['inputDim'] as number,
+              outputDim: config['outputDim'] as number,
+              trainable: trained.has(layer.name),
+              ...(options.embeddingRows ? { rows: options.embeddingRows } : {}),
+            });
             created.push(bag);
             mapped.set(nodeOf(next!).outputTensors[0]!, bag.apply(inputs[0]!) as tf.SymbolicTensor);
             i++;
@@ -325,13 +362,16 @@ export class TrainableTop {
       const byName = new Map(model.manifest.entries.map((e) => [e.name, e]));
       const variables = new Map<string, tf.LayerVariable>();
       const multipliers = new Map<string, number>();
+      const tables = new Map<string, Int32Array>();
       for (const layer of top.layers) {
         for (const variable of layer.weights) {
           const name = weightName(layer.name, variable);
           const entry = byName.get(name);
           if (!entry) throw new FedtlError('BAD_SHAPE', `the model has no weight "${name}"; was it built for another base or head?`);
-          if (entry.shape.join(',') !== variable.shape.join(',')) throw new FedtlError('BAD_SHAPE', `weight "${name}" is [${entry.shape.join(',')}] in the model but [${variable.shape.join(',')}] in the layer`);
-          const value = tf.tensor(model.data.subarray(entry.offset, entry.offset + entry.length), entry.shape, 'float32');
+          const held = layer instanceof MeanEmbeddingBag ? layer.rows : null;
+          if (held) tables.set(name, held);
+          else if (entry.shape.join(',') !== variable.shape.join(',')) throw new FedtlError('BAD_SHAPE', `weight "${name}" is [${entry.shape.join(',')}] in the model but [${variable.shape.join(',')}] in the layer`);
+          const value = held ? heldRows(model.data, entry, held) : tf.tensor(model.data.subarray(entry.offset, entry.offset + entry.length), entry.shape, 'float32');
           variable.write(value);
           value.dispose();
         }
@@ -345,7 +385,7 @@ export class TrainableTop {
       if (manifest.entries.length !== variables.size || manifest.entries.some((e) => !variables.has(e.name))) {
         throw new FedtlError('INTERNAL', `the top trains ${[...variables.keys()].join(', ')} but the stage names ${manifest.entries.map((e) => e.name).join(', ')}`);
       }
-      return new TrainableTop(base, top, manifest, stage, boundary, variables, multipliers);
+      return new TrainableTop(base, top, manifest, stage, boundary, variables, multipliers, tables, gatherWeights(model, manifest));
     } catch (error) {
       top.dispose();
       throw error;
@@ -359,7 +399,18 @@ export class TrainableTop {
 
   /** The stage's trainable weights as one flat buffer. */
   getWeights(): FlatWeights {
-    return flattenTensors(this.manifest.entries.map((e) => ({ name: e.name, tensor: this.#variables.get(e.name)!.read() })));
+    const data = this.#reference.slice();
+    for (const entry of this.manifest.entries) {
+      const values = this.#variables.get(entry.name)!.read().dataSync() as Float32Array;
+      const held = this.#tables.get(entry.name);
+      if (!held) {
+        data.set(values, entry.offset);
+        continue;
+      }
+      const cols = entry.shape[1]!;
+      held.forEach((row, k) => data.set(values.subarray(k * cols, (k + 1) * cols), entry.offset + row * cols));
+    }
+    return { manifest: this.manifest, data };
   }
 
   /** Loads the stage's trainable weights (a buffer on {@link manifest}). */
@@ -367,8 +418,10 @@ export class TrainableTop {
     if (data.length !== this.manifest.parameterCount) {
       throw new FedtlError('BAD_SHAPE', `stage ${this.stage.index} trains ${this.manifest.parameterCount} values, got ${data.length}`);
     }
+    this.#reference = data.slice();
     for (const entry of this.manifest.entries) {
-      const value = tf.tensor(data.subarray(entry.offset, entry.offset + entry.length), entry.shape, 'float32');
+      const held = this.#tables.get(entry.name);
+      const value = held ? heldRows(data, entry, held) : tf.tensor(data.subarray(entry.offset, entry.offset + entry.length), entry.shape, 'float32');
       this.#variables.get(entry.name)!.write(value);
       value.dispose();
     }
@@ -387,6 +440,21 @@ export class TrainableTop {
   dispose(): void {
     this.model.dispose();
   }
+}
+
+/** Rows `held` of a table entry of `data`, as a `held.length × cols` tensor. */
+function heldRows(data: Float32Array, entry: { offset: number; shape: number[] }, held: Int32Array): tf.Tensor {
+  const cols = entry.shape[1]!;
+  const out = new Float32Array(Math.max(1, held.length) * cols);
+  held.forEach((row, k) => out.set(data.subarray(entry.offset + row * cols, entry.offset + (row + 1) * cols), k * cols));
+  return tf.tensor2d(out, [Math.max(1, held.length), cols]);
+}
+
+/** The feature base of a stage without building its top (see {@link TrainableTop.featureBase}). */
+export function stageFeatureBase(base: FrozenBase, stage: TrainableStage): FrozenBase {
+  const boundary = base.model ? findBoundary(base.model, stage) : null;
+  const size = boundary ? boundary.shape.reduce((a, b) => a * b, 1) : base.embeddingSize;
+  return makeFeatureBase(base, boundary, boundaryFeatureKey(base, boundary), size);
 }
 
 function makeFeatureBase(base: FrozenBase, boundary: Boundary | null, key: string, size: number): FrozenBase {

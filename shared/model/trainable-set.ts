@@ -235,3 +235,32 @@ export function stageForRound(schedule: TrainableSchedule, round: number): Train
 export function trainableScheduleFromConfig(value: unknown, baseModel: tf.LayersModel | null, rounds: number, source = 'trainable'): TrainableSchedule {
   return resolveTrainableSet(parseTrainableSet(value, { rounds, source }), baseModel, source);
 }
+
+/** Largest number of layers a stage may name in a message from a peer. */
+const MAX_STAGE_LAYERS = 4096;
+
+/** Parses a resolved stage from an untrusted message (a fit or evaluate request). */
+export function parseTrainableStage(value: unknown, what = 'trainable'): TrainableStage {
+  const fail = (why: string): never => {
+    throw new FedtlError('BAD_MESSAGE', `${what}: ${why}`);
+  };
+  if (!isRecord(value)) return fail('expected an object with index, fromRound, headLrMultiplier and layers');
+  const { index, fromRound, headLrMultiplier, layers } = { index: value['index'], fromRound: value['fromRound'], headLrMultiplier: value['headLrMultiplier'], layers: value['layers'] };
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index >= MAX_STAGES) return fail(`index must be an integer in [0, ${MAX_STAGES})`);
+  if (typeof fromRound !== 'number' || !Number.isSafeInteger(fromRound) || fromRound < 1) return fail('fromRound must be a positive integer');
+  const positive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+  if (!positive(headLrMultiplier)) return fail('headLrMultiplier must be a finite number > 0');
+  if (!Array.isArray(layers) || layers.length > MAX_STAGE_LAYERS) return fail(`layers must be a list of at most ${MAX_STAGE_LAYERS} layers`);
+  const parsed = layers.map((layer: unknown, i): TrainableLayer => {
+    if (!isRecord(layer) || typeof layer['name'] !== 'string' || layer['name'] === '' || layer['name'].length > 200 || !positive(layer['lrMultiplier'])) {
+      return fail(`layers[${i}] must be { name, lrMultiplier > 0 }`);
+    }
+    return { name: layer['name'], lrMultiplier: layer['lrMultiplier'] };
+  });
+  return { index, fromRound, headLrMultiplier, layers: parsed };
+}
+
+/** Canonical text of a stage, covered by a round message's signature. */
+export function trainableStageText(stage: TrainableStage): string {
+  return JSON.stringify({ index: stage.index, fromRound: stage.fromRound, headLrMultiplier: stage.headLrMultiplier, layers: stage.layers.map((l) => ({ name: l.name, lrMultiplier: l.lrMultiplier })) });
+}

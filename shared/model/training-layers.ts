@@ -27,25 +27,46 @@ export interface MeanEmbeddingBagArgs {
   inputDim: number;
   outputDim: number;
   trainable: boolean;
+  /**
+   * Hold only these rows of the table (sorted distinct ids, e.g. every id in a client's data):
+   * the variable is `rows.length × outputDim` and other ids read as zero vectors. Rows a client's
+   * data never uses get no gradient anyway, so training is the same; each step then costs the
+   * client's vocabulary, not the whole table. @default the whole table
+   */
+  rows?: Int32Array;
 }
 
-/** Rows of S built per product, so a large evaluation batch never allocates batch × vocabulary at once. */
+/** Rows of S built per product, so a large evaluation batch stays a modest matrix. */
 const ROWS_PER_PRODUCT = 128;
 
 export class MeanEmbeddingBag extends tf.layers.Layer {
   static readonly className = 'FedtlMeanEmbeddingBag';
   readonly inputDim: number;
   readonly outputDim: number;
+  /** The rows held, or null for the whole table. */
+  readonly rows: Int32Array | null;
+  /** id → row of the variable (−1: not held); only with `rows`. */
+  readonly #local: Int32Array | null;
   #embeddings: tf.LayerVariable | null = null;
 
   constructor(args: MeanEmbeddingBagArgs) {
     super({ name: args.name, trainable: args.trainable });
     this.inputDim = args.inputDim;
     this.outputDim = args.outputDim;
+    this.rows = args.rows ?? null;
+    if (this.rows) {
+      this.#local = new Int32Array(args.inputDim).fill(-1);
+      this.rows.forEach((id, k) => {
+        this.#local![id] = k;
+      });
+    } else {
+      this.#local = null;
+    }
   }
 
   override build(): void {
-    this.#embeddings = this.addWeight('embeddings', [this.inputDim, this.outputDim], 'float32', tf.initializers.zeros());
+    const held = this.rows ? Math.max(1, this.rows.length) : this.inputDim;
+    this.#embeddings = this.addWeight('embeddings', [held, this.outputDim], 'float32', tf.initializers.zeros());
     this.built = true;
   }
 
@@ -64,18 +85,81 @@ export class MeanEmbeddingBag extends tf.layers.Layer {
       const parts: tf.Tensor[] = [];
       for (let start = 0; start < rows; start += ROWS_PER_PRODUCT) {
         const end = Math.min(rows, start + ROWS_PER_PRODUCT);
-        const s = new Float32Array((end - start) * this.inputDim);
-        for (let r = start; r < end; r++) {
-          const base = (r - start) * this.inputDim;
-          for (let t = 0; t < length; t++) {
-            const id = values[r * length + t]!;
-            if (id !== PAD_ID && id >= 0 && id < this.inputDim) s[base + id]! += 1 / length;
-          }
-        }
-        parts.push(tf.matMul(tf.tensor2d(s, [end - start, this.inputDim]), table));
+        parts.push(this.#local ? this.#meanLocal(values, start, end, length, table, this.#local) : this.#meanRows(values, start, end, length, table));
       }
       return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
     });
+  }
+
+  /**
+   * S·E over a held sub-table: S (batch × held rows) and its transpose are built on the host, so
+   * the forward and backward passes are one plain matMul each, with no gather or scatter.
+   */
+  #meanLocal(values: ArrayLike<number>, start: number, end: number, length: number, table: tf.Tensor, local: Int32Array): tf.Tensor {
+    const held = table.shape[0]!;
+    const n = end - start;
+    const s = new Float32Array(n * held);
+    const sT = new Float32Array(held * n);
+    for (let r = start; r < end; r++) {
+      for (let t = 0; t < length; t++) {
+        const id = values[r * length + t]!;
+        const k = id !== PAD_ID && id >= 0 && id < local.length ? local[id]! : -1;
+        if (k >= 0) {
+          s[(r - start) * held + k]! += 1 / length;
+          sT[k * n + (r - start)]! += 1 / length;
+        }
+      }
+    }
+    const sMatrix = tf.tensor2d(s, [n, held]);
+    const sTransposed = tf.tensor2d(sT, [held, n]);
+    const product = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [e, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([sTransposed]);
+      return {
+        value: tf.matMul(sMatrix, e as tf.Tensor2D),
+        gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [tf.matMul(saved[0] as tf.Tensor2D, dy as tf.Tensor2D)],
+      };
+    });
+    return product(table);
+  }
+
+  /**
+   * S·E for rows [start, end), restricted to the words those rows use: S is rows × used words and
+   * only the used rows of E are gathered. The gradient scatters Sᵀ·dY back into those rows, so a
+   * step costs batch × used words, never batch × vocabulary, and needs neither a dense Sᵀ·dY
+   * over the whole table nor the gather op's UnsortedSegmentSum gradient.
+   */
+  #meanRows(values: ArrayLike<number>, start: number, end: number, length: number, table: tf.Tensor): tf.Tensor {
+    const column = new Map<number, number>();
+    for (let i = start * length; i < end * length; i++) {
+      const id = values[i]!;
+      if (id !== PAD_ID && id >= 0 && id < this.inputDim && !column.has(id)) column.set(id, column.size);
+    }
+    const used = Int32Array.from(column.keys());
+    const s = new Float32Array((end - start) * Math.max(1, used.length));
+    for (let r = start; r < end; r++) {
+      for (let t = 0; t < length; t++) {
+        const c = column.get(values[r * length + t]!);
+        if (c !== undefined) s[(r - start) * used.length + c]! += 1 / length;
+      }
+    }
+    if (used.length === 0) return tf.zeros([end - start, this.outputDim]);
+    const sMatrix = tf.tensor2d(s, [end - start, used.length]);
+    const usedIds = tf.tensor1d(used, 'int32');
+    const shape = table.shape as [number, number];
+    // customGrad passes the inputs, then the save function, in one rest list.
+    const product = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [e, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([sMatrix, usedIds]);
+      return {
+        value: tf.matMul(sMatrix, tf.gather(e, usedIds)),
+        gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+          const [sm, idx] = saved as [tf.Tensor2D, tf.Tensor1D];
+          return [tf.scatterND(tf.expandDims(idx, 1), tf.matMul(sm, dy as tf.Tensor2D, true, false), shape)];
+        },
+      };
+    });
+    return product(table);
   }
 
   override getConfig(): tf.serialization.ConfigDict {

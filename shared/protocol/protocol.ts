@@ -7,9 +7,11 @@
  * little-endian float32), never as JSON numbers; weights from a client travel only inside a sealed
  * update envelope (shared/crypto).
  */
+import { createHash } from 'node:crypto';
 import { FedtlError, isErrorCode, type ErrorCode } from '../core/errors.ts';
 import type { HeadSpec } from '../model/head.ts';
 import { parseHeadSpec } from '../model/head.ts';
+import { parseTrainableStage, trainableStageText, type TrainableStage } from '../model/trainable-set.ts';
 import type { ConfigValue, FitConfig } from '../strategy/strategy.ts';
 import { parseManifest, type WeightManifest } from '../weights/flat-weights.ts';
 
@@ -86,6 +88,12 @@ export interface FitRequest {
   deadline: number;
   /** Coordinator's signature over {@link roundSignedText}. */
   signature: string;
+  /**
+   * What trains this round when the coordinator fine-tunes (see shared/model/trainable-set.ts):
+   * `weights` is then that stage's slice of the model. Covered by the signature through
+   * {@link roundWeightsDigest}. Absent: the head alone (feature extraction).
+   */
+  trainable?: TrainableStage;
 }
 
 export interface EvaluateRequest {
@@ -94,6 +102,8 @@ export interface EvaluateRequest {
   weights: Uint8Array;
   deadline: number;
   signature: string;
+  /** As in {@link FitRequest.trainable}. */
+  trainable?: TrainableStage;
 }
 
 export interface EvaluationReport {
@@ -186,6 +196,16 @@ export function fitConfigText(config: FitConfig): string {
   const sorted = (value: unknown): unknown =>
     typeof value === 'object' && value !== null ? Object.fromEntries(Object.keys(value).sort().map((key) => [key, sorted((value as Record<string, unknown>)[key])])) : value;
   return JSON.stringify(sorted(config));
+}
+
+/**
+ * The digest a round message's signature covers: SHA-256 of the weights, and of the trainable
+ * stage after them when there is one (so a relay cannot swap what the weights mean).
+ */
+export function roundWeightsDigest(weights: Uint8Array, trainable?: TrainableStage): string {
+  const hash = createHash('sha256').update(weights);
+  if (trainable) hash.update(`\nfedtl-trainable/v1|${trainableStageText(trainable)}`);
+  return hash.digest('hex');
 }
 
 export function roundSignedText(kind: 'fit' | 'evaluate', roundId: string, round: number, deadline: number, weightsSha256: string, config?: FitConfig): string {
@@ -348,6 +368,7 @@ export function parseFitRequest(value: unknown, maxBytes: number): FitRequest {
     config: parseFitConfig(fields['config']),
     deadline: integer(fields, 'deadline', 'fit'),
     signature: string(fields, 'signature', 'fit', 128),
+    ...(fields['trainable'] !== undefined ? { trainable: parseTrainableStage(fields['trainable'], 'fit.trainable') } : {}),
   };
 }
 
@@ -359,6 +380,7 @@ export function parseEvaluateRequest(value: unknown, maxBytes: number): Evaluate
     weights: bytes(fields['weights'], 'evaluate.weights', maxBytes),
     deadline: integer(fields, 'deadline', 'evaluate'),
     signature: string(fields, 'signature', 'evaluate', 128),
+    ...(fields['trainable'] !== undefined ? { trainable: parseTrainableStage(fields['trainable'], 'evaluate.trainable') } : {}),
   };
 }
 

@@ -9,9 +9,12 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { FedAvg, type FedAvgOptions } from './fed-avg.ts';
+import { checkedOption, isUnitInterval } from './option-check.ts';
 import { PseudoGradientAggregation } from './pseudo-gradient.ts';
 import { stateArray, type StrategyState } from './strategy-state.ts';
 import type { Aggregation } from './strategy.ts';
+
+export const FEDAVGM_DEFAULTS = { serverMomentum: 0.9 } as const;
 
 export interface FedAvgMOptions extends FedAvgOptions {
   /** Server momentum β. @default 0.9 */
@@ -25,8 +28,7 @@ export class FedAvgM extends FedAvg {
 
   constructor(options: FedAvgMOptions = {}) {
     super(options);
-    this.#momentum = options.serverMomentum ?? 0.9;
-    if (!(this.#momentum >= 0 && this.#momentum < 1)) throw new FedtlError('BAD_CONFIG', `serverMomentum must be in [0, 1), got ${this.#momentum}`);
+    this.#momentum = checkedOption(options.serverMomentum, FEDAVGM_DEFAULTS.serverMomentum, 'serverMomentum', isUnitInterval, 'in [0, 1)');
   }
 
   override aggregateFit(_round: number, global: Float32Array): Aggregation {

@@ -12,6 +12,9 @@ import { TRAINING_DEFAULTS } from '../model/training-defaults.ts';
 import type { StrategyState } from './strategy-state.ts';
 import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, Strategy } from './strategy.ts';
 
+/** Server-side defaults of FedAvg, written once (client-side ones are TRAINING_DEFAULTS). */
+export const FEDAVG_DEFAULTS = { fractionFit: 1, minClients: 2, serverLearningRate: 1 } as const;
+
 export interface FedAvgOptions {
   /** Fraction C of ready clients picked each round. @default 1 */
   fractionFit?: number;
@@ -155,9 +158,9 @@ export class FedAvg implements Strategy {
   protected readonly options: Required<FedAvgOptions>;
 
   constructor(options: FedAvgOptions = {}) {
-    const minClients = options.minClients ?? 2;
+    const minClients = options.minClients ?? FEDAVG_DEFAULTS.minClients;
     this.options = {
-      fractionFit: options.fractionFit ?? 1,
+      fractionFit: options.fractionFit ?? FEDAVG_DEFAULTS.fractionFit,
       minClients,
       maxClients: options.maxClients ?? Number.POSITIVE_INFINITY,
       minUpdates: options.minUpdates ?? minClients,
@@ -165,7 +168,7 @@ export class FedAvg implements Strategy {
       batchSize: options.batchSize ?? TRAINING_DEFAULTS.batchSize,
       learningRate: options.learningRate ?? TRAINING_DEFAULTS.learningRate,
       optimizer: options.optimizer ?? TRAINING_DEFAULTS.optimizer,
-      serverLearningRate: options.serverLearningRate ?? 1,
+      serverLearningRate: options.serverLearningRate ?? FEDAVG_DEFAULTS.serverLearningRate,
       evaluateClients: options.evaluateClients ?? 'selected',
     };
     const o = this.options;

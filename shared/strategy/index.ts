@@ -1,8 +1,8 @@
 /** Public API of `shared/strategy`: the strategy contract, the strategies, and the wrapper mechanism. */
 export type { Strategy, Aggregation, Candidate, ClientUpdate, ConfigValue, EvaluationReply, FitConfig, FitInstruction, MetricAggregation } from './strategy.ts';
-export { FedAvg, WeightedDeltaMean, WeightedMetricMean, sampleClients } from './fed-avg.ts';
+export { FedAvg, FEDAVG_DEFAULTS, WeightedDeltaMean, WeightedMetricMean, sampleClients } from './fed-avg.ts';
 export type { FedAvgOptions } from './fed-avg.ts';
-export { FedAvgM } from './fed-avg-m.ts';
+export { FedAvgM, FEDAVGM_DEFAULTS } from './fed-avg-m.ts';
 export type { FedAvgMOptions } from './fed-avg-m.ts';
 export { PseudoGradientAggregation, type ServerStep } from './pseudo-gradient.ts';
 export { StrategyWrapper, mapUpdates } from './strategy-wrapper.ts';
@@ -10,3 +10,13 @@ export { ClippedStrategy, clipToNorm, l2Norm } from './clipped-strategy.ts';
 export type { ClippedStrategyOptions } from './clipped-strategy.ts';
 export { encodeState, decodeState, stateArray, stateChild, stateNumber } from './strategy-state.ts';
 export type { StrategyState, StateValue } from './strategy-state.ts';
+export { FedProx, FEDPROX_DEFAULTS } from './fed-prox.ts';
+export type { FedProxOptions } from './fed-prox.ts';
+export { FedAdam, FedYogi, FedAdagrad, FEDOPT_DEFAULTS } from './fed-opt.ts';
+export type { FedOptOptions } from './fed-opt.ts';
+export { HeldUpdates, HoldingStrategy, HOLDING_DEFAULTS } from './held-updates.ts';
+export type { HeldUpdate, HoldingOptions } from './held-updates.ts';
+export { FedMedian, FedTrimmedMean, Krum, NormBounding, krumScores } from './robust.ts';
+export type { KrumOptions, NormBoundingOptions, TrimmedMeanOptions } from './robust.ts';
+export { createStrategy, registerStrategy, strategyEntry, strategyNames, allStrategyParams } from './registry.ts';
+export type { StrategyEntry, StrategyParam } from './registry.ts';

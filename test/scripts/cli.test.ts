@@ -84,6 +84,15 @@ describe('fedtl command line', () => {
     expect(badBackend.output()).toMatch(/must be one of tensorflow, wasm, cpu/);
   });
 
+  it('stops a coordinator at start (exit 2) on a config file with a wrong type, naming the key', async () => {
+    const wrongType = path.join(dir, 'wrong-type.json');
+    await writeFile(wrongType, JSON.stringify({ identity: 'x', allow: 'y', classes: 2, lr: '0.01' }));
+    const typed = run(['coordinator', '--config', wrongType]);
+    expect(await typed.exit).toBe(2);
+    expect(typed.output()).toMatch(/wrong-type\.json: "lr": Invalid input: expected number, received string/);
+    // Unknown keys and strategy parameters are refused the same way (test/scripts/coordinator-config.test.ts).
+  });
+
   it('runs a coordinator and a client from the command line to an exported model, and predicts with it', async () => {
     // Prepare: identities, allow list, and a tiny CSV a "hospital" holds.
     const coordinatorKey = path.join(dir, 'coordinator.key');

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
 import path from 'node:path';
-import { FedtlClient, type ClientRoundEvent } from '../../client/client.ts';
+import { FedtlClient, type ClientOptions, type ClientRoundEvent } from '../../client/client.ts';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadMnist } from '../../client/data/mnist.ts';
 import { Coordinator } from '../../server/coordinator.ts';
@@ -17,6 +17,7 @@ import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import { FedAvg, type FedAvgOptions } from '../../shared/strategy/fed-avg.ts';
+import type { Strategy } from '../../shared/strategy/strategy.ts';
 import type { CoordinatorOptions } from '../../server/coordinator.ts';
 
 export const DIGIT_HEAD: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 10 };
@@ -48,6 +49,8 @@ export interface FederationOptions {
   /** Examples per client. */
   sizes?: number[];
   strategy?: FedAvgOptions;
+  /** Builds the strategy from the fixture's FedAvg options instead of plain FedAvg. @default FedAvg */
+  makeStrategy?: (options: FedAvgOptions) => Strategy;
   loop?: CoordinatorOptions['loop'];
   /** Identities on the allow list beyond the clients'. */
   extraAllowed?: string[];
@@ -91,7 +94,7 @@ export class Federation {
       // Adam restarts every round; at 0.05 its first steps overshoot and the evaluation loss of a
       // 3-round run rises or falls depending on the digit sample. 0.01 (the FedAvg default) falls
       // monotonically on every sample tried.
-      strategy: new FedAvg({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }),
+      strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }),
       rounds: options.rounds,
       seed: 3,
       loop: {
@@ -109,7 +112,7 @@ export class Federation {
   }
 
   /** Starts client `i` with its own identity and data part. */
-  startClient(i: number, extra: { identity?: Identity; url?: string } = {}): FedtlClient {
+  startClient(i: number, extra: { identity?: Identity; url?: string; transformDelta?: ClientOptions['transformDelta'] } = {}): FedtlClient {
     const events: ClientRoundEvent[] = (this.events[i] ??= []);
     const pub = publicIdentity(this.coordinatorIdentity);
     const client = new FedtlClient({
@@ -121,6 +124,7 @@ export class Federation {
       seed: i,
       backoff: { min: 100, max: 500 },
       onRound: (event) => events.push(event),
+      ...(extra.transformDelta ? { transformDelta: extra.transformDelta } : {}),
     }).start();
     this.clients.push(client);
     return client;

@@ -2,7 +2,8 @@
  * `Conv2DBackpropFilter` for wasm: the gradient of a 2-D convolution with respect to its filter,
  * `dW[kh, kw, ci, co] = Σ_{n, oh, ow} x[n, oh·s + kh − pad, ow·s + kw − pad, ci] · dy[n, oh, ow, co]`,
  * computed as `patches(x)ᵀ · dy`: one matrix product on wasm's XNNPACK kernel. For a 1×1 convolution
- * the patches are the input itself, so no copy is made.
+ * the patches are the input itself. The patches are transposed explicitly: wasm's `BatchMatMul`
+ * takes its XNNPACK path only for untransposed operands and is ~10× slower otherwise.
  */
 import * as tf from '@tensorflow/tfjs';
 import { requireChannelsLast, requireFloat32, withKernelScope } from './kernel-scope.ts';
@@ -26,7 +27,8 @@ function conv2dBackpropFilter({ inputs, backend, attrs }: Parameters<tf.KernelFu
   return withKernelScope(backend, (scope) => {
     const patches = extractPatches(scope, x, info);
     const rows = patches.shape[0]!;
-    const grads = scope.run(tf.BatchMatMul, { a: patches, b: scope.reshape(dy, [rows, info.outChannels]) }, { transposeA: true, transposeB: false });
+    const patchesT = scope.run(tf.Transpose, { x: patches }, { perm: [1, 0] });
+    const grads = scope.run(tf.BatchMatMul, { a: patchesT, b: scope.reshape(dy, [rows, info.outChannels]) }, { transposeA: false, transposeB: false });
     return scope.reshape(grads, [...filterShape]);
   });
 }

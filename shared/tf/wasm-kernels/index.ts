@@ -1,1 +1,2 @@
-export { registerWasmGradientKernels, WASM_GRADIENT_KERNELS } from './register.ts';
+export { isFedtlWasmKernel, registerWasmGradientKernels, WASM_FASTER_KERNELS, WASM_GRADIENT_KERNELS } from './register.ts';
+export type { KernelReplacement } from './register.ts';

@@ -13,6 +13,8 @@ import {
   gatherWeights,
   initialModelWeights,
   scatterWeights,
+  stageFeatureBase,
+  tokenIdsOf,
   TrainableTop,
 } from '../../../shared/model/fine-tune-model.ts';
 import type { FrozenBase } from '../../../shared/model/frozen-base.ts';
@@ -117,6 +119,28 @@ describe('TrainableTop on the GloVe base', () => {
     expect(changedRows).toBeGreaterThan(10);
     expect(Array.from(after.data.subarray(0, dims)).every((v) => v === 0)).toBe(true);
     expect([...top.learningRateMultipliers.values()].sort()).toEqual([0.5, 1, 1]);
+  });
+
+  it('trains a sub-table of the rows a client uses exactly as the whole table', async () => {
+    // Prepare
+    const stage = stageForRound(resolveTrainableSet(PROBE_THEN_TABLE, glove.model), 3);
+    const model = initialModelWeights(glove, HEAD, 11);
+    const features = await featuresOf(stageFeatureBase(glove, stage), ids);
+    const labels = Int32Array.from(texts, (_, i) => (i % 3 === 0 ? 1 : 0));
+    const whole = TrainableTop.build(glove, HEAD, stage, model);
+    const sub = TrainableTop.build(glove, HEAD, stage, model, { embeddingRows: tokenIdsOf([features]) });
+    const options = { epochs: 2, batchSize: 4, learningRate: 0.05, seed: 3 };
+
+    // Execute
+    await trainHead(whole.model, features, labels, { ...options, learningRateMultipliers: whole.learningRateMultipliers });
+    await trainHead(sub.model, features, labels, { ...options, learningRateMultipliers: sub.learningRateMultipliers });
+    const [a, b] = [whole.getWeights().data, sub.getWeights().data];
+    whole.dispose();
+    sub.dispose();
+
+    // Assert
+    expect(a.length).toBe(b.length);
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-6);
   });
 
   it('exports the fine-tuned model as stock layers that tf.loadLayersModel loads with identical predictions', async () => {

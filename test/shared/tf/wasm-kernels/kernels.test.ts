@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRandom } from '../../../../shared/math/random.ts';
-import { registerWasmGradientKernels, selectBackend, WASM_GRADIENT_KERNELS } from '../../../../shared/tf/index.ts';
+import { isFedtlWasmKernel, registerWasmGradientKernels, selectBackend, WASM_FASTER_KERNELS, WASM_GRADIENT_KERNELS } from '../../../../shared/tf/index.ts';
 
 type Shape4 = [number, number, number, number];
 type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
@@ -108,14 +108,27 @@ describe('wasm gradient kernels', () => {
       expect(cpu).toBeDefined();
       expect(cpu?.kernelFunc).not.toBe(config.kernelFunc);
     }
+    // Kernels wasm has but runs slowly in a training step: fedtl's replace them, on wasm only.
+    expect(WASM_FASTER_KERNELS.map((k) => k.kernelName)).toEqual(['Conv2DBackpropInput', 'Tile', 'Sum', 'Mean']);
+    for (const { kernelName } of [...WASM_GRADIENT_KERNELS, ...WASM_FASTER_KERNELS]) {
+      expect(isFedtlWasmKernel(kernelName), kernelName).toBe(true);
+      expect(tf.getKernel(kernelName, 'cpu')?.kernelFunc).not.toBe(tf.getKernel(kernelName, 'wasm')?.kernelFunc);
+    }
     expect(registerWasmGradientKernels()).toEqual([]);
   });
 
-  describe('Conv2DBackpropFilter', () => {
-    it.each(CONV_CASES)('$label', async ({ label, x, filter, strides, pad }) => {
+  describe('Conv2DBackpropFilter and Conv2DBackpropInput', () => {
+    it.each(CONV_CASES)('Conv2DBackpropFilter: $label', async ({ label, x, filter, strides, pad }) => {
       const info = tf.backend_util.computeConv2DInfo(x, filter, strides, 1, pad);
       await expectWasmMatchesCpu(tf.Conv2DBackpropFilter, label, { x: floats(x, 1), dy: floats(info.outShape, 2) }, {
         strides, pad, dataFormat: 'NHWC', filterShape: filter,
+      });
+    });
+
+    it.each(CONV_CASES)('Conv2DBackpropInput: $label', async ({ label, x, filter, strides, pad }) => {
+      const info = tf.backend_util.computeConv2DInfo(x, filter, strides, 1, pad);
+      await expectWasmMatchesCpu(tf.Conv2DBackpropInput, label, { dy: floats(info.outShape, 12), filter: floats(filter, 13) }, {
+        strides, pad, dataFormat: 'NHWC', inputShape: x,
       });
     });
 
@@ -157,6 +170,37 @@ describe('wasm gradient kernels', () => {
       expect(Math.abs(viaFilter! - forward!)).toBeLessThan(1e-3);
       report.push({ kernel: 'depthwise backprop (adjoint)', case: 'dilation 2, multiplier 2', maxAbsDiff: Math.max(Math.abs(viaInput! - forward!), Math.abs(viaFilter! - forward!)) });
       expect(tf.memory().numTensors).toBe(before);
+    });
+  });
+
+  describe('Tile, Sum and Mean (faster replacements)', () => {
+    it.each([
+      { label: 'per-channel vector to an activation (batch norm gradient)', shape: [1, 1, 1, 24], reps: [4, 3, 3, 1] },
+      { label: 'every axis repeated', shape: [2, 3, 4], reps: [3, 1, 2] },
+      { label: 'inner axis of 1 repeated', shape: [5, 1], reps: [2, 7] },
+    ])('Tile: $label', async ({ label, shape, reps }) => {
+      await expectWasmMatchesCpu(tf.Tile, label, { x: floats(shape, 14) }, { reps });
+    });
+
+    it('Tile keeps int32 values exact and leaves bool to tfjs', async () => {
+      await selectBackend({ prefer: 'wasm', log: false });
+      const ints = tf.tile(tf.tensor2d([[1, 2], [3, 4]], [2, 2], 'int32'), [2, 2]);
+      expect(ints.arraySync()).toEqual([[1, 2, 1, 2], [3, 4, 3, 4], [1, 2, 1, 2], [3, 4, 3, 4]]);
+      const bools = tf.tile(tf.tensor1d([true, false], 'bool'), [2]);
+      expect(Array.from(bools.dataSync())).toEqual([1, 0, 1, 0]);
+      tf.dispose([ints, bools]);
+    });
+
+    it.each([
+      { label: 'batch-norm moments: axes [0, 1, 2]', shape: [4, 3, 3, 40], axis: [0, 1, 2], keepDims: false },
+      { label: 'global average pooling: axes [1, 2]', shape: [4, 3, 3, 40], axis: [1, 2], keepDims: false },
+      { label: 'axis 0 with keepDims', shape: [6, 5], axis: [0], keepDims: true },
+      { label: 'negative axis -3', shape: [2, 5, 3, 4], axis: [-3], keepDims: false },
+      { label: 'innermost axes (tfjs kernel)', shape: [4, 6, 5], axis: [1, 2], keepDims: false },
+      { label: 'scattered axes (tfjs kernel)', shape: [4, 6, 5], axis: [0, 2], keepDims: true },
+    ])('Sum and Mean: $label', async ({ label, shape, axis, keepDims }) => {
+      await expectWasmMatchesCpu(tf.Sum, label, { x: floats(shape, 15) }, { axis, keepDims });
+      await expectWasmMatchesCpu(tf.Mean, label, { x: floats(shape, 16) }, { axis, keepDims });
     });
   });
 
