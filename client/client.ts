@@ -22,6 +22,7 @@ import {
   parseEvaluateRequest,
   parseFitRequest,
   parseWelcome,
+  sameNames,
   welcomeSignedText,
   type BaseReadReply,
   type ClientToServerEvents,
@@ -45,6 +46,14 @@ export interface ClientData {
   train: LabeledDataset;
   /** Local validation split for federated evaluation. @default none (the client does not evaluate) */
   validation?: LabeledDataset;
+}
+
+/** What the coordinator says about the federation's data, passed to a data loader. */
+export interface FederationDataSpec {
+  /** The federation's class names in label order, when the coordinator has them. */
+  classNames?: readonly string[];
+  /** Feature columns in model order (CSV data), when the coordinator has them. */
+  featureColumns?: readonly string[];
 }
 
 /** What a client did in a round, for progress output and tests. */
@@ -71,7 +80,7 @@ export interface ClientOptions {
    * The client's private data, or a function that loads it once the base is known (an image folder
    * is decoded at the base's input size, which the coordinator announces).
    */
-  data: ClientData | ((base: FrozenBase) => Promise<ClientData>);
+  data: ClientData | ((base: FrozenBase, federation: FederationDataSpec) => Promise<ClientData>);
   /** Directory of the base download and feature caches. */
   cacheDir: string;
   /** Seed of local shuffles. @default 0 */
@@ -109,6 +118,9 @@ interface Prepared {
   trainer: LocalTrainer;
   train: LabeledFeatures;
   validation: LabeledFeatures | null;
+  /** Reported in `ready` so the coordinator can refuse data that means something else. */
+  classNames: string[];
+  featureColumns: string[] | undefined;
   /** Fine-tuning rounds' trainer, made on the first round that names a stage. */
   stages: () => StageTrainer;
 }
@@ -128,6 +140,7 @@ export class FedtlClient {
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   readonly #faultRandom: (() => number) | null;
   #closed = false;
+  #lastConnectError: string | null = null;
   readonly #done: Promise<FinishedNotice>;
   #resolveDone!: (notice: FinishedNotice) => void;
   #rejectDone!: (error: FedtlError) => void;
@@ -135,8 +148,8 @@ export class FedtlClient {
   constructor(options: ClientOptions) {
     this.#options = options;
     this.#log = options.logger ?? createLogger(`client:${publicIdentity(options.identity).clientId.slice(0, 8)}`);
-    this.#coordinatorSigningKey = decodeKey(options.coordinator.signingKey, 'coordinator signing key');
-    decodeKey(options.coordinator.boxKey, 'coordinator box key');
+    this.#coordinatorSigningKey = decodeKey(options.coordinator.signingKey, 'the signing key of --coordinator-key');
+    decodeKey(options.coordinator.boxKey, 'the box key of --coordinator-key');
     const faultStream = options.faults ? createRandom(`faults-${options.faults.seed}`) : null;
     this.#faultRandom = faultStream ? () => faultStream.nextFloat() : null;
     this.#featureCache = new FeatureCache({ directory: path.join(options.cacheDir, 'features') });
@@ -215,7 +228,13 @@ export class FedtlClient {
         this.#fail(new FedtlError(code, `coordinator refused the connection: ${err.message}`));
         return;
       }
-      this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); retrying`);
+      // Once per distinct problem: a coordinator that is not up yet should not flood the terminal.
+      if (this.#lastConnectError !== err.message) this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); retrying until it answers`);
+      else this.#log.debug(`cannot connect to ${this.#options.url} (${err.message}); retrying`);
+      this.#lastConnectError = err.message;
+    });
+    socket.on('connect', () => {
+      this.#lastConnectError = null;
     });
     socket.on('disconnect', (reason) => {
       if (this.#closed) return;
@@ -254,7 +273,18 @@ export class FedtlClient {
       this.#welcome = welcome;
       this.#prepared ??= this.#prepare(welcome);
       const prepared = await this.#prepared;
-      const reply = parseAck(await this.#socket.timeout(30_000).emitWithAck('ready', signReady(this.#options.identity, this.#binding(), { baseHash: prepared.baseHash, examples: prepared.train.features.rows, validationExamples: prepared.validation?.features.rows ?? 0 })));
+      const reply = parseAck(
+        await this.#socket.timeout(30_000).emitWithAck(
+          'ready',
+          signReady(this.#options.identity, this.#binding(), {
+            baseHash: prepared.baseHash,
+            examples: prepared.train.features.rows,
+            validationExamples: prepared.validation?.features.rows ?? 0,
+            classNames: prepared.classNames,
+            ...(prepared.featureColumns ? { featureColumns: prepared.featureColumns } : {}),
+          }),
+        ),
+      );
       if (!reply.ok) throw new FedtlError(reply.code, `coordinator refused ready: ${reply.message}`);
       this.#log.info(`ready: ${prepared.train.features.rows} training examples, base ${welcome.base.name}`);
     } catch (thrown) {
@@ -309,7 +339,19 @@ export class FedtlClient {
         labels: dataset.labels,
       };
     };
-    const data = typeof this.#options.data === 'function' ? await this.#options.data(base) : this.#options.data;
+    const federation: FederationDataSpec = {
+      ...(welcome.classNames ? { classNames: welcome.classNames } : {}),
+      ...(welcome.featureColumns ? { featureColumns: welcome.featureColumns } : {}),
+    };
+    const data = typeof this.#options.data === 'function' ? await this.#options.data(base, federation) : this.#options.data;
+    // Checked here too (the coordinator checks again at ready), so a mismatch fails before any feature is computed.
+    if (welcome.classNames && !sameNames(data.train.classNames, welcome.classNames)) {
+      throw new FedtlError('BAD_DATA', `class names differ: this client numbers its labels [${data.train.classNames.join(', ')}], the federation [${welcome.classNames.join(', ')}]; use --class-names ${welcome.classNames.join(',')}`);
+    }
+    const columns = data.train.examples.kind === 'tensor' ? data.train.examples.columns : undefined;
+    if (welcome.featureColumns && columns && !sameNames(columns, welcome.featureColumns)) {
+      throw new FedtlError('BAD_DATA', `feature columns differ: this client's data has [${columns.join(', ')}], the federation's [${welcome.featureColumns.join(', ')}]`);
+    }
     const train = await features(data.train);
     const validation = data.validation ? await features(data.validation) : null;
     let stages: StageTrainer | null = null;
@@ -325,7 +367,7 @@ export class FedtlClient {
         }),
         ...(this.#options.augmentation ? { augmentation: this.#options.augmentation } : {}),
       }));
-    return { baseHash: base.hash, base, trainer, train, validation, stages: makeStages };
+    return { baseHash: base.hash, base, trainer, train, validation, stages: makeStages, classNames: data.train.classNames, featureColumns: columns };
   }
 
   async #readChunk(hash: string, file: string, offset: number, length: number): Promise<Uint8Array> {

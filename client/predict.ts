@@ -15,7 +15,7 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../shared/core/errors.ts';
-import { Tokenizer } from '../shared/bases/tokenizer.ts';
+import { OOV_ID, Tokenizer } from '../shared/bases/tokenizer.ts';
 import { fileLoadHandler, readVocabulary } from '../shared/model/base-loader.ts';
 import { readExportSidecar, type ExportSidecar } from '../shared/model/export.ts';
 import type { BaseInputSpec, FrozenBase, ImageInputSpec } from '../shared/model/frozen-base.ts';
@@ -57,6 +57,11 @@ export interface Prediction {
   className: string;
   /** Probability per class, index = label; sums to 1. */
   probabilities: number[];
+  /**
+   * Text models: how many of the text's tokens (within the sequence length) are in the
+   * vocabulary. 0 means the model saw only padding and answers with its prior.
+   */
+  knownWords?: number;
 }
 
 /** Options of {@link predict}. */
@@ -171,7 +176,7 @@ function checkInputs(model: ExportedModel, inputs: RawInputs): CheckedInputs {
   if (model.input.kind === 'tensor') {
     const size = model.input.size;
     values.forEach((row, i) => {
-      if (typeof row === 'string') wrong(`input ${i} is a string; parse the CSV line into numbers first`);
+      if (typeof row === 'string') wrong(`input ${i} is a string; give numeric rows (on the command line: --csv <file>)`);
       if (row === null || typeof row !== 'object' || typeof (row as ArrayLike<number>).length !== 'number') wrong(`input ${i} is not an array of numbers`);
       const r = row as ArrayLike<unknown>;
       if (r.length !== size) wrong(`input ${i} has ${r.length} values`);
@@ -218,6 +223,12 @@ async function prepareBatch(model: ExportedModel, batch: CheckedInputs, tokenize
   return tf.tensor4d(data, [n, input.size, input.size, input.channels]);
 }
 
+function countKnown(ids: Int32Array): number {
+  let known = 0;
+  for (const id of ids) if (id > OOV_ID) known++;
+  return known;
+}
+
 /**
  * Predicts classes of new raw inputs: texts for a text model, image file paths for an image
  * model, numeric rows for a tensor (CSV / identity-base) model.
@@ -259,7 +270,8 @@ export async function predict(model: ExportedModel, inputs: RawInputs, options: 
       const row = Array.from(values.subarray(i * classes, (i + 1) * classes));
       let label = 0;
       for (let c = 1; c < classes; c++) if (row[c]! > row[label]!) label = c;
-      results.push({ label, className: model.classNames[label]!, probabilities: row });
+      const text = batch.kind === 'strings' && tokenizer ? batch.values[i]! : null;
+      results.push({ label, className: model.classNames[label]!, probabilities: row, ...(text !== null && tokenizer ? { knownWords: countKnown(tokenizer.encode(text)) } : {}) });
     }
   }
   return results;

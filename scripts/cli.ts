@@ -4,7 +4,10 @@
  * Every command parses its options into a typed config, fails with a clear message and a non-zero
  * exit code on misconfiguration, and stops cleanly on SIGINT/SIGTERM.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { packageRoot } from '../shared/core/package-root.ts';
 import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
 import { BACKEND_NAMES, isBackendName } from '../shared/tf/select-backend.ts';
 import { registerClientCommand } from './commands/client-command.ts';
@@ -12,9 +15,19 @@ import { registerCoordinatorCommand } from './commands/coordinator-command.ts';
 import { registerKeygenCommand, registerPrepareBaseCommand } from './commands/setup-commands.ts';
 import { registerPredictCommand } from './commands/predict-command.ts';
 import { registerSimulateCommand } from './commands/simulate-command.ts';
+// Registers the fashion-cnn-split base (its build reads Fashion-MNIST, which shared/ does not).
+import './bases/fashion-split-cnn.ts';
+
+/** The version in fedtl's package.json (sources and built code alike). */
+export function packageVersion(): string {
+  const manifest: unknown = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8'));
+  const version = typeof manifest === 'object' && manifest !== null ? (manifest as Record<string, unknown>)['version'] : undefined;
+  return typeof version === 'string' ? version : 'unknown';
+}
 
 export function buildProgram(): Command {
   const program = new Command('fedtl')
+    .version(packageVersion(), '-V, --version', 'print the fedtl version')
     .description('Federated transfer learning: a frozen pretrained base, a small trainable head, sealed weight deltas and FedAvg.')
     .addOption(
       new Option('--backend <name>', `TensorFlow.js backend (${BACKEND_NAMES.join(', ')}); default: the best that loads`).argParser((value) => {
@@ -73,14 +86,24 @@ export function fraction(name: string) {
   };
 }
 
-/** Resolves on the first SIGINT/SIGTERM, after running `cleanup`. */
+/** Exit codes of a process ended by a signal, by convention 128 + the signal's number. */
+const SIGNAL_EXIT_CODES: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * On the first SIGINT/SIGTERM, runs `cleanup` and exits with the conventional code (130 for
+ * Ctrl-C, 143 for SIGTERM): an interrupted run must not look like a successful one to a script.
+ * A second signal exits at once.
+ */
 export function onShutdown(cleanup: () => Promise<void> | void): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
+    const code = SIGNAL_EXIT_CODES[signal] ?? 130;
+    if (stopping) process.exit(code);
     stopping = true;
     process.stderr.write(`\nfedtl: ${signal} received, shutting down\n`);
-    void Promise.resolve(cleanup()).finally(() => process.exit(0));
+    void Promise.resolve()
+      .then(cleanup)
+      .finally(() => process.exit(code));
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);

@@ -300,7 +300,7 @@ export class AdmissionGate {
     }
     const status = this.#options.status(hello.signingKey);
     if (status === 'revoked') throw new FedtlError('REVOKED_CLIENT', 'this client key has been revoked by the coordinator operator');
-    if (status !== 'allowed') throw new FedtlError('UNKNOWN_CLIENT', `client key ${hello.signingKey} is not on the allow list; ask the operator to add it`);
+    if (status !== 'allowed') throw new FedtlError('UNKNOWN_CLIENT', `this client is not on the allow list; the operator adds this line to it: fedtl1:${hello.signingKey}:${hello.boxKey}`);
     // Signed over this connection's id, a hello cannot be replayed; the nonce check is a second line.
     if (!this.#nonces.add(hello.nonce, now)) throw new FedtlError('REPLAY', 'hello was already used');
     return { clientId: clientIdFromSigningKey(signingKey), signingKey: hello.signingKey, boxKey: hello.boxKey, helloNonce: hello.nonce };

@@ -25,6 +25,7 @@ import {
   parseHello,
   parseReadyReport,
   readySignedText,
+  sameNames,
   welcomeSignedText,
   type Ack,
   type BaseDescriptor,
@@ -65,6 +66,17 @@ export interface CoordinatorOptions {
   headSpec: HeadSpec;
   manifest: WeightManifest;
   initialWeights: Float32Array;
+  /**
+   * The federation's class names in label order. Clients receive them in the welcome and a client
+   * whose names differ (other names, or the same names in another order) is refused at `ready`.
+   * @default none: the first ready client's names become the federation's, and later clients must match them
+   */
+  classNames?: readonly string[];
+  /**
+   * Feature column names in input order, for CSV data (identity bases). Checked like class names.
+   * @default none: the first ready client that reports columns sets them
+   */
+  featureColumns?: readonly string[];
   strategy: Strategy;
   rounds: number;
   /** Opens sealed updates addressed to this coordinator. */
@@ -103,9 +115,17 @@ export class Coordinator {
   readonly #messageCounts = new WindowCounter(RATE_WINDOW_MS);
   readonly #sockets = new Map<string, CoordinatorSocket>();
   readonly #signingKey: string;
+  /** Class names and feature columns of the federation: configured, or adopted from the first ready client. */
+  #classNames: string[] | undefined;
+  #featureColumns: string[] | undefined;
 
   private constructor(options: CoordinatorOptions) {
     this.#options = options;
+    if (options.classNames && options.classNames.length !== options.headSpec.classes) {
+      throw new FedtlError('BAD_CONFIG', `${options.classNames.length} class names [${options.classNames.join(', ')}] for a head with ${options.headSpec.classes} classes; give as many names as --classes`);
+    }
+    this.#classNames = options.classNames ? [...options.classNames] : undefined;
+    this.#featureColumns = options.featureColumns ? [...options.featureColumns] : undefined;
     this.#log = options.logger ?? createLogger('coordinator');
     this.#signingKey = encodeKey(options.identity.signing.publicKey);
     const chunkBytes = options.chunkBytes ?? 1024 * 1024;
@@ -164,10 +184,17 @@ export class Coordinator {
   static async start(options: CoordinatorOptions): Promise<Coordinator> {
     const coordinator = new Coordinator(options);
     const resumed = await coordinator.loop.resume();
-    if (resumed > 0) coordinator.#log.info(`continuing at round ${resumed + 1}`);
+    if (resumed >= options.rounds) coordinator.#log.info(`the checkpoint already holds all ${options.rounds} rounds: this run is finished`);
+    else if (resumed > 0) coordinator.#log.info(`continuing at round ${resumed + 1}`);
+    const port = options.port ?? 0;
+    const host = options.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
-      coordinator.#http.once('error', reject);
-      coordinator.#http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+      coordinator.#http.once('error', (error: NodeJS.ErrnoException) => {
+        if (error.code === 'EADDRINUSE') reject(new FedtlError('BAD_CONFIG', `port ${port} on ${host} is already in use (another coordinator?); choose another port (--port <n>, or --port 0 for any free one)`, { cause: error }));
+        else if (error.code === 'EACCES') reject(new FedtlError('BAD_CONFIG', `not allowed to listen on port ${port} on ${host} (ports below 1024 need privileges); choose another port (--port <n>)`, { cause: error }));
+        else reject(error);
+      });
+      coordinator.#http.listen(port, host, () => resolve());
     });
     coordinator.#log.info(`listening on ${coordinator.url} (protocol v${PROTOCOL_VERSION}, base ${options.base.descriptor.name} ${options.base.descriptor.hash.slice(0, 12)})`);
     return coordinator;
@@ -188,6 +215,16 @@ export class Coordinator {
 
   get limits(): ProtocolLimits {
     return this.#limits;
+  }
+
+  /** The federation's class names in label order (configured or adopted from the first ready client); undefined until known. */
+  get classNames(): readonly string[] | undefined {
+    return this.#classNames;
+  }
+
+  /** The federation's feature columns (CSV data), when known. */
+  get featureColumns(): readonly string[] | undefined {
+    return this.#featureColumns;
   }
 
   /** Runs all rounds and tells clients the run is over. */
@@ -232,6 +269,8 @@ export class Coordinator {
       headSpec: this.#options.headSpec,
       manifest: this.#options.manifest,
       limits: this.#limits,
+      ...(this.#classNames ? { classNames: this.#classNames } : {}),
+      ...(this.#featureColumns ? { featureColumns: this.#featureColumns } : {}),
     });
 
     // Every inbound packet counts against the rate limit, whatever its event name or arguments
@@ -251,6 +290,7 @@ export class Coordinator {
         const ready = parseReadyReport(message);
         verifyClientSignature(readySignedText(this.#signingKey, socket.data.helloNonce, ready), ready.signature, socket.data.signingKey, 'ready');
         if (ready.baseHash !== descriptor.hash) throw new FedtlError('HASH_MISMATCH', `client loaded base ${ready.baseHash.slice(0, 12)}, the federation uses ${descriptor.hash.slice(0, 12)}`);
+        this.#checkNames(ready.classNames, ready.featureColumns);
         this.loop.addParticipant(
           {
             clientId,
@@ -316,6 +356,33 @@ export class Coordinator {
       }
       this.#log.info(`client ${clientId} disconnected (${reason})`);
     });
+  }
+
+  /**
+   * A client whose labels or columns mean something else would poison the aggregate silently:
+   * names are compared in order, and the first client to report them fixes them when the
+   * operator did not. A client that reports no names is accepted (it cannot be checked).
+   */
+  #checkNames(classNames: readonly string[] | undefined, featureColumns: readonly string[] | undefined): void {
+    if (classNames) {
+      if (classNames.length > this.#options.headSpec.classes) {
+        throw new FedtlError('BAD_DATA', `the client's data has ${classNames.length} classes [${classNames.join(', ')}]; the federation's head has ${this.#options.headSpec.classes}`);
+      }
+      if (this.#classNames && !sameNames(classNames, this.#classNames)) {
+        throw new FedtlError('BAD_DATA', `class names differ: the client numbers its labels [${classNames.join(', ')}], the federation [${this.#classNames.join(', ')}]; start the client with --class-names ${this.#classNames.join(',')}`);
+      }
+    }
+    if (featureColumns && this.#featureColumns && !sameNames(featureColumns, this.#featureColumns)) {
+      throw new FedtlError('BAD_DATA', `feature columns differ: the client's data has [${featureColumns.join(', ')}], the federation's [${this.#featureColumns.join(', ')}]`);
+    }
+    if (classNames && !this.#classNames && classNames.length === this.#options.headSpec.classes) {
+      this.#classNames = [...classNames];
+      this.#log.info(`class names [${classNames.join(', ')}] taken from the first ready client`);
+    }
+    if (featureColumns && !this.#featureColumns) {
+      this.#featureColumns = [...featureColumns];
+      this.#log.info(`feature columns [${featureColumns.join(', ')}] taken from the first ready client`);
+    }
   }
 
   /** A key revoked while connected loses its connection at its next message. */

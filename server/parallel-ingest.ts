@@ -44,6 +44,7 @@
  * await ingest.close();
  * ```
  */
+import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.ts';
@@ -146,7 +147,7 @@ export type IngestReply =
 
 // ------------------------------------------------------------------------------------------------
 
-const WORKER_URL = new URL('./parallel-ingest-worker.ts', import.meta.url);
+const WORKER_URL = new URL(`./parallel-ingest-worker${MODULE_EXTENSION}`, import.meta.url);
 /** Consecutive worker crashes, without one successful reply in between, before the pool gives up. */
 const MAX_CONSECUTIVE_CRASHES = 3;
 const HEX32_RE = /^[0-9a-f]{32}$/;
@@ -154,6 +155,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Same bootstrap as the parallel opener: register tsx inside the worker, then import the TS entry. */
 function workerEntry(): URL {
+  // Built JavaScript loads as it is; only the TypeScript sources need tsx inside the worker.
+  if (!RUNS_FROM_SOURCES) return WORKER_URL;
   const register = import.meta.resolve('tsx/esm/api');
   const code = `import { register } from ${JSON.stringify(register)};\nregister();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);

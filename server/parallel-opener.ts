@@ -39,6 +39,7 @@
  * await opener.close();
  * ```
  */
+import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.ts';
@@ -126,7 +127,7 @@ export type OpenReply =
 
 // ------------------------------------------------------------------------------------------------
 
-const WORKER_URL = new URL('./parallel-opener-worker.ts', import.meta.url);
+const WORKER_URL = new URL(`./parallel-opener-worker${MODULE_EXTENSION}`, import.meta.url);
 /** Consecutive worker crashes, without one successful reply in between, before the pool gives up. */
 const MAX_CONSECUTIVE_CRASHES = 3;
 
@@ -138,6 +139,8 @@ const MAX_CONSECUTIVE_CRASHES = 3;
  * worker works in every case (measured: `npx tsx`, `node` + `register()`).
  */
 function workerEntry(): URL {
+  // Built JavaScript loads as it is; only the TypeScript sources need tsx inside the worker.
+  if (!RUNS_FROM_SOURCES) return WORKER_URL;
   const register = import.meta.resolve('tsx/esm/api');
   const code = `import { register } from ${JSON.stringify(register)};\nregister();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);

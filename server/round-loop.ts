@@ -85,6 +85,8 @@ export class RoundLoop {
   /** The last fit round after it closed, to tell a late update (DEADLINE_PASSED) from a stale one. */
   #lastFit: FitRound | null = null;
   #stopped = false;
+  /** Time the current round spent waiting for ready clients, left out of its `seconds`. */
+  #waitedMs = 0;
 
   constructor(options: RoundLoopOptions) {
     this.#options = options;
@@ -194,6 +196,7 @@ export class RoundLoop {
       // One stream per round: selection after a resume draws exactly what an uninterrupted run draws.
       const roundRandom = random.fork(`round-${round}`);
       const started = Date.now();
+      this.#waitedMs = 0;
       let record: RoundRecord | null = null;
       const maxAttempts = this.#options.maxRoundAttempts ?? 3;
       for (let attempt = 1; attempt <= maxAttempts && !this.#stopped && !record; attempt++) {
@@ -204,7 +207,8 @@ export class RoundLoop {
       }
       if (!record) break;
       await this.#evaluateRound(record);
-      record.seconds = (Date.now() - started) / 1000;
+      // A round's time is its work: the wait for enough ready clients (round 1 waits for everyone to connect) is not part of it.
+      record.seconds = (Date.now() - started - this.#waitedMs) / 1000;
       this.#history.push(record);
       this.#completedRounds = round;
       await this.#checkpoint(round);
@@ -255,9 +259,11 @@ export class RoundLoop {
 
   async #fitRound(round: number, attempt: number, random: () => number, started: number): Promise<RoundRecord | null> {
     const strategy = this.#strategy;
+    const waitStarted = Date.now();
     await this.clients.waitForReady(Math.max(strategy.minClients, strategy.minUpdates), this.#options.waitForClientsMs ?? 600_000, () => this.#stopped, (ready) =>
       this.#log.info(`waiting for clients: ${ready}/${Math.max(strategy.minClients, strategy.minUpdates)} ready`),
     );
+    this.#waitedMs += Date.now() - waitStarted;
     if (this.#stopped) return null;
     const instructions = strategy.configureFit(round, this.#weights, this.clients.candidates(), random);
     const schedule = this.#options.trainable;

@@ -23,6 +23,10 @@ export interface StartCoordinatorOptions {
   base: FrozenBase;
   baseDirectory: string | null;
   headSpec: HeadSpec;
+  /** See {@link CoordinatorOptions.classNames}. @default adopted from the first ready client */
+  classNames?: readonly string[];
+  /** See {@link CoordinatorOptions.featureColumns}. @default adopted from the first ready client */
+  featureColumns?: readonly string[];
   strategy: Strategy;
   rounds: number;
   /**
@@ -70,6 +74,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     admission: { status: (signingKey) => allowList.isAllowed(signingKey) },
     base: { descriptor: await describeBase(options.base, options.baseDirectory), directory: options.baseDirectory },
     headSpec: options.headSpec,
+    ...(options.classNames ? { classNames: options.classNames } : {}),
+    ...(options.featureColumns ? { featureColumns: options.featureColumns } : {}),
     manifest: initial.manifest,
     initialWeights: initial.data,
     strategy: options.strategy,

@@ -41,7 +41,7 @@ export const BUILTIN_LOADERS: readonly (DataLoader & { name: BuiltinDataType })[
     needsPath: true,
     async load(request) {
       const path = requirePath('image-folder', request);
-      if (!request.image) throw new FedtlError('BAD_CONFIG', 'image-folder needs the image size and channels of the base (request.image).');
+      if (!request.image) throw new FedtlError('BAD_CONFIG', '--data-type image-folder needs an image base (e.g. --base mobilenet-v2-96 on the coordinator); this base does not take images (loader request without `image`).');
       const { size, channels } = request.image;
       if (channels !== 1 && channels !== 3) throw new FedtlError('BAD_CONFIG', `image channels must be 1 or 3, got ${channels}.`);
       return splitAndLimit(await loadImageFolder({ path, size, channels, classNames: request.classNames }), request);
@@ -53,7 +53,7 @@ export const BUILTIN_LOADERS: readonly (DataLoader & { name: BuiltinDataType })[
     needsPath: true,
     async load(request) {
       const path = requirePath('csv', request);
-      return splitAndLimit(await loadCsv({ path, labelColumn: request.labelColumn, classNames: request.classNames }), request);
+      return splitAndLimit(await loadCsv({ path, labelColumn: request.labelColumn, classNames: request.classNames, ...(request.columns ? { columns: request.columns } : {}) }), request);
     },
   },
   {

@@ -23,6 +23,12 @@ export interface CsvLoaderOptions {
   classNames?: readonly string[];
   /** Dataset name. @default the file path */
   name?: string;
+  /**
+   * Feature columns in the order the model reads them (the federation's, or an export's). Columns
+   * are matched by header name, so a file whose columns are in another order loads correctly;
+   * a missing or an unexpected column is an error. @default every non-label column, in header order
+   */
+  columns?: readonly string[];
 }
 
 /** One parsed record and the 1-based line it starts on (quoted fields may span lines). */
@@ -136,6 +142,13 @@ export async function loadCsv(options: CsvLoaderOptions): Promise<LabeledDataset
   if (columns.length < 2) throw new FedtlError('BAD_DATA', `CSV file ${path} has only the label column; it needs at least one numeric feature column.`);
   const dataRecords = records.slice(1);
   if (dataRecords.length === 0) throw new FedtlError('BAD_DATA', `CSV file ${path} has a header but no data rows.`);
+  const featureColumns = columns.filter((_, c) => c !== labelAt);
+  const order = options.columns ? columnOrder(featureColumns, options.columns, path) : featureColumns.map((_, i) => i);
+  // Where each header column lands in a row (-1: the label column).
+  const slot = new Int32Array(columns.length).fill(-1);
+  featureColumns.forEach((_, i) => {
+    slot[i < labelAt ? i : i + 1] = order.indexOf(i);
+  });
 
   const rowSize = columns.length - 1;
   const rows = new Float32Array(dataRecords.length * rowSize);
@@ -149,7 +162,7 @@ export async function loadCsv(options: CsvLoaderOptions): Promise<LabeledDataset
         `${path}:${line}: row has ${fields.length} fields but the header has ${columns.length}; every row needs one value per column.`,
       );
     }
-    let out = r * rowSize;
+    const out = r * rowSize;
     for (let c = 0; c < fields.length; c++) {
       const cell = (fields[c] as string).trim();
       if (c === labelAt) {
@@ -167,7 +180,7 @@ export async function loadCsv(options: CsvLoaderOptions): Promise<LabeledDataset
       if (!Number.isFinite(value)) {
         throw new FedtlError('BAD_DATA', `${path}:${line}:${c + 1}: column '${columns[c]}' holds ${cell}, too large for a 32-bit float; rescale the column.`);
       }
-      rows[out++] = value;
+      rows[out + (slot[c] as number)] = value;
     }
     lines.push(line);
   }
@@ -177,5 +190,29 @@ export async function loadCsv(options: CsvLoaderOptions): Promise<LabeledDataset
     locate: (i) => `${path}:${lines[i] ?? '?'}`,
   });
   log.debug(`loaded ${dataRecords.length} rows x ${rowSize} features, ${classNames.length} classes from ${path}`);
-  return createDataset({ name: options.name ?? path, examples: { kind: 'tensor', rows, rowSize }, labels, classNames });
+  const names = order.map((i) => featureColumns[i] as string);
+  return createDataset({ name: options.name ?? path, examples: { kind: 'tensor', rows, rowSize, columns: names }, labels, classNames });
+}
+
+/**
+ * For each expected column, the index of the file's column with that name. The file must hold
+ * exactly the expected columns (in any order): a missing column has no value to give, and an
+ * extra one means the file is not the data the model was trained on.
+ *
+ * @example columnOrder(['b', 'a'], ['a', 'b'], 'x.csv') // [1, 0]
+ */
+export function columnOrder(found: readonly string[], expected: readonly string[], source: string): number[] {
+  const missing = expected.filter((name) => !found.includes(name));
+  const extra = found.filter((name) => !expected.includes(name));
+  if (missing.length > 0 || extra.length > 0 || new Set(found).size !== found.length) {
+    throw new FedtlError(
+      'BAD_DATA',
+      `CSV file ${source} has feature columns [${found.join(', ')}]; expected [${expected.join(', ')}]` +
+        (missing.length > 0 ? `; missing [${missing.join(', ')}]` : '') +
+        (extra.length > 0 ? `; not expected [${extra.join(', ')}]` : '') +
+        (new Set(found).size !== found.length ? '; a column name repeats' : '') +
+        '. Columns are matched by header name, so their order does not matter.',
+    );
+  }
+  return expected.map((name) => found.indexOf(name));
 }

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { FedtlError } from '../../shared/core/errors.ts';
+import { createRandom } from '../../shared/math/random.ts';
 
 /** Text examples: one string per example; tokenization belongs to the text base. */
 export interface TextExamples {
@@ -33,6 +34,8 @@ export interface TensorExamples {
   kind: 'tensor';
   rows: Float32Array;
   rowSize: number;
+  /** Name of each value of a row, in order (CSV header names), when the source has names. */
+  columns?: string[];
 }
 
 export type RawExamples = TextExamples | ImageExamples | TensorExamples;
@@ -207,7 +210,7 @@ export function selectExamples(examples: RawExamples, indices: ArrayLike<number>
         const from = (indices[i] as number) * step;
         rows.set(examples.rows.subarray(from, from + step), i * step);
       }
-      return { kind: 'tensor', rows, rowSize: step };
+      return { kind: 'tensor', rows, rowSize: step, ...(examples.columns ? { columns: examples.columns } : {}) };
     }
   }
 }
@@ -247,4 +250,42 @@ export function classCounts(dataset: Pick<LabeledDataset, 'labels' | 'classNames
   const counts = new Array<number>(dataset.classNames.length).fill(0);
   for (const label of dataset.labels) counts[label] = (counts[label] ?? 0) + 1;
   return counts;
+}
+
+/** Options of {@link selectClasses}. */
+export interface SelectClassesOptions {
+  /** Keep a seeded random sample of at most this many examples. @default all of the chosen classes */
+  limit?: number;
+  /** Seed of the sample. @default 0 */
+  seed?: number;
+  /** @default `<name>[classes a,b,…]` */
+  name?: string;
+}
+
+/**
+ * The examples of some classes only, relabelled `0 … classes.length − 1` in the order given (so
+ * `classes = [3, 1]` makes old class 3 the new class 0), in their original order or, with
+ * `limit`, a seeded random sample of them. Used to split a data set's classes between a source
+ * task (to pretrain a base) and a disjoint target task.
+ *
+ * @throws FedtlError `BAD_CONFIG` for an empty, repeated or unknown class
+ */
+export function selectClasses(dataset: LabeledDataset, classes: readonly number[], options: SelectClassesOptions = {}): LabeledDataset {
+  const known = dataset.classNames.length;
+  if (classes.length === 0 || new Set(classes).size !== classes.length || !classes.every((c) => Number.isInteger(c) && c >= 0 && c < known)) {
+    throw new FedtlError('BAD_CONFIG', `classes [${classes.join(', ')}] of '${dataset.name}' must be distinct class indices in 0..${known - 1}`);
+  }
+  const newLabel = new Map(classes.map((c, i) => [c, i]));
+  let kept: number[] = [];
+  for (let i = 0; i < dataset.size; i++) if (newLabel.has(dataset.labels[i]!)) kept.push(i);
+  if (options.limit !== undefined && options.limit < kept.length) {
+    const picked = createRandom(`select-classes-${options.seed ?? 0}`).sample(options.limit, kept.length);
+    kept = Array.from(picked, (k) => kept[k]!).sort((a, b) => a - b);
+  }
+  return createDataset({
+    name: options.name ?? `${dataset.name}[classes ${classes.join(',')}]`,
+    examples: selectExamples(dataset.examples, kept),
+    labels: Int32Array.from(kept, (i) => newLabel.get(dataset.labels[i]!)!),
+    classNames: classes.map((c) => dataset.classNames[c]!),
+  });
 }

@@ -8,6 +8,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
+import { IMAGE_DECODE } from '../../shared/model/preprocessing.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { createLogger } from '../../shared/core/log.ts';
 import { createDataset, type LabeledDataset } from './dataset.ts';
@@ -76,7 +77,7 @@ export async function decodeImage(file: string, size: number, channels: 1 | 3, f
     let pipeline = sharp(bytes, { failOn: 'warning' })
       .rotate() // honour EXIF orientation: phone photos are often stored sideways
       .flatten({ background: { r: 0, g: 0, b: 0 } }) // transparency → black, so alpha never leaks into colour
-      .resize(size, size, { fit, background: { r: 0, g: 0, b: 0 } });
+      .resize(size, size, { fit, kernel: IMAGE_DECODE.kernel, position: IMAGE_DECODE.position, background: { r: 0, g: 0, b: 0 } });
     pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
     const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
     if (info.width !== size || info.height !== size || info.channels !== channels) {

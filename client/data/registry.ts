@@ -38,6 +38,8 @@ export interface LoadRequest {
   labelColumn?: string;
   /** The federation's ordered class list, so every client maps labels identically. @default found in the data */
   classNames?: readonly string[];
+  /** Feature columns of a CSV file, in model order; the file's columns are matched by header name. @default every non-label column, in header order */
+  columns?: readonly string[];
 }
 
 export interface DataLoader {

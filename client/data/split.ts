@@ -60,9 +60,34 @@ export interface TrainTestIndices {
 }
 
 /**
- * Stratified split of example indices: each class contributes `round(count × testFraction)`
- * examples to the test side — at least one and never all of them when the class has two or
- * more — so class balance is the same on both sides. Both sides come out shuffled (with seeds
+ * Test examples per class: `count × testFraction` rounded so that the total is exactly
+ * `round(N × testFraction)` (largest remainder: classes with the largest fractional parts get
+ * the extra example; rounding each class on its own made 2,000/2,000 come out 1,999/2,001), then
+ * at least one and never all of a class that has two or more.
+ *
+ * @example stratifiedCounts([2001, 1999], 0.5) // [1001, 999] (2,000 in total)
+ */
+export function stratifiedCounts(classSizes: readonly number[], testFraction: number): number[] {
+  const total = classSizes.reduce((a, b) => a + b, 0);
+  const exact = classSizes.map((n) => n * testFraction);
+  const counts = exact.map((x) => Math.floor(x));
+  let missing = Math.round(total * testFraction) - counts.reduce((a, b) => a + b, 0);
+  const byRemainder = exact.map((x, c) => ({ c, remainder: x - Math.floor(x) })).sort((a, b) => b.remainder - a.remainder || a.c - b.c);
+  for (const { c } of byRemainder) {
+    if (missing <= 0) break;
+    counts[c]! += 1;
+    missing--;
+  }
+  return counts.map((count, c) => {
+    const n = classSizes[c] as number;
+    return n >= 2 ? Math.min(Math.max(count, 1), n - 1) : count;
+  });
+}
+
+/**
+ * Stratified split of example indices: each class contributes its share of the test side
+ * ({@link stratifiedCounts}: the total is exactly `round(N × testFraction)`) — at least one and
+ * never all of a class when it has two or more — so class balance is the same on both sides. Both sides come out shuffled (with seeds
  * derived from `seed`), because sources such as image folders are ordered by class and a
  * trainer reading them in order would see one class at a time.
  */
@@ -78,12 +103,11 @@ export function splitIndices(labels: Int32Array, classCount: number, options: Sp
   for (const i of seededPermutation(labels.length, seed, 'split-order')) byClass[labels[i] as number]?.push(i);
   const train: number[] = [];
   const test: number[] = [];
-  for (const members of byClass) {
-    const n = members.length;
-    let testCount = Math.round(n * testFraction);
-    if (n >= 2) testCount = Math.min(Math.max(testCount, 1), n - 1);
-    for (let k = 0; k < n; k++) (k < testCount ? test : train).push(members[k] as number);
-  }
+  const counts = stratifiedCounts(byClass.map((members) => members.length), testFraction);
+  byClass.forEach((members, c) => {
+    const testCount = counts[c] as number;
+    for (let k = 0; k < members.length; k++) (k < testCount ? test : train).push(members[k] as number);
+  });
   return {
     train: createRandom(seed).fork('split-train').shuffle(Uint32Array.from(train)),
     test: createRandom(seed).fork('split-test').shuffle(Uint32Array.from(test)),

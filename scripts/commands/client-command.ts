@@ -1,10 +1,11 @@
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { FedtlClient } from '../../client/client.ts';
 import { getLoader, loaderNames } from '../../client/data/index.ts';
 import { subset } from '../../client/data/dataset.ts';
 import { validationSplit } from '../../client/data/split.ts';
-import { FedtlError } from '../../shared/core/errors.ts';
+import { FedtlError, toFedtlError } from '../../shared/core/errors.ts';
 import { loadIdentity, parsePublicIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { fraction, onShutdown } from '../cli.ts';
@@ -21,6 +22,23 @@ interface ClientFlags {
   validationFraction: number;
   cache: string;
   seed: string;
+}
+
+/**
+ * Loads what can be loaded without the base (CSV, JSONL, built-in sets) and checks that an image
+ * folder exists, so bad data fails before the client connects.
+ */
+async function checkData(flags: ClientFlags, loader: ReturnType<typeof getLoader>): Promise<void> {
+  if (!flags.data) return;
+  const found = await stat(flags.data).catch(() => null);
+  if (!found) throw new FedtlError('BAD_DATA', `--data ${flags.data} does not exist`);
+  if (flags.dataType === 'image-folder') {
+    if (!found.isDirectory()) throw new FedtlError('BAD_DATA', `--data ${flags.data} is not a folder; --data-type image-folder needs a folder with one subfolder per class`);
+    return;
+  }
+  if (flags.dataType === 'csv' || flags.dataType === 'jsonl') {
+    await loader.load({ path: flags.data, labelColumn: flags.labelColumn ?? 'label', ...(flags.classNames ? { classNames: flags.classNames.split(',').map((s) => s.trim()) } : {}) });
+  }
 }
 
 export function registerClientCommand(program: Command): void {
@@ -41,9 +59,19 @@ export function registerClientCommand(program: Command): void {
     .action(async (flags: ClientFlags) => {
       const loader = getLoader(flags.dataType);
       if (loader.needsPath && !flags.data) throw new FedtlError('BAD_CONFIG', `--data-type ${flags.dataType} needs --data <path>`);
-      const coordinator = parsePublicIdentity(flags.coordinatorKey);
+      let coordinator: ReturnType<typeof parsePublicIdentity>;
+      try {
+        coordinator = parsePublicIdentity(flags.coordinatorKey);
+      } catch (thrown) {
+        throw new FedtlError('BAD_CONFIG', `--coordinator-key: ${toFedtlError(thrown).message} (copy the fedtl1:… line the coordinator prints)`);
+      }
       const identity = loadIdentity(flags.identity);
       const seed = Number.parseInt(flags.seed, 10) || 0;
+      const limit = flags.limit === undefined ? undefined : Number(flags.limit);
+      if (limit !== undefined && (!Number.isSafeInteger(limit) || limit <= 0)) throw new FedtlError('BAD_CONFIG', `--limit must be a positive integer, got "${flags.limit}"`);
+      // Check the data before connecting: a wrong path or a bad file is reported once, here, not
+      // after a base download or in a reconnect loop.
+      await checkData(flags, loader);
       await selectBackend();
       const client = new FedtlClient({
         url: flags.url,
@@ -51,15 +79,17 @@ export function registerClientCommand(program: Command): void {
         identity,
         cacheDir: flags.cache,
         seed,
-        data: async (base) => {
+        data: async (base, federation) => {
+          const classNames = flags.classNames ? flags.classNames.split(',').map((s) => s.trim()) : federation.classNames;
           const dataset = await loader.load({
             ...(flags.data ? { path: flags.data } : {}),
             seed,
-            ...(flags.limit ? { limit: Number(flags.limit) } : {}),
+            ...(limit !== undefined ? { limit } : {}),
             ...(base.input.kind === 'image' ? { image: { size: base.input.size, channels: base.input.channels } } : {}),
             ...(base.input.kind === 'tensor' && (flags.dataType === 'mnist' || flags.dataType === 'fashion-mnist') ? { format: 'tensor' as const } : {}),
             labelColumn: flags.labelColumn ?? 'label',
-            ...(flags.classNames ? { classNames: flags.classNames.split(',').map((s) => s.trim()) } : {}),
+            ...(classNames ? { classNames } : {}),
+            ...(federation.featureColumns ? { columns: federation.featureColumns } : {}),
           });
           const split = validationSplit(dataset.labels, dataset.classNames.length, flags.validationFraction, seed);
           if (!split) return { train: dataset };

@@ -25,7 +25,8 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--hidden <sizes>', 'hidden layer sizes of the head, comma-separated (default none: a softmax head)')
     .option('--activation <name>', `activation of hidden layers (default ${DEFAULTS.activation})`)
     .option('--classes <n>', 'number of classes', positiveInteger('classes'))
-    .option('--class-names <names>', 'comma-separated class names, in label order')
+    .option('--class-names <names>', 'comma-separated class names, in label order (clients with other names or another order are refused)')
+    .option('--feature-columns <names>', 'CSV data: comma-separated feature column names in model order (default: those of the first client)')
     .option('--rounds <n>', `rounds (default ${DEFAULTS.rounds})`, positiveInteger('rounds'))
     .option('--fraction <c>', `fraction of clients selected per round (default ${DEFAULTS.fraction})`, fraction('fraction'))
     .option('--min-clients <n>', `fewest clients per round (default ${DEFAULTS.minClients})`, positiveInteger('min-clients'))
@@ -71,6 +72,8 @@ export function registerCoordinatorCommand(program: Command): void {
         base,
         baseDirectory: directory,
         headSpec,
+        ...(config.classNames ? { classNames: config.classNames } : {}),
+        ...(config.featureColumns ? { featureColumns: config.featureColumns } : {}),
         strategy,
         rounds: config.rounds,
         seed: config.seed,
@@ -90,19 +93,50 @@ export function registerCoordinatorCommand(program: Command): void {
           },
         },
       });
-      process.stdout.write(`coordinator public key (clients pin it with --coordinator-key):\n${formatPublicIdentity(publicIdentity(identity))}\n`);
-      process.stdout.write(`listening on ${coordinator.url}\n`);
-      onShutdown(async () => {
+      const modelDir = path.join(config.out, 'model');
+      const shutDown = async () => {
         await coordinator.close();
         allowList.close();
+        base.dispose();
+      };
+      // Registered before anything is printed: a signal that arrives before a listener exists kills the process outright.
+      let interrupted = false;
+      let finished: Promise<void> = Promise.resolve();
+      onShutdown(async () => {
+        interrupted = true;
+        coordinator.loop.stop();
+        await finished.catch(() => undefined);
       });
-      const history = await coordinator.run();
-      await mkdir(config.out, { recursive: true });
-      await writeFile(path.join(config.out, 'history.json'), JSON.stringify(history, null, 1));
-      const modelDir = await exportFederatedModel(base, headSpec, coordinator.loop.weights, path.join(config.out, 'model'), config.classNames);
-      process.stdout.write(`done: ${history.length} rounds; history ${path.join(config.out, 'history.json')}; model ${modelDir}\n`);
-      await coordinator.close();
-      allowList.close();
-      base.dispose();
+      if (coordinator.loop.completedRounds >= config.rounds) {
+        // Re-running a finished run must not look like training: say so and point at the result.
+        process.stdout.write(`${config.out} holds a finished run: ${coordinator.loop.completedRounds} of ${config.rounds} rounds done; model ${modelDir}. Use a new --out to start another run, or a larger --rounds to train on.\n`);
+        await shutDown();
+        return;
+      }
+      process.stdout.write(`coordinator public key (clients pin it with --coordinator-key):\n${formatPublicIdentity(publicIdentity(identity))}\n`);
+      finished = (async () => {
+        try {
+          const history = await coordinator.run();
+          const done = coordinator.loop.completedRounds;
+          const complete = done >= config.rounds;
+          await mkdir(config.out, { recursive: true });
+          await writeFile(path.join(config.out, 'history.json'), JSON.stringify(history, null, 1));
+          if (done === 0) {
+            process.stdout.write(`stopped before round 1 finished; nothing to export\n`);
+            return;
+          }
+          // An interrupted run still exports what it has, marked partial so nobody mistakes it for the result.
+          const run = { status: complete ? 'complete' : 'partial', roundsDone: done, roundsPlanned: config.rounds };
+          await exportFederatedModel(base, headSpec, coordinator.loop.weights, modelDir, coordinator.classNames ?? config.classNames, { run }, {
+            ...(coordinator.featureColumns ? { featureColumns: coordinator.featureColumns } : {}),
+          });
+          if (complete) process.stdout.write(`done: ${done} rounds; history ${path.join(config.out, 'history.json')}; model ${modelDir}\n`);
+          else process.stdout.write(`interrupted after ${done} of ${config.rounds} rounds; PARTIAL model ${modelDir} (provenance.extra.run.status = "partial"); run the same command again to continue from the checkpoint\n`);
+        } finally {
+          await shutDown();
+        }
+      })();
+      await finished;
+      if (interrupted) process.exitCode = 130;
     });
 }

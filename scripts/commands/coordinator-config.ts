@@ -45,6 +45,8 @@ export const coordinatorFileSchema = z.strictObject({
   dropoutRate: z.number().min(0).max(1).optional(),
   classes: positiveInt.optional(),
   classNames: z.array(z.string().min(1)).min(2).optional(),
+  /** CSV data: feature column names in model order; clients' files are matched by header. */
+  featureColumns: z.array(z.string().min(1)).min(1).optional(),
   rounds: positiveInt.optional(),
   fraction: z.number().gt(0).max(1).optional(),
   minClients: positiveInt.optional(),
@@ -77,6 +79,8 @@ export interface CoordinatorConfig {
   dropoutRate: number;
   classes: number;
   classNames?: string[];
+  /** CSV data: feature column names in model order. @default those of the first ready client */
+  featureColumns?: string[];
   rounds: number;
   fraction: number;
   minClients: number;
@@ -149,6 +153,7 @@ export function resolveCoordinatorConfig(file: FileConfig, flags: Readonly<Recor
     fromFlags['hidden'] = text === '' ? [] : text.split(',').map((part) => Number(part.trim()));
   }
   if (typeof fromFlags['classNames'] === 'string') fromFlags['classNames'] = fromFlags['classNames'].split(',').map((s) => s.trim());
+  if (typeof fromFlags['featureColumns'] === 'string') fromFlags['featureColumns'] = fromFlags['featureColumns'].split(',').map((s) => s.trim());
   for (const [key, value] of Object.entries(strategyParams)) fromFlags[key] = value;
   const merged = coordinatorFileSchema.safeParse({ ...file, ...fromFlags });
   if (!merged.success) throw new FedtlError('BAD_CONFIG', `coordinator settings: ${describeIssues(merged.error.issues)}`);

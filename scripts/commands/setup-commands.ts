@@ -13,8 +13,8 @@ export function registerKeygenCommand(program: Command): void {
       saveIdentity(flags.out, identity, { force: flags.force });
       const pub = publicIdentity(identity);
       process.stdout.write(`identity written to ${flags.out} (keep it private)\n`);
-      process.stdout.write(`client id: ${pub.clientId}\n`);
-      process.stdout.write(`public key (give this to the other side; add it to an allow list):\n${formatPublicIdentity(pub)}\n`);
+      process.stdout.write(`id: ${pub.clientId}\n`);
+      process.stdout.write(`public key — for a coordinator, clients pin it with --coordinator-key; for a client, the operator adds it to the allow list:\n${formatPublicIdentity(pub)}\n`);
     });
 }
 

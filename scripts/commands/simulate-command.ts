@@ -5,6 +5,7 @@ import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/transfer-curve.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 
 /** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
@@ -22,7 +23,7 @@ interface SimulateFlags extends Record<string, unknown> {
   lr?: number;
   optimizer?: 'sgd' | 'adam';
   hidden?: string;
-  scratch?: ScratchFeatures;
+  scratch?: ScratchFeatures[];
   strategy?: string;
   mode?: SimulationMode;
   dropout?: number;
@@ -34,6 +35,24 @@ interface SimulateFlags extends Record<string, unknown> {
   workers?: number;
   baselines: boolean;
   out?: string;
+  curve?: number[];
+}
+
+/** `--scratch tf-idf,bag-of-words` → the list, each name checked. */
+function scratchList(value: string): ScratchFeatures[] {
+  const names = value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+  for (const name of names) {
+    if (!(SCRATCH_FEATURES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${name}" is not a from-scratch baseline; choose from ${SCRATCH_FEATURES.join(', ')}`);
+  }
+  return names as ScratchFeatures[];
+}
+
+function curveSizes(value: string): number[] {
+  try {
+    return parseCurveSizes(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -65,8 +84,9 @@ export function registerSimulateCommand(program: Command): void {
       if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('workers must be an integer ≥ 0');
       return n;
     })
-    .addOption(new Option('--scratch <features>', 'features of the from-scratch baseline').choices([...SCRATCH_FEATURES]))
+    .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
+    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
@@ -89,7 +109,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.lr !== undefined) overrides.learningRate = flags.lr;
       if (flags.mode) overrides.mode = flags.mode;
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
-      if (flags.scratch) overrides.scratchBase = flags.scratch;
+      if (flags.scratch !== undefined) overrides.scratchFeatures = flags.scratch;
       if (flags.strategy) overrides.strategy = flags.strategy;
       const strategyParams = strategyParamsFromFlags(flags);
       if (Object.keys(strategyParams).length > 0) overrides.strategyParams = strategyParams;
@@ -107,6 +127,11 @@ export function registerSimulateCommand(program: Command): void {
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
       // Process mode: kill the client processes and delete their identities and data on ^C.
       onShutdown(() => stopProcessClients());
+      if (flags.curve) {
+        const curve = await runTransferCurve(config, flags.curve, { outDir });
+        process.stdout.write(curveLines(curve, outDir).join('\n') + '\n');
+        return;
+      }
       const result = await runSimulation(config, { outDir });
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });

@@ -3,15 +3,20 @@
  *
  * - `imdb-glove`: frozen GloVe-100d mean-pooled sentence embedding + a softmax head, IMDB reviews.
  * - `fashion-mobilenet`: frozen MobileNetV2 (96 px) + a one-hidden-layer head, Fashion-MNIST.
+ * - `fashion-transfer` (the main job): split-class transfer on Fashion-MNIST. The `fashion-cnn-split`
+ *   base is a small CNN that fedtl pretrains on five classes; the clients hold a few hundred images
+ *   each of the five other classes and train a head on it, judged against raw pixels and the same
+ *   CNN trained from scratch in the same federation.
  * - `mnist-mlp`: no frozen base; the whole 784-200-200-10 MLP of McMahan et al. (2017) is trained
  *   federatedly on MNIST, with their C / E / B knobs, so numbers can be compared with the paper.
  */
 import os from 'node:os';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { PartitionScheme } from '../../shared/math/partition.ts';
-import type { HeadSpec } from '../../shared/model/head.ts';
+import type { ConvFrontSpec, HeadSpec } from '../../shared/model/head.ts';
 import type { OptimizerName } from '../../shared/model/training-defaults.ts';
 import { createStrategy } from '../../shared/strategy/registry.ts';
+import { FASHION_CNN_BASE, FASHION_CNN_CONV, FASHION_TARGET_CLASSES } from '../bases/fashion-split-cnn.ts';
 
 export const DATASETS = ['imdb', 'mnist', 'fashion-mnist'] as const;
 export type SimulationDataset = (typeof DATASETS)[number];
@@ -23,7 +28,13 @@ export const SIMULATION_MODES = ['virtual', 'socket', 'process'] as const;
  */
 export type SimulationMode = (typeof SIMULATION_MODES)[number];
 
-export const SCRATCH_FEATURES = ['random-embedding', 'bag-of-words', 'pixels'] as const;
+/**
+ * Features of the "federated from scratch" baselines, the same federation without the pretrained
+ * base: `tf-idf` and `bag-of-words` (word counts) over the 5,000 most frequent training words,
+ * `random-embedding` (the text base's architecture with random word vectors), `pixels` (raw images),
+ * `cnn` (a small CNN on raw images, {@link SimulationConfig.scratchCnn}, trained from random weights).
+ */
+export const SCRATCH_FEATURES = ['tf-idf', 'bag-of-words', 'random-embedding', 'pixels', 'cnn'] as const;
 export type ScratchFeatures = (typeof SCRATCH_FEATURES)[number];
 
 export interface SimulationConfig {
@@ -32,11 +43,21 @@ export interface SimulationConfig {
   /** Frozen base: `glove-100d`, `mobilenet-v2-96`, `identity-784` (no frozen base). */
   base: string;
   /**
-   * Features of the "federated from scratch" baseline, the same federation without the pretrained
-   * base: `random-embedding` (the text base's architecture with random word vectors), `bag-of-words`
-   * (term frequencies over the 5,000 most frequent training words), `pixels` (raw images); null for none.
+   * The "federated from scratch" baselines (see {@link SCRATCH_FEATURES}), each run as the same
+   * federation; the strongest is the one the pretrained model is judged against. `[]` for none.
    */
-  scratchBase: ScratchFeatures | null;
+  scratchFeatures: ScratchFeatures[];
+  /**
+   * The `cnn` baseline's convolutions and hidden layers (before the head's own); for a CNN base,
+   * the base's own architecture, so that baseline differs from the pretrained model only in its
+   * starting weights. @default null (no `cnn` baseline)
+   */
+  scratchCnn: { conv: ConvFrontSpec; hidden: number[] } | null;
+  /**
+   * Only these classes of the data set, relabelled 0…k−1 in this order (split-class transfer: the
+   * base was pretrained on the others). @default null (every class)
+   */
+  classes: number[] | null;
   head: HeadSpec;
   trainExamples: number;
   testExamples: number;
@@ -88,6 +109,8 @@ const COMMON = {
   dropoutRate: 0.05,
   stragglerRate: 0,
   seed: 42,
+  scratchCnn: null,
+  classes: null,
   baselines: { centralized: true, localOnly: true, scratch: true },
   localOnlyClients: 50,
   validationFraction: 0,
@@ -97,12 +120,34 @@ const COMMON = {
 };
 
 export const PRESETS: Record<string, SimulationConfig> = {
+  'fashion-transfer': {
+    ...COMMON,
+    preset: 'fashion-transfer',
+    dataset: 'fashion-mnist',
+    classes: [...FASHION_TARGET_CLASSES],
+    base: FASHION_CNN_BASE,
+    scratchFeatures: ['pixels', 'cnn'],
+    scratchCnn: { conv: FASHION_CNN_CONV, hidden: [] },
+    head: { hidden: [64], activation: 'relu', dropout: 0, classes: 5 },
+    trainExamples: 1200,
+    testExamples: 1000,
+    clients: 6,
+    rounds: 8,
+    fractionFit: 1,
+    minClients: 3,
+    epochs: 1,
+    batchSize: 32,
+    learningRate: 0.003,
+    mode: 'virtual',
+    centralizedEpochs: 20,
+    localOnlyClients: 6,
+  },
   'imdb-glove': {
     ...COMMON,
     preset: 'imdb-glove',
     dataset: 'imdb',
     base: 'glove-100d',
-    scratchBase: 'random-embedding',
+    scratchFeatures: ['tf-idf', 'bag-of-words', 'random-embedding'],
     head: { hidden: [], activation: 'relu', dropout: 0, classes: 2 },
     trainExamples: 2000,
     testExamples: 2000,
@@ -121,7 +166,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     preset: 'fashion-mobilenet',
     dataset: 'fashion-mnist',
     base: 'mobilenet-v2-96',
-    scratchBase: 'pixels',
+    scratchFeatures: ['pixels'],
     head: { hidden: [128], activation: 'relu', dropout: 0, classes: 10 },
     trainExamples: 3000,
     testExamples: 1000,
@@ -140,7 +185,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     preset: 'mnist-mlp',
     dataset: 'mnist',
     base: 'identity-784',
-    scratchBase: null,
+    scratchFeatures: [],
     head: { hidden: [200, 200], activation: 'relu', dropout: 0, classes: 10 },
     trainExamples: 60000,
     testExamples: 10000,
@@ -184,6 +229,12 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
     if (!(rate >= 0 && rate < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${rate}`);
   }
   if (!Number.isSafeInteger(config.trainingWorkers) || config.trainingWorkers < 0) throw new FedtlError('BAD_CONFIG', `trainingWorkers must be an integer ≥ 0, got ${config.trainingWorkers}`);
+  for (const features of config.scratchFeatures) {
+    if (!(SCRATCH_FEATURES as readonly string[]).includes(features)) throw new FedtlError('BAD_CONFIG', `unknown from-scratch baseline "${String(features)}"; choose from ${SCRATCH_FEATURES.join(', ')}`);
+  }
+  if (config.classes && config.dataset !== 'fashion-mnist') throw new FedtlError('BAD_CONFIG', `a class subset is supported for fashion-mnist only, not ${config.dataset}`);
+  if (config.scratchFeatures.includes('cnn') && !config.scratchCnn) throw new FedtlError('BAD_CONFIG', 'the cnn from-scratch baseline needs scratchCnn (its convolutions)');
+  if (new Set(config.scratchFeatures).size !== config.scratchFeatures.length) throw new FedtlError('BAD_CONFIG', `from-scratch baselines listed twice: ${config.scratchFeatures.join(', ')}`);
   if (config.clients > config.trainExamples) throw new FedtlError('BAD_CONFIG', `${config.clients} clients cannot share ${config.trainExamples} training examples`);
   // Builds the strategy once to check its name and parameters at the boundary (BAD_CONFIG naming them).
   createStrategy(config.strategy, { minClients: 1 }, config.strategyParams);

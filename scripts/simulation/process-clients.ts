@@ -16,6 +16,7 @@
  * such switch. Real processes may still fail; any child that exits early fails the run with its
  * output, instead of leaving the coordinator waiting.
  */
+import { packageRoot } from '../../shared/core/package-root.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -38,7 +39,7 @@ import { coordinatorLoopOptions, strategyOf } from './run-federated.ts';
 import { nativeIdentity } from './virtual-identities.ts';
 
 /** The `fedtl` launcher the children run. */
-export const FEDTL_BIN = fileURLToPath(new URL('../../bin/fedtl.js', import.meta.url));
+export const FEDTL_BIN = path.join(packageRoot(), 'bin', 'fedtl.js');
 
 /** Images written per client before the mode refuses (PNG encoding and decoding in every child). */
 export const MAX_PROCESS_IMAGES = 20_000;

@@ -43,8 +43,34 @@ export interface SimulationBaselines {
   centralized?: { accuracy: number; loss: number };
   /** Each client trains alone on its own data; accuracy statistics over clients (the lower bound). */
   localOnly?: { mean: number; std: number; min: number; max: number };
-  /** The same federation trained from a randomly initialised base, to show what transfer buys. */
-  scratch?: { rounds: RoundRecord[] };
+  /**
+   * The same federation without the pretrained base, to show what transfer buys: the strongest of
+   * the from-scratch baselines run (by final accuracy).
+   */
+  scratch?: ScratchRun;
+  /** The other from-scratch baselines of the run, weaker than `scratch`. */
+  scratchOthers?: ScratchRun[];
+}
+
+/** One federation trained from scratch on features that owe nothing to pretraining. */
+export interface ScratchRun {
+  rounds: RoundRecord[];
+  /** Which features, e.g. `tf-idf`, `pixels`. */
+  features?: string;
+  /** The features in words. */
+  description?: string;
+  /** Final test accuracy; null when never evaluated. */
+  accuracy?: number | null;
+}
+
+/** The pretrained model trailing the strongest from-scratch baseline. */
+export interface NegativeTransferNote {
+  features: string;
+  pretrainedAccuracy: number;
+  scratchAccuracy: number;
+  /** Points of accuracy (as a fraction) the pretrained model is behind. */
+  gap: number;
+  message: string;
 }
 
 /** Everything {@link renderReportHtml} shows. Plain data, so it round-trips through JSON. */
@@ -68,6 +94,8 @@ export interface SimulationReport {
   finalAccuracy: number | null;
   /** Peak resident set size of the whole run (the simulation process and its client processes), in MiB. */
   peakRssMb: number;
+  /** Set when the pretrained model trails the strongest from-scratch baseline. @default none */
+  negativeTransfer?: NegativeTransferNote | null;
   /** Free-form remarks (warnings, dataset notes), shown as a list. */
   notes?: string[];
   /** Legend name of the federated series. @default 'federated (pretrained base)' */
@@ -104,6 +132,7 @@ section p.hint { margin: -6px 0 12px; color: #6b7280; font-size: 13px; }
 .card .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .card .sub { color: #6b7280; font-size: 12px; }
 .card.primary { border-color: #0072B2; box-shadow: inset 4px 0 0 #0072B2; }
+.warning { margin-top: 18px; padding: 12px 16px; border: 1px solid #D55E00; border-radius: 10px; background: #fff4ec; color: #7a2e00; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid #f0f1f3; vertical-align: top; }
 th { color: #4b5563; font-weight: 600; background: #f9fafb; }
@@ -123,6 +152,7 @@ export function renderReportHtml(report: SimulationReport): string {
   const title = report.title ?? 'fedtl simulation report';
   const body = [
     renderHeader(report, title),
+    renderNegativeTransfer(report),
     renderCards(report),
     renderAccuracySection(report),
     renderLossSection(report),
@@ -249,14 +279,26 @@ function renderCards(report: SimulationReport): string {
   if (localOnly) {
     cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? (localOnly.std * 100).toFixed(1) : '—'} pts · range ${formatPercent(localOnly.min, 0)} – ${formatPercent(localOnly.max, 0)}`));
   }
-  if (scratch) {
-    const last = [...scratch.rounds].reverse().find((r) => isNumber(r.accuracy));
-    cards.push(card('From scratch', formatPercent(last?.accuracy), 'same federation, no pretrained base'));
+  for (const run of [scratch, ...(report.baselines.scratchOthers ?? [])]) {
+    if (!run) continue;
+    const last = [...run.rounds].reverse().find((r) => isNumber(r.accuracy));
+    const label = run.features ? `From scratch: ${run.features}` : 'From scratch';
+    cards.push(card(label, formatPercent(last?.accuracy), run === scratch && report.baselines.scratchOthers?.length ? 'strongest from-scratch baseline' : 'same federation, no pretrained base'));
   }
   cards.push(card('Wall time', formatDuration(report.wallSeconds), `${report.rounds.length} rounds`));
   cards.push(card('Peak memory', isNumber(report.peakRssMb) ? `${report.peakRssMb.toFixed(0)} MiB` : '—', 'resident set size'));
   cards.push(card('Traffic', formatBytes(bytesUp + bytesDown), `↑ ${formatBytes(bytesUp)} · ↓ ${formatBytes(bytesDown)}`));
   return `<div class="cards">${cards.join('')}</div>`;
+}
+
+function scratchName(run: ScratchRun): string {
+  return run.features ? `federated from scratch (${run.features})` : 'federated from scratch';
+}
+
+function renderNegativeTransfer(report: SimulationReport): string {
+  const negative = report.negativeTransfer;
+  if (!negative) return '';
+  return `<div class="warning" role="alert"><strong>Negative transfer.</strong> ${escapeXml(negative.message)}</div>`;
 }
 
 function seriesOf(rounds: readonly RoundRecord[], pick: (r: RoundRecord) => number | null): LineSeries['points'] {
@@ -266,7 +308,7 @@ function seriesOf(rounds: readonly RoundRecord[], pick: (r: RoundRecord) => numb
 function renderAccuracySection(report: SimulationReport): string {
   const { centralized, localOnly, scratch } = report.baselines;
   const series: LineSeries[] = [{ name: report.federatedLabel ?? 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.accuracy), color: COLOR_FEDERATED }];
-  if (scratch) series.push({ name: 'federated from scratch', points: seriesOf(scratch.rounds, (r) => r.accuracy), color: COLOR_SCRATCH });
+  if (scratch) series.push({ name: scratchName(scratch), points: seriesOf(scratch.rounds, (r) => r.accuracy), color: COLOR_SCRATCH });
   const references: ReferenceLine[] = [];
   if (centralized && isNumber(centralized.accuracy)) references.push({ label: 'centralized', y: centralized.accuracy, color: COLOR_CENTRALIZED });
   if (localOnly && isNumber(localOnly.mean)) {
@@ -284,7 +326,7 @@ function renderAccuracySection(report: SimulationReport): string {
 function renderLossSection(report: SimulationReport): string {
   const { centralized, scratch } = report.baselines;
   const series: LineSeries[] = [{ name: report.federatedLabel ?? 'federated (pretrained base)', points: seriesOf(report.rounds, (r) => r.loss), color: COLOR_FEDERATED }];
-  if (scratch) series.push({ name: 'federated from scratch', points: seriesOf(scratch.rounds, (r) => r.loss), color: COLOR_SCRATCH });
+  if (scratch) series.push({ name: scratchName(scratch), points: seriesOf(scratch.rounds, (r) => r.loss), color: COLOR_SCRATCH });
   const references: ReferenceLine[] =
     centralized && isNumber(centralized.loss) ? [{ label: 'centralized', y: centralized.loss, color: COLOR_CENTRALIZED }] : [];
   const svg = renderLineChart({

@@ -17,7 +17,8 @@ import { renderReportHtml, type RoundRecord as ReportRound, type SimulationRepor
 import { runFederated } from './run-federated.ts';
 import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
-import { bagOfWords, featuresOf, randomEmbeddingRows, loadSimulationData, openSimulationBase, pixelRows, simulationCache } from './simulation-data.ts';
+import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
+import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from './simulation-data.ts';
 
 export interface SimulationResult {
   report: SimulationReport & { baselines: SimulationReport['baselines'] & { localOnly?: LocalOnlyResult } };
@@ -43,12 +44,6 @@ function toReportRound(record: CoordinatorRound): ReportRound {
     seconds: record.seconds,
   };
 }
-
-const SCRATCH_TEXT = {
-  'random-embedding': 'the same base architecture with random instead of pretrained word vectors',
-  'bag-of-words': 'bag-of-words features over the 5,000 most frequent training words',
-  pixels: 'raw pixels',
-} as const;
 
 function percent(value: number | null | undefined): string {
   return value === null || value === undefined ? '  n/a' : `${(100 * value).toFixed(1)}%`;
@@ -98,7 +93,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     // Virtual clients leave out the rows socket and process clients keep for validation, so every mode trains on the same rows.
     const order = clientOrder(trainingParts(parts, data.train.labels, numClasses, config.validationFraction, config.seed));
     const shards = groupByClient(order, await featuresOf(base, data.train, simulationCache(), progress), data.train.labels);
-    const needsIdentities = config.mode === 'virtual' || (config.baselines.scratch && config.scratchBase !== null);
+    const needsIdentities = config.mode === 'virtual' || (config.baselines.scratch && config.scratchFeatures.length > 0);
     const identities = needsIdentities ? new VirtualIdentities(config.clients) : undefined;
 
     const roundLine = (label: string) => (record: CoordinatorRound) => {
@@ -144,40 +139,48 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       baselines.localOnly = await localOnlyBaseline(baselineInput(shards.features, testFeatures), shards, localEpochs, config.localOnlyClients);
       log.info(`local-only baseline: mean accuracy ${percent(baselines.localOnly.mean)} ± ${percent(baselines.localOnly.std)} over ${baselines.localOnly.clients} clients`);
     }
-    if (config.baselines.scratch && config.scratchBase) {
-      const [scratchTrain, scratchTest] =
-        config.scratchBase === 'bag-of-words'
-          ? bagOfWords(data.train, [data.test])
-          : config.scratchBase === 'random-embedding'
-            ? randomEmbeddingRows(base, [data.train, data.test], config.seed)
-            : [pixelRows(data.train), pixelRows(data.test)];
-      const scratchBase = createIdentityBase(scratchTrain!.examples.kind === 'tensor' ? scratchTrain!.examples.rowSize : 0, { name: `scratch-${config.scratchBase}` });
-      const scratchTrainFeatures = await featuresOf(scratchBase, scratchTrain!, cache);
-      const scratchTestFeatures = await featuresOf(scratchBase, scratchTest!, cache);
-      // Same partition, rounds and client work, run as virtual clients (identical math, no sockets).
-      const scratch = await runFederated({
-        config,
-        base: scratchBase,
-        baseDirectory: null,
-        shards: groupByClient(order, scratchTrainFeatures, data.train.labels),
-        testFeatures: scratchTestFeatures,
-        testLabels: data.test.labels,
-        mode: 'virtual',
-        label: 'scratch',
-        ...(identities ? { identities } : {}),
-        logger: log,
-        onRound: roundLine('from scratch'),
-      });
-      baselines.scratch = { rounds: scratch.history.map(toReportRound) };
+    const scratchRuns: ScratchBaseline[] = [];
+    if (config.baselines.scratch) {
+      for (const features of config.scratchFeatures) {
+        const [scratchTrain, scratchTest] = scratchRows(features, data.train, data.test, base, config.seed);
+        const rowSize = scratchTrain.examples.kind === 'tensor' ? scratchTrain.examples.rowSize : 0;
+        const scratchBase = createIdentityBase(rowSize, { name: `scratch-${features}` });
+        const scratchTrainFeatures = await featuresOf(scratchBase, scratchTrain, cache);
+        const scratchTestFeatures = await featuresOf(scratchBase, scratchTest, cache);
+        // Same partition, rounds and client work, run as virtual clients (identical math, no sockets).
+        const scratch = await runFederated({
+          config: { ...config, head: scratchHead(features, config) },
+          base: scratchBase,
+          baseDirectory: null,
+          shards: groupByClient(order, scratchTrainFeatures, data.train.labels),
+          testFeatures: scratchTestFeatures,
+          testLabels: data.test.labels,
+          mode: 'virtual',
+          label: `scratch-${features}`,
+          ...(identities ? { identities } : {}),
+          logger: log,
+          onRound: roundLine(`from scratch (${features})`),
+        });
+        const rounds = scratch.history.map(toReportRound);
+        scratchRuns.push({ features, description: SCRATCH_DESCRIPTIONS[features], accuracy: rounds.at(-1)?.accuracy ?? null, rounds });
+      }
+      const strongest = strongestScratch(scratchRuns);
+      if (strongest) {
+        baselines.scratch = strongest;
+        baselines.scratchOthers = scratchRuns.filter((run) => run !== strongest);
+      }
     }
     base.dispose();
 
     const rounds = federated.history.map(toReportRound);
     const finalAccuracy = rounds.at(-1)?.accuracy ?? null;
+    const pretrained = !config.base.startsWith('identity');
+    const negative = pretrained ? negativeTransfer(finalAccuracy, baselines.scratch as ScratchBaseline | undefined) : null;
+    if (negative) log.warn(negative.message);
     peakRss = Math.max(peakRss, processTreeRssBytes());
     const report: SimulationResult['report'] = {
       title: `fedtl simulation: ${config.preset}`,
-      federatedLabel: config.base.startsWith('identity') ? 'federated (whole model)' : 'federated (pretrained base)',
+      federatedLabel: pretrained ? 'federated (pretrained base)' : 'federated (whole model)',
       createdAt: new Date().toISOString(),
       config: { ...config, baseHash: base.hash },
       seed: config.seed,
@@ -188,11 +191,16 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       baselines,
       wallSeconds: (Date.now() - started) / 1000,
       finalAccuracy,
+      negativeTransfer: negative,
       peakRssMb: peakRss / (1024 * 1024),
       notes: [
         `Accuracy and loss are measured on ${data.test.size} held-out test examples after every round.`,
         `Centralized: all training data pooled, ${config.centralizedEpochs} epochs. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
-        config.scratchBase ? `From scratch: the same federation without the pretrained base (${SCRATCH_TEXT[config.scratchBase]}).` : 'No frozen base: the whole model is trained federatedly.',
+        ...(scratchRuns.length > 0
+          ? [`From scratch: the same federation without the pretrained base, on ${scratchRuns.map((run) => `${run.features} (${run.description}): ${percent(run.accuracy)}`).join('; ')}. The strongest, ${baselines.scratch?.features ?? 'none'}, is the one the pretrained model is judged against.`]
+          : []),
+        ...(pretrained ? [] : ['No frozen base: the whole model is trained federatedly.']),
+        ...(negative ? [`Warning, ${negative.message}`] : []),
       ],
     };
     await mkdir(options.outDir, { recursive: true });
@@ -206,18 +214,23 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
   }
 }
 
-/** The closing summary printed after a run. */
+/** The closing summary printed after a run: every baseline, and negative transfer said plainly. */
 export function summaryLines(result: SimulationResult, outDir: string): string[] {
   const { report } = result;
-  const scratchFinal = report.baselines.scratch?.rounds.at(-1)?.accuracy;
   const local = report.baselines.localOnly;
+  const scratchRuns = [report.baselines.scratch, ...(report.baselines.scratchOthers ?? [])].filter((run) => run !== undefined);
+  const line = (label: string, value: string) => `${label.padEnd(42)} ${value}`;
+  const negative = report.negativeTransfer;
   return [
     '',
     `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${report.peakRssMb.toFixed(0)} MB)`,
-    `${(report.federatedLabel ?? 'federated').padEnd(30)}${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`,
-    ...(report.baselines.centralized ? [`centralized                   ${percent(report.baselines.centralized.accuracy)}`] : []),
-    ...(local ? [`local-only (mean ± std)       ${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`] : []),
-    ...(scratchFinal !== undefined ? [`federated from scratch        ${percent(scratchFinal)}`] : []),
+    line(report.federatedLabel ?? 'federated', `${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`),
+    ...(report.baselines.centralized ? [line('centralized', percent(report.baselines.centralized.accuracy))] : []),
+    ...(local ? [line('local-only (mean ± std)', `${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`)] : []),
+    ...scratchRuns.map((run) =>
+      line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}`),
+    ),
+    ...(negative ? [`WARNING ${negative.message}`] : []),
     `report: ${path.join(outDir, 'report.html')}`,
   ];
 }

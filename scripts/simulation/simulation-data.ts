@@ -4,13 +4,15 @@
  * "from scratch" baseline (bag of words for text, raw pixels for images).
  */
 import path from 'node:path';
-import { createDataset, subset, type LabeledDataset } from '../../client/data/dataset.ts';
+import { createDataset, selectClasses, subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadFashionMnistSplits } from '../../client/data/fashion-mnist.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
 import { loadMnist } from '../../client/data/mnist.ts';
 import { splitTrainTest } from '../../client/data/split.ts';
 import { computeFeatures } from '../../client/features.ts';
 import { createIdentityBase } from '../../shared/bases/identity.ts';
+// Registers the fashion-cnn-split base, which the main job opens by name.
+import '../bases/fashion-split-cnn.ts';
 import { openBase, defaultCacheDir } from '../../shared/bases/prepare-base.ts';
 import { Tokenizer, tokenize } from '../../shared/bases/tokenizer.ts';
 import { createRandom } from '../../shared/math/random.ts';
@@ -43,6 +45,14 @@ export async function loadSimulationData(config: SimulationConfig): Promise<Simu
     }
     case 'fashion-mnist': {
       const format = config.base.startsWith('identity') ? 'tensor' : 'image';
+      if (config.classes) {
+        // Split-class transfer: sample within the chosen classes only.
+        const both = await loadFashionMnistSplits({ split: 'train', seed, format });
+        return {
+          train: selectClasses(both.train, config.classes, { limit: trainExamples, seed }),
+          test: selectClasses(both.test, config.classes, { limit: testExamples, seed }),
+        };
+      }
       const train = (await loadFashionMnistSplits({ split: 'train', limit: trainExamples, seed, format })).selected;
       const test = (await loadFashionMnistSplits({ split: 'test', limit: testExamples, seed, format })).selected;
       return { train, test };
@@ -72,36 +82,73 @@ export async function featuresOf(base: FrozenBase, dataset: LabeledDataset, cach
   return computeFeatures(base, dataset, { cache, batchSize: 128, ...(progress ? { onProgress: (done, total) => progress(`${base.name} features of ${dataset.name}`, done, total) } : {}) });
 }
 
+/** How {@link bagOfWords} weights a word in a text. */
+export type BagOfWordsWeighting = 'counts' | 'tf-idf';
+
+/** Options of {@link bagOfWords}. */
+export interface BagOfWordsOptions {
+  /** Words kept: the most frequent of the training texts. @default 5000 */
+  size?: number;
+  /**
+   * `counts`: how often each word occurs. `tf-idf`: sublinear term frequency 1 + ln(count) times
+   * the smoothed inverse document frequency ln((1 + n) / (1 + df)) + 1, the usual strong linear
+   * text baseline (Salton & Buckley 1988, "Term-weighting approaches in automatic text retrieval";
+   * Manning, Raghavan & Schütze 2008, §6.4). @default 'counts'
+   */
+  weighting?: BagOfWordsWeighting;
+}
+
 /**
- * Bag-of-words rows for the "from scratch" text baseline: term frequencies over the `size` most
- * frequent words of the training texts, L2-normalised. Nothing pretrained goes into them.
+ * Bag-of-words rows for the "from scratch" text baselines over the `size` most frequent words of
+ * the training texts, L2-normalised. The vocabulary and the document frequencies come from the
+ * training texts alone, so nothing of the test set leaks in, and nothing pretrained goes into them.
  */
-export function bagOfWords(train: LabeledDataset, others: LabeledDataset[], size = 5000): LabeledDataset[] {
-  if (train.examples.kind !== 'text') throw new FedtlError('BAD_DATA', 'a bag of words needs text examples');
+export function bagOfWords(train: LabeledDataset, others: LabeledDataset[], options: BagOfWordsOptions = {}): LabeledDataset[] {
+  const size = options.size ?? 5000;
+  const weighting = options.weighting ?? 'counts';
+  const textsOf = (dataset: LabeledDataset): string[] => {
+    if (dataset.examples.kind !== 'text') throw new FedtlError('BAD_DATA', `a bag of words needs text examples; ${dataset.name} holds ${dataset.examples.kind} examples`);
+    return dataset.examples.texts;
+  };
   const counts = new Map<string, number>();
-  for (const text of train.examples.texts) for (const token of tokenize(text)) counts.set(token, (counts.get(token) ?? 0) + 1);
+  for (const text of textsOf(train)) for (const token of tokenize(text)) counts.set(token, (counts.get(token) ?? 0) + 1);
   const vocabulary = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, size).map(([word]) => word);
   const index = new Map(vocabulary.map((word, i) => [word, i]));
   const width = vocabulary.length;
-  const vectorize = (dataset: LabeledDataset): LabeledDataset => {
-    if (dataset.examples.kind !== 'text') throw new FedtlError('BAD_DATA', 'a bag of words needs text examples');
-    const rows = new Float32Array(dataset.size * width);
-    dataset.examples.texts.forEach((text, r) => {
-      const row = rows.subarray(r * width, (r + 1) * width);
+  const countRows = (texts: string[]): Float32Array => {
+    const rows = new Float32Array(texts.length * width);
+    texts.forEach((text, r) => {
       for (const token of tokenize(text)) {
         const column = index.get(token);
-        if (column !== undefined) row[column]! += 1;
+        if (column !== undefined) rows[r * width + column]! += 1;
       }
+    });
+    return rows;
+  };
+  const trainCounts = countRows(textsOf(train));
+  const idf = new Float32Array(width).fill(1);
+  if (weighting === 'tf-idf') {
+    const documents = new Float64Array(width);
+    for (let i = 0; i < trainCounts.length; i++) if (trainCounts[i]! > 0) documents[i % width]! += 1;
+    for (let c = 0; c < width; c++) idf[c] = Math.log((1 + train.size) / (1 + documents[c]!)) + 1;
+  }
+  const vectorize = (dataset: LabeledDataset, rows: Float32Array): LabeledDataset => {
+    for (let r = 0; r < dataset.size; r++) {
+      const row = rows.subarray(r * width, (r + 1) * width);
       let norm = 0;
-      for (let i = 0; i < width; i++) norm += row[i]! * row[i]!;
+      for (let i = 0; i < width; i++) {
+        if (weighting === 'tf-idf' && row[i]! > 0) row[i] = (1 + Math.log(row[i]!)) * idf[i]!;
+        norm += row[i]! * row[i]!;
+      }
       if (norm > 0) {
         const scale = 1 / Math.sqrt(norm);
         for (let i = 0; i < width; i++) row[i]! *= scale;
       }
-    });
-    return createDataset({ name: `${dataset.name}-bow${width}`, examples: { kind: 'tensor', rows, rowSize: width }, labels: dataset.labels, classNames: dataset.classNames });
+    }
+    const suffix = weighting === 'tf-idf' ? 'tfidf' : 'bow';
+    return createDataset({ name: `${dataset.name}-${suffix}${width}`, examples: { kind: 'tensor', rows, rowSize: width }, labels: dataset.labels, classNames: dataset.classNames });
   };
-  return [vectorize(train), ...others.map(vectorize)];
+  return [vectorize(train, trainCounts), ...others.map((dataset) => vectorize(dataset, countRows(textsOf(dataset))))];
 }
 
 /**

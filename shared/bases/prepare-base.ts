@@ -7,6 +7,7 @@
  * cached directory's hashes (a few milliseconds): a corrupt or truncated cache is rebuilt, not
  * trusted.
  */
+import { RUNS_FROM_SOURCES, packageRoot } from '../core/package-root.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -28,12 +29,14 @@ export interface PrepareBaseOptions extends BaseVariantOptions {
   rebuild?: boolean;
 }
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-/** The cache root used when none is given. */
+/**
+ * The cache root used when none is given: `$FEDTL_CACHE`, else `.fedtl-cache` in the clone (sources),
+ * else `.fedtl-cache` in the working directory (an installed package must not write into node_modules).
+ */
 export function defaultCacheDir(): string {
   const fromEnv = process.env['FEDTL_CACHE'];
-  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : path.join(REPO_ROOT, '.fedtl-cache');
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  return path.join(RUNS_FROM_SOURCES ? packageRoot() : process.cwd(), '.fedtl-cache');
 }
 
 /**

@@ -19,17 +19,36 @@ export const OOV_TOKEN = '<oov>';
 /** Tokens the vocabulary can hold: runs of letters and digits (what {@link tokenize} emits). */
 export const VOCABULARY_TOKEN = /^[\p{L}\p{N}]+$/u;
 
-// A word may contain inner apostrophes (don't, o'neill); curly apostrophes are normalised first.
-const WORD = /[\p{L}\p{N}]+(?:'[\p{L}\p{N}]+)*/gu;
-const ENTITIES: Record<string, string> = { '&amp;': '&', '&quot;': '"', '&#39;': "'", '&apos;': "'", '&lt;': '<', '&gt;': '>', '&nbsp;': ' ' };
-const NEGATION_STEMS: Record<string, string> = { can: 'can', ca: 'can', wo: 'will', sha: 'shall', ai: 'is' };
-const SUFFIXES: Record<string, string | null> = { re: 'are', ve: 'have', ll: 'will', m: 'am', d: 'would', s: null };
+/** Name and version of the tokenizer rules below; an export records it with the rules themselves. */
+export const TOKENIZER_NAME = 'fedtl-words';
+export const TOKENIZER_VERSION = 1;
+
+// The rules as data (ECMAScript regular expressions), used by `tokenize` and written verbatim into
+// an export's preprocessing description, so the two cannot drift apart.
+/** HTML tags such as `<br />`, replaced by a space. */
+export const TAG_PATTERN = '<[^>]*>';
+/** HTML entities (after lowercasing); the known ones map through {@link ENTITIES}, others become a space. */
+export const ENTITY_PATTERN = '&[a-z#0-9]+;';
+/** Curly apostrophes and the modifier letter apostrophe, normalised to `'`. */
+export const APOSTROPHE_PATTERN = '[\u2018\u2019\u02bc]';
+/** A word: letters/digits, possibly with inner apostrophes (don't, o'neill). */
+export const WORD_PATTERN = "[\\p{L}\\p{N}]+(?:'[\\p{L}\\p{N}]+)*";
+export const ENTITIES: Readonly<Record<string, string>> = { '&amp;': '&', '&quot;': '"', '&#39;': "'", '&apos;': "'", '&lt;': '<', '&gt;': '>', '&nbsp;': ' ' };
+/** Stems of `n't` contractions that are not the word itself (`won't` → `will not`). */
+export const NEGATION_STEMS: Readonly<Record<string, string>> = { can: 'can', ca: 'can', wo: 'will', sha: 'shall', ai: 'is' };
+/** Contraction suffixes and the word each becomes; `null` drops it (`'s` is possessive, "is" or "has"). */
+export const SUFFIXES: Readonly<Record<string, string | null>> = { re: 'are', ve: 'have', ll: 'will', m: 'am', d: 'would', s: null };
+
+const TAG = new RegExp(TAG_PATTERN, 'g');
+const ENTITY = new RegExp(ENTITY_PATTERN, 'g');
+const APOSTROPHE = new RegExp(APOSTROPHE_PATTERN, 'g');
+const WORD = new RegExp(WORD_PATTERN, 'gu');
 
 function expand(word: string): string[] {
   if (!word.includes("'")) return [word];
   if (word.endsWith("n't") && word.length > 3) {
     const stem = word.slice(0, -3);
-    return [NEGATION_STEMS[stem] ?? stem, 'not'];
+    return [Object.hasOwn(NEGATION_STEMS, stem) ? NEGATION_STEMS[stem]! : stem, 'not'];
   }
   const cut = word.lastIndexOf("'");
   const suffix = word.slice(cut + 1);
@@ -51,9 +70,9 @@ function expand(word: string): string[] {
 export function tokenize(text: string): string[] {
   const cleaned = text
     .toLowerCase()
-    .replace(/<[^>]*>/g, ' ')
-    .replace(/&[a-z#0-9]+;/g, (entity) => ENTITIES[entity] ?? ' ')
-    .replace(/[\u2018\u2019\u02bc]/g, "'");
+    .replace(TAG, ' ')
+    .replace(ENTITY, (entity) => ENTITIES[entity] ?? ' ')
+    .replace(APOSTROPHE, "'");
   const tokens: string[] = [];
   for (const match of cleaned.matchAll(WORD)) tokens.push(...expand(match[0]));
   return tokens;

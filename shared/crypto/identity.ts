@@ -174,7 +174,7 @@ export function saveIdentity(path: string, identity: Identity, options: SaveIden
       writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new FedtlError('BAD_CONFIG', `identity file ${path} already exists; pass { force: true } to replace it`, {
+        throw new FedtlError('BAD_CONFIG', `identity file ${path} already exists; replace it with fedtl keygen --force (saveIdentity option force), or choose another file`, {
           cause: error,
         });
       }

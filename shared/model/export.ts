@@ -29,6 +29,7 @@ import { fileSaveHandler, MODEL_FILE, type SidecarInputSpec } from './base-loade
 import type { BaseInputSpec, FrozenBase } from './frozen-base.ts';
 import { parseHeadSpec, type HeadSpec } from './head.ts';
 import { hashFile, hashModelDir } from './model-hash.ts';
+import { describePreprocessing, type PreprocessingDescription } from './preprocessing.ts';
 
 /** Sidecar of an exported model directory. */
 export const EXPORT_SIDECAR_FILE = 'fedtl-model.json';
@@ -79,6 +80,12 @@ export interface ExportSidecar {
   };
   /** How raw inputs become the base's input; a text model's vocabulary is in a side file. */
   input: SidecarInputSpec;
+  /**
+   * Every preprocessing step, exactly (tokenizer rules with their version, CSV columns, image
+   * decode/resize/normalisation), so the model can be fed without fedtl. Absent in exports made
+   * before it was recorded.
+   */
+  preprocessing?: PreprocessingDescription;
   /** Shape (batch axis `null`) and dtype of `model.json`'s input. */
   modelInput: { shape: (number | null)[]; dtype: 'float32' | 'int32' };
   head: HeadDescription;
@@ -108,6 +115,10 @@ export interface ExportOptions {
   extra?: Record<string, unknown>;
   /** The spec the head was built from, recorded in the sidecar. @default not recorded */
   headSpec?: HeadSpec;
+  /** Feature column names in model order (CSV data), recorded in `preprocessing.columns`. @default not recorded */
+  featureColumns?: readonly string[];
+  /** How training images were fitted to the square input, recorded in `preprocessing`. @default 'cover' */
+  imageFit?: 'cover' | 'fill' | 'contain';
 }
 
 /** What {@link exportTransferModel} wrote. */
@@ -253,6 +264,11 @@ export async function exportTransferModel(base: FrozenBase, head: tf.LayersModel
     contents,
     base: { name: base.name, hash: base.hash, kind, embeddingSize: base.embeddingSize },
     input: sidecarInput(base.input),
+    preprocessing: describePreprocessing(base.input, {
+      vocabularyFile: EXPORT_VOCABULARY_FILE,
+      ...(options.featureColumns ? { columns: options.featureColumns } : {}),
+      ...(options.imageFit ? { fit: options.imageFit } : {}),
+    }),
     modelInput: modelInputOf(model),
     head: describeHead(head, base.embeddingSize, classes, options.headSpec),
     modelHash: await hashModelDir(dir),
@@ -346,6 +362,14 @@ export function parseExportSidecar(value: unknown, source = EXPORT_SIDECAR_FILE)
   const files = value['files'];
   if (!isRecord(files) || !Object.values(files).every((h) => typeof h === 'string')) return fail('files must map file names to SHA-256 hex strings');
   if (input.kind === 'text' && files[input.vocabularyFile] === undefined) return fail(`files must record the hash of ${input.vocabularyFile}`);
+  const preprocessing = value['preprocessing'];
+  if (preprocessing !== undefined) {
+    if (!isRecord(preprocessing) || preprocessing['kind'] !== input.kind) return fail(`preprocessing must describe a ${input.kind} input`);
+    const columns = preprocessing['columns'];
+    if (columns !== undefined && (!Array.isArray(columns) || columns.length !== (input.kind === 'tensor' ? input.size : -1) || !columns.every((c) => typeof c === 'string'))) {
+      return fail('preprocessing.columns must name every input value');
+    }
+  }
   const provenance = value['provenance'];
   if (!isRecord(provenance) || !isRecord(provenance['extra'])) return fail('provenance must be an object with "extra"');
   return value as unknown as ExportSidecar; // every field read by code was checked above
@@ -362,7 +386,7 @@ export async function readExportSidecar(dir: string): Promise<ExportSidecar> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new FedtlError('CORRUPT_FILE', `cannot read ${file}: ${(error as Error).message}; is ${dir} a directory written by exportTransferModel (it needs ${MODEL_FILE} and ${EXPORT_SIDECAR_FILE})?`, { cause: error });
+    throw new FedtlError('CORRUPT_FILE', `cannot read ${file}: ${(error as Error).message}; is ${dir} an exported fedtl model (a coordinator writes <out>/model; it needs ${MODEL_FILE} and ${EXPORT_SIDECAR_FILE})?`, { cause: error });
   }
   let json: unknown;
   try {

@@ -12,7 +12,26 @@ import { flattenTensors, manifestsEqual, unflattenToTensors, type FlatWeights, t
 export const HEAD_ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'elu', 'linear'] as const;
 export type HeadActivation = (typeof HEAD_ACTIVATIONS)[number];
 
+/** One convolution of a {@link ConvFrontSpec}: square kernel, `same` padding, ReLU. */
+export interface ConvLayerSpec {
+  filters: number;
+  kernelSize: number;
+  strides: number;
+}
+
+/**
+ * Convolutions in front of a head's dense layers, for a model that learns from raw images with no
+ * frozen base (the "small CNN from scratch" baseline): the flat input row is reshaped to
+ * `inputShape` (height, width, channels), convolved, flattened, then the dense layers follow.
+ */
+export interface ConvFrontSpec {
+  inputShape: [number, number, number];
+  layers: ConvLayerSpec[];
+}
+
 export interface HeadSpec {
+  /** Convolutions applied to the input before the dense layers. @default none */
+  conv?: ConvFrontSpec;
   /** Sizes of the hidden dense layers; `[]` is a linear (softmax-regression) head. @default [] */
   hidden: number[];
   /** Activation of the hidden layers. @default 'relu' */
@@ -46,7 +65,26 @@ export function parseHeadSpec(value: unknown, source = 'head spec'): HeadSpec {
   if (typeof classes !== 'number' || !Number.isSafeInteger(classes) || classes < 2 || classes > 100_000) {
     return fail('classes must be an integer of at least 2');
   }
-  return { hidden: [...(hidden as number[])], activation: activation as HeadActivation, dropout, classes };
+  const conv = record['conv'] === undefined ? undefined : parseConvFront(record['conv'], fail);
+  return { ...(conv ? { conv } : {}), hidden: [...(hidden as number[])], activation: activation as HeadActivation, dropout, classes };
+}
+
+function parseConvFront(value: unknown, fail: (why: string) => never): ConvFrontSpec {
+  const isSize = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0 && n <= max;
+  const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  const shape = record['inputShape'];
+  if (!Array.isArray(shape) || shape.length !== 3 || !shape.every((n) => isSize(n, 4096))) return fail('conv.inputShape must be [height, width, channels] of positive integers');
+  const layers = record['layers'];
+  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 8) return fail('conv.layers must list 1 to 8 convolutions like {"filters":16,"kernelSize":3,"strides":1}');
+  return {
+    inputShape: [shape[0] as number, shape[1] as number, shape[2] as number],
+    layers: layers.map((layer: unknown, i) => {
+      const l = (typeof layer === 'object' && layer !== null ? layer : {}) as Record<string, unknown>;
+      const { filters, kernelSize, strides } = { filters: l['filters'], kernelSize: l['kernelSize'], strides: l['strides'] };
+      if (!isSize(filters, 4096) || !isSize(kernelSize, 15) || !isSize(strides, 8)) return fail(`conv.layers[${i}] needs filters in [1, 4096], kernelSize in [1, 15] and strides in [1, 8]`);
+      return { filters, kernelSize, strides };
+    }),
+  };
 }
 
 export interface BuildHeadOptions {
@@ -61,6 +99,9 @@ export function buildHead(inputSize: number, spec: HeadSpec, options: BuildHeadO
   const seed = options.seed ?? 0;
   const prefix = options.namePrefix ?? 'head';
   const model = tf.sequential({ name: `${prefix}` });
+  if (spec.conv) addConvFront(model, inputSize, spec.conv, prefix, seed);
+  // After a conv front, the first dense layer's input shape is inferred from the flatten.
+  const first = spec.conv ? {} : { inputShape: [inputSize] };
   spec.hidden.forEach((units, i) => {
     model.add(
       tf.layers.dense({
@@ -68,7 +109,7 @@ export function buildHead(inputSize: number, spec: HeadSpec, options: BuildHeadO
         activation: spec.activation,
         name: `${prefix}_dense_${i}`,
         kernelInitializer: tf.initializers.glorotUniform({ seed: seed + i }),
-        ...(i === 0 ? { inputShape: [inputSize] } : {}),
+        ...(i === 0 ? first : {}),
       }),
     );
     if (spec.dropout > 0) model.add(tf.layers.dropout({ rate: spec.dropout, seed: seed + 100 + i, name: `${prefix}_dropout_${i}` }));
@@ -79,10 +120,41 @@ export function buildHead(inputSize: number, spec: HeadSpec, options: BuildHeadO
       activation: 'softmax',
       name: `${prefix}_output`,
       kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 99 }),
-      ...(spec.hidden.length === 0 ? { inputShape: [inputSize] } : {}),
+      ...(spec.hidden.length === 0 ? first : {}),
     }),
   );
   return model;
+}
+
+function addConvFront(model: tf.Sequential, inputSize: number, conv: ConvFrontSpec, prefix: string, seed: number): void {
+  const [height, width, channels] = conv.inputShape;
+  if (height * width * channels !== inputSize) {
+    throw new FedtlError('BAD_SHAPE', `conv.inputShape [${conv.inputShape.join(', ')}] holds ${height * width * channels} values but the head's input rows have ${inputSize}`);
+  }
+  model.add(tf.layers.reshape({ inputShape: [inputSize], targetShape: conv.inputShape, name: `${prefix}_reshape` }));
+  for (const layer of convLayers(conv, prefix, seed)) model.add(layer);
+}
+
+/**
+ * The layers of a {@link ConvFrontSpec}: each convolution (`same` padding, ReLU, seeded Glorot
+ * initialisation), then a flatten. Shared by the from-scratch CNN head and the CNN bases that are
+ * pretrained with the same architecture, so the two differ only in their starting weights.
+ */
+export function convLayers(conv: ConvFrontSpec, prefix: string, seed: number): tf.layers.Layer[] {
+  return [
+    ...conv.layers.map((layer, i) =>
+      tf.layers.conv2d({
+        filters: layer.filters,
+        kernelSize: layer.kernelSize,
+        strides: layer.strides,
+        padding: 'same',
+        activation: 'relu',
+        name: `${prefix}_conv_${i}`,
+        kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 200 + i }),
+      }),
+    ),
+    tf.layers.flatten({ name: `${prefix}_flatten` }),
+  ];
 }
 
 /** Stable names `layer/weight` (tfjs may suffix variable names when several models coexist). */

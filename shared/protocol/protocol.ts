@@ -76,6 +76,13 @@ export interface Welcome {
   headSpec: HeadSpec;
   manifest: WeightManifest;
   limits: ProtocolLimits;
+  /**
+   * The federation's class names in label order, when the coordinator was given them: a client
+   * numbers its labels by this list, and a client whose names differ is refused.
+   */
+  classNames?: string[];
+  /** Feature column names in input order (CSV data), when the coordinator knows them. */
+  featureColumns?: string[];
 }
 
 export interface FitRequest {
@@ -137,6 +144,10 @@ export interface ReadyReport {
   validationExamples: number;
   /** Client's Ed25519 signature, base64, over {@link readySignedText}. */
   signature: string;
+  /** The client's class names in label order; the coordinator refuses names that differ from its own. */
+  classNames?: string[];
+  /** The client's feature column names in input order (CSV data); must match the federation's. */
+  featureColumns?: string[];
 }
 
 export interface FinishedNotice {
@@ -174,7 +185,9 @@ export function helloSignedText(coordinatorSigningKey: string, connectionId: str
  * on another connection; an evaluation also names its round id, unique per run and attempt.
  */
 export function readySignedText(coordinatorSigningKey: string, helloNonce: string, ready: Omit<ReadyReport, 'signature'>): string {
-  return `fedtl-ready/v${PROTOCOL_VERSION}|${coordinatorSigningKey}|${helloNonce}|${ready.baseHash}|${ready.examples}|${ready.validationExamples}`;
+  // Names as JSON: they may hold any character, including the separator.
+  const names = `${JSON.stringify(ready.classNames ?? null)}|${JSON.stringify(ready.featureColumns ?? null)}`;
+  return `fedtl-ready/v${PROTOCOL_VERSION}|${coordinatorSigningKey}|${helloNonce}|${ready.baseHash}|${ready.examples}|${ready.validationExamples}|${names}`;
 }
 
 export function evaluationSignedText(coordinatorSigningKey: string, helloNonce: string, report: Omit<EvaluationReport, 'signature'>): string {
@@ -308,6 +321,26 @@ export function parseHash(value: unknown, what: string): string {
   return value;
 }
 
+/** Limits of a name list (class names, CSV columns) in a message. */
+const MAX_NAMES = 100_000;
+const MAX_NAME_LENGTH = 256;
+
+/** An optional list of distinct non-empty names; absent stays absent. */
+function optionalNames<K extends string>(fields: Fields, key: K, what: string): Partial<Record<K, string[]>> {
+  const value = fields[key];
+  if (value === undefined) return {};
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_NAMES || !value.every((n) => typeof n === 'string' && n.length > 0 && n.length <= MAX_NAME_LENGTH)) {
+    throw new FedtlError('BAD_MESSAGE', `${what}.${key}: expected 1 to ${MAX_NAMES} non-empty strings of at most ${MAX_NAME_LENGTH} characters`);
+  }
+  if (new Set(value).size !== value.length) throw new FedtlError('BAD_MESSAGE', `${what}.${key}: names must be distinct`);
+  return { [key]: value as string[] } as Partial<Record<K, string[]>>;
+}
+
+/** Two name lists are the same when they hold the same names in the same order. */
+export function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name, i) => name === b[i]);
+}
+
 export function parseWelcome(value: unknown): Welcome {
   const fields = object(value, 'welcome');
   const protocolVersion = integer(fields, 'protocolVersion', 'welcome');
@@ -320,6 +353,8 @@ export function parseWelcome(value: unknown): Welcome {
     headSpec: parseHeadSpec(fields['headSpec'], 'welcome.headSpec'),
     manifest: parseManifest(fields['manifest'], 'welcome.manifest'),
     limits: parseLimits(fields['limits']),
+    ...optionalNames(fields, 'classNames', 'welcome'),
+    ...optionalNames(fields, 'featureColumns', 'welcome'),
   };
 }
 
@@ -417,6 +452,8 @@ export function parseReadyReport(value: unknown): ReadyReport {
     examples: integer(fields, 'examples', 'ready', 1, 1e9),
     validationExamples: integer(fields, 'validationExamples', 'ready', 0, 1e9),
     signature: string(fields, 'signature', 'ready', 128),
+    ...optionalNames(fields, 'classNames', 'ready'),
+    ...optionalNames(fields, 'featureColumns', 'ready'),
   };
 }
 

@@ -63,6 +63,14 @@ async function tryCpu(): Promise<void> {
 
 const LOADERS: Record<BackendName, () => Promise<void>> = { tensorflow: tryTensorflow, wasm: tryWasm, cpu: tryCpu };
 
+/** One short hint per backend that did not load: what it would give and how to get it, not a stack of reasons. */
+function skipHint(skipped: { name: BackendName; reason: string }): string {
+  if (skipped.name === 'tensorflow' && /Cannot find (package|module)/.test(skipped.reason)) {
+    return 'the faster native backend needs the optional @tensorflow/tfjs-node (see README, Backends)';
+  }
+  return `${skipped.name} did not load (FEDTL_LOG=debug shows why)`;
+}
+
 function shortReason(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.split('\n')[0]!.slice(0, 160);
@@ -97,8 +105,9 @@ async function choose(options: SelectBackendOptions): Promise<BackendChoice> {
     try {
       await LOADERS[name]();
       if (options.log !== false) {
-        const why = skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
-        log.info(`backend: ${name}${why ? ` (not used: ${why})` : ''}`);
+        log.info(`backend: ${name}${skipped.length > 0 ? ` — ${skipped.map(skipHint).join('; ')}` : ''}`);
+        // The full reasons stay available for whoever needs them.
+        for (const s of skipped) log.debug(`backend ${s.name} not used: ${s.reason}`);
       }
       return { name, skipped };
     } catch (error) {

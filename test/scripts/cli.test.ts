@@ -6,6 +6,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -131,8 +132,78 @@ describe('fedtl command line', () => {
     await writeFile(path.join(dir, 'new.csv'), 'f1,f2\n1.2,1.9\n-1.3,-2.1\n');
     const predicted = run(['predict', '--model', path.join(out, 'model'), '--csv', path.join(dir, 'new.csv')]);
     expect(await predicted.exit).toBe(0);
-    expect(predicted.output()).toMatch(/^yes\t.*row 1$/m);
-    expect(predicted.output()).toMatch(/^no\t.*row 2$/m);
+    expect(predicted.output()).toMatch(/^yes\t.*row 1\t\(no \d+\.\d%, yes \d+\.\d%\)$/m);
+    expect(predicted.output()).toMatch(/^no\t.*row 2\t/m);
+  });
+
+  it('reads a prediction CSV by header name, refuses unknown columns, and says a finished run is finished', async () => {
+    const out = path.join(dir, 'run');
+    const coordinatorKey = path.join(dir, 'coordinator.key');
+
+    // The export records its columns; a file with them in another order is read by header name.
+    const described = JSON.parse(await readFile(path.join(out, 'model', 'fedtl-model.json'), 'utf8')) as { preprocessing: { columns: string[] }; provenance: { extra: { run: unknown } } };
+    expect(described.preprocessing.columns).toEqual(['f1', 'f2']);
+    expect(described.provenance.extra.run).toEqual({ status: 'complete', roundsDone: 2, roundsPlanned: 2 });
+    await writeFile(path.join(dir, 'reordered.csv'), 'f2,f1\n1.9,1.2\n-2.1,-1.3\n');
+    const reordered = run(['predict', '--model', path.join(out, 'model'), '--csv', path.join(dir, 'reordered.csv'), '--json']);
+    expect(await reordered.exit).toBe(0);
+    const json = JSON.parse(reordered.output()) as { className: string; probabilities: Record<string, number> }[];
+    expect(json.map((r) => r.className)).toEqual(['yes', 'no']);
+    expect(Object.keys(json[0]!.probabilities)).toEqual(['no', 'yes']);
+    await writeFile(path.join(dir, 'wrong-columns.csv'), 'f1,f3\n1.2,1.9\n');
+    const wrongColumns = run(['predict', '--model', path.join(out, 'model'), '--csv', path.join(dir, 'wrong-columns.csv')]);
+    expect(await wrongColumns.exit).toBe(2);
+    expect(wrongColumns.output()).toMatch(/missing \[f2\]; not expected \[f3\]/);
+
+    // Running the finished run again says so instead of "continuing".
+    const again = run([
+      'coordinator', '--identity', coordinatorKey, '--allow', path.join(dir, 'clients.allow'), '--base', 'identity-2',
+      '--classes', '2', '--class-names', 'no,yes', '--rounds', '2', '--min-clients', '1', '--port', '0', '--out', out,
+    ]);
+    expect(await again.exit).toBe(0);
+    expect(again.output()).toMatch(/holds a finished run: 2 of 2 rounds done/);
+    expect(again.output()).not.toMatch(/continuing at round/);
+  });
+
+  it('on Ctrl-C mid-run exits 130 and marks the export partial', async () => {
+    const coordinatorKey = path.join(dir, 'coordinator.key');
+    const out = path.join(dir, 'run-interrupted');
+    const coordinator = run([
+      'coordinator', '--identity', coordinatorKey, '--allow', path.join(dir, 'clients.allow'), '--base', 'identity-2',
+      '--classes', '2', '--rounds', '100000', '--min-clients', '1', '--port', '0', '--out', out,
+    ]);
+    const key = (await coordinator.waitFor(/^(fedtl1:\S+)$/m))[1]!;
+    const url = (await coordinator.waitFor(/listening on (http:\/\/\S+)/))[1]!;
+    const client = run(['client', '--url', url, '--coordinator-key', key, '--identity', path.join(dir, 'client.key'), '--data', path.join(dir, 'data.csv'), '--data-type', 'csv', '--cache', path.join(dir, 'cache')]);
+    await coordinator.waitFor(/round 2\/100000/);
+    coordinator.child.kill('SIGINT');
+    expect(await coordinator.exit).toBe(130);
+    const done = Number(coordinator.output().match(/interrupted after (\d+) of 100000 rounds; PARTIAL model/)![1]);
+    const sidecar = JSON.parse(await readFile(path.join(out, 'model', 'fedtl-model.json'), 'utf8')) as { provenance: { extra: { run: unknown } } };
+    expect(sidecar.provenance.extra.run).toEqual({ status: 'partial', roundsDone: done, roundsPlanned: 100000 });
+    client.child.kill('SIGINT');
+    expect(await client.exit).toBe(130);
+  });
+
+  it('names the busy port and exits 2; a client with a missing --data path fails before connecting', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    const coordinator = run([
+      'coordinator', '--identity', path.join(dir, 'coordinator.key'), '--allow', path.join(dir, 'clients.allow'), '--base', 'identity-2',
+      '--classes', '2', '--port', String(port), '--out', path.join(dir, 'run-busy'),
+    ]);
+    expect(await coordinator.exit).toBe(2);
+    blocker.close();
+    expect(coordinator.output()).toMatch(new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use.*--port`));
+    expect(coordinator.output()).not.toMatch(/EADDRINUSE/);
+
+    const key = run(['keygen', '--out', path.join(dir, 'lonely.key')]);
+    expect(await key.exit).toBe(0);
+    const client = run(['client', '--url', 'http://127.0.0.1:1', '--coordinator-key', key.output().match(/^fedtl1:\S+$/m)![0], '--identity', path.join(dir, 'lonely.key'), '--data', path.join(dir, 'nowhere.csv'), '--data-type', 'csv']);
+    expect(await client.exit).toBe(2);
+    expect(client.output()).toMatch(/--data .*nowhere\.csv does not exist/);
+    expect(client.output()).not.toMatch(/cannot connect/);
   });
 
   it('shuts a waiting coordinator down cleanly on SIGTERM', async () => {
@@ -143,7 +214,7 @@ describe('fedtl command line', () => {
     ]);
     await coordinator.waitFor(/waiting for clients/);
     coordinator.child.kill('SIGTERM');
-    expect(await coordinator.exit).toBe(0);
+    expect(await coordinator.exit, coordinator.output()).toBe(143);
     expect(coordinator.output()).toMatch(/SIGTERM received, shutting down/);
   });
 });

@@ -39,8 +39,27 @@ describe('loadCsv', () => {
     const ds = await loadCsv({ path });
     expect(ds.classNames).toEqual(['benign', 'malignant']);
     expect(Array.from(ds.labels)).toEqual([1, 0, 1]);
-    expect(ds.examples).toEqual({ kind: 'tensor', rowSize: 2, rows: Float32Array.from([1.5, -2, 0, 300, 0.25, 4]) });
+    expect(ds.examples).toEqual({ kind: 'tensor', rowSize: 2, rows: Float32Array.from([1.5, -2, 0, 300, 0.25, 4]), columns: ['x1', 'x2'] });
     expect(ds.name).toBe(path);
+  });
+
+  it('matches columns by header name when the model order is given, whatever the file order', async () => {
+    // Prepare: the same data with its columns in two orders.
+    const inOrder = await csvFile('in-order.csv', 'age,weight,label\n30,70,no\n80,55,yes\n');
+    const shuffled = await csvFile('shuffled.csv', 'weight,label,age\n70,no,30\n55,yes,80\n');
+    // Execute
+    const a = await loadCsv({ path: inOrder, columns: ['age', 'weight'] });
+    const b = await loadCsv({ path: shuffled, columns: ['age', 'weight'] });
+    // Assert: identical rows in model order, and the names recorded with them.
+    expect(b.examples).toEqual(a.examples);
+    expect(b.examples).toEqual({ kind: 'tensor', rowSize: 2, rows: Float32Array.from([30, 70, 80, 55]), columns: ['age', 'weight'] });
+  });
+
+  it('refuses a file with a missing or an unexpected column, naming both', async () => {
+    const missing = await csvFile('missing-col.csv', 'age,label\n30,no\n');
+    const extra = await csvFile('extra-col.csv', 'age,weight,height,label\n30,70,180,no\n');
+    await expect(loadCsv({ path: missing, columns: ['age', 'weight'] })).rejects.toMatchObject({ code: 'BAD_DATA', message: expect.stringMatching(/missing \[weight\]/) });
+    await expect(loadCsv({ path: extra, columns: ['age', 'weight'] })).rejects.toMatchObject({ code: 'BAD_DATA', message: expect.stringMatching(/not expected \[height\]/) });
   });
 
   it('sorts integer labels numerically and honours labelColumn', async () => {

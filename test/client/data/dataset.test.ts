@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classCounts, createDataset, fingerprintContent, subset, type LabeledDataset } from '../../../client/data/dataset.ts';
+import { classCounts, createDataset, fingerprintContent, selectClasses, subset, type LabeledDataset } from '../../../client/data/dataset.ts';
 
 function tensorDataset(values: number[], rowSize: number, labels: number[], classNames = ['a', 'b']): LabeledDataset {
   return createDataset({ name: 'toy', examples: { kind: 'tensor', rows: Float32Array.from(values), rowSize }, labels: Int32Array.from(labels), classNames });
@@ -84,5 +84,34 @@ describe('subset', () => {
     const ds = tensorDataset([1, 2], 1, [0, 1]);
     expect(() => subset(ds, [0, 2])).toThrow(expect.objectContaining({ code: 'BAD_DATA', message: expect.stringContaining("'toy'") }));
     expect(() => subset(ds, [0.5])).toThrow(/index 0.5/);
+  });
+});
+
+describe('selectClasses', () => {
+  const rows = createDataset({
+    name: 'rows',
+    examples: { kind: 'tensor', rows: Float32Array.from({ length: 8 }, (_, i) => i), rowSize: 1 },
+    labels: Int32Array.of(0, 1, 2, 3, 0, 1, 2, 3),
+    classNames: ['a', 'b', 'c', 'd'],
+  });
+
+  it('keeps the chosen classes in order, relabelled in the order given', () => {
+    const picked = selectClasses(rows, [3, 1]);
+    expect(picked.classNames).toEqual(['d', 'b']);
+    expect(Array.from(picked.labels)).toEqual([1, 0, 1, 0]);
+    expect(picked.examples.kind === 'tensor' && Array.from(picked.examples.rows)).toEqual([1, 3, 5, 7]);
+  });
+
+  it('samples a seeded subset with a limit, the same for the same seed', () => {
+    const a = selectClasses(rows, [0, 2], { limit: 2, seed: 4 });
+    expect(a.size).toBe(2);
+    expect(a.fingerprint).toBe(selectClasses(rows, [0, 2], { limit: 2, seed: 4 }).fingerprint);
+    expect(Array.from(a.labels).every((l) => l === 0 || l === 1)).toBe(true);
+  });
+
+  it('refuses empty, repeated or unknown classes', () => {
+    expect(() => selectClasses(rows, [])).toThrow(/distinct class indices in 0..3/);
+    expect(() => selectClasses(rows, [1, 1])).toThrow(/distinct/);
+    expect(() => selectClasses(rows, [4])).toThrow(/distinct/);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classCounts, createDataset } from '../../../client/data/dataset.ts';
-import { selectIndices, splitIndices, splitTrainTest } from '../../../client/data/split.ts';
+import { selectIndices, splitIndices, splitTrainTest, stratifiedCounts } from '../../../client/data/split.ts';
 
 function labelsOf(counts: number[]): Int32Array {
   return Int32Array.from(counts.flatMap((n, label) => new Array<number>(n).fill(label)));
@@ -39,7 +39,22 @@ describe('selectIndices', () => {
   });
 });
 
+describe('stratifiedCounts', () => {
+  it('gives exactly round(N × fraction) test examples in total, by largest remainder', () => {
+    // Two odd classes at 0.5: rounding each class alone gave 1001 + 1000 = 2001 of 4000.
+    expect(stratifiedCounts([2001, 1999], 0.5)).toEqual([1001, 999]);
+    expect(stratifiedCounts([3, 3, 3], 0.5)).toEqual([2, 2, 1]); // 4.5 → 5 (round half up), extras to the lowest classes on ties
+    expect(stratifiedCounts([10, 1, 5], 0.1)).toEqual([1, 0, 1]); // a class of two or more keeps at least one on each side
+  });
+});
+
 describe('splitIndices', () => {
+  it('splits 4,000 examples of two odd classes 2,000 / 2,000', () => {
+    const labels = Int32Array.from({ length: 4000 }, (_, i) => (i < 2001 ? 0 : 1));
+    const { train, test } = splitIndices(labels, 2, { testFraction: 0.5, seed: 3 });
+    expect([train.length, test.length]).toEqual([2000, 2000]);
+  });
+
   it('is stratified, disjoint and complete', () => {
     const labels = labelsOf([100, 50, 10]);
     const { train, test } = splitIndices(labels, 3, { testFraction: 0.2, seed: 7 });

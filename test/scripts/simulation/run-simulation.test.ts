@@ -35,7 +35,7 @@ const tiny: Partial<SimulationConfig> = {
   centralizedEpochs: 2,
   localOnlyClients: 4,
   // Raw pixels through the identity base: exercises the from-scratch run on the same clients.
-  scratchBase: 'pixels',
+  scratchFeatures: ['pixels'],
   baselines: { centralized: true, localOnly: true, scratch: true },
 };
 

