@@ -1,4 +1,4 @@
-import { writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { startCoordinator } from '../../server/start-coordinator.ts';
@@ -13,6 +13,20 @@ import { COORDINATOR_DEFAULTS as DEFAULTS, readCoordinatorFile, resolveCoordinat
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { openSimulationBase } from '../simulation/simulation-data.ts';
 import { exportFederatedModel } from './export-model.ts';
+
+/** Both TLS files or neither; read once at start (a renewed certificate needs a restart). */
+async function readTlsFiles(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: string; key: string } | null> {
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new FedtlError('BAD_CONFIG', 'TLS needs both --tls-cert and --tls-key');
+  const read = async (file: string, what: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new FedtlError('BAD_CONFIG', `cannot read the TLS ${what} ${file}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
+}
 
 export function registerCoordinatorCommand(program: Command): void {
   const command = program
@@ -40,7 +54,9 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--max-examples <n>', 'largest example count one client may claim (counts weigh FedAvg; default 10,000,000)', positiveInteger('max-examples'))
     .option('--max-delta-norm <x>', 'refuse updates whose delta has a larger L2 norm (default: no limit)', positiveNumber('max-delta-norm'))
     .option('--port <n>', `port (default ${DEFAULTS.port}; 0 = any free port)`, (v) => Number.parseInt(v, 10))
-    .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, behind TLS)`)
+    .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, with TLS)`)
+    .option('--tls-cert <file>', 'PEM certificate (chain) to serve HTTPS/WSS with; clients then use an https:// URL')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
     .option('--seed <n>', `seed of the initial head and client selection (default ${DEFAULTS.seed})`, (v) => Number.parseInt(v, 10));
   addStrategyOptions(command, DEFAULTS.strategy);
@@ -66,6 +82,7 @@ export function registerCoordinatorCommand(program: Command): void {
       const identity = loadIdentity(config.identity);
       const allowList = AllowList.load(config.allow);
       const { base, directory } = await openSimulationBase(config.base);
+      const tls = await readTlsFiles(config.tlsCert, config.tlsKey);
       const coordinator = await startCoordinator({
         identity,
         allowList,
@@ -79,6 +96,7 @@ export function registerCoordinatorCommand(program: Command): void {
         seed: config.seed,
         port: config.port,
         host: config.host,
+        ...(tls ? { tls } : {}),
         validation: {
           ...(config.maxExamples ? { maxExampleCount: config.maxExamples } : {}),
           ...(config.maxDeltaNorm ? { maxL2Norm: config.maxDeltaNorm } : {}),

@@ -61,6 +61,8 @@ export const coordinatorFileSchema = z.strictObject({
   maxDeltaNorm: z.number().positive().optional(),
   port: z.int().min(0).max(65535).optional(),
   host: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   out: z.string().min(1).optional(),
   seed: z.int().optional(),
   strategy: z.enum(strategyNames() as [string, ...string[]]).optional(),
@@ -95,6 +97,9 @@ export interface CoordinatorConfig {
   maxDeltaNorm?: number;
   port: number;
   host: string;
+  /** PEM certificate (chain) and key files: serve HTTPS/WSS instead of plain HTTP. */
+  tlsCert?: string;
+  tlsKey?: string;
   out: string;
   seed: number;
   strategy: string;

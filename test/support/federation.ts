@@ -55,6 +55,8 @@ export interface FederationOptions {
   /** Identities on the allow list beyond the clients'. */
   extraAllowed?: string[];
   checkpointDir?: string;
+  /** Serve over TLS with this certificate; clients trust `tls.cert`. */
+  tls?: { cert: string; key: string };
 }
 
 export class Federation {
@@ -70,6 +72,7 @@ export class Federation {
   parts: LabeledDataset[] = [];
   test!: LabeledDataset;
   cacheDir = '';
+  #ca: string | undefined;
 
   static async start(options: FederationOptions): Promise<Federation> {
     const federation = new Federation();
@@ -78,6 +81,7 @@ export class Federation {
   }
 
   async #start(options: FederationOptions): Promise<void> {
+    this.#ca = options.tls?.cert;
     this.cacheDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-test-'));
     const data = await digits();
     this.test = data.test;
@@ -97,6 +101,7 @@ export class Federation {
       strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }),
       rounds: options.rounds,
       seed: 3,
+      ...(options.tls ? { tls: options.tls } : {}),
       loop: {
         roundTimeoutMs: 30_000,
         evaluateTimeoutMs: 30_000,
@@ -112,7 +117,7 @@ export class Federation {
   }
 
   /** Starts client `i` with its own identity and data part. */
-  startClient(i: number, extra: { identity?: Identity; url?: string; transformDelta?: ClientOptions['transformDelta'] } = {}): FedtlClient {
+  startClient(i: number, extra: { identity?: Identity; url?: string; ca?: string | null; transformDelta?: ClientOptions['transformDelta'] } = {}): FedtlClient {
     const events: ClientRoundEvent[] = (this.events[i] ??= []);
     const pub = publicIdentity(this.coordinatorIdentity);
     const client = new FedtlClient({
@@ -123,6 +128,7 @@ export class Federation {
       cacheDir: path.join(this.cacheDir, `client-${i}`),
       seed: i,
       backoff: { min: 100, max: 500 },
+      ...((extra.ca === undefined ? this.#ca : extra.ca) ? { ca: (extra.ca === undefined ? this.#ca : extra.ca)! } : {}),
       onRound: (event) => events.push(event),
       ...(extra.transformDelta ? { transformDelta: extra.transformDelta } : {}),
     }).start();
