@@ -66,6 +66,14 @@ export const coordinatorFileSchema = z.strictObject({
   out: z.string().min(1).optional(),
   seed: z.int().optional(),
   strategy: z.enum(strategyNames() as [string, ...string[]]).optional(),
+  // Differential privacy (range checks with their messages are in shared/privacy resolveDp).
+  dpClip: z.number().optional(),
+  dpNoiseMultiplier: z.number().optional(),
+  dpEpsilon: z.number().optional(),
+  dpDelta: z.number().optional(),
+  dpBudget: z.number().optional(),
+  dpAdaptiveClip: z.boolean().optional(),
+  secureAggregation: z.boolean().optional(),
   ...Object.fromEntries(allStrategyParams().map((p) => [p.key, z.number().optional()])),
 });
 
@@ -105,6 +113,14 @@ export interface CoordinatorConfig {
   strategy: string;
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
+  /** Differential privacy (`--dp-*`); absent is off. */
+  dpClip?: number;
+  dpNoiseMultiplier?: number;
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dpBudget?: number;
+  dpAdaptiveClip?: boolean;
+  secureAggregation?: boolean;
 }
 
 /** One line per problem, each naming the key: `lr: Invalid input: expected number, received string`. */

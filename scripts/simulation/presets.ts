@@ -11,6 +11,7 @@
  *   federatedly on MNIST, with their C / E / B knobs, so numbers can be compared with the paper.
  */
 import os from 'node:os';
+import type { DpOptions } from '../../shared/privacy/index.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { PartitionScheme } from '../../shared/math/partition.ts';
 import type { ConvFrontSpec, HeadSpec } from '../../shared/model/head.ts';
@@ -99,6 +100,18 @@ export interface SimulationConfig {
    * them one at a time in the main thread. The same seed gives the same numbers for any value.
    */
   trainingWorkers: number;
+  /** Secure aggregation (SecAgg+) of the clients' deltas; virtual mode only. @default undefined (off) */
+  secureAggregation?: SecureAggregationSettings;
+  /** Client-level differential privacy (DP-FedAvg). @default undefined (off) */
+  dp?: DpOptions;
+}
+
+/** `--secure-aggregation` settings of a simulation. */
+export interface SecureAggregationSettings {
+  /** Shamir threshold t. @default ⌈2(k+1)/3⌉ */
+  threshold?: number;
+  /** Per-coordinate clipping range of the ring. @default 1 */
+  clipRange?: number;
 }
 
 const COMMON = {

@@ -36,7 +36,7 @@ import { buildHead } from '../../shared/model/head.ts';
 import { StrategyWrapper } from '../../shared/strategy/strategy-wrapper.ts';
 import type { FitInstruction, Strategy } from '../../shared/strategy/strategy.ts';
 import type { FederatedRunInput, FederatedRunResult } from './run-federated.ts';
-import { coordinatorLoopOptions, strategyOf } from './run-federated.ts';
+import { coordinatorLoopOptions, privateStrategyOf } from './run-federated.ts';
 import { nativeIdentity } from './virtual-identities.ts';
 import { processFault, type InjectedFault } from './process-faults.ts';
 
@@ -297,7 +297,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
       base: input.base,
       baseDirectory: input.baseDirectory,
       headSpec: config.head,
-      strategy: new WaitForAllFirst(strategyOf(config), parts.length, config.dropoutRate > 0 || config.stragglerRate > 0 ? onFit : undefined),
+      strategy: new WaitForAllFirst(privateStrategyOf(config), parts.length, config.dropoutRate > 0 || config.stragglerRate > 0 ? onFit : undefined),
       rounds: config.rounds,
       seed: config.seed,
       host: '127.0.0.1',
