@@ -1,3 +1,4 @@
+import { FedtlError } from '../../shared/core/errors.ts';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
@@ -81,6 +82,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
+    .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
@@ -102,6 +104,11 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize;
       if (flags.lr !== undefined) overrides.learningRate = flags.lr;
       if (flags.mode) overrides.mode = flags.mode;
+      if (flags['dashboard'] === true) {
+        const mode = flags.mode ?? base.mode;
+        if (mode === 'virtual') throw new FedtlError('BAD_CONFIG', '--dashboard needs --mode socket or --mode process: virtual clients run without a coordinator server to serve it');
+        overrides.dashboard = true;
+      }
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch !== undefined) overrides.scratchFeatures = flags.scratch;
       if (flags.strategy) overrides.strategy = flags.strategy;
