@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/stress/**/*.test.ts'],
-    testTimeout: 240_000,
+    testTimeout: 1_800_000,
     hookTimeout: 120_000,
     pool: 'forks',
     fileParallelism: false,

@@ -136,6 +136,8 @@ export class FedtlClient {
   /** Work on the head runs one job at a time: fit and evaluate share one model. */
   #queue: Promise<void> = Promise.resolve();
   #helloNonce = '';
+  /** Refusals since the last welcome, for the retry delay. */
+  #refusals = 0;
   /** Round messages already verified (a fit request is checked before the fault draw and again in its round). */
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   readonly #faultRandom: (() => number) | null;
@@ -208,6 +210,13 @@ export class FedtlClient {
     return hello;
   }
 
+  /** min × 2^refusals, at most max, times a random factor in [0.5, 1.5) so refused clients do not retry in step. */
+  #refusalDelay(): number {
+    const backoff = this.#options.backoff ?? { min: 500, max: 10_000 };
+    const base = Math.min(backoff.max, backoff.min * 2 ** this.#refusals++);
+    return base * (0.5 + Math.random());
+  }
+
   /** `ready` and `evaluation` are signed for the coordinator and this connection's hello. */
   #binding(): { coordinatorSigningKey: string; helloNonce: string } {
     return { coordinatorSigningKey: this.#options.coordinator.signingKey, helloNonce: this.#helloNonce };
@@ -228,13 +237,22 @@ export class FedtlClient {
         this.#fail(new FedtlError(code, `coordinator refused the connection: ${err.message}`));
         return;
       }
+      // A refusal by the coordinator (a code: too many connections, admission timeout, rate
+      // limited) ends socket.io's own reconnection; retry it here with a growing, jittered delay.
+      const refused = isErrorCode(code);
+      const delay = refused ? this.#refusalDelay() : 0;
+      const retry = `retrying${refused ? ` in ${Math.round(delay)} ms` : ' until it answers'}`;
       // Once per distinct problem: a coordinator that is not up yet should not flood the terminal.
-      if (this.#lastConnectError !== err.message) this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); retrying until it answers`);
-      else this.#log.debug(`cannot connect to ${this.#options.url} (${err.message}); retrying`);
+      if (this.#lastConnectError !== err.message) this.#log.warn(`cannot connect to ${this.#options.url} (${err.message}); ${retry}`);
+      else this.#log.debug(`cannot connect to ${this.#options.url} (${err.message}); ${retry}`);
       this.#lastConnectError = err.message;
+      if (refused) setTimeout(() => !this.#closed && !socket.connected && socket.connect(), delay);
     });
     socket.on('connect', () => {
       this.#lastConnectError = null;
+    });
+    socket.on('welcome', () => {
+      this.#refusals = 0;
     });
     socket.on('disconnect', (reason) => {
       if (this.#closed) return;

@@ -34,19 +34,59 @@ export interface Checkpoint {
   strategy?: { name: string; state: unknown };
 }
 
-async function writeFileDurably(file: string, data: Uint8Array | string): Promise<void> {
-  const temporary = `${file}.${process.pid}.tmp`;
-  const handle = await open(temporary, 'w', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
+/** Temporary name a file is written under before it is renamed into place. */
+export function temporaryName(file: string): string {
+  return `${file}.${process.pid}.tmp`;
 }
 
+/**
+ * temp file + fsync + rename + fsync of the directory: after a crash (even SIGKILL or power loss
+ * mid-write) `file` is either its old complete content or the new one. A failed write removes its
+ * temporary file and leaves `file` untouched.
+ */
+async function writeFileDurably(file: string, data: Uint8Array | string): Promise<void> {
+  const temporary = temporaryName(file);
+  try {
+    const handle = await open(temporary, 'w', 0o600);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  // The rename itself is durable only once the directory entry is on disk.
+  const directory = await open(path.dirname(file), 'r');
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+/**
+ * Writes round `checkpoint.round` atomically. On any file-system error (ENOSPC, EACCES, …) it
+ * throws `STORAGE` naming the directory and the cause; the previous checkpoint stays in force.
+ */
 export async function saveCheckpoint(directory: string, checkpoint: Checkpoint): Promise<void> {
+  try {
+    await writeCheckpoint(directory, checkpoint);
+  } catch (error) {
+    const cause = error as NodeJS.ErrnoException;
+    throw new FedtlError(
+      'STORAGE',
+      `cannot write the checkpoint of round ${checkpoint.round} to ${directory}: ${cause.code ?? 'error'} (${cause.message}). ` +
+        'The previous checkpoint there is kept; free space or fix the directory, then restart the coordinator to resume from it.',
+      { cause },
+    );
+  }
+}
+
+async function writeCheckpoint(directory: string, checkpoint: Checkpoint): Promise<void> {
   await mkdir(directory, { recursive: true });
   const weightsFile = `head-${checkpoint.round}.bin`;
   const weightBytes = float32ToBytes(checkpoint.weights);
@@ -64,9 +104,11 @@ export async function saveCheckpoint(directory: string, checkpoint: Checkpoint):
     ...(checkpoint.strategy ? { strategy: checkpoint.strategy } : {}),
   };
   await writeFileDurably(path.join(directory, CHECKPOINT_FILE), JSON.stringify(meta, null, 1));
-  // Older weight files are no longer referenced; remove them so a long run does not fill the disk.
+  // Older weight files are no longer referenced, and temporary files of writers that were killed
+  // mid-write never will be; remove both so a long or often-restarted run does not fill the disk.
   for (const name of await readdir(directory)) {
-    if (/^head-\d+\.bin$/.test(name) && name !== weightsFile) await rm(path.join(directory, name), { force: true });
+    const stale = (/^head-\d+\.bin$/.test(name) && name !== weightsFile) || /^(head-\d+\.bin|checkpoint\.json)\.\d+\.tmp$/.test(name);
+    if (stale) await rm(path.join(directory, name), { force: true, recursive: true });
   }
 }
 

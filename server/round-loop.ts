@@ -28,6 +28,7 @@ import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
 import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
+import { DEFAULT_MAX_EXAMPLE_RATIO, exampleCountCap } from './weight-bound.ts';
 
 export type { Participant } from './client-manager.ts';
 export type { OpenedUpdate, UpdateOpener } from './round-state.ts';
@@ -54,6 +55,11 @@ export interface RoundLoopOptions {
   waitForClientsMs?: number;
   /** Attempts of one round before the run stops for lack of a quorum. @default 3 */
   maxRoundAttempts?: number;
+  /**
+   * An update weighs at most this many times the median training-set size the round's selected
+   * clients declared (server/weight-bound.ts; Infinity turns the bound off). @default 5
+   */
+  maxExampleRatio?: number;
   /** Directory of checkpoints; `null` keeps none. @default null */
   checkpointDir?: string | null;
   /** Seed of client selection. @default 0 */
@@ -272,10 +278,12 @@ export class RoundLoop {
     );
     this.#waitedMs += Date.now() - waitStarted;
     if (this.#stopped) return null;
-    const instructions = strategy.configureFit(round, this.#weights, this.clients.candidates(), random);
+    const candidates = this.clients.candidates();
+    const instructions = strategy.configureFit(round, this.#weights, candidates, random);
     const schedule = this.#options.trainable;
     const stage = schedule?.stageFor(round);
     const configs = new Map(instructions.map((i) => [i.clientId, i.config]));
+    const declared = candidates.filter((c) => configs.has(c.clientId)).map((c) => c.lastExampleCount ?? 0);
     const state = new FitRound({
       round,
       roundId: this.#roundId(round, attempt, 'fit'),
@@ -285,6 +293,7 @@ export class RoundLoop {
       metrics: strategy.aggregateFitMetrics(round),
       openUpdate: this.#options.openUpdate,
       parameterCount: schedule && stage ? schedule.manifestOf(stage).parameterCount : this.#options.manifest.parameterCount,
+      exampleCap: exampleCountCap(declared, this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO),
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
     });
     const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
@@ -307,6 +316,7 @@ export class RoundLoop {
     this.#weights = aggregation.finish();
     const train = state.metrics.finish();
     this.#log.info(`round ${round}: aggregated ${aggregation.count} update(s) over ${aggregation.exampleCount} examples; ${state.missing} dropped`);
+    if (state.capped > 0) this.#log.warn(`round ${round}: ${state.capped} update(s) claimed more examples than ${this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO}× the median declared size and were weighed at that bound`);
     return {
       round,
       roundId: state.roundId,

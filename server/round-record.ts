@@ -28,4 +28,6 @@ export interface RoundRecord {
   bytesDown: number;
   bytesUp: number;
   seconds: number;
+  /** Differential privacy spent, when the strategy is DP-wrapped (shared/privacy). */
+  privacy?: { epsilonRound: number; epsilonTotal: number; delta: number; noiseMultiplier: number; clipNorm: number };
 }

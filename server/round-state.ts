@@ -123,6 +123,8 @@ export interface FitRoundOptions extends RoundStateOptions {
   metrics: MetricAggregation;
   openUpdate: UpdateOpener;
   parameterCount: number;
+  /** Largest example count one update weighs with (server/weight-bound.ts). @default Infinity */
+  exampleCap?: number;
 }
 
 /** A fit round: opens each sealed update, checks it belongs here, and folds it into the strategy's aggregation. */
@@ -132,6 +134,9 @@ export class FitRound extends RoundState {
   readonly metrics: MetricAggregation;
   readonly #open: UpdateOpener;
   readonly #parameterCount: number;
+  readonly #exampleCap: number;
+  /** Updates that claimed more examples than the cap and were weighed at the cap. */
+  capped = 0;
   /** Envelope ids received this round (envelopes are bound to one roundId, so one round's worth suffices). */
   readonly #seenNonces = new Set<string>();
   bytesUp = 0;
@@ -142,6 +147,7 @@ export class FitRound extends RoundState {
     this.metrics = options.metrics;
     this.#open = options.openUpdate;
     this.#parameterCount = options.parameterCount;
+    this.#exampleCap = options.exampleCap ?? Number.POSITIVE_INFINITY;
   }
 
   /** Handles a sealed update; never throws, answers with a typed ack. */
@@ -153,8 +159,11 @@ export class FitRound extends RoundState {
       if (opened.clientId !== clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${opened.clientId} but came from ${clientId}`);
       if (this.#seenNonces.has(opened.nonce)) throw new FedtlError('REPLAY', 'this update envelope was already received');
       this.#seenNonces.add(opened.nonce);
-      this.aggregation.add({ clientId, delta: opened.delta, exampleCount: opened.exampleCount, metrics: opened.metrics });
-      this.metrics.add(clientId, opened.exampleCount, opened.metrics);
+      // Bounded here, where every strategy's updates pass, not inside one strategy.
+      const exampleCount = Math.min(opened.exampleCount, this.#exampleCap);
+      if (exampleCount < opened.exampleCount) this.capped++;
+      this.aggregation.add({ clientId, delta: opened.delta, exampleCount, metrics: opened.metrics });
+      this.metrics.add(clientId, exampleCount, opened.metrics);
       this.bytesUp += sealed.byteLength;
       this.accepted(clientId);
       return { ok: true };

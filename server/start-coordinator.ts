@@ -42,6 +42,10 @@ export interface StartCoordinatorOptions {
   port?: number;
   host?: string;
   validation?: UpdateOpenerOptions;
+  /** Serve HTTPS/WSS with this certificate and key. @default null (plain HTTP) */
+  tls?: CoordinatorOptions['tls'];
+  /** Limits of the admission path (server/admission.ts). @default ADMISSION_DEFAULTS */
+  admissionLimits?: CoordinatorOptions['admissionLimits'];
   loop?: CoordinatorOptions['loop'];
   logger?: CoordinatorOptions['logger'];
 }
@@ -87,6 +91,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.admissionLimits ? { admissionLimits: options.admissionLimits } : {}),
     loop: { seed, ...options.loop, ...(trainable ? { trainable } : {}) },
   });
 }

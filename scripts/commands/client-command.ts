@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -22,6 +23,7 @@ interface ClientFlags {
   validationFraction: number;
   cache: string;
   seed: string;
+  ca?: string;
 }
 
 /**
@@ -45,7 +47,8 @@ export function registerClientCommand(program: Command): void {
   program
     .command('client')
     .description('Join a coordinator with local data; only sealed weight deltas leave this machine')
-    .requiredOption('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:7070')
+    .requiredOption('--url <url>', 'coordinator URL, e.g. https://coordinator.example:7070 (or http:// on a trusted network)')
+    .option('--ca <file>', "PEM certificate(s) to trust for an https:// URL, e.g. the coordinator's self-signed certificate (default: the system's CAs)")
     .requiredOption('--coordinator-key <fedtl1:...>', "the coordinator's public key, as printed by its keygen (pinned)")
     .requiredOption('--identity <file>', 'this client\'s identity file (fedtl keygen)')
     .option('--data <path>', 'image folder (one subfolder per class), CSV file or JSONL file')
@@ -67,6 +70,14 @@ export function registerClientCommand(program: Command): void {
       }
       const identity = loadIdentity(flags.identity);
       const seed = Number.parseInt(flags.seed, 10) || 0;
+      let ca: string | undefined;
+      if (flags.ca) {
+        try {
+          ca = readFileSync(flags.ca, 'utf8');
+        } catch (cause) {
+          throw new FedtlError('BAD_CONFIG', `cannot read --ca ${flags.ca}: ${(cause as Error).message}`, { cause });
+        }
+      }
       const limit = flags.limit === undefined ? undefined : Number(flags.limit);
       if (limit !== undefined && (!Number.isSafeInteger(limit) || limit <= 0)) throw new FedtlError('BAD_CONFIG', `--limit must be a positive integer, got "${flags.limit}"`);
       // Check the data before connecting: a wrong path or a bad file is reported once, here, not
@@ -79,6 +90,7 @@ export function registerClientCommand(program: Command): void {
         identity,
         cacheDir: flags.cache,
         seed,
+        ...(ca !== undefined ? { ca } : {}),
         data: async (base, federation) => {
           const classNames = flags.classNames ? flags.classNames.split(',').map((s) => s.trim()) : federation.classNames;
           const dataset = await loader.load({

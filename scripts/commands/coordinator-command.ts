@@ -1,4 +1,4 @@
-import { writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { startCoordinator } from '../../server/start-coordinator.ts';
@@ -13,6 +13,24 @@ import { COORDINATOR_DEFAULTS as DEFAULTS, readCoordinatorFile, resolveCoordinat
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { openSimulationBase } from '../simulation/simulation-data.ts';
 import { exportFederatedModel } from './export-model.ts';
+import { addDpOptions, dpFlags } from './privacy-options.ts';
+import { loadCheckpoint } from '../../server/checkpoint.ts';
+import { DifferentialPrivacy, resolveDp } from '../../shared/privacy/index.ts';
+import { annotatePrivacy, isBudgetStop } from '../simulation/private-strategy.ts';
+
+/** Both TLS files or neither; read once at start (a renewed certificate needs a restart). */
+async function readTlsFiles(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: string; key: string } | null> {
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new FedtlError('BAD_CONFIG', 'TLS needs both --tls-cert and --tls-key');
+  const read = async (file: string, what: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new FedtlError('BAD_CONFIG', `cannot read the TLS ${what} ${file}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
+}
 
 export function registerCoordinatorCommand(program: Command): void {
   const command = program
@@ -41,15 +59,19 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--max-examples <n>', 'largest example count one client may claim (counts weigh FedAvg; default 10,000,000)', positiveInteger('max-examples'))
     .option('--max-delta-norm <x>', 'refuse updates whose delta has a larger L2 norm (default: no limit)', positiveNumber('max-delta-norm'))
     .option('--port <n>', `port (default ${DEFAULTS.port}; 0 = any free port)`, (v) => Number.parseInt(v, 10))
-    .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, behind TLS)`)
+    .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, with TLS)`)
+    .option('--tls-cert <file>', 'PEM certificate (chain) to serve HTTPS/WSS with; clients then use an https:// URL')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
     .option('--seed <n>', `seed of the initial head and client selection (default ${DEFAULTS.seed})`, (v) => Number.parseInt(v, 10));
+  command.option('--secure-aggregation', 'secure aggregation of the deltas (SecAgg+); over sockets not available yet: use `fedtl simulate --secure-aggregation`');
+  addDpOptions(command);
   addStrategyOptions(command, DEFAULTS.strategy);
   command.action(async (flags: Record<string, unknown>) => {
       const file = await readCoordinatorFile(flags['config'] as string | undefined);
       const config = resolveCoordinatorConfig(file, flags, strategyParamsFromFlags(flags));
       const headSpec = parseHeadSpec({ hidden: config.hidden, activation: config.activation, dropout: config.dropoutRate, classes: config.classes }, 'head settings');
-      const strategy = createStrategy(
+      const baseStrategy = createStrategy(
         config.strategy,
         {
           fractionFit: config.fraction,
@@ -63,10 +85,28 @@ export function registerCoordinatorCommand(program: Command): void {
         },
         config.strategyParams,
       );
+      if (config.secureAggregation) {
+        throw new FedtlError('BAD_CONFIG', 'secure aggregation over sockets is not available yet; run it with virtual clients: `fedtl simulate --secure-aggregation`');
+      }
+      const allowList = AllowList.load(config.allow);
+      const dpOptions = dpFlags(config);
+      let strategy = baseStrategy;
+      if (dpOptions) {
+        // q = clients per round / admitted clients; the allow list is the population.
+        const population = allowList.entries().filter((e) => e.status !== 'revoked').length;
+        const perRound = Math.min(population, config.maxClients ?? population, Math.max(config.minClients, Math.ceil(config.fraction * population)));
+        const done = (await loadCheckpoint(path.join(config.out, 'checkpoint')))?.round ?? 0;
+        const dp = resolveDp(dpOptions, { population, clientsPerRound: perRound, rounds: config.rounds, roundsDone: done });
+        strategy = new DifferentialPrivacy(baseStrategy, { dp, population });
+        process.stdout.write(
+          `differential privacy: clip S = ${dp.clipNorm}, noise multiplier z = ${dp.noiseMultiplier.toFixed(4)}, q = ${dp.samplingRate.toFixed(4)}; ${config.rounds} rounds would cost ε = ${dp.plannedEpsilon.toFixed(3)} at δ = ${dp.delta}` +
+            `${dp.budgetEpsilon === undefined ? '' : `; budget ε = ${dp.budgetEpsilon}`}\n`,
+        );
+      }
       await selectBackend();
       const identity = loadIdentity(config.identity);
-      const allowList = AllowList.load(config.allow);
       const { base, directory } = await openSimulationBase(config.base);
+      const tls = await readTlsFiles(config.tlsCert, config.tlsKey);
       const coordinator = await startCoordinator({
         identity,
         allowList,
@@ -81,6 +121,7 @@ export function registerCoordinatorCommand(program: Command): void {
         seed: config.seed,
         port: config.port,
         host: config.host,
+        ...(tls ? { tls } : {}),
         validation: {
           ...(config.maxExamples ? { maxExampleCount: config.maxExamples } : {}),
           ...(config.maxDeltaNorm ? { maxL2Norm: config.maxDeltaNorm } : {}),
@@ -90,8 +131,10 @@ export function registerCoordinatorCommand(program: Command): void {
           evaluateTimeoutMs: config.deadline * 1000,
           checkpointDir: path.join(config.out, 'checkpoint'),
           onRound: (record) => {
+            annotatePrivacy(strategy, record);
+            const dpText = record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : '';
             const evalText = record.evalAccuracy !== null ? ` · federated eval accuracy ${(100 * record.evalAccuracy).toFixed(1)}% on ${record.evalExamples}` : '';
-            process.stdout.write(`round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples${evalText} · ${record.seconds.toFixed(1)} s\n`);
+            process.stdout.write(`round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples${evalText}${dpText} · ${record.seconds.toFixed(1)} s\n`);
           },
         },
       });
@@ -118,7 +161,16 @@ export function registerCoordinatorCommand(program: Command): void {
       process.stdout.write(`coordinator public key (clients pin it with --coordinator-key):\n${formatPublicIdentity(publicIdentity(identity))}\n`);
       finished = (async () => {
         try {
-          const history = await coordinator.run();
+          let budgetStop: string | undefined;
+          try {
+            await coordinator.run();
+          } catch (error) {
+            // The privacy budget stops the run; the history and model it has are still written below.
+            if (!isBudgetStop(error)) throw error;
+            budgetStop = error.message;
+            process.stdout.write(`privacy budget reached: ${error.message}\n`);
+          }
+          const history = coordinator.loop.history;
           const done = coordinator.loop.completedRounds;
           const complete = done >= config.rounds;
           await mkdir(config.out, { recursive: true });
@@ -133,6 +185,7 @@ export function registerCoordinatorCommand(program: Command): void {
             ...(coordinator.featureColumns ? { featureColumns: coordinator.featureColumns } : {}),
           });
           if (complete) process.stdout.write(`done: ${done} rounds; history ${path.join(config.out, 'history.json')}; model ${modelDir}\n`);
+          else if (budgetStop) process.stdout.write(`stopped by the privacy budget after ${done} of ${config.rounds} rounds; model ${modelDir} (partial); history ${path.join(config.out, 'history.json')}\n`);
           else process.stdout.write(`interrupted after ${done} of ${config.rounds} rounds; PARTIAL model ${modelDir} (provenance.extra.run.status = "partial"); run the same command again to continue from the checkpoint\n`);
         } finally {
           await shutDown();

@@ -63,9 +63,19 @@ export const coordinatorFileSchema = z.strictObject({
   maxDeltaNorm: z.number().positive().optional(),
   port: z.int().min(0).max(65535).optional(),
   host: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   out: z.string().min(1).optional(),
   seed: z.int().optional(),
   strategy: z.enum(strategyNames() as [string, ...string[]]).optional(),
+  // Differential privacy (range checks with their messages are in shared/privacy resolveDp).
+  dpClip: z.number().optional(),
+  dpNoiseMultiplier: z.number().optional(),
+  dpEpsilon: z.number().optional(),
+  dpDelta: z.number().optional(),
+  dpBudget: z.number().optional(),
+  dpAdaptiveClip: z.boolean().optional(),
+  secureAggregation: z.boolean().optional(),
   ...Object.fromEntries(allStrategyParams().map((p) => [p.key, z.number().optional()])),
 });
 
@@ -99,11 +109,22 @@ export interface CoordinatorConfig {
   maxDeltaNorm?: number;
   port: number;
   host: string;
+  /** PEM certificate (chain) and key files: serve HTTPS/WSS instead of plain HTTP. */
+  tlsCert?: string;
+  tlsKey?: string;
   out: string;
   seed: number;
   strategy: string;
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
+  /** Differential privacy (`--dp-*`); absent is off. */
+  dpClip?: number;
+  dpNoiseMultiplier?: number;
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dpBudget?: number;
+  dpAdaptiveClip?: boolean;
+  secureAggregation?: boolean;
 }
 
 /** One line per problem, each naming the key: `lr: Invalid input: expected number, received string`. */

@@ -6,8 +6,11 @@ import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts
 import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
+import { checkPrivacy } from '../simulation/private-strategy.ts';
+import { strategyOf } from '../simulation/run-federated.ts';
 import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/transfer-curve.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
+import { addDpOptions, dpFlags } from './privacy-options.ts';
 
 /** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
 interface SimulateFlags extends Record<string, unknown> {
@@ -35,6 +38,15 @@ interface SimulateFlags extends Record<string, unknown> {
   validationFraction?: number;
   baselines: boolean;
   out?: string;
+  secureAggregation?: boolean;
+  secaggThreshold?: number;
+  secaggClipRange?: number;
+  dpClip?: number;
+  dpNoiseMultiplier?: number;
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dpBudget?: number;
+  dpAdaptiveClip?: boolean;
   curve?: number[];
 }
 
@@ -83,7 +95,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
-    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)');
+    .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
+    .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual mode')
+    .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
+    .option('--secagg-clip-range <c>', 'per-coordinate range [−c, c] of the secure-aggregation ring (default 1)', positiveNumber('secagg-clip-range'));
+  addDpOptions(command);
   addStrategyOptions(command);
   command.action(async (flags: SimulateFlags) => {
       const overrides: Partial<SimulationConfig> = {};
@@ -122,8 +138,17 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
+      if (flags.secureAggregation) {
+        overrides.secureAggregation = {
+          ...(flags.secaggThreshold !== undefined ? { threshold: flags.secaggThreshold } : {}),
+          ...(flags.secaggClipRange !== undefined ? { clipRange: flags.secaggClipRange } : {}),
+        };
+      }
+      const dp = dpFlags(flags);
+      if (dp) overrides.dp = dp;
       if (overrides.clients !== undefined && flags.minClients === undefined) overrides.minClients = Math.min(base.minClients, overrides.clients);
       const config = resolveConfig(flags.preset, overrides);
+      checkPrivacy(config, strategyOf(config));
       const outDir = flags.out ?? path.join('runs', `${config.preset}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
       // Process mode: kill the client processes and delete their identities and data on ^C.
       onShutdown(() => stopProcessClients());
@@ -136,3 +161,4 @@ export function registerSimulateCommand(program: Command): void {
       process.stdout.write(summaryLines(result, outDir).join('\n') + '\n');
     });
 }
+

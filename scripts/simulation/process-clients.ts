@@ -12,9 +12,10 @@
  * a virtual run's). `--class-names` gives every client the federation's label order. The directory
  * is removed and every child still running is killed when the run ends, fails, or is interrupted.
  *
- * Fault injection (`dropoutRate`, `stragglerRate`) is not available here: the client CLI has no
- * such switch. Real processes may still fail; any child that exits early fails the run with its
- * output, instead of leaving the coordinator waiting.
+ * Fault injection (`dropoutRate`, `stragglerRate`) acts on the processes themselves
+ * (process-faults.ts): a crashing client is killed with SIGKILL mid-round and restarted, a
+ * stalling one is frozen (SIGSTOP) past the round's deadline. Any other child that exits early
+ * fails the run with its output, instead of leaving the coordinator waiting.
  */
 import { packageRoot } from '../../shared/core/package-root.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,8 +36,9 @@ import { buildHead } from '../../shared/model/head.ts';
 import { StrategyWrapper } from '../../shared/strategy/strategy-wrapper.ts';
 import type { FitInstruction, Strategy } from '../../shared/strategy/strategy.ts';
 import type { FederatedRunInput, FederatedRunResult } from './run-federated.ts';
-import { coordinatorLoopOptions, strategyOf } from './run-federated.ts';
+import { coordinatorLoopOptions, privateStrategyOf } from './run-federated.ts';
 import { nativeIdentity } from './virtual-identities.ts';
+import { processFault, type InjectedFault } from './process-faults.ts';
 
 /** The `fedtl` launcher the children run. */
 export const FEDTL_BIN = path.join(packageRoot(), 'bin', 'fedtl.js');
@@ -143,9 +145,13 @@ export class WaitForAllFirst extends StrategyWrapper {
   readonly #count: number;
   #started = false;
 
-  constructor(inner: Strategy, count: number) {
+  readonly #onFit: ((round: number, clientIds: string[]) => void) | undefined;
+
+  /** `onFit` is told each round's selected clients, before their fit requests are sent. */
+  constructor(inner: Strategy, count: number, onFit?: (round: number, clientIds: string[]) => void) {
     super(inner);
     this.#count = count;
+    this.#onFit = onFit;
   }
 
   /** The inner strategy's name: waiting changes no result, so checkpoints stay interchangeable. */
@@ -159,7 +165,9 @@ export class WaitForAllFirst extends StrategyWrapper {
 
   override configureFit(...args: Parameters<Strategy['configureFit']>): FitInstruction[] {
     this.#started = true;
-    return this.inner.configureFit(...args);
+    const instructions = this.inner.configureFit(...args);
+    this.#onFit?.(args[0], instructions.map((i) => i.clientId));
+    return instructions;
   }
 }
 
@@ -195,7 +203,12 @@ function startChild(index: number, args: string[], log: Logger): Child {
 }
 
 function killAll(children: readonly Child[]): void {
-  for (const child of children) if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGTERM');
+  for (const child of children) {
+    if (child.process.exitCode !== null || child.process.signalCode !== null) continue;
+    // A stalled (SIGSTOPped) client would hold SIGTERM until it is continued.
+    child.process.kill('SIGCONT');
+    child.process.kill('SIGTERM');
+  }
 }
 
 /** Cleanups of the process runs in progress, for {@link stopProcessClients}. */
@@ -210,8 +223,10 @@ export async function stopProcessClients(): Promise<void> {
 }
 
 export interface ProcessRunResult extends FederatedRunResult {
-  /** Exit code of each client process, by client index. */
+  /** Exit code of each client process, by client index (of its last process, after restarts). */
   exitCodes: number[];
+  /** Faults injected (dropoutRate → crash, stragglerRate → stall), in order. */
+  injectedFaults: InjectedFault[];
 }
 
 export async function runProcesses(input: FederatedRunInput): Promise<ProcessRunResult> {
@@ -219,9 +234,6 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
   const dataset = input.trainDataset;
   if (!dataset || !parts) throw new FedtlError('BAD_CONFIG', 'process mode needs the raw training set and the partition (input.trainDataset, input.parts)');
   const log = input.logger ?? createLogger('simulation');
-  if (config.dropoutRate > 0 || config.stragglerRate > 0) {
-    log.warn(`process mode injects no faults: dropout ${config.dropoutRate} and straggler ${config.stragglerRate} are ignored (client processes run as deployed)`);
-  }
   const classNames = fileClassNames(dataset.classNames);
   if (dataset.examples.kind === 'image' && dataset.size > MAX_PROCESS_IMAGES) {
     throw new FedtlError('BAD_CONFIG', `process mode writes every training image as a PNG; ${dataset.size} images is more than ${MAX_PROCESS_IMAGES}. Use --train-examples ${MAX_PROCESS_IMAGES} or less, or --mode virtual.`);
@@ -229,6 +241,9 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
   const started = Date.now();
   const directory = await mkdtemp(path.join(os.tmpdir(), 'fedtl-sim-processes-'));
   const children: Child[] = [];
+  // Set once the clients run (step 4); the fault injector calls them.
+  let crashAndRestart: (i: number) => Promise<void> = async () => undefined;
+  let stall: (i: number, ms: number) => void = () => undefined;
   let cleaned: Promise<void> | null = null;
   const cleanup = () =>
     (cleaned ??= (async () => {
@@ -247,6 +262,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
     // 1. Every client's identity and data, written as an operator would prepare them.
     const coordinatorIdentity = nativeIdentity();
     const allowLines: string[] = [];
+    const indexOf = new Map<string, number>();
     const files: ClientFiles[] = [];
     for (let i = 0; i < parts.length; i++) {
       const own = path.join(directory, `client-${i}`);
@@ -255,6 +271,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
       const identityFile = path.join(own, 'identity.json');
       saveIdentity(identityFile, identity);
       allowLines.push(`${formatPublicIdentity(publicIdentity(identity))} sim-client-${i}`);
+      indexOf.set(publicIdentity(identity).clientId, i);
       const data = await writeClientData({ ...subset(dataset, parts[i]!, { name: `client-${i}` }), classNames }, own, input.base.input.kind);
       files.push({ identity: identityFile, ...data, cache: path.join(own, 'cache') });
     }
@@ -262,25 +279,38 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
 
     // 2. The coordinator, as in socket mode, waiting for every client before round 1.
     const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
+    const loopOptions = coordinatorLoopOptions(input, serverHead, initial.manifest);
+    const injectedFaults: InjectedFault[] = [];
+    const onFit = (round: number, clientIds: string[]) => {
+      for (const clientId of clientIds) {
+        const i = indexOf.get(clientId);
+        const kind = i === undefined ? null : processFault(config.seed, round, i, config);
+        if (i === undefined || !kind) continue;
+        injectedFaults.push({ round, client: i, kind });
+        // A moment after selection, so the fit request has gone out: the fault hits mid-round.
+        setTimeout(() => (kind === 'crash' ? void crashAndRestart(i) : stall(i, (loopOptions.roundTimeoutMs ?? 60_000) + 1_000)), 20);
+      }
+    };
     coordinator = await startCoordinator({
       identity: coordinatorIdentity,
       allowList: AllowList.fromText(allowLines.join('\n')),
       base: input.base,
       baseDirectory: input.baseDirectory,
       headSpec: config.head,
-      strategy: new WaitForAllFirst(strategyOf(config), parts.length),
+      strategy: new WaitForAllFirst(privateStrategyOf(config), parts.length, config.dropoutRate > 0 || config.stragglerRate > 0 ? onFit : undefined),
       rounds: config.rounds,
       seed: config.seed,
       host: '127.0.0.1',
       port: 0,
       logger: { ...createLogger('coordinator'), info: () => undefined },
       ...(config.dashboard ? { dashboard: true } : {}),
-      loop: coordinatorLoopOptions(input, serverHead, initial.manifest),
+      loop: loopOptions,
     });
 
     if (coordinator.dashboardUrl) log.info(`dashboard: ${coordinator.dashboardUrl}`);
     // 3. One `fedtl client` process per client.
     const coordinatorKey = formatPublicIdentity(publicIdentity(coordinatorIdentity));
+    const argsOf: string[][] = [];
     for (let i = 0; i < files.length; i++) {
       const own = files[i]!;
       const args = [
@@ -294,21 +324,42 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
         '--cache', own.cache,
         '--seed', String(clientSeed(config.seed, i)),
       ];
+      argsOf.push(args);
       children.push(startChild(i, args, log));
     }
 
     // 4. Run; a client process that exits before the run ends fails it with that client's output.
     const live = coordinator;
     let finished = false;
+    /** Processes killed on purpose (injected crashes): their exit is expected. */
+    const crashed = new Set<Child>();
+    let failRun: (error: FedtlError) => void = () => undefined;
+    const watch = (child: Child) =>
+      void child.exit.then((code) => {
+        if (finished || crashed.has(child)) return;
+        live.loop.stop();
+        failRun(new FedtlError('INTERNAL', `client process ${child.index} exited with code ${code} before the run ended; its last output:\n${child.output.join('\n')}`));
+      });
     const earlyExit = new Promise<never>((_, reject) => {
-      for (const child of children) {
-        void child.exit.then((code) => {
-          if (finished) return;
-          live.loop.stop();
-          reject(new FedtlError('INTERNAL', `client process ${child.index} exited with code ${code} before the run ended; its last output:\n${child.output.join('\n')}`));
-        });
-      }
+      failRun = reject;
+      for (const child of children) watch(child);
     });
+    crashAndRestart = async (i: number) => {
+      const old = children[i]!;
+      crashed.add(old);
+      old.process.kill('SIGKILL');
+      await old.exit;
+      if (finished) return;
+      const restarted = startChild(i, argsOf[i]!, log);
+      children[i] = restarted;
+      watch(restarted);
+    };
+    stall = (i: number, ms: number) => {
+      const frozen = children[i]!;
+      frozen.process.kill('SIGSTOP');
+      const thaw = setTimeout(() => frozen.process.kill('SIGCONT'), ms);
+      thaw.unref();
+    };
     earlyExit.catch(() => undefined);
     const history = await Promise.race([live.run(), earlyExit]);
     finished = true;
@@ -318,7 +369,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
     clearTimeout(deadline);
     const failed = exitCodes.map((code, i) => ({ code, i })).filter((c) => c.code !== 0);
     if (failed.length > 0) log.warn(`client processes exited non-zero after the run: ${failed.map((c) => `client ${c.i} (${c.code})`).join(', ')}`);
-    return { history: [...history], weights: live.loop.weights, seconds: (Date.now() - started) / 1000, exitCodes };
+    return { history: [...history], weights: live.loop.weights, seconds: (Date.now() - started) / 1000, exitCodes, injectedFaults };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -35,6 +35,9 @@ export interface RoundRecord {
   bytesDown: number;
   /** Wall-clock duration of the round. */
   seconds: number;
+  /** Cumulative ε after the round, with its δ, when the run is differentially private. */
+  epsilon?: number;
+  delta?: number;
 }
 
 /** Reference results the federated run is compared with. All optional. */

@@ -43,6 +43,7 @@ import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
+import { annotatePrivacy, isBudgetStop, withPrivacy } from './private-strategy.ts';
 
 export interface FederatedRunInput {
   config: SimulationConfig;
@@ -80,14 +81,17 @@ export function makeEvaluator(input: Pick<FederatedRunInput, 'testFeatures' | 't
 }
 
 /** Round-loop settings of a simulated coordinator that listens on a socket (socket and process modes). */
-export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.LayersModel, manifest: WeightManifest): NonNullable<StartCoordinatorOptions['loop']> {
+export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.LayersModel, manifest: WeightManifest, strategy?: Strategy): NonNullable<StartCoordinatorOptions['loop']> {
   const { config } = input;
   return {
     roundTimeoutMs: config.roundTimeoutMs,
     evaluateTimeoutMs: config.roundTimeoutMs,
     waitForClientsMs: 600_000,
     evaluateGlobal: makeEvaluator(input, serverHead, manifest),
-    ...(input.onRound ? { onRound: (record: RoundRecord) => input.onRound!(record) } : {}),
+    onRound: (record: RoundRecord) => {
+      if (strategy) annotatePrivacy(strategy, record);
+      input.onRound?.(record);
+    },
   };
 }
 
@@ -106,6 +110,11 @@ export function strategyOf(config: SimulationConfig): Strategy {
     },
     config.strategyParams,
   );
+}
+
+/** {@link strategyOf} with the privacy layers the config asks for (secure aggregation needs in-process keys). */
+export function privateStrategyOf(config: SimulationConfig, keys?: Parameters<typeof withPrivacy>[2]): Strategy {
+  return withPrivacy(config, strategyOf(config), keys);
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
@@ -177,8 +186,16 @@ export class VirtualFederation {
     this.#trainer = new LocalTrainer(buildHead(input.base.embeddingSize, config.head), initial.manifest);
     this.#faults = createRandom(`${config.seed}-faults-${input.label}`);
     const identities = this.identities;
+    const indexOf = new Map(identities.clientIds.map((id, i) => [id, i]));
+    const strategy = privateStrategyOf(config, {
+      coordinator,
+      identityOf: (clientId) => {
+        const i = indexOf.get(clientId);
+        return i === undefined ? undefined : identities.identity(i);
+      },
+    });
     this.loop = new RoundLoop({
-      strategy: strategyOf(config),
+      strategy,
       headSpec: config.head,
       manifest: initial.manifest,
       initialWeights: initial.data,
@@ -192,7 +209,10 @@ export class VirtualFederation {
       waitForClientsMs: 1_000,
       seed: config.seed,
       logger: { ...this.#log, info: () => undefined },
-      ...(input.onRound ? { onRound: (record: RoundRecord) => input.onRound!(record) } : {}),
+      onRound: (record: RoundRecord) => {
+        annotatePrivacy(strategy, record);
+        input.onRound?.(record);
+      },
     });
     for (let i = 0; i < shards.count; i++) this.loop.addParticipant(new VirtualParticipant(identities.clientIds[i]!, i, this), clientSize(shards, i));
   }
@@ -231,8 +251,14 @@ export class VirtualFederation {
 
   async run(): Promise<FederatedRunResult> {
     const started = Date.now();
-    const history = await this.loop.run();
-    return { history: [...history], weights: this.loop.weights, seconds: (Date.now() - started) / 1000 };
+    try {
+      await this.loop.run();
+    } catch (error) {
+      // The privacy budget ends the run early with the model it has; anything else is a failure.
+      if (!isBudgetStop(error)) throw error;
+      this.#log.warn(error.message);
+    }
+    return { history: [...this.loop.history], weights: this.loop.weights, seconds: (Date.now() - started) / 1000 };
   }
 
   dispose(): void {
@@ -265,18 +291,19 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
   const serverHead = buildHead(input.base.embeddingSize, config.head);
   const quiet = { ...createLogger('coordinator'), info: () => undefined };
+  const strategy = privateStrategyOf(config);
   const coordinator = await startCoordinator({
     identity: coordinatorIdentity,
     allowList,
     base: input.base,
     baseDirectory: input.baseDirectory,
     headSpec: config.head,
-    strategy: strategyOf(config),
+    strategy,
     rounds: config.rounds,
     seed: config.seed,
     logger: quiet,
     ...(config.dashboard ? { dashboard: true } : {}),
-    loop: coordinatorLoopOptions(input, serverHead, initial.manifest),
+    loop: coordinatorLoopOptions(input, serverHead, initial.manifest, strategy),
   });
   if (coordinator.dashboardUrl) (input.logger ?? createLogger('simulation')).info(`dashboard: ${coordinator.dashboardUrl}`);
   const pub = publicIdentity(coordinatorIdentity);
@@ -298,8 +325,13 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
     }).start();
   });
   try {
-    const history = await coordinator.run();
-    return { history: [...history], weights: coordinator.loop.weights, seconds: (Date.now() - started) / 1000 };
+    try {
+      await coordinator.run();
+    } catch (error) {
+      if (!isBudgetStop(error)) throw error;
+      (input.logger ?? quiet).warn(error.message);
+    }
+    return { history: [...coordinator.loop.history], weights: coordinator.loop.weights, seconds: (Date.now() - started) / 1000 };
   } finally {
     for (const client of clients) client.close();
     await coordinator.close();

@@ -41,6 +41,7 @@ function toReportRound(record: CoordinatorRound): ReportRound {
     bytesUp: record.bytesUp,
     bytesDown: record.bytesDown,
     seconds: record.seconds,
+    ...(record.privacy ? { epsilon: record.privacy.epsilonTotal, delta: record.privacy.delta } : {}),
   };
 }
 
@@ -97,7 +98,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     const roundLine = (label: string) => (record: CoordinatorRound) => {
       log.info(
         `${label} round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples · ` +
-          `test accuracy ${percent(record.serverAccuracy)} · loss ${record.serverLoss?.toFixed(4) ?? 'n/a'} · ${record.seconds.toFixed(1)} s`,
+          `test accuracy ${percent(record.serverAccuracy)} · loss ${record.serverLoss?.toFixed(4) ?? 'n/a'}` +
+          `${record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : ''} · ${record.seconds.toFixed(1)} s`,
       );
     };
     const federated = await runFederated({
@@ -199,6 +201,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
           : []),
         ...(pretrained ? [] : ['No frozen base: the whole model is trained federatedly.']),
         ...(negative ? [`Warning, ${negative.message}`] : []),
+        ...privacyNotes(config, rounds),
       ],
     };
     await mkdir(options.outDir, { recursive: true });
@@ -210,6 +213,16 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
   } finally {
     clearInterval(sampleMemory);
   }
+}
+
+function privacyNotes(config: SimulationConfig, rounds: readonly ReportRound[]): string[] {
+  const notes: string[] = [];
+  if (config.secureAggregation) notes.push('Secure aggregation (SecAgg+): each round\'s deltas were quantized, masked and unmasked in aggregate; the model saw only their sum.');
+  const last = rounds.at(-1);
+  if (config.dp && last?.epsilon !== undefined) {
+    notes.push(`Differential privacy (DP-FedAvg, client level): (ε = ${last.epsilon.toFixed(3)}, δ = ${last.delta}) after ${rounds.length} rounds, RDP accountant; per-round ε in report.json.`);
+  }
+  return notes;
 }
 
 /** The closing summary printed after a run: every baseline, and negative transfer said plainly. */
@@ -229,6 +242,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
       line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}`),
     ),
     ...(negative ? [`WARNING ${negative.message}`] : []),
+    ...(report.rounds.at(-1)?.epsilon !== undefined ? [line('privacy spent', `ε = ${report.rounds.at(-1)!.epsilon!.toFixed(3)}, δ = ${report.rounds.at(-1)!.delta}`)] : []),
     `report: ${path.join(outDir, 'report.html')}`,
   ];
 }

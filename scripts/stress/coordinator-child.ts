@@ -9,10 +9,11 @@
  *
  * Output: one JSON object per line on stdout, each with an `event` field:
  * `listening` {port, resumedRounds}, `round` {record, memory}, `finished` {rounds, memory},
- * `failed` {code, message}. Logs (at the level of FEDTL_LOG) go to stderr so they never mix with
+ * `memory` {unadmitted, memory} (with `memoryEveryMs`), `failed` {code, message}. Logs (at the level of FEDTL_LOG) go to stderr so they never mix with
  * the events.
  */
 import { readFile } from 'node:fs/promises';
+import type { AdmissionLimits } from '../../server/admission.ts';
 import { startCoordinator } from '../../server/start-coordinator.ts';
 import { createIdentityBase } from '../../shared/bases/identity.ts';
 import { toFedtlError } from '../../shared/core/errors.ts';
@@ -44,6 +45,10 @@ export interface ChildConfig {
   strategy?: string;
   /** Log level of the child's stderr logger. @default 'warn' */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Admission-path limits (server/admission.ts). @default the coordinator's defaults */
+  admissionLimits?: AdmissionLimits;
+  /** Emit a `memory` event (with the unadmitted-connection count) this often, in ms. @default never */
+  memoryEveryMs?: number;
 }
 
 /** The 10-class linear head over 784 pixels (the test fixtures' DIGIT_HEAD). */
@@ -97,6 +102,7 @@ async function main(): Promise<void> {
     seed: config.seed ?? 3,
     port: config.port ?? 0,
     logger: stderrLogger(config.logLevel ?? 'warn'),
+    ...(config.admissionLimits ? { admissionLimits: config.admissionLimits } : {}),
     loop: {
       roundTimeoutMs: config.roundTimeoutMs ?? 60_000,
       waitForClientsMs: config.waitForClientsMs ?? 120_000,
@@ -107,6 +113,9 @@ async function main(): Promise<void> {
     },
   });
   emit({ event: 'listening', port: coordinator.port, resumedRounds: coordinator.loop.completedRounds, memory: sample() });
+  if (config.memoryEveryMs) {
+    setInterval(() => emit({ event: 'memory', unadmitted: coordinator.admissionStats.unadmitted, memory: sample() }), config.memoryEveryMs).unref();
+  }
   const history = await coordinator.run();
   emit({ event: 'finished', rounds: history.length, memory: sample() });
   await coordinator.close();

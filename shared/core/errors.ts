@@ -33,6 +33,8 @@ export const ERROR_CODES = {
   CLOCK_SKEW: 'CLOCK_SKEW',
   HASH_MISMATCH: 'HASH_MISMATCH',
   CORRUPT_FILE: 'CORRUPT_FILE',
+  /** A file could not be written (disk full, permissions, a path that is not a directory). */
+  STORAGE: 'STORAGE',
   QUORUM_NOT_MET: 'QUORUM_NOT_MET',
   /** Secure aggregation could not produce a verified sum (inconsistent shares, too few survivors). */
   SECAGG_FAILED: 'SECAGG_FAILED',

@@ -12,3 +12,5 @@ export type { AdaptiveClipOptions } from './adaptive-clip.ts';
 export { TAIL_SIGMAS, addDistributedNoise, clientNoiseStddev, ringClipRange } from './distributed-noise.ts';
 export { DEFAULT_DELTA, PrivacyLedger, resolveDp } from './dp-fedavg.ts';
 export type { DpOptions, DpPlan, NoisePlacement, PrivacyRecord, ResolvedDp } from './dp-fedavg.ts';
+export { DifferentialPrivacy } from './dp-strategy.ts';
+export type { DifferentialPrivacyOptions } from './dp-strategy.ts';

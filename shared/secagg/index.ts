@@ -31,3 +31,5 @@ export { SECAGG_KINDS } from './wire.ts';
 export type { MaskedInputMeta, SecAggKind } from './wire.ts';
 export { runSecAggRound } from './in-process.ts';
 export type { InProcessClient, InProcessRound, InProcessRoundOptions } from './in-process.ts';
+export { SecureAggregation } from './secure-aggregation-strategy.ts';
+export type { SecureAggregationOptions } from './secure-aggregation-strategy.ts';

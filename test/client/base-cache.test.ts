@@ -133,4 +133,18 @@ describe('ensureBase', () => {
     expect(first.bytes).toBe(total);
     expect(again.calls).toBe(0);
   });
+
+  it('detects a corrupted file in a complete cache (a flipped bit on disk) and downloads that file, and only it, again', async () => {
+    await ensureBase(dir, descriptor, reader(files), { chunkBytes: CHUNK });
+    const cached = path.join(dir, descriptor.hash, 'weights.bin');
+    const bytes = await readFile(cached);
+    bytes[12_345] = bytes[12_345]! ^ 0x10;
+    await writeFile(cached, bytes);
+
+    const repair = reader(files);
+    await ensureBase(dir, descriptor, repair, { chunkBytes: CHUNK });
+
+    expect(repair.bytes).toBe(files['weights.bin']!.length);
+    expect(hex(await readFile(cached))).toBe(descriptor.files.find((f) => f.name === 'weights.bin')!.sha256);
+  });
 });

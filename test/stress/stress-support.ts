@@ -63,6 +63,7 @@ export type ChildEvent =
   | { event: 'listening'; port: number; resumedRounds: number; memory: MemoryFigures }
   | { event: 'round'; record: RoundRecord; memory: MemoryFigures }
   | { event: 'finished'; rounds: number; memory: MemoryFigures }
+  | { event: 'memory'; unadmitted: number; memory: MemoryFigures }
   | { event: 'failed'; code: string; message: string };
 
 /** A coordinator process; its stdout events are parsed and can be awaited by predicate. */
@@ -180,6 +181,8 @@ export class ScriptedClient {
   /** Fit requests received (with their decoded weights), in order. */
   readonly fits: Array<{ fit: FitRequest; weights: Float32Array }> = [];
   readonly sent: ScriptedSent[] = [];
+  /** Codes of the coordinator's refusals of this client's connections (each is retried). */
+  readonly refusals: string[] = [];
   readonly ready: Promise<void>;
   welcome: Welcome | null = null;
   finished = false;
@@ -206,6 +209,11 @@ export class ScriptedClient {
       },
       ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    });
+    // A coordinator refusal (too many connections, admission timeout) is retried, as FedtlClient does.
+    this.socket.on('connect_error', (error: Error & { data?: { code?: string } }) => {
+      this.refusals.push(error.data?.code ?? error.message);
+      if (!this.finished) setTimeout(() => !this.finished && !this.socket.connected && this.socket.connect(), 200 + Math.random() * 800);
     });
     this.socket.io.on('reconnect_attempt', () => {
       this.#connectStarted = performance.now();
@@ -342,4 +350,108 @@ export class CuttingProxy {
     for (const socket of this.#sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** A distinct loopback source address for peer `i` of `block` (127.<block>.x.y; Linux routes all of 127/8 to lo). */
+export function loopbackAddress(block: number, i: number): string {
+  return `127.${block}.${Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile unadmitted connections
+
+/**
+ * One unadmitted connection doing the most an unadmitted peer can to pin coordinator memory now:
+ * a raw TCP socket completes the WebSocket upgrade, then announces one binary frame of
+ * the coordinator's announced `maxPayload` (masked, as a client must) and sends all of it but the last byte, so the
+ * coordinator's WebSocket parser holds the partial frame; it never sends a hello. When the
+ * coordinator closes it (admission timeout), `onClosed` fires.
+ */
+export class PinningConnection {
+  readonly socket: net.Socket;
+  /** Resolves true once the partial frame is sent, false if the connection closed first. */
+  readonly holding: Promise<boolean>;
+  closed = false;
+
+  constructor(port: number, localAddress: string, onClosed: () => void) {
+    this.socket = net.connect({ port, host: '127.0.0.1', localAddress });
+    this.socket.on('error', () => undefined);
+    let resolveHolding!: (held: boolean) => void;
+    this.holding = new Promise((resolve) => (resolveHolding = resolve));
+    this.socket.once('close', () => {
+      this.closed = true;
+      resolveHolding(false);
+      onClosed();
+    });
+    this.socket.once('connect', () => {
+      const key = Buffer.from(Array.from({ length: 16 }, (_, i) => (i * 37) & 255)).toString('base64');
+      this.socket.write(
+        `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+    });
+    let response = '';
+    const onData = (data: Buffer) => {
+      response += data.toString('latin1');
+      // The 101 response and engine.io's open packet: the upgrade is done, send the partial frame.
+      const announced = /"maxPayload":(\d+)/.exec(response);
+      if (!announced) return;
+      this.socket.off('data', onData);
+      // The largest frame the coordinator accepts (it announces it), all but its last byte.
+      this.socket.write(partialFrame(Number(announced[1])), () => resolveHolding(true));
+    };
+    this.socket.on('data', onData);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A masked binary WebSocket frame header announcing `length` payload bytes, plus `length - 1` of them. */
+function partialFrame(length: number): Buffer {
+  const header = Buffer.alloc(2 + 8 + 4);
+  header[0] = 0x82; // FIN + binary
+  header[1] = 0x80 | 127; // masked, 64-bit length
+  header.writeBigUInt64BE(BigInt(length), 2);
+  header.writeUInt32BE(0x01020304, 10);
+  return Buffer.concat([header, Buffer.alloc(length - 1, 0x55)]);
+}
+
+/**
+ * Checks a finished run against what the scripted clients sent: every round accepted every client
+ * once with the exact example total, every client received the same head, and each head equals
+ * previous + Σ n_k Δ_k / Σ n_k computed in float64. Returns the largest difference seen.
+ */
+export async function expectEveryUpdateOnce(clients: readonly ScriptedClient[], records: readonly RoundRecord[], checkpointDir: string): Promise<number> {
+  const { expect } = await import('vitest');
+  const { loadCheckpoint } = await import('../../server/checkpoint.ts');
+  const { maxAbsDifference, weightedMean } = await import('../support/hostile.ts');
+  const rounds = records.length;
+  const totalExamples = clients.reduce((sum, c) => sum + c.options.examples, 0);
+  for (const record of records) {
+    expect(record).toMatchObject({ selected: clients.length, accepted: clients.length, dropped: 0, examples: totalExamples });
+    expect(Object.keys(record.rejected).filter((code) => code !== 'DUPLICATE_UPDATE' && code !== 'STALE_ROUND')).toEqual([]);
+  }
+  const checkpoint = await loadCheckpoint(checkpointDir);
+  expect(checkpoint?.round).toBe(rounds);
+  const heads: Float32Array[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const received = clients.map((c) => c.fits.find((f) => f.fit.round === round)!);
+    expect(new Set(received.map((r) => sha256(r.fit.weights))).size).toBe(1);
+    heads.push(received[0]!.weights);
+  }
+  heads.push(checkpoint!.weights);
+  let worst = 0;
+  for (let round = 1; round <= rounds; round++) {
+    const updates = clients.map((c) => {
+      const sent = c.sent.filter((s) => s.round === round && s.ack.ok);
+      expect(sent).toHaveLength(1);
+      return { delta: sent[0]!.delta, examples: sent[0]!.examples };
+    });
+    const difference = maxAbsDifference(heads[round]!, weightedMean(heads[round - 1]!, updates));
+    worst = Math.max(worst, difference);
+    expect(difference).toBeLessThan(1e-6);
+  }
+  return worst;
 }

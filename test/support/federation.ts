@@ -57,6 +57,8 @@ export interface FederationOptions {
   checkpointDir?: string;
   /** Serve the coordinator's dashboard. @default off */
   dashboard?: CoordinatorOptions['dashboard'];
+  /** Serve over TLS with this certificate; clients trust `tls.cert`. */
+  tls?: { cert: string; key: string };
 }
 
 export class Federation {
@@ -72,6 +74,7 @@ export class Federation {
   parts: LabeledDataset[] = [];
   test!: LabeledDataset;
   cacheDir = '';
+  #ca: string | undefined;
 
   static async start(options: FederationOptions): Promise<Federation> {
     const federation = new Federation();
@@ -80,6 +83,7 @@ export class Federation {
   }
 
   async #start(options: FederationOptions): Promise<void> {
+    this.#ca = options.tls?.cert;
     this.cacheDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-test-'));
     const data = await digits();
     this.test = data.test;
@@ -100,6 +104,7 @@ export class Federation {
       rounds: options.rounds,
       seed: 3,
       ...(options.dashboard ? { dashboard: options.dashboard } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
       loop: {
         roundTimeoutMs: 30_000,
         evaluateTimeoutMs: 30_000,
@@ -115,7 +120,7 @@ export class Federation {
   }
 
   /** Starts client `i` with its own identity and data part. */
-  startClient(i: number, extra: { identity?: Identity; url?: string; transformDelta?: ClientOptions['transformDelta'] } = {}): FedtlClient {
+  startClient(i: number, extra: { identity?: Identity; url?: string; ca?: string | null; transformDelta?: ClientOptions['transformDelta'] } = {}): FedtlClient {
     const events: ClientRoundEvent[] = (this.events[i] ??= []);
     const pub = publicIdentity(this.coordinatorIdentity);
     const client = new FedtlClient({
@@ -126,6 +131,7 @@ export class Federation {
       cacheDir: path.join(this.cacheDir, `client-${i}`),
       seed: i,
       backoff: { min: 100, max: 500 },
+      ...((extra.ca === undefined ? this.#ca : extra.ca) ? { ca: (extra.ca === undefined ? this.#ca : extra.ca)! } : {}),
       onRound: (event) => events.push(event),
       ...(extra.transformDelta ? { transformDelta: extra.transformDelta } : {}),
     }).start();

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRandom } from '../../../../shared/math/random.ts';
+import { withKernelScope } from '../../../../shared/tf/wasm-kernels/kernel-scope.ts';
 import { isFedtlWasmKernel, registerWasmGradientKernels, selectBackend, WASM_FASTER_KERNELS, WASM_GRADIENT_KERNELS } from '../../../../shared/tf/index.ts';
 
 type Shape4 = [number, number, number, number];
@@ -132,6 +133,12 @@ describe('wasm gradient kernels', () => {
       });
     });
 
+    it('refuses non-float32 tensors with a clear error', async () => {
+      await expect(runOn('wasm', tf.Conv2DBackpropFilter, {
+        x: { shape: [1, 4, 4, 2], values: new Int32Array(32), dtype: 'int32' }, dy: floats([1, 4, 4, 3], 2),
+      }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [1, 1, 2, 3] })).rejects.toThrow(/Conv2DBackpropFilter: 'x' must be float32, got int32/);
+    });
+
     it('refuses channels-first data with a clear error', async () => {
       await expect(runOn('wasm', tf.Conv2DBackpropFilter, { x: floats([1, 2, 4, 4], 1), dy: floats([1, 3, 4, 4], 2) }, {
         strides: 1, pad: 'same', dataFormat: 'NCHW', filterShape: [1, 1, 2, 3],
@@ -171,6 +178,26 @@ describe('wasm gradient kernels', () => {
       report.push({ kernel: 'depthwise backprop (adjoint)', case: 'dilation 2, multiplier 2', maxAbsDiff: Math.max(Math.abs(viaInput! - forward!), Math.abs(viaFilter! - forward!)) });
       expect(tf.memory().numTensors).toBe(before);
     });
+  });
+
+  it('a composite kernel frees its intermediates, also when it throws', async () => {
+    await selectBackend({ prefer: 'wasm', log: false });
+    const backend = tf.engine().backend;
+    const before = backend.numDataIds();
+    const x = tf.tensor2d([[1, 2], [3, 4]]);
+    const kept = withKernelScope(backend, (scope) => {
+      scope.alloc([1000]);
+      return scope.run(tf.Transpose, { x: scope.reshape(x, [2, 2]) }, { perm: [1, 0] });
+    });
+    expect(backend.numDataIds()).toBe(before + 2);
+    backend.disposeData(kept.dataId);
+    expect(() => withKernelScope(backend, (scope) => {
+      scope.alloc([1000]);
+      scope.run(tf.Transpose, { x }, { perm: [1, 0] });
+      throw new Error('kernel failed halfway');
+    })).toThrow('kernel failed halfway');
+    x.dispose();
+    expect(backend.numDataIds()).toBe(before);
   });
 
   describe('Tile, Sum and Mean (faster replacements)', () => {

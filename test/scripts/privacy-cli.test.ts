@@ -1,0 +1,35 @@
+/**
+ * Bad privacy settings stop `fedtl simulate` and `fedtl coordinator` at start with exit code 2
+ * and a message that says what to change (real child processes, before any data is loaded).
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'fedtl.js');
+
+function fedtl(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, FEDTL_LOG: 'info' } });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+describe('privacy settings checked at start', () => {
+  // t > n and S <= 0 here; the ring and ε checks have unit tests (test/shared/secagg, test/shared/privacy).
+  it('refuses t > n and S <= 0 with exit 2', async () => {
+    const sim = ['simulate', '--preset', 'imdb-glove', '--mode', 'virtual', '--no-baselines', '--out', path.join('/tmp', 'fedtl-never-written')];
+    const [threshold, clip] = await Promise.all([
+      fedtl([...sim, '--clients', '20', '--secure-aggregation', '--secagg-threshold', '25']),
+      fedtl([...sim, '--dp-clip', '0', '--dp-epsilon', '8']),
+    ]);
+    expect(threshold.code).toBe(2);
+    expect(threshold.output).toMatch(/threshold t = 25 exceeds the 20 clients per round/);
+    expect(clip.code).toBe(2);
+    expect(clip.output).toMatch(/--dp-clip S must be a finite number > 0/);
+  }, 120_000);
+});

@@ -1,0 +1,139 @@
+/**
+ * Hostile load: 1,000 unadmitted connections, each pinning the most an unadmitted peer can (a
+ * WebSocket frame of the largest size the coordinator accepts, announced and sent but for its last
+ * byte, and no hello), held at once, from 40 loopback addresses. When the coordinator closes one
+ * (admission timeout) it is opened again at once, so 1,000 stay held throughout. Meanwhile an
+ * honest federation of scripted clients (real hellos, real sealed envelopes) runs 3 rounds and
+ * every update must be counted exactly once.
+ *
+ * Reports the coordinator's RSS growth due to the hostile connections (goal ≤ 200 MB), per
+ * connection, and the honest run's handshake times; written to test/stress/results/hostile-load.json.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { formatPublicIdentity, generateIdentity, publicIdentity, saveIdentity, type Identity } from '../../shared/crypto/identity.ts';
+import { makeDelta } from '../support/hostile.ts';
+import { CoordinatorChild, PinningConnection, ScriptedClient, expectEveryUpdateOnce, loopbackAddress, quantile, within, writeResult, type ChildEvent, type MemoryFigures } from './stress-support.ts';
+
+const HOSTILE = Number(process.env['FEDTL_STRESS_HOSTILE'] ?? 1000);
+const HONEST = Number(process.env['FEDTL_STRESS_HONEST'] ?? 200);
+const ROUNDS = 3;
+/** Hostile connections per source address (under the default per-address cap of 32). */
+const PER_ADDRESS = 25;
+
+describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} clients run ${ROUNDS} rounds`, () => {
+  let dir = '';
+  let child: CoordinatorChild | undefined;
+  const clients: ScriptedClient[] = [];
+  const hostile = new Set<PinningConnection>();
+  let stopped = false;
+
+  afterAll(async () => {
+    stopped = true;
+    for (const connection of hostile) connection.close();
+    for (const client of clients) client.close();
+    child?.kill();
+    if (child) await child.exited;
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('holds them within the memory goal and completes the honest federation exactly', async () => {
+    // Prepare: a coordinator whose total cap on unadmitted connections leaves room for the honest clients.
+    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-stress-hostile-'));
+    const coordinatorIdentity = generateIdentity();
+    saveIdentity(path.join(dir, 'coordinator.key'), coordinatorIdentity);
+    const identities: Identity[] = Array.from({ length: HONEST }, () => generateIdentity());
+    await writeFile(path.join(dir, 'clients.allow'), identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} c${i}`).join('\n') + '\n');
+    const checkpointDir = path.join(dir, 'checkpoint');
+    child = await CoordinatorChild.start(path.join(dir, 'config.json'), {
+      identityFile: path.join(dir, 'coordinator.key'),
+      allowFile: path.join(dir, 'clients.allow'),
+      rounds: ROUNDS,
+      minClients: HONEST,
+      checkpointDir,
+      roundTimeoutMs: 120_000,
+      admissionLimits: { maxUnadmitted: HOSTILE + HONEST + 100 },
+      memoryEveryMs: 250,
+    });
+    const memoryAfter = (from: number, what: string, match: (e: Extract<ChildEvent, { event: 'memory' }>) => boolean = () => true) => {
+      const start = child!.events.length + from;
+      return child!.next((e) => e.event === 'memory' && child!.events.indexOf(e) >= start && match(e), what, 120_000) as Promise<Extract<ChildEvent, { event: 'memory' }>>;
+    };
+    // Idle figure after the coordinator settled.
+    await memoryAfter(4, 'idle samples');
+    const idle = (await memoryAfter(0, 'the idle sample')).memory;
+
+    // Execute 1: open and hold the hostile connections; each closed one is replaced at once.
+    let opened = 0;
+    const open = (i: number): PinningConnection => {
+      opened++;
+      const connection = new PinningConnection(child!.port, loopbackAddress(2, Math.floor(i / PER_ADDRESS)), () => {
+        hostile.delete(connection);
+        if (!stopped) open(i);
+      });
+      hostile.add(connection);
+      return connection;
+    };
+    const first = Array.from({ length: HOSTILE }, (_, i) => open(i));
+    const holding = await within(Promise.all(first.map((c) => c.holding)), 'the hostile connections to be held', 120_000);
+    expect(holding.filter(Boolean).length).toBe(HOSTILE);
+    const held = await memoryAfter(0, `${HOSTILE} unadmitted connections at the coordinator`, (e) => e.unadmitted >= HOSTILE);
+    // One more sample once the partial frames have surely been read.
+    const heldLater = await memoryAfter(2, 'a later sample with the hostile connections held', (e) => e.unadmitted >= HOSTILE);
+    const hostileRssMB = Math.max(held.memory.rssMB, heldLater.memory.rssMB) - idle.rssMB;
+
+    // Execute 2: the honest federation, each client from its own loopback address.
+    const pub = publicIdentity(coordinatorIdentity);
+    const url = `http://127.0.0.1:${child.port}`;
+    const honestStarted = performance.now();
+    for (let i = 0; i < HONEST; i++) {
+      clients.push(
+        new ScriptedClient({
+          url,
+          identity: identities[i]!,
+          coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
+          examples: 20 + ((i * 37) % 200),
+          update: (fit, weights) => makeDelta(weights.length, fit.round * 10_007 + i),
+          localAddress: loopbackAddress(1, i),
+        }),
+      );
+    }
+    await within(Promise.all(clients.map((c) => c.ready)), `${HONEST} honest clients to be ready`, 180_000);
+    const roundEvents: ChildEvent[] = [];
+    for (let round = 1; round <= ROUNDS; round++) roundEvents.push(await child.next((e) => e.event === 'round' && e.record.round === round, `round ${round}`, 180_000));
+    const honestSeconds = (performance.now() - honestStarted) / 1000;
+    const during = child.events.filter((e): e is Extract<ChildEvent, { event: 'memory' }> => e.event === 'memory' && child!.events.indexOf(e) > child!.events.indexOf(heldLater));
+    const stillHeld = hostile.size;
+
+    // Assert: exact aggregation, and the hostile connections stayed within the memory goal.
+    const records = roundEvents.map((e) => (e.event === 'round' ? e.record : null)!);
+    const worst = await expectEveryUpdateOnce(clients, records, checkpointDir);
+    expect(hostileRssMB).toBeLessThanOrEqual(200);
+
+    // Report.
+    const peak: MemoryFigures | undefined = during.at(-1)?.memory;
+    const handshake = clients.map((c) => c.handshakeMs[0]!);
+    const result = {
+      when: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 10) / 10 },
+      hostileConnections: HOSTILE,
+      hostileAddresses: Math.ceil(HOSTILE / PER_ADDRESS),
+      hostileOpenedInTotal: opened,
+      hostileHeldAtEnd: stillHeld,
+      minUnadmittedDuringHonestRun: Math.min(...during.map((e) => e.unadmitted)),
+      honestClients: HONEST,
+      rounds: ROUNDS,
+      coordinatorRssMB: { idle: idle.rssMB, withHostileHeld: Math.max(held.memory.rssMB, heldLater.memory.rssMB), peakDuringRun: peak?.peakRssMB ?? null },
+      hostileRssGrowthMB: Math.round(hostileRssMB * 10) / 10,
+      hostileKBPerConnection: Math.round((hostileRssMB * 1024 * 10) / HOSTILE) / 10,
+      honestHandshakeMs: { p50: Math.round(quantile(handshake, 0.5)), p95: Math.round(quantile(handshake, 0.95)) },
+      honestRunSeconds: Math.round(honestSeconds * 10) / 10,
+      roundSeconds: records.map((r) => r.seconds),
+      maxAbsErrorVsFloat64Mean: worst,
+    };
+    const file = await writeResult('hostile-load.json', result);
+    process.stdout.write(`\n[stress:hostile] ${JSON.stringify(result, null, 1)}\n[stress:hostile] written to ${file}\n`);
+  });
+});
