@@ -20,6 +20,7 @@ import type { HeadSpec } from '../shared/model/head.ts';
 import type { Ack, EvaluationResult, FitRequest } from '../shared/protocol/protocol.ts';
 import { errorAck, roundSignedText, roundWeightsDigest } from '../shared/protocol/protocol.ts';
 import type { ModelSchedule } from '../shared/model/model-schedule.ts';
+import type { EarlyStopping } from '../shared/model/early-stopping.ts';
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
 import type { Aggregation, FitConfig, Strategy } from '../shared/strategy/strategy.ts';
@@ -72,6 +73,12 @@ export interface RoundLoopOptions {
    * back to the whole model before aggregation. @default none: the weights are the head
    */
   trainable?: ModelSchedule;
+  /**
+   * Early stopping on the federated validation accuracy (`evalAccuracy`): the loop stops when it
+   * says so, and {@link RoundLoop.bestWeights} is the best round's model. Not restored on resume.
+   * @default none
+   */
+  earlyStopping?: EarlyStopping;
   /** Called after every completed round (after its checkpoint is on disk). */
   onRound?: (record: RoundRecord, weights: Float32Array) => void;
   logger?: Logger;
@@ -107,6 +114,16 @@ export class RoundLoop {
 
   get weights(): Float32Array {
     return this.#weights;
+  }
+
+  /** The fine-tuning schedule, when the loop's weights are the whole model. */
+  get trainable(): ModelSchedule | null {
+    return this.#options.trainable ?? null;
+  }
+
+  /** The model to export: with early stopping the best round's, else the last. */
+  get bestWeights(): Float32Array {
+    return this.#options.earlyStopping?.bestWeights ?? this.#weights;
   }
 
   get history(): readonly RoundRecord[] {
@@ -226,6 +243,11 @@ export class RoundLoop {
       this.#completedRounds = round;
       await this.#checkpoint(round);
       this.#options.onRound?.(record, this.#weights);
+      const stopping = this.#options.earlyStopping;
+      if (stopping?.observe(round, record.evalAccuracy, this.#weights).stop) {
+        this.#log.info(`early stopping after round ${round}: no gain of the federated validation accuracy for ${stopping.patience} rounds; the best model is round ${stopping.bestRound}'s`);
+        break;
+      }
     }
     return this.#history;
   }

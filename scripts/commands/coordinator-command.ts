@@ -13,6 +13,8 @@ import { COORDINATOR_DEFAULTS as DEFAULTS, readCoordinatorFile, resolveCoordinat
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { openSimulationBase } from '../simulation/simulation-data.ts';
 import { exportFederatedModel } from './export-model.ts';
+import { EarlyStopping } from '../../shared/model/early-stopping.ts';
+import { exportFineTunedModel } from '../../shared/model/fine-tune-model.ts';
 import { addDpOptions, dpFlags } from './privacy-options.ts';
 import { loadCheckpoint } from '../../server/checkpoint.ts';
 import { DifferentialPrivacy, resolveDp } from '../../shared/privacy/index.ts';
@@ -119,6 +121,7 @@ export function registerCoordinatorCommand(program: Command): void {
         strategy,
         rounds: config.rounds,
         seed: config.seed,
+        ...(config.trainable !== undefined ? { trainable: config.trainable } : {}),
         port: config.port,
         host: config.host,
         ...(tls ? { tls } : {}),
@@ -130,6 +133,7 @@ export function registerCoordinatorCommand(program: Command): void {
           roundTimeoutMs: config.deadline * 1000,
           evaluateTimeoutMs: config.deadline * 1000,
           checkpointDir: path.join(config.out, 'checkpoint'),
+          ...(config.earlyStopping ? { earlyStopping: new EarlyStopping(config.earlyStopping) } : {}),
           onRound: (record) => {
             annotatePrivacy(strategy, record);
             const dpText = record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : '';
@@ -181,9 +185,17 @@ export function registerCoordinatorCommand(program: Command): void {
           }
           // An interrupted run still exports what it has, marked partial so nobody mistakes it for the result.
           const run = { status: complete ? 'complete' : 'partial', roundsDone: done, roundsPlanned: config.rounds };
-          await exportFederatedModel(base, headSpec, coordinator.loop.weights, modelDir, coordinator.classNames ?? config.classNames, { run }, {
-            ...(coordinator.featureColumns ? { featureColumns: coordinator.featureColumns } : {}),
-          });
+          const trainable = coordinator.loop.trainable;
+          if (trainable) {
+            // Fine-tuned: the loop holds the whole model; the export carries the trained base layers too.
+            const trained = trainable.stageFor(done).layers.map((l) => l.name);
+            const names = coordinator.classNames ?? config.classNames ?? Array.from({ length: headSpec.classes }, (_, i) => `class-${i}`);
+            await exportFineTunedModel(base, headSpec, { manifest: trainable.manifest, data: coordinator.loop.bestWeights }, modelDir, { classNames: names, headSpec, extra: { run }, trainedLayers: trained });
+          } else {
+            await exportFederatedModel(base, headSpec, coordinator.loop.bestWeights, modelDir, coordinator.classNames ?? config.classNames, { run }, {
+              ...(coordinator.featureColumns ? { featureColumns: coordinator.featureColumns } : {}),
+            });
+          }
           if (complete) process.stdout.write(`done: ${done} rounds; history ${path.join(config.out, 'history.json')}; model ${modelDir}\n`);
           else if (budgetStop) process.stdout.write(`stopped by the privacy budget after ${done} of ${config.rounds} rounds; model ${modelDir} (partial); history ${path.join(config.out, 'history.json')}\n`);
           else process.stdout.write(`interrupted after ${done} of ${config.rounds} rounds; PARTIAL model ${modelDir} (provenance.extra.run.status = "partial"); run the same command again to continue from the checkpoint\n`);

@@ -68,6 +68,9 @@ export const coordinatorFileSchema = z.strictObject({
   out: z.string().min(1).optional(),
   seed: z.int().optional(),
   strategy: z.enum(strategyNames() as [string, ...string[]]).optional(),
+  // Checked against the base when the coordinator starts (shared/model/trainable-set.ts), where the layer names are known.
+  trainable: z.unknown().optional(),
+  earlyStopping: z.strictObject({ patience: positiveInt.optional(), minDelta: z.number().min(0).optional() }).optional(),
   // Differential privacy (range checks with their messages are in shared/privacy resolveDp).
   dpClip: z.number().optional(),
   dpNoiseMultiplier: z.number().optional(),
@@ -115,6 +118,10 @@ export interface CoordinatorConfig {
   out: string;
   seed: number;
   strategy: string;
+  /** What trains by round (`{ "stages": [...] }`, shared/model/trainable-set.ts). @default the head alone */
+  trainable?: unknown;
+  /** Stop when the federated validation accuracy has not improved for `patience` rounds; export the best round. @default off */
+  earlyStopping?: { patience?: number; minDelta?: number };
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
   /** Differential privacy (`--dp-*`); absent is off. */

@@ -10,6 +10,8 @@ import { checkPrivacy } from '../simulation/private-strategy.ts';
 import { strategyOf } from '../simulation/run-federated.ts';
 import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/transfer-curve.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { parseTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 import { addDpOptions, dpFlags } from './privacy-options.ts';
 
 /** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
@@ -38,6 +40,9 @@ interface SimulateFlags extends Record<string, unknown> {
   validationFraction?: number;
   baselines: boolean;
   out?: string;
+  trainable?: string;
+  fineTune?: boolean;
+  tokenDropout?: number;
   secureAggregation?: boolean;
   secaggThreshold?: number;
   secaggClipRange?: number;
@@ -93,6 +98,9 @@ export function registerSimulateCommand(program: Command): void {
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
+    .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
+    .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
+    .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
@@ -137,6 +145,12 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
+      if (flags.fineTune) {
+        if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
+        overrides.trainable = base.fineTune;
+      }
+      if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
+      if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (flags.secureAggregation) {
         overrides.secureAggregation = {
@@ -162,3 +176,14 @@ export function registerSimulateCommand(program: Command): void {
     });
 }
 
+/** `--trainable`: a JSON schedule, or "none" for feature extraction; checked again against the base at start. */
+function parseTrainableFlag(value: string): TrainableSetSpec | null {
+  if (value.trim() === 'none') return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch (cause) {
+    throw new FedtlError('BAD_CONFIG', `--trainable must be JSON like {"stages":[...]} or "none": ${(cause as Error).message}`, { cause });
+  }
+  return parseTrainableSet(json, { source: '--trainable' });
+}

@@ -33,13 +33,18 @@ import { signText } from '../../shared/crypto/signatures.ts';
 import { createRandom, type Random } from '../../shared/math/random.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
-import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
+import type { FlatWeights, WeightManifest } from '../../shared/weights/flat-weights.ts';
+import { initialModelWeights, TrainableTop } from '../../shared/model/fine-tune-model.ts';
+import { ModelSchedule } from '../../shared/model/model-schedule.ts';
+import { trainableScheduleFromConfig, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { StageTrainer } from '../../client/stage-trainer.ts';
+import { featuresOf, simulationCache } from './simulation-data.ts';
 import { buildHead, setHeadWeights } from '../../shared/model/head.ts';
 import { evaluateHead } from '../../shared/model/head-training.ts';
 import type { EvaluateRequest, FitRequest } from '../../shared/protocol/protocol.ts';
 import { createStrategy } from '../../shared/strategy/registry.ts';
 import type { Strategy } from '../../shared/strategy/strategy.ts';
-import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
+import { clientOrder, clientRows, clientSize, groupByClient, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
@@ -55,6 +60,8 @@ export interface FederatedRunInput {
   parts?: readonly Int32Array[];
   /** Socket and process modes: the raw training set, which those clients turn into features themselves. */
   trainDataset?: LabeledDataset;
+  /** The raw test set; fine-tuning evaluates on features at each stage's boundary. */
+  testDataset?: LabeledDataset;
   testFeatures: FeatureMatrix;
   testLabels: Int32Array;
   mode: SimulationMode;
@@ -163,6 +170,7 @@ export class VirtualFederation {
   readonly #serverHead: tf.LayersModel;
   readonly #faults: Random;
   readonly #log: Logger;
+  readonly #fineTuning: VirtualFineTuning | null;
   #queue: Promise<void> = Promise.resolve();
   /** Round messages verified so far: every selected client gets the same request object, checked once. */
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
@@ -181,7 +189,9 @@ export class VirtualFederation {
     if (this.identities.count !== shards.count) throw new FedtlError('BAD_CONFIG', `${this.identities.count} identities for ${shards.count} clients`);
     this.#coordinator = nativeIdentity();
     const coordinator = this.#coordinator;
-    const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
+    const fineTuning = config.trainable !== undefined && config.trainable !== null ? virtualFineTuning(input, config.trainable) : null;
+    const initial = fineTuning ? fineTuning.model : initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
+    this.#fineTuning = fineTuning;
     this.#serverHead = buildHead(input.base.embeddingSize, config.head);
     this.#trainer = new LocalTrainer(buildHead(input.base.embeddingSize, config.head), initial.manifest);
     this.#faults = createRandom(`${config.seed}-faults-${input.label}`);
@@ -204,7 +214,8 @@ export class VirtualFederation {
       openUpdate: createUpdateOpener(coordinator, (clientId) => identities.resolve(clientId)),
       sign: (text) => encodeKey(signText(text, coordinator.signing.secretKey)),
       federatedEvaluation: false,
-      evaluateGlobal: makeEvaluator(input, this.#serverHead, initial.manifest),
+      evaluateGlobal: fineTuning ? fineTuning.evaluate : makeEvaluator(input, this.#serverHead, initial.manifest),
+      ...(fineTuning ? { trainable: fineTuning.schedule } : {}),
       roundTimeoutMs: 3_600_000,
       waitForClientsMs: 1_000,
       seed: config.seed,
@@ -236,6 +247,7 @@ export class VirtualFederation {
           train: clientRows(this.#shards, index),
           seed: clientSeed(config.seed, index),
           verified: this.#verified,
+          ...(this.#fineTuning ? { stages: this.#fineTuning.trainer(index) } : {}),
         },
         request,
       );
@@ -266,6 +278,66 @@ export class VirtualFederation {
     this.#serverHead.dispose();
     this.#trainer.head.dispose();
   }
+}
+
+/** Virtual clients' fine-tuning: the coordinator's model schedule, features per boundary, the server-side evaluation. */
+interface VirtualFineTuning {
+  model: FlatWeights;
+  schedule: ModelSchedule;
+  trainer(index: number): StageTrainer;
+  evaluate(weights: Float32Array, round: number): Promise<{ loss: number; accuracy: number }>;
+}
+
+function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): VirtualFineTuning {
+  const { config, base, parts, trainDataset, testDataset } = input;
+  if (!parts || !trainDataset || !testDataset) throw new FedtlError('BAD_CONFIG', 'fine-tuning virtual clients needs the raw training and test sets and the partition (input.parts, trainDataset, testDataset)');
+  const schedule = trainableScheduleFromConfig(spec, base.model, config.rounds, 'trainable');
+  const model = initialModelWeights(base, config.head, config.seed);
+  const modelSchedule = new ModelSchedule(base, config.head, schedule, model.manifest);
+  const pretrained = { manifest: model.manifest, data: model.data.slice() };
+  const cache = simulationCache();
+  const order = clientOrder(parts);
+  // Features at each boundary, computed once for every client together and grouped by client.
+  const shardsByKey = new Map<string, Promise<ClientShards>>();
+  const shardsAt = (featureBase: FrozenBase): Promise<ClientShards> => {
+    let shards = shardsByKey.get(featureBase.hash);
+    if (!shards) {
+      shards = featuresOf(featureBase, trainDataset, cache).then((features) => groupByClient(order, features, trainDataset.labels));
+      shardsByKey.set(featureBase.hash, shards);
+    }
+    return shards;
+  };
+  const trainers = new Map<number, StageTrainer>();
+  let testAt: { key: string; features: FeatureMatrix } | null = null;
+  return {
+    model,
+    schedule: modelSchedule,
+    trainer(index) {
+      let trainer = trainers.get(index);
+      if (!trainer) {
+        trainer = new StageTrainer({
+          base,
+          headSpec: config.head,
+          model: pretrained,
+          features: async (featureBase) => ({ train: clientRows(await shardsAt(featureBase), index), validation: null }),
+          ...(config.augmentation ? { augmentation: config.augmentation } : {}),
+        });
+        trainers.set(index, trainer);
+      }
+      return trainer;
+    },
+    async evaluate(weights, round) {
+      const stage = modelSchedule.stageFor(round);
+      const top = TrainableTop.build(base, config.head, stage, { manifest: model.manifest, data: weights });
+      try {
+        if (testAt?.key !== top.featureKey) testAt = { key: top.featureKey, features: await featuresOf(top.featureBase, testDataset, cache) };
+        const result = await evaluateHead(top.model, testAt.features, testDataset.labels);
+        return { loss: result.loss, accuracy: result.accuracy };
+      } finally {
+        top.dispose();
+      }
+    },
+  };
 }
 
 async function runVirtual(input: FederatedRunInput): Promise<FederatedRunResult> {

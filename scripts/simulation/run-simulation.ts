@@ -109,6 +109,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       shards,
       parts,
       trainDataset: data.train,
+      testDataset: data.test,
       testFeatures,
       testLabels: data.test.labels,
       mode: config.mode,
@@ -149,7 +150,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         const scratchTestFeatures = await featuresOf(scratchBase, scratchTest, cache);
         // Same partition, rounds and client work, run as virtual clients (identical math, no sockets).
         const scratch = await runFederated({
-          config: { ...config, head: scratchHead(features, config) },
+          // The same federation, head alone: the scratch features have no base layers to fine-tune.
+          config: { ...config, head: scratchHead(features, config), trainable: null },
           base: scratchBase,
           baseDirectory: null,
           shards: groupByClient(order, scratchTrainFeatures, data.train.labels),
@@ -180,7 +182,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     const report: SimulationResult['report'] = {
       title: `fedtl simulation: ${config.preset}`,
-      federatedLabel: pretrained ? 'federated (pretrained base)' : 'federated (whole model)',
+      federatedLabel: pretrained ? (config.trainable ? 'federated (pretrained base, fine-tuned)' : 'federated (pretrained base)') : 'federated (whole model)',
       createdAt: new Date().toISOString(),
       config: { ...config, baseHash: base.hash },
       seed: config.seed,

@@ -110,8 +110,9 @@ for (const [name, Type] of [['fedadam', FedAdam], ['fedyogi', FedYogi], ['fedada
   registerStrategy({
     name,
     summary: `${Type.name}: server optimizer on the pseudo-gradient (Reddi et al. 2021)`,
-    params: fedOptParams,
-    create: (c, p) => new Type({ ...c, serverLearningRate: p['serverLearningRate']!, beta1: p['beta1']!, beta2: p['beta2']!, tau: p['tau']! }),
+    // FedAdagrad sums squares without decay: it takes no β₂.
+    params: name === 'fedadagrad' ? fedOptParams.filter((p) => p.key !== 'beta2') : fedOptParams,
+    create: (c, p) => new Type({ ...c, serverLearningRate: p['serverLearningRate']!, beta1: p['beta1']!, ...(p['beta2'] !== undefined ? { beta2: p['beta2'] } : {}), tau: p['tau']! }),
   });
 }
 registerStrategy({ name: 'median', summary: 'coordinate-wise median (Yin et al. 2018); holds every update', params: [maxHeld], create: (c, p) => new FedMedian({ ...c, maxHeldMB: p['maxHeldMB']! }) });

@@ -185,6 +185,33 @@ describe('fedtl command line', () => {
     expect(await client.exit).toBe(130);
   });
 
+  it('stops a DP coordinator at its privacy budget with the model it has, and refuses to start again once the budget is spent', async () => {
+    // q = 1 (one admitted client), z = 2: ε after 1, 2, 3 rounds at δ = 1e-5 is 2.17, 3.19, 4.01, so a budget of 3.5 allows 2.
+    const out = path.join(dir, 'run-dp');
+    const args = [
+      'coordinator', '--identity', path.join(dir, 'coordinator.key'), '--allow', path.join(dir, 'clients.allow'), '--base', 'identity-2',
+      '--classes', '2', '--rounds', '10', '--min-clients', '1', '--port', '0', '--out', out, '--dp-clip', '1', '--dp-noise-multiplier', '2', '--dp-budget', '3.5',
+    ];
+    const coordinator = run(args);
+    const key = (await coordinator.waitFor(/^(fedtl1:\S+)$/m))[1]!;
+    const url = (await coordinator.waitFor(/listening on (http:\/\/\S+)/))[1]!;
+    const client = run(['client', '--url', url, '--coordinator-key', key, '--identity', path.join(dir, 'client.key'), '--data', path.join(dir, 'data.csv'), '--data-type', 'csv', '--cache', path.join(dir, 'cache')]);
+    expect(await coordinator.exit).toBe(0);
+    expect(coordinator.output()).toMatch(/round 1\/10 .*ε 2\.168 this round, 2\.168 in all \(δ 0\.00001\)/);
+    expect(coordinator.output()).toMatch(/privacy budget reached: round 3 would raise ε from 3\.190 to 4\.012, over the budget ε = 3\.5/);
+    expect(coordinator.output()).toMatch(/stopped by the privacy budget after 2 of 10 rounds; model/);
+    const history = JSON.parse(await readFile(path.join(out, 'history.json'), 'utf8')) as { privacy: { epsilonTotal: number } }[];
+    expect(history.map((r) => Number(r.privacy.epsilonTotal.toFixed(3)))).toEqual([2.168, 3.19]);
+    const sidecar = JSON.parse(await readFile(path.join(out, 'model', 'fedtl-model.json'), 'utf8')) as { provenance: { extra: { run: unknown } } };
+    expect(sidecar.provenance.extra.run).toEqual({ status: 'partial', roundsDone: 2, roundsPlanned: 10 });
+    client.child.kill('SIGINT');
+    await client.exit;
+    // The same run again: the checkpoint's 2 rounds already cost what the budget allows.
+    const again = run(args);
+    expect(await again.exit).toBe(2);
+    expect(again.output()).toMatch(/privacy budget ε = 3\.5 is already spent: 2 round\(s\) cost ε = 3\.190/);
+  });
+
   it('names the busy port and exits 2; a client with a missing --data path fails before connecting', async () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));

@@ -104,7 +104,7 @@ describe('VirtualFederation faults', () => {
     const rows = 400;
     const values = new Float32Array(rows * 8).map(() => random.normal());
     const labels = Int32Array.from({ length: rows }, (_, i) => i % 2);
-    const config = resolveConfig('imdb-glove', { clients: 20, rounds: 4, fractionFit: 1, minClients: 2, trainExamples: rows, testExamples: 100, epochs: 1, mode: 'virtual', dropoutRate: 0, stragglerRate: 0, ...overrides });
+    const config = resolveConfig('imdb-glove', { clients: 20, rounds: 4, fractionFit: 1, minClients: 2, trainExamples: rows, testExamples: 100, epochs: 1, mode: 'virtual', dropoutRate: 0, stragglerRate: 0, trainable: null, ...overrides });
     const shards = groupByClient(clientOrder(partition(labels, { scheme: 'iid', numClients: 20, seed: 1 })), { values, rows, cols: 8 }, labels);
     const federation = new VirtualFederation({
       config,
