@@ -1,4 +1,3 @@
-import { FedtlError } from '../../shared/core/errors.ts';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
