@@ -328,7 +328,17 @@ export class RoundLoop {
       this.#log.warn(`round ${round}: ${aggregation.count} update(s) accepted, ${strategy.minUpdates} needed; retrying`);
       return null;
     }
-    this.#weights = aggregation.finish();
+    let next: Float32Array;
+    try {
+      next = aggregation.finish();
+    } catch (error) {
+      // Secure aggregation could not produce a verified sum (inconsistent shares, too many
+      // dropouts): the head and the last checkpoint stay as they were, and the round is retried.
+      if (!(error instanceof FedtlError && error.code === 'SECAGG_FAILED')) throw error;
+      this.#log.warn(`round ${round}: ${error.message}; the global head is unchanged; retrying`);
+      return null;
+    }
+    this.#weights = next;
     const train = state.metrics.finish();
     this.#log.info(`round ${round}: aggregated ${aggregation.count} update(s) over ${aggregation.exampleCount} examples; ${state.missing} dropped`);
     if (state.capped > 0) this.#log.warn(`round ${round}: ${state.capped} update(s) claimed more examples than ${this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO}× the median declared size and were weighed at that bound`);

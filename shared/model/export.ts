@@ -77,6 +77,11 @@ export interface ExportSidecar {
     hash: string;
     kind: ExportBaseKind;
     embeddingSize: number;
+    /**
+     * Where the base's weights come from (its sidecar's `origin`): for a base fedtl pretrained
+     * itself, the source data and the recipe. Absent when the base records none.
+     */
+    origin?: string;
   };
   /** How raw inputs become the base's input; a text model's vocabulary is in a side file. */
   input: SidecarInputSpec;
@@ -155,6 +160,12 @@ function describeHead(head: tf.LayersModel, inputSize: number, classes: number, 
     layers: head.layers.filter((l) => !isInputLayer(l)).map(describeLayer),
     ...(spec && { spec: parseHeadSpec(spec, 'exportTransferModel headSpec') }),
   };
+}
+
+/** The provenance a loaded base carries in its sidecar, if any. */
+function baseOrigin(base: FrozenBase): { origin?: string } {
+  const origin = 'sidecar' in base ? (base as { sidecar?: { origin?: unknown } }).sidecar?.origin : undefined;
+  return typeof origin === 'string' ? { origin } : {};
 }
 
 function baseKind(base: FrozenBase): ExportBaseKind {
@@ -262,7 +273,7 @@ export async function exportTransferModel(base: FrozenBase, head: tf.LayersModel
     version: 1,
     classNames,
     contents,
-    base: { name: base.name, hash: base.hash, kind, embeddingSize: base.embeddingSize },
+    base: { name: base.name, hash: base.hash, kind, embeddingSize: base.embeddingSize, ...baseOrigin(base) },
     input: sidecarInput(base.input),
     preprocessing: describePreprocessing(base.input, {
       vocabularyFile: EXPORT_VOCABULARY_FILE,
@@ -343,6 +354,7 @@ export function parseExportSidecar(value: unknown, source = EXPORT_SIDECAR_FILE)
   if (!isRecord(base) || typeof base['name'] !== 'string' || typeof base['hash'] !== 'string' || !isPositiveInt(base['embeddingSize']) || !(BASE_KINDS as readonly unknown[]).includes(base['kind'])) {
     return fail(`base must be { name, hash, kind (${BASE_KINDS.join('|')}), embeddingSize }`);
   }
+  if (base['origin'] !== undefined && typeof base['origin'] !== 'string') return fail('base.origin must be a string');
   const input = parseInputSpec(value['input'], fail);
   const modelInput = value['modelInput'];
   if (

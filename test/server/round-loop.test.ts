@@ -6,6 +6,11 @@ import { saveCheckpoint } from '../../server/checkpoint.ts';
 import { RoundLoop, type RoundLoopOptions } from '../../server/round-loop.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
+import { createUpdateOpener } from '../../server/update-opener.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import { generateIdentity, publicIdentity, sealUpdate } from '../../shared/crypto/index.ts';
+import { StrategyWrapper } from '../../shared/strategy/strategy-wrapper.ts';
+import type { Aggregation } from '../../shared/strategy/strategy.ts';
 import { manifestFromShapes } from '../../shared/weights/flat-weights.ts';
 
 const SPEC: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
@@ -55,5 +60,69 @@ describe('RoundLoop.resume', () => {
     await expect(loop(dir, { baseHash: 'b'.repeat(64) }).resume()).rejects.toThrow(/another base/);
     // Same parameter count, different activation: resuming would silently train a different model.
     await expect(loop(dir, { headSpec: { ...SPEC, activation: 'tanh' } }).resume()).rejects.toThrow(/another head/);
+  });
+});
+
+describe('RoundLoop and a failed secure aggregation', () => {
+  it('keeps the last good head when a round\'s sum cannot be verified, and retries the round', async () => {
+    const coordinator = generateIdentity();
+    const clients = [generateIdentity(), generateIdentity()];
+    const keys = new Map(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
+    /** Fails the first finish as secure aggregation does on inconsistent shares, then aggregates normally. */
+    class FailOnce extends StrategyWrapper {
+      readonly wrapperName = 'fail-once';
+      failed = 0;
+      override aggregateFit(round: number, global: Float32Array): Aggregation {
+        const inner = this.inner.aggregateFit(round, global);
+        return {
+          add: (u) => inner.add(u),
+          get count() {
+            return inner.count;
+          },
+          get exampleCount() {
+            return inner.exampleCount;
+          },
+          finish: () => {
+            if (this.failed++ === 0) throw new FedtlError('SECAGG_FAILED', 'cannot recover the self-mask seed of a client (inconsistent shares)');
+            return inner.finish();
+          },
+        };
+      }
+    }
+    const strategy = new FailOnce(new FedAvg({ minClients: 2 }));
+    const seen: number[] = [];
+    const rounds = new RoundLoop({
+      strategy,
+      headSpec: SPEC,
+      manifest: MANIFEST,
+      initialWeights: new Float32Array(MANIFEST.parameterCount),
+      baseHash: 'a'.repeat(64),
+      rounds: 1,
+      openUpdate: createUpdateOpener(coordinator, (id) => keys.get(id)),
+      sign: () => 'signature',
+      federatedEvaluation: false,
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    clients.forEach((identity) => {
+      const clientId = publicIdentity(identity).clientId;
+      rounds.addParticipant(
+        {
+          clientId,
+          sendFit: (request) => {
+            seen.push(Array.from(new Float32Array(request.weights.buffer.slice(request.weights.byteOffset, request.weights.byteOffset + request.weights.byteLength))).reduce((a, b) => a + b, 0));
+            const delta = new Float32Array(MANIFEST.parameterCount).fill(0.5);
+            queueMicrotask(() => rounds.receiveUpdate(clientId, sealUpdate({ header: { roundId: request.roundId, exampleCount: 10 }, delta }, { clientIdentity: identity, coordinatorBoxKey: coordinator.box.publicKey })));
+          },
+          sendEvaluate: () => undefined,
+        },
+        10,
+      );
+    });
+    const history = await rounds.run();
+    expect(strategy.failed).toBe(2);
+    expect(history[0]!.attempts).toBe(2);
+    // Both attempts started from the initial head: the failed one changed nothing.
+    expect(seen).toEqual([0, 0, 0, 0]);
+    expect(Array.from(rounds.weights)).toEqual(new Array(MANIFEST.parameterCount).fill(0.5));
   });
 });

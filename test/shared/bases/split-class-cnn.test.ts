@@ -13,6 +13,7 @@ import { buildSplitClassCnnBase, type SplitClassSource } from '../../../shared/b
 import type { Logger } from '../../../shared/core/log.ts';
 import { createRandom } from '../../../shared/math/random.ts';
 import { loadBase } from '../../../shared/model/base-loader.ts';
+import { exportTransferModel, readExportSidecar } from '../../../shared/model/export.ts';
 import { buildHead, type ConvFrontSpec } from '../../../shared/model/head.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -60,6 +61,12 @@ describe('buildSplitClassCnnBase', () => {
       const head = buildHead(64, { conv, hidden: [], activation: 'relu', dropout: 0, classes: 2 });
       expect(head.layers[1]!.getWeights().map((w) => w.shape)).toEqual(base.model!.layers[1]!.getWeights().map((w) => w.shape));
       head.dispose();
+      // The export carries the base's provenance.
+      const dense = buildHead(64, { hidden: [], activation: 'relu', dropout: 0, classes: 2 });
+      const exported = await exportTransferModel(base, dense, join(dir, 'export'), { classNames: ['left', 'right'] });
+      expect(exported.sidecar.base.origin).toBe(sidecar.origin);
+      expect((await readExportSidecar(join(dir, 'export'))).base.origin).toContain('48 synthetic 8x8 test images');
+      dense.dispose();
     } finally {
       base.dispose();
     }
