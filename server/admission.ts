@@ -10,6 +10,9 @@
  * - its first packet must be a CONNECT; anything else (an event, a binary attachment) closes it,
  *   so nothing but the hello is buffered (see {@link AdmissionDecoder});
  * - it is closed if the hello has not been accepted within `admissionTimeoutMs`;
+ * - a refused connection counts until its transport has closed, and its TCP socket is destroyed
+ *   if the close has not finished within a second (a peer that ignores the WebSocket close
+ *   handshake would otherwise stay for ws's 30 s close timeout, outside the caps);
  * - it gets one hello: a refused hello closes the connection, and refused hellos per address are
  *   rate limited across reconnections (checked before the signature, so a flood costs neither
  *   Ed25519 verifications nor log lines);
@@ -73,10 +76,18 @@ export interface AdmittedClient {
 /** The part of an engine.io connection the gate uses. */
 export interface TransportConnection {
   readonly remoteAddress: string;
+  /** The HTTP request that opened it; its TCP socket is destroyed if a close does not finish. */
+  readonly request?: { readonly socket?: { destroy(): unknown; once(event: 'close', listener: () => void): unknown } | null };
   write(data: string): unknown;
   close(): unknown;
   once(event: 'close', listener: () => void): unknown;
 }
+
+/**
+ * How long a refused connection may take to close before its TCP socket is destroyed: a peer that
+ * never answers the WebSocket close handshake would otherwise be held for ws's 30 s close timeout.
+ */
+const CLOSE_GRACE_MS = 1_000;
 
 /** engine.io's session id is chosen by the coordinator per connection; its type marks it private. */
 export function connectionIdOf(connection: object): string {
@@ -245,7 +256,8 @@ export class AdmissionGate {
     timer.unref();
     this.#pending.set(connection, { address, timer });
     this.#pendingByAddress.set(address, fromAddress + 1);
-    connection.once('close', () => this.#release(connection));
+    // engine.io reports a close before ws has finished it; the TCP socket's close is the real end.
+    closedOf(connection)(() => this.#release(connection));
   }
 
   /**
@@ -266,7 +278,7 @@ export class AdmissionGate {
       if (error.code !== 'RATE_LIMITED') this.#refusals.increment(address, now);
       this.#logRefusal(address, error);
       // Let socket.io send the refusal first, then end the connection: no second hello on it.
-      setImmediate(() => connection.close());
+      setImmediate(() => this.#end(connection));
       throw error;
     }
   }
@@ -319,7 +331,18 @@ export class AdmissionGate {
     for (const packet of this.#encoder.encode({ type: PacketType.CONNECT_ERROR, nsp: '/', data: { message, data: { code } } })) {
       if (typeof packet === 'string') connection.write(packet);
     }
-    this.#release(connection);
+    this.#end(connection);
+  }
+
+  /**
+   * Closes a refused connection. It still counts against the caps until its transport has closed,
+   * and its TCP socket is destroyed after {@link CLOSE_GRACE_MS}, so what the caps bound is what
+   * the coordinator holds.
+   */
+  #end(connection: TransportConnection): void {
+    const timer = setTimeout(() => connection.request?.socket?.destroy(), CLOSE_GRACE_MS);
+    timer.unref();
+    closedOf(connection)(() => clearTimeout(timer));
     connection.close();
   }
 
@@ -332,6 +355,12 @@ export class AdmissionGate {
     if (left > 0) this.#pendingByAddress.set(pending.address, left);
     else this.#pendingByAddress.delete(pending.address);
   }
+}
+
+/** Subscribes to the end of a connection: its TCP socket's close when known, else the transport's. */
+function closedOf(connection: TransportConnection): (listener: () => void) => void {
+  const tcp = connection.request?.socket;
+  return (listener) => void (tcp ? tcp.once('close', listener) : connection.once('close', listener));
 }
 
 function formatSeconds(ms: number): string {

@@ -10,6 +10,7 @@ import { signEvaluation } from '../../shared/crypto/hello.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { Harness, makeDelta, recordingLogger, within } from '../support/hostile.ts';
 import { RawEngineConnection } from '../support/raw-engine.ts';
+import { PinningConnection } from '../stress/stress-support.ts';
 
 describe('admission path', () => {
   let harness: Harness | undefined;
@@ -67,6 +68,23 @@ describe('admission path', () => {
     const peer = await open(harness.coordinator.url);
     await peer.waitClosed(3_000);
     expect(peer.connectErrors.map((e) => e.data?.code)).toEqual(['ADMISSION_TIMEOUT']);
+  });
+
+  it('destroys a timed-out peer that ignores the close handshake within a second, counting it until then', async () => {
+    harness = await Harness.start({ allowed: 1, rounds: 1, admissionLimits: { admissionTimeoutMs: 300 } });
+    let closed = false;
+    const peer = new PinningConnection(harness.coordinator.port, '127.0.0.5', () => (closed = true));
+    expect(await peer.holding).toBe(true);
+    expect(harness.coordinator.admissionStats.unadmitted).toBe(1);
+    // Timed out at 300 ms; a raw TCP peer never answers WebSocket's close frame (ws would wait 30 s).
+    await within(
+      (async () => {
+        while (!closed) await new Promise((resolve) => setTimeout(resolve, 20));
+      })(),
+      'the coordinator to drop the peer',
+      3_000,
+    );
+    expect(harness.coordinator.admissionStats.unadmitted).toBe(0);
   });
 
   it('caps unadmitted connections per address and in total, refusing the extra ones with TOO_MANY_CONNECTIONS', async () => {

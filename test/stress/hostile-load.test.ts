@@ -1,8 +1,8 @@
 /**
  * Hostile load: 1,000 unadmitted connections, each pinning the most an unadmitted peer can (a
  * WebSocket frame of the largest size the coordinator accepts, announced and sent but for its last
- * byte, and no hello), held at once, from 40 loopback addresses. When the coordinator closes one
- * (admission timeout) it is opened again at once, so 1,000 stay held throughout. Meanwhile an
+ * byte, and no hello), held at once, from 40 loopback addresses, with an admission timeout longer
+ * than the run so all 1,000 stay held throughout (one that is closed anyway is opened again). Meanwhile an
  * honest federation of scripted clients (real hellos, real sealed envelopes) runs 3 rounds and
  * every update must be counted exactly once.
  *
@@ -54,7 +54,9 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
       minClients: HONEST,
       checkpointDir,
       roundTimeoutMs: 120_000,
-      admissionLimits: { maxUnadmitted: HOSTILE + HONEST + 100 },
+      // A long admission timeout: every hostile connection stays held for the whole honest run
+      // (the worst case for memory; the default 10 s would cycle them).
+      admissionLimits: { maxUnadmitted: HOSTILE + HONEST + 100, admissionTimeoutMs: 300_000 },
       memoryEveryMs: 250,
     });
     const memoryAfter = (from: number, what: string, match: (e: Extract<ChildEvent, { event: 'memory' }>) => boolean = () => true) => {
@@ -71,7 +73,7 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
       opened++;
       const connection = new PinningConnection(child!.port, loopbackAddress(2, Math.floor(i / PER_ADDRESS)), () => {
         hostile.delete(connection);
-        if (!stopped) open(i);
+        if (!stopped) setTimeout(() => !stopped && open(i), 100);
       });
       hostile.add(connection);
       return connection;
@@ -97,6 +99,8 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
           examples: 20 + ((i * 37) % 200),
           update: (fit, weights) => makeDelta(weights.length, fit.round * 10_007 + i),
           localAddress: loopbackAddress(1, i),
+          // On a loaded machine a ping can time out; a real client reconnects (fresh hello, ready again).
+          reconnect: true,
         }),
       );
     }

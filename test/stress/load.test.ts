@@ -67,6 +67,8 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
         // Each client from its own loopback address, as separate sites would be (the per-address
         // cap on unadmitted connections applies to each).
         localAddress: loopbackAddress(1, i),
+        // On a loaded machine a ping can time out; a real client reconnects (fresh hello, ready again).
+        reconnect: true,
       });
       clients.push(client);
     }
@@ -79,7 +81,11 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
     const replays: Array<Promise<{ code: string }>> = [];
     const roundEvents = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      await within(Promise.all(clients.slice(0, REPLAYERS).map((c) => c.sentSatisfies((sent) => sent.some((s) => s.round === round && s.ack.ok)))), `round ${round} replayers`, 600_000);
+      await within(Promise.all(clients.slice(0, REPLAYERS).map((c) => c.sentSatisfies((sent) => sent.some((s) => s.round === round && s.ack.ok)))), `round ${round} replayers`, 600_000).catch((error: Error) => {
+        const fitted = clients.filter((c) => c.fits.some((f) => f.fit.round === round)).length;
+        const acks = countBy(clients.flatMap((c) => c.sent.filter((s) => s.round === round).map((s) => (s.ack.ok ? 'ok' : s.ack.code))));
+        throw new Error(`${error.message}: ${fitted} clients got the round's head; update acks ${JSON.stringify(acks)}; connected ${clients.filter((c) => c.socket.connected).length}\n${child!.stderr.slice(-3000)}`);
+      });
       for (const client of clients.slice(0, REPLAYERS)) {
         const accepted = client.sent.find((s) => s.round === round && s.ack.ok)!;
         replays.push(
