@@ -37,6 +37,7 @@ interface SimulateFlags extends Record<string, unknown> {
   trainExamples?: number;
   testExamples?: number;
   validationFraction?: number;
+  workers?: number;
   baselines: boolean;
   out?: string;
   trainable?: string;
@@ -95,6 +96,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
+    .option('--workers <n>', 'worker threads training virtual clients (0 = in the main thread; default one per core)', (v) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('workers must be an integer ≥ 0');
+      return n;
+    })
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
@@ -138,6 +144,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
+      if (flags.workers !== undefined) overrides.trainingWorkers = flags.workers;
       if (flags.fineTune) {
         if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
         overrides.trainable = base.fineTune;

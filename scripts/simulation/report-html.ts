@@ -95,7 +95,7 @@ export interface SimulationReport {
   wallSeconds: number;
   /** Accuracy of the final global model; null if it was never evaluated. */
   finalAccuracy: number | null;
-  /** Peak resident set size of the simulation process, in MiB. */
+  /** Peak resident set size of the whole run (the simulation process and its client processes), in MiB. */
   peakRssMb: number;
   /** Set when the pretrained model trails the strongest from-scratch baseline. @default none */
   negativeTransfer?: NegativeTransferNote | null;
