@@ -186,7 +186,6 @@ export const PRESETS: Record<string, SimulationConfig> = {
         { fromRound: 5, groups: [{ select: 'head' }, { select: 'pattern', pattern: '^glove_embedding$', lrMultiplier: 0.5 }] },
       ],
     },
-    augmentation: { tokenDropout: 0.2 },
     trainExamples: 2000,
     testExamples: 2000,
     clients: 20,
