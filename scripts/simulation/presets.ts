@@ -42,6 +42,8 @@ export type ScratchFeatures = (typeof SCRATCH_FEATURES)[number];
 
 export interface SimulationConfig {
   preset: string;
+  /** Socket and process modes: serve the coordinator's live dashboard (its address is logged). @default off */
+  dashboard?: boolean;
   dataset: SimulationDataset;
   /** Frozen base: `glove-100d`, `mobilenet-v2-96`, `identity-784` (no frozen base). */
   base: string;
@@ -184,7 +186,6 @@ export const PRESETS: Record<string, SimulationConfig> = {
         { fromRound: 5, groups: [{ select: 'head' }, { select: 'pattern', pattern: '^glove_embedding$', lrMultiplier: 0.5 }] },
       ],
     },
-    augmentation: { tokenDropout: 0.2 },
     trainExamples: 2000,
     testExamples: 2000,
     clients: 20,
