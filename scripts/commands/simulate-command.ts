@@ -107,6 +107,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
+    .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
     .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual mode')
     .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
@@ -132,6 +133,11 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize;
       if (flags.lr !== undefined) overrides.learningRate = flags.lr;
       if (flags.mode) overrides.mode = flags.mode;
+      if (flags['dashboard'] === true) {
+        const mode = flags.mode ?? base.mode;
+        if (mode === 'virtual') throw new FedtlError('BAD_CONFIG', '--dashboard needs --mode socket or --mode process: virtual clients run without a coordinator server to serve it');
+        overrides.dashboard = true;
+      }
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch !== undefined) overrides.scratchFeatures = flags.scratch;
       if (flags.strategy) overrides.strategy = flags.strategy;

@@ -42,6 +42,8 @@ export type ScratchFeatures = (typeof SCRATCH_FEATURES)[number];
 
 export interface SimulationConfig {
   preset: string;
+  /** Socket and process modes: serve the coordinator's live dashboard (its address is logged). @default off */
+  dashboard?: boolean;
   dataset: SimulationDataset;
   /** Frozen base: `glove-100d`, `mobilenet-v2-96`, `identity-784` (no frozen base). */
   base: string;

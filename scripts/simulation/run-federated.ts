@@ -418,8 +418,10 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
     rounds: config.rounds,
     seed: config.seed,
     logger: quiet,
+    ...(config.dashboard ? { dashboard: true } : {}),
     loop: coordinatorLoopOptions(input, serverHead, initial.manifest, strategy),
   });
+  if (coordinator.dashboardUrl) (input.logger ?? createLogger('simulation')).info(`dashboard: ${coordinator.dashboardUrl}`);
   const pub = publicIdentity(coordinatorIdentity);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
