@@ -28,7 +28,8 @@ export interface ClientRoundContext {
   identity: Identity;
   /** The pinned coordinator's public keys (raw bytes or base64). */
   coordinator: { signingKey: Uint8Array; boxKey: Uint8Array | string };
-  trainer: LocalTrainer;
+  /** A {@link LocalTrainer}, or anything that trains the same way (a simulation's worker pool). */
+  trainer: Pick<LocalTrainer, 'fit' | 'evaluate'>;
   train: LabeledFeatures;
   /** Local validation split; evaluation answers with zero examples without one. @default null */
   validation?: LabeledFeatures | null;

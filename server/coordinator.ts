@@ -7,6 +7,8 @@
  */
 import { createServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Dashboard, type DashboardClient, type DashboardOptions, type DashboardPhase, type DashboardState } from './dashboard.ts';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
@@ -95,6 +97,11 @@ export interface CoordinatorOptions {
   admissionLimits?: AdmissionLimits;
   /** Serve HTTPS/WSS with this PEM certificate chain and key instead of plain HTTP. @default null */
   tls?: { cert: string | Buffer; key: string | Buffer } | null;
+  /**
+   * A live read-only dashboard at `/dashboard` and Prometheus metrics at `/metrics`, both behind a
+   * token (see server/dashboard.ts); its address is logged at start. @default off
+   */
+  dashboard?: DashboardOptions | boolean;
   /** Messages one client may send per second, averaged over 10 s, before it is cut off. @default 200 */
   maxMessagesPerSecond?: number;
   logger?: Logger;
@@ -119,6 +126,10 @@ export class Coordinator {
   readonly #signingKey: string;
   /** Class names and feature columns of the federation: configured, or adopted from the first ready client. */
   #classNames: string[] | undefined;
+  readonly #dashboard: Dashboard | undefined;
+  /** Per client id: last message time and refusals by reason (dashboard only). */
+  readonly #seen = new Map<string, { lastSeen: number; rejections: Partial<Record<ErrorCode, number>> }>();
+  #stopped = false;
   #featureColumns: string[] | undefined;
   /** Secure aggregation over these sockets, when the strategy is wrapped in it. */
   readonly #secagg: SocketSecureAggregation | undefined;
@@ -146,6 +157,11 @@ export class Coordinator {
     });
     this.loop = new RoundLoop({
       ...options.loop,
+      onRound: (record, weights) => {
+        options.loop?.onRound?.(record, weights);
+        // Every completed round reaches open dashboards at once, not at the next tick.
+        this.#dashboard?.push();
+      },
       strategy: options.strategy,
       headSpec: options.headSpec,
       manifest: options.manifest,
@@ -169,7 +185,13 @@ export class Coordinator {
         return data && { signingKey: decodeKey(data.signingKey, 'signing key'), boxKey: decodeKey(data.boxKey, 'box key') };
       },
     });
-    this.#http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }) : createServer();
+    // Requests that neither socket server owns: the dashboard's routes, or 404.
+    const onRequest = (request: IncomingMessage, response: ServerResponse) => {
+      if (this.#dashboard?.handle(request, response)) return;
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    };
+    this.#http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : createServer(onRequest);
+    if (options.dashboard) this.#dashboard = new Dashboard(this.#http, () => this.#dashboardState(), options.dashboard === true ? {} : options.dashboard);
     this.#io = new Server(this.#http, {
       // Set from the head's size so a legitimate update never hits socket.io's 1 MB default,
       // while anything larger is cut off by the transport before it is buffered.
@@ -214,6 +236,7 @@ export class Coordinator {
       coordinator.#http.listen(port, host, () => resolve());
     });
     coordinator.#log.info(`listening on ${coordinator.url} (protocol v${PROTOCOL_VERSION}, base ${options.base.descriptor.name} ${options.base.descriptor.hash.slice(0, 12)})`);
+    if (coordinator.#dashboard) coordinator.#log.info(`dashboard: ${coordinator.dashboardUrl} (metrics: ${coordinator.url}/metrics with the same token)`);
     return coordinator;
   }
 
@@ -244,6 +267,62 @@ export class Coordinator {
     return this.#featureColumns;
   }
 
+  /** The dashboard's address with its token, when the dashboard is on. */
+  get dashboardUrl(): string | null {
+    return this.#dashboard ? this.#dashboard.url(this.url) : null;
+  }
+
+  /** What the dashboard shows: counts, public client ids and per-round metrics; never keys, data or deltas. */
+  #dashboardState(): DashboardState {
+    const loop = this.loop;
+    const active = loop.activeRound;
+    const history = loop.history;
+    const rejections: Partial<Record<ErrorCode, number>> = {};
+    const add = (into: Partial<Record<ErrorCode, number>>, from: Partial<Record<ErrorCode, number>>) => {
+      for (const [code, n] of Object.entries(from) as [ErrorCode, number][]) into[code] = (into[code] ?? 0) + n;
+    };
+    for (const seen of this.#seen.values()) add(rejections, seen.rejections);
+    const list: DashboardClient[] = [...this.#seen].map(([id, seen]) => ({ id, status: loop.clients.status(id) ?? (this.#sockets.has(id) ? 'connected' : 'gone'), lastSeen: seen.lastSeen, rejections: { ...seen.rejections } }));
+    let phase: DashboardPhase = active ? active.kind : 'waiting for clients';
+    if (loop.completedRounds >= this.#options.rounds) phase = 'finished';
+    else if (this.#stopped) phase = 'stopped';
+    return {
+      now: Date.now(),
+      base: this.#options.base.descriptor.name,
+      strategy: this.#options.strategy.name,
+      roundsPlanned: this.#options.rounds,
+      roundsCompleted: loop.completedRounds,
+      phase,
+      active,
+      clients: { connected: this.#sockets.size, ready: loop.clients.readyCount, list },
+      history: history.map((r) => ({
+        round: r.round,
+        selected: r.selected,
+        accepted: r.accepted,
+        dropped: r.dropped,
+        rejected: { ...r.rejected },
+        examples: r.examples,
+        accuracy: r.serverAccuracy ?? r.evalAccuracy,
+        loss: r.serverLoss ?? r.evalLoss,
+        trainLoss: r.trainLoss,
+        bytesDown: r.bytesDown,
+        bytesUp: r.bytesUp,
+        seconds: r.seconds,
+      })),
+      traffic: { bytesDown: history.reduce((s, r) => s + r.bytesDown, 0), bytesUp: history.reduce((s, r) => s + r.bytesUp, 0) },
+      rejections,
+      privacy: { epsilon: null, delta: null },
+    };
+  }
+
+  /** Per client, for the dashboard: when it last sent anything, and what of it was refused. */
+  #noteMessage(clientId: string, refused?: ErrorCode): void {
+    const seen = this.#seen.get(clientId) ?? { lastSeen: 0, rejections: {} };
+    seen.lastSeen = Date.now();
+    if (refused) seen.rejections[refused] = (seen.rejections[refused] ?? 0) + 1;
+    this.#seen.set(clientId, seen);
+  }
+
   /** Runs all rounds and tells clients the run is over. */
   async run(): Promise<readonly RoundRecord[]> {
     const history = await this.loop.run();
@@ -254,7 +333,9 @@ export class Coordinator {
 
   /** Stops the loop, disconnects every client and closes the port. */
   async close(): Promise<void> {
+    this.#stopped = true;
     this.loop.stop();
+    this.#dashboard?.close();
     this.#io.disconnectSockets(true);
     await new Promise<void>((resolve) => {
       void this.#io.close(() => resolve());
@@ -293,6 +374,7 @@ export class Coordinator {
     // Every inbound packet counts against the rate limit, whatever its event name or arguments
     // (unknown events and ack-less calls included), and unknown events are answered, not ignored.
     socket.use(([event], next) => {
+      this.#noteMessage(socket.data.clientId);
       if (!this.#withinRate(socket)) return;
       if (!KNOWN_EVENTS.has(event)) {
         socket.emit('problem', { code: 'BAD_MESSAGE', message: `unknown event ${JSON.stringify(String(event).slice(0, 64))}` });
@@ -462,6 +544,7 @@ export class Coordinator {
       this.#log.warn(`client ${socket.data.clientId}: ${error.code}: ${error.message}`);
       result = errorAck(error);
     }
+    if (!result.ok) this.#noteMessage(socket.data.clientId, result.code);
     reply(result);
   }
 }

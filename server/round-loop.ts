@@ -13,7 +13,7 @@
  * virtual clients (simulation) are both {@link Participant}s and feed the same checks.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { FedtlError } from '../shared/core/errors.ts';
+import { FedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createRandom } from '../shared/math/random.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
@@ -140,6 +140,13 @@ export class RoundLoop {
   }
 
   /** The current round's id, or null between rounds. */
+  /** The round in progress as counts, for monitoring (no client ids, no updates); null between rounds. */
+  get activeRound(): { kind: 'fit' | 'evaluate'; round: number; deadline: number; selected: number; answered: number; dropped: number; rejected: Partial<Record<ErrorCode, number>> } | null {
+    const active = this.#active;
+    if (!active) return null;
+    return { kind: active.kind, round: active.round, deadline: active.deadline, selected: active.selected.size, answered: active.answered.size, dropped: active.dropped.size, rejected: { ...active.rejected } };
+  }
+
   get activeRoundId(): string | null {
     return this.#active?.roundId ?? null;
   }

@@ -27,6 +27,8 @@ export interface StartCoordinatorOptions {
   classNames?: readonly string[];
   /** See {@link CoordinatorOptions.featureColumns}. @default adopted from the first ready client */
   featureColumns?: readonly string[];
+  /** See {@link CoordinatorOptions.dashboard}. @default off */
+  dashboard?: CoordinatorOptions['dashboard'];
   strategy: Strategy;
   rounds: number;
   /**
@@ -80,6 +82,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     headSpec: options.headSpec,
     ...(options.classNames ? { classNames: options.classNames } : {}),
     ...(options.featureColumns ? { featureColumns: options.featureColumns } : {}),
+    ...(options.dashboard ? { dashboard: options.dashboard } : {}),
     manifest: initial.manifest,
     initialWeights: initial.data,
     strategy: options.strategy,

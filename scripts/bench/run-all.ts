@@ -39,6 +39,8 @@ interface Bench {
   title: string;
   /** A missing script is reported as pending instead of failing the run. */
   optional?: boolean;
+  /** Arguments used when `--args.<name>` is not given (e.g. a shorter run than the script's default). */
+  defaultArgs?: string[];
   summarize?: (json: Record<string, unknown>) => SummaryRow[];
 }
 
@@ -152,6 +154,8 @@ const BENCHES: Bench[] = [
   { name: 'simulation', script: 'simulation.ts', title: 'Simulation scale (virtual clients)', optional: true },
   // Summarized from its JSON's `summary` array.
   { name: 'kernels', script: 'kernels.ts', title: 'wasm gradient kernels vs cpu' },
+  // Seconds per round only by default (3 rounds each); rounds to 97 % needs the full run: `--args.fedavg-reference ""`.
+  { name: 'fedavg-reference', script: 'fedavg-reference.ts', title: 'fedtl simulate vs a plain TensorFlow.js FedAvg loop (MNIST 2NN, IID)', defaultArgs: ['--rounds', '3', '--reference-rounds', '3'] },
 ];
 
 // ---- arguments ------------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ for (const bench of BENCHES) {
     timings.push({ name: bench.name, seconds: 0, status: 'pending' });
     continue;
   }
-  const extra = options.get(`args.${bench.name}`)?.split(/\s+/).filter(Boolean) ?? [];
+  const extra = options.get(`args.${bench.name}`)?.split(/\s+/).filter(Boolean) ?? bench.defaultArgs ?? [];
   console.log(`\n=== ${bench.name}: ${bench.title} ===`);
   const { code, seconds } = noRun ? { code: 0, seconds: 0 } : await runScript(bench.script, [...shared, ...extra]);
   timings.push({ name: bench.name, seconds, status: code === 0 ? 'ok' : `exit ${code}` });

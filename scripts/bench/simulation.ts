@@ -15,9 +15,14 @@
  *   (GloVe features from the cache; the first run computes them, ~1 min), C = 0.1 ⇒ 100 sampled
  *   clients per round: seconds per round (median over `--rounds`).
  *
- * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb]`
+ * - **worker pool**: seconds per round of mnist-mlp (100 clients, C = 0.1, E = 1, B = 10) and
+ *   imdb-glove (1,000 clients, C = 0.1) with virtual clients trained by 1 and by 2 worker threads
+ *   (`--pool 1,2`), each in a fresh process; the speed-up is the ratio of medians.
+ *
+ * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool] [--results simulation]`
  * A default run takes about a minute on 2 cores (more the first time, for the GloVe features).
- * Writes `scripts/bench/results/simulation.json`.
+ * Writes `scripts/bench/results/<--results>.json`, so a scale run (`--clients 1000,100000
+ * --rounds 1 --no-imdb --no-pool --results simulation-100k`) keeps the default run's file.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +35,7 @@ import { createIdentityBase } from '../../shared/bases/identity.ts';
 import { partition } from '../../shared/math/partition.ts';
 import { clientOrder, groupByClient } from '../simulation/client-shards.ts';
 import { resolveConfig } from '../simulation/presets.ts';
-import { VirtualFederation } from '../simulation/run-federated.ts';
+import { startTrainingPool, VirtualFederation } from '../simulation/run-federated.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from '../simulation/simulation-data.ts';
 import { VirtualIdentities } from '../simulation/virtual-identities.ts';
 import { intListArg, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
@@ -163,6 +168,35 @@ async function imdbRound(rounds: number): Promise<{ clients: number; perRound: n
   };
 }
 
+/**
+ * Seconds per round of `preset` with its virtual clients trained by a pool of `workers` threads:
+ * mnist-mlp (100 clients over 20,000 images, C = 0.1, E = 1, B = 10, IID) or imdb-glove (1,000
+ * clients over 20,000 reviews, C = 0.1). Same seed, so both pool sizes do exactly the same work.
+ */
+async function poolRound(preset: string, workers: number, rounds: number): Promise<{ preset: string; workers: number; secondsPerRound: number[]; medianSeconds: number; finalAccuracy: number | null }> {
+  await selectBackend({ log: false });
+  const config =
+    preset === 'mnist-mlp'
+      ? resolveConfig('mnist-mlp', { clients: 100, fractionFit: 0.1, epochs: 1, batchSize: 10, trainExamples: 20_000, testExamples: 2000, rounds, mode: 'virtual', partition: { scheme: 'iid', alpha: 0.5, beta: 0.5, shardsPerClient: 2 } })
+      : resolveConfig('imdb-glove', { clients: 1000, fractionFit: 0.1, trainExamples: 20_000, rounds, mode: 'virtual' });
+  const data = await loadSimulationData(config);
+  const { base } = await openSimulationBase(config.base);
+  const cache = simulationCache();
+  const trainFeatures = await featuresOf(base, data.train, cache);
+  const testFeatures = await featuresOf(base, data.test, cache);
+  const parts = partition(data.train.labels, { scheme: config.partition.scheme, numClients: config.clients, seed: config.seed, numClasses: data.train.classNames.length, alpha: config.partition.alpha });
+  const shards = groupByClient(clientOrder(parts), trainFeatures, data.train.labels);
+  const pool = await startTrainingPool({ config, base }, shards, workers);
+  const federation = new VirtualFederation({ config, base, baseDirectory: null, shards, pool, testFeatures, testLabels: data.test.labels, mode: 'virtual', label: 'bench', logger: quiet });
+  const history = (await federation.run()).history;
+  federation.dispose();
+  await pool.close();
+  base.dispose();
+  const seconds = history.map((r) => r.seconds);
+  const sorted = [...seconds].sort((a, b) => a - b);
+  return { preset, workers, secondsPerRound: seconds, medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN, finalAccuracy: history.at(-1)?.serverAccuracy ?? null };
+}
+
 /** Runs this script again with `--worker <what>` and parses the JSON line it prints. */
 function inChild<T>(workerArgs: string[]): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -184,6 +218,8 @@ if (worker === 'scale') {
   console.log(JSON.stringify(await scaleWorker(intListArg(args, 'clients')?.[0] ?? 1000, rounds)));
 } else if (worker === 'imdb') {
   console.log(JSON.stringify(await imdbRound(rounds)));
+} else if (worker === 'pool') {
+  console.log(JSON.stringify(await poolRound(args.get('preset') ?? 'mnist-mlp', intListArg(args, 'workers')?.[0] ?? 1, rounds)));
 } else {
   const counts = intListArg(args, 'clients') ?? [100, 1000, 10_000];
   const scale: ScaleResult[] = [];
@@ -213,11 +249,29 @@ if (worker === 'scale') {
         measurement: `${row.clients} virtual clients (imdb-glove-sized head, 20 ex/client, C = 0.1)`,
         result: `${row['updates/s']} client updates/s; ${row['bookkeeping B/client']} B/client bookkeeping, ${row['RSS KB/client (with data)']} KB/client RSS with data; peak RSS ${row['peak RSS MB']} MB`,
         ratio: '—',
-        target: row.clients >= 10_000 ? '10,000 clients in 2 GB' : '—',
+        target: row.clients >= 10_000 ? `${row.clients.toLocaleString('en-US')} clients in 2 GB` : '—',
         status: row.clients >= 10_000 ? (Number(row['peak RSS MB']) <= 2048 ? 'met' : 'missed') : '—',
       })),
     ...(imdb ? [{ measurement: `imdb-glove round, ${imdb.perRound} of ${imdb.clients} clients sampled`, result: `${round3(imdb.medianSeconds)} s/round (median of ${imdb.secondsPerRound.length}); ${round3(imdb.updatesPerSecond)} updates/s`, ratio: '—', target: '—', status: '—' }] : []),
   ];
-  const file = writeResults('simulation', { params: { counts, rounds, examplesPerClient: EXAMPLES_PER_CLIENT, features: FEATURES }, scale, rows, imdb, summary });
+  // Worker pool: each preset with 1 and with 2 training threads, one fresh process each, interleaved.
+  const poolSizes = args.has('no-pool') ? [] : (intListArg(args, 'pool') ?? [1, 2]);
+  type PoolResult = Awaited<ReturnType<typeof poolRound>>;
+  const pools: PoolResult[] = [];
+  for (const preset of poolSizes.length > 0 ? ['mnist-mlp', 'imdb-glove'] : []) {
+    for (const workers of poolSizes) {
+      console.log(`pool: ${preset} with ${workers} training worker(s) …`);
+      pools.push(await inChild<PoolResult>(['--worker', 'pool', '--preset', preset, '--workers', String(workers), '--rounds', String(Math.max(3, rounds))]));
+    }
+  }
+  const poolRows = pools.map((p) => {
+    const one = pools.find((q) => q.preset === p.preset && q.workers === 1);
+    return { preset: p.preset, workers: p.workers, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy) };
+  });
+  if (poolRows.length > 0) printTable(poolRows);
+  for (const row of poolRows.filter((r) => r.workers === 2)) {
+    summary.push({ measurement: `${row.preset} virtual clients, 2 training workers vs 1`, result: `${row['s/round (median)']} s/round`, ratio: `${row['speed-up vs 1 worker']}×`, target: '≥ 1.7×', status: Number(row['speed-up vs 1 worker']) >= 1.7 ? 'met' : 'missed' });
+  }
+  const file = writeResults(args.get('results') ?? 'simulation', { params: { counts, rounds, examplesPerClient: EXAMPLES_PER_CLIENT, features: FEATURES, poolSizes }, scale, rows, imdb, pools: poolRows, summary });
   console.log(`wrote ${file}`);
 }

@@ -47,6 +47,7 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--activation <name>', `activation of hidden layers (default ${DEFAULTS.activation})`)
     .option('--classes <n>', 'number of classes', positiveInteger('classes'))
     .option('--class-names <names>', 'comma-separated class names, in label order (clients with other names or another order are refused)')
+    .option('--dashboard', 'serve a live read-only dashboard at /dashboard and Prometheus metrics at /metrics, behind a token printed at start')
     .option('--feature-columns <names>', 'CSV data: comma-separated feature column names in model order (default: those of the first client)')
     .option('--rounds <n>', `rounds (default ${DEFAULTS.rounds})`, positiveInteger('rounds'))
     .option('--fraction <c>', `fraction of clients selected per round (default ${DEFAULTS.fraction})`, fraction('fraction'))
@@ -125,6 +126,7 @@ export function registerCoordinatorCommand(program: Command): void {
         headSpec,
         ...(config.classNames ? { classNames: config.classNames } : {}),
         ...(config.featureColumns ? { featureColumns: config.featureColumns } : {}),
+        ...(config.dashboard ? { dashboard: true } : {}),
         strategy,
         rounds: config.rounds,
         seed: config.seed,

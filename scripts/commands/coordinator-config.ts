@@ -47,6 +47,8 @@ export const coordinatorFileSchema = z.strictObject({
   classNames: z.array(z.string().min(1)).min(2).optional(),
   /** CSV data: feature column names in model order; clients' files are matched by header. */
   featureColumns: z.array(z.string().min(1)).min(1).optional(),
+  /** Serve the live dashboard and /metrics behind a token printed at start. */
+  dashboard: z.boolean().optional(),
   rounds: positiveInt.optional(),
   fraction: z.number().gt(0).max(1).optional(),
   minClients: positiveInt.optional(),
@@ -94,6 +96,8 @@ export interface CoordinatorConfig {
   classNames?: string[];
   /** CSV data: feature column names in model order. @default those of the first ready client */
   featureColumns?: string[];
+  /** Live dashboard at /dashboard and Prometheus /metrics, behind a token. @default off */
+  dashboard?: boolean;
   rounds: number;
   fraction: number;
   minClients: number;

@@ -37,6 +37,7 @@ interface SimulateFlags extends Record<string, unknown> {
   trainExamples?: number;
   testExamples?: number;
   validationFraction?: number;
+  workers?: number;
   baselines: boolean;
   out?: string;
   trainable?: string;
@@ -95,12 +96,18 @@ export function registerSimulateCommand(program: Command): void {
     .option('--train-examples <n>', 'training examples drawn from the data set', positiveInteger('train-examples'))
     .option('--test-examples <n>', 'held-out test examples', positiveInteger('test-examples'))
     .option('--validation-fraction <f>', 'share of each client\'s data kept out of training for federated evaluation, in [0, 1) (default 0: every mode trains on all of it)', fraction('validation-fraction'))
+    .option('--workers <n>', 'worker threads training virtual clients (0 = in the main thread; default one per core)', (v) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('workers must be an integer ≥ 0');
+      return n;
+    })
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
+    .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
     .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual or socket mode')
     .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
@@ -126,6 +133,11 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.batchSize !== undefined) overrides.batchSize = flags.batchSize;
       if (flags.lr !== undefined) overrides.learningRate = flags.lr;
       if (flags.mode) overrides.mode = flags.mode;
+      if (flags['dashboard'] === true) {
+        const mode = flags.mode ?? base.mode;
+        if (mode === 'virtual') throw new FedtlError('BAD_CONFIG', '--dashboard needs --mode socket or --mode process: virtual clients run without a coordinator server to serve it');
+        overrides.dashboard = true;
+      }
       if (flags.optimizer) overrides.optimizer = flags.optimizer;
       if (flags.scratch !== undefined) overrides.scratchFeatures = flags.scratch;
       if (flags.strategy) overrides.strategy = flags.strategy;
@@ -138,6 +150,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.trainExamples !== undefined) overrides.trainExamples = flags.trainExamples;
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
+      if (flags.workers !== undefined) overrides.trainingWorkers = flags.workers;
       if (flags.fineTune) {
         if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
         overrides.trainable = base.fineTune;

@@ -61,15 +61,18 @@ export function groupByClient(layout: ClientOrder, features: FeatureMatrix, labe
   if (labels.length !== features.rows) throw new FedtlError('BAD_SHAPE', `${features.rows} feature rows but ${labels.length} labels`);
   const { order, offsets } = layout;
   const { cols } = features;
-  const values = new Float32Array(order.length * cols);
-  const grouped = new Int32Array(order.length);
+  // Shared memory, so training worker threads read the rows without a copy each (training-pool.ts).
+  const values = new Float32Array(new SharedArrayBuffer(order.length * cols * 4));
+  const grouped = new Int32Array(new SharedArrayBuffer(order.length * 4));
   for (let k = 0; k < order.length; k++) {
     const row = order[k]!;
     if (!(row >= 0 && row < features.rows)) throw new FedtlError('BAD_DATA', `client row index ${row} is outside the ${features.rows} training rows`);
     values.set(features.values.subarray(row * cols, (row + 1) * cols), k * cols);
     grouped[k] = labels[row]!;
   }
-  return { count: offsets.length - 1, features: { values, rows: order.length, cols }, labels: grouped, offsets };
+  const sharedOffsets = new Int32Array(new SharedArrayBuffer(offsets.byteLength));
+  sharedOffsets.set(offsets);
+  return { count: offsets.length - 1, features: { values, rows: order.length, cols }, labels: grouped, offsets: sharedOffsets };
 }
 
 /** Number of training rows of client `index`. */

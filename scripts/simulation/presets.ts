@@ -10,6 +10,7 @@
  * - `mnist-mlp`: no frozen base; the whole 784-200-200-10 MLP of McMahan et al. (2017) is trained
  *   federatedly on MNIST, with their C / E / B knobs, so numbers can be compared with the paper.
  */
+import os from 'node:os';
 import type { DpOptions } from '../../shared/privacy/index.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { PartitionScheme } from '../../shared/math/partition.ts';
@@ -41,6 +42,8 @@ export type ScratchFeatures = (typeof SCRATCH_FEATURES)[number];
 
 export interface SimulationConfig {
   preset: string;
+  /** Socket and process modes: serve the coordinator's live dashboard (its address is logged). @default off */
+  dashboard?: boolean;
   dataset: SimulationDataset;
   /** Frozen base: `glove-100d`, `mobilenet-v2-96`, `identity-784` (no frozen base). */
   base: string;
@@ -105,6 +108,11 @@ export interface SimulationConfig {
   augmentation?: AugmentationSpec;
   /** Deadline of one round in socket and process modes, ms. */
   roundTimeoutMs: number;
+  /**
+   * Worker threads that train virtual clients, each with its own TensorFlow.js backend; 0 trains
+   * them one at a time in the main thread. The same seed gives the same numbers for any value.
+   */
+  trainingWorkers: number;
   /** Secure aggregation (SecAgg+) of the clients' deltas; virtual or socket mode. @default undefined (off) */
   secureAggregation?: SecureAggregationSettings;
   /** Client-level differential privacy (DP-FedAvg). @default undefined (off) */
@@ -136,6 +144,8 @@ const COMMON = {
   localOnlyClients: 50,
   validationFraction: 0,
   roundTimeoutMs: 60_000,
+  // One per core: training is the simulation's bulk, and each worker has its own backend.
+  trainingWorkers: os.availableParallelism(),
 };
 
 export const PRESETS: Record<string, SimulationConfig> = {
@@ -176,7 +186,6 @@ export const PRESETS: Record<string, SimulationConfig> = {
         { fromRound: 5, groups: [{ select: 'head' }, { select: 'pattern', pattern: '^glove_embedding$', lrMultiplier: 0.5 }] },
       ],
     },
-    augmentation: { tokenDropout: 0.2 },
     trainExamples: 2000,
     testExamples: 2000,
     clients: 20,
@@ -258,6 +267,7 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
   for (const [name, rate] of [['dropoutRate', config.dropoutRate], ['stragglerRate', config.stragglerRate], ['validationFraction', config.validationFraction]] as const) {
     if (!(rate >= 0 && rate < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${rate}`);
   }
+  if (!Number.isSafeInteger(config.trainingWorkers) || config.trainingWorkers < 0) throw new FedtlError('BAD_CONFIG', `trainingWorkers must be an integer ≥ 0, got ${config.trainingWorkers}`);
   for (const features of config.scratchFeatures) {
     if (!(SCRATCH_FEATURES as readonly string[]).includes(features)) throw new FedtlError('BAD_CONFIG', `unknown from-scratch baseline "${String(features)}"; choose from ${SCRATCH_FEATURES.join(', ')}`);
   }

@@ -303,9 +303,11 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
       host: '127.0.0.1',
       port: 0,
       logger: { ...createLogger('coordinator'), info: () => undefined },
+      ...(config.dashboard ? { dashboard: true } : {}),
       loop: loopOptions,
     });
 
+    if (coordinator.dashboardUrl) log.info(`dashboard: ${coordinator.dashboardUrl}`);
     // 3. One `fedtl client` process per client.
     const coordinatorKey = formatPublicIdentity(publicIdentity(coordinatorIdentity));
     const argsOf: string[][] = [];

@@ -95,7 +95,7 @@ export interface SimulationReport {
   wallSeconds: number;
   /** Accuracy of the final global model; null if it was never evaluated. */
   finalAccuracy: number | null;
-  /** Peak resident set size of the simulation process, in MiB. */
+  /** Peak resident set size of the whole run (the simulation process and its client processes), in MiB. */
   peakRssMb: number;
   /** Set when the pretrained model trails the strongest from-scratch baseline. @default none */
   negativeTransfer?: NegativeTransferNote | null;
@@ -391,11 +391,35 @@ function renderTrafficSection(report: SimulationReport): string {
   return `<section><h2>Communication</h2>${svg}${table}</section>`;
 }
 
+/**
+ * The partition settings as words with only the parameters the scheme uses, instead of raw JSON
+ * (`{"scheme":"dirichlet","alpha":0.5,"beta":0.5,"shardsPerClient":2}` → `Dirichlet label skew, α = 0.5`).
+ * Anything it does not recognise is shown as it is.
+ */
+export function describePartitionSettings(settings: unknown): string {
+  if (typeof settings === 'string') return settings;
+  if (typeof settings !== 'object' || settings === null) return formatConfigValue(settings);
+  const s = settings as Record<string, unknown>;
+  const num = (key: string) => (typeof s[key] === 'number' ? String(s[key]) : '?');
+  switch (s['scheme']) {
+    case 'iid':
+      return 'IID (every client draws from the same label mix)';
+    case 'dirichlet':
+      return `Dirichlet label skew, α = ${num('alpha')} (smaller α: more skewed)`;
+    case 'quantity':
+      return `quantity (size) skew, Dirichlet β = ${num('beta')} over client sizes`;
+    case 'shards':
+      return `label shards, ${num('shardsPerClient')} per client (as in McMahan et al. 2017)`;
+    default:
+      return formatConfigValue(settings);
+  }
+}
+
 function renderPartitionSection(report: SimulationReport): string {
   const p = report.partition;
   const scheme = report.config['partition'] ?? report.config['scheme'];
   const rows: [string, string][] = [
-    ...(scheme !== undefined ? [['scheme', formatConfigValue(scheme)] as [string, string]] : []),
+    ...(scheme !== undefined ? [['scheme', describePartitionSettings(scheme)] as [string, string]] : []),
     ['clients', String(p.numClients)],
     ['examples', String(p.numExamples)],
     ['classes', String(p.numClasses)],
@@ -503,7 +527,7 @@ function heatColor(share: number): string {
 function renderConfigSection(report: SimulationReport): string {
   const entries: [string, unknown][] = [['seed', report.seed], ['backend', report.backend], ...Object.entries(report.config)];
   const rows = entries
-    .map(([key, value]) => `<tr><th>${escapeXml(key)}</th><td><code>${escapeXml(formatConfigValue(value))}</code></td></tr>`)
+    .map(([key, value]) => `<tr><th>${escapeXml(key)}</th><td><code>${escapeXml(key === 'partition' ? describePartitionSettings(value) : formatConfigValue(value))}</code></td></tr>`)
     .join('');
   return `<section><h2>Configuration</h2><table><tbody>${rows}</tbody></table></section>`;
 }

@@ -47,6 +47,7 @@ import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientOrder, clientRows, clientSize, groupByClient, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
+import { TrainingPool } from './training-pool.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
 import { annotatePrivacy, isBudgetStop, withPrivacy } from './private-strategy.ts';
 
@@ -125,6 +126,8 @@ export function privateStrategyOf(config: SimulationConfig, keys?: Parameters<ty
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
+  // Socket and process simulations evaluate the head alone on the server; refuse rather than silently not fine-tune.
+  if (input.config.trainable && input.mode !== 'virtual') throw new FedtlError('BAD_CONFIG', `fine-tuning simulations run in virtual mode for now (--mode virtual); a deployed coordinator fine-tunes over sockets with "trainable" in its config`);
   switch (input.mode) {
     case 'virtual':
       return runVirtual(input);
@@ -154,11 +157,14 @@ class VirtualParticipant implements Participant {
   }
 }
 
+type FitOutcome = { kind: 'sealed'; sealed: Uint8Array } | { kind: 'dropped'; reason: string } | { kind: 'failed'; message: string };
+
 /**
  * Virtual clients on one round loop: each is an index into {@link ClientShards} and
- * {@link VirtualIdentities}, plus one small participant object. Selected clients train one at a
- * time on one shared head (a chain of jobs), seal their delta with their own keys and hand it to
- * `RoundLoop.receiveUpdate`: the deployment's validation and aggregation, minus the sockets.
+ * {@link VirtualIdentities}, plus one small participant object. Selected clients train — in a
+ * {@link TrainingPool} of worker threads when one is given, else one at a time on one shared head —
+ * seal their delta with their own keys and hand it to `RoundLoop.receiveUpdate`: the deployment's
+ * validation and aggregation, minus the sockets.
  */
 export class VirtualFederation {
   readonly loop: RoundLoop;
@@ -169,6 +175,7 @@ export class VirtualFederation {
   readonly #trainer: LocalTrainer;
   readonly #serverHead: tf.LayersModel;
   readonly #faults: Random;
+  readonly #pool: TrainingPool | null;
   readonly #log: Logger;
   readonly #fineTuning: VirtualFineTuning | null;
   #queue: Promise<void> = Promise.resolve();
@@ -177,9 +184,11 @@ export class VirtualFederation {
   /** Client updates trained, sealed and handed to the loop so far. */
   updates = 0;
 
-  constructor(input: FederatedRunInput & { shards: ClientShards }) {
+  constructor(input: FederatedRunInput & { shards: ClientShards; pool?: TrainingPool | null }) {
     const { config, shards } = input;
     this.#config = config;
+    this.#pool = input.pool ?? null;
+    if (this.#pool && config.trainable !== undefined && config.trainable !== null) throw new FedtlError('BAD_CONFIG', 'the training pool trains heads only; fine-tuning virtual clients runs without one');
     this.#shards = shards;
     this.#log = input.logger ?? createLogger('simulation');
     if (shards.features.cols !== input.base.embeddingSize) {
@@ -228,22 +237,37 @@ export class VirtualFederation {
     for (let i = 0; i < shards.count; i++) this.loop.addParticipant(new VirtualParticipant(identities.clientIds[i]!, i, this), clientSize(shards, i));
   }
 
-  /** Queues client `index`'s work for a fit request; faults are drawn in queue order (seeded). */
+  /**
+   * Queues client `index`'s work for a fit request. With a worker pool the training starts at once
+   * (as many at a time as there are workers); either way results reach the round loop in the order
+   * the loop asked for them, so the aggregate does not depend on which worker finished first.
+   */
   enqueueFit(index: number, request: FitRequest): void {
-    this.#queue = this.#queue.then(() => this.#fit(index, request));
+    if (this.#pool) {
+      const outcome = this.#work(index, request);
+      this.#queue = this.#queue.then(async () => this.#deliver(index, await outcome));
+    } else {
+      // One shared head in this thread: one client at a time.
+      this.#queue = this.#queue.then(async () => this.#deliver(index, await this.#work(index, request)));
+    }
   }
 
-  async #fit(index: number, request: FitRequest): Promise<void> {
+  /** Faults, training and sealing of one client's round; never rejects. */
+  async #work(index: number, request: FitRequest): Promise<FitOutcome> {
     const config = this.#config;
-    const clientId = this.identities.clientIds[index]!;
+    // Keyed by round, attempt and client, never by queue position: the same draws whatever runs
+    // first. (The round id also carries the loop's random run id, so only its tail is used.)
+    const attempt = /-r(\d+-a\d+)-fit$/.exec(request.roundId)?.[1] ?? String(request.round);
+    const faults = this.#faults.fork(attempt).fork(index);
+    if (faults.nextFloat() < config.dropoutRate) return { kind: 'dropped', reason: 'crashed' };
+    if (faults.nextFloat() < config.stragglerRate) return { kind: 'dropped', reason: 'missed the deadline' };
+    const pool = this.#pool;
     try {
-      if (this.#faults.nextFloat() < config.dropoutRate) return this.loop.reportDropped(clientId, 'crashed');
-      if (this.#faults.nextFloat() < config.stragglerRate) return this.loop.reportDropped(clientId, 'missed the deadline');
       const { sealed } = await runFitRound(
         {
           identity: this.identities.identity(index),
           coordinator: { signingKey: this.#coordinator.signing.publicKey, boxKey: this.#coordinator.box.publicKey },
-          trainer: this.#trainer,
+          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0) => pool.fit(index, weights, fitConfig, seed), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
           train: clientRows(this.#shards, index),
           seed: clientSeed(config.seed, index),
           verified: this.#verified,
@@ -251,14 +275,23 @@ export class VirtualFederation {
         },
         request,
       );
-      this.updates++;
-      const ack = this.loop.receiveUpdate(clientId, sealed);
-      if (!ack.ok) this.#log.warn(`virtual client ${index}: update rejected: ${ack.code}: ${ack.message}`);
+      return { kind: 'sealed', sealed };
     } catch (thrown) {
-      // A failing client must not break the chain of jobs: it is dropped from the round, loudly.
-      this.#log.warn(`virtual client ${index} failed: ${(thrown as Error).message}`);
-      this.loop.reportDropped(clientId, 'failed');
+      return { kind: 'failed', message: (thrown as Error).message };
     }
+  }
+
+  #deliver(index: number, outcome: FitOutcome): void {
+    const clientId = this.identities.clientIds[index]!;
+    if (outcome.kind === 'dropped') return this.loop.reportDropped(clientId, outcome.reason);
+    if (outcome.kind === 'failed') {
+      // A failing client must not break the chain of jobs: it is dropped from the round, loudly.
+      this.#log.warn(`virtual client ${index} failed: ${outcome.message}`);
+      return this.loop.reportDropped(clientId, 'failed');
+    }
+    this.updates++;
+    const ack = this.loop.receiveUpdate(clientId, outcome.sealed);
+    if (!ack.ok) this.#log.warn(`virtual client ${index}: update rejected: ${ack.code}: ${ack.message}`);
   }
 
   async run(): Promise<FederatedRunResult> {
@@ -278,6 +311,12 @@ export class VirtualFederation {
     this.#serverHead.dispose();
     this.#trainer.head.dispose();
   }
+}
+
+/** A pool of `workers` training threads for the virtual clients of `input`. */
+export async function startTrainingPool(input: Pick<FederatedRunInput, 'config' | 'base'>, shards: ClientShards, workers: number): Promise<TrainingPool> {
+  const manifest = initialHeadWeights(input.base.embeddingSize, input.config.head, input.config.seed).manifest;
+  return TrainingPool.start({ workers, inputSize: input.base.embeddingSize, headSpec: input.config.head, manifest, shards });
 }
 
 /** Virtual clients' fine-tuning: the coordinator's model schedule, features per boundary, the server-side evaluation. */
@@ -343,11 +382,16 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
 async function runVirtual(input: FederatedRunInput): Promise<FederatedRunResult> {
   const { shards } = input;
   if (!shards) throw new FedtlError('BAD_CONFIG', 'virtual mode needs the training features grouped by client (input.shards)');
-  const federation = new VirtualFederation({ ...input, shards });
+  // Fine-tuning trains through per-client stage trainers in this thread; the pool trains heads only.
+  const fineTuning = input.config.trainable !== undefined && input.config.trainable !== null;
+  const workers = fineTuning ? 0 : input.config.trainingWorkers;
+  const pool = workers > 0 ? await startTrainingPool(input, shards, workers) : null;
+  const federation = new VirtualFederation({ ...input, shards, pool });
   try {
     return await federation.run();
   } finally {
     federation.dispose();
+    await pool?.close();
   }
 }
 
@@ -374,8 +418,10 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
     rounds: config.rounds,
     seed: config.seed,
     logger: quiet,
+    ...(config.dashboard ? { dashboard: true } : {}),
     loop: coordinatorLoopOptions(input, serverHead, initial.manifest, strategy),
   });
+  if (coordinator.dashboardUrl) (input.logger ?? createLogger('simulation')).info(`dashboard: ${coordinator.dashboardUrl}`);
   const pub = publicIdentity(coordinatorIdentity);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });

@@ -15,6 +15,7 @@ import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalO
 import type { SimulationConfig } from './presets.ts';
 import { renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
 import { runFederated } from './run-federated.ts';
+import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
 import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from './simulation-data.ts';
@@ -52,9 +53,10 @@ function percent(value: number | null | undefined): string {
 export async function runSimulation(config: SimulationConfig, options: RunSimulationOptions): Promise<SimulationResult> {
   const log = options.logger ?? createLogger('simulate');
   const started = Date.now();
-  let peakRss = process.memoryUsage().rss;
+  // The whole run's memory: this process and, in process mode, every client process it started.
+  let peakRss = processTreeRssBytes();
   const sampleMemory = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    peakRss = Math.max(peakRss, processTreeRssBytes());
   }, 200);
   sampleMemory.unref();
   try {
@@ -179,7 +181,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     const pretrained = !config.base.startsWith('identity');
     const negative = pretrained ? negativeTransfer(finalAccuracy, baselines.scratch as ScratchBaseline | undefined) : null;
     if (negative) log.warn(negative.message);
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    peakRss = Math.max(peakRss, processTreeRssBytes());
     const report: SimulationResult['report'] = {
       title: `fedtl simulation: ${config.preset}`,
       federatedLabel: pretrained ? (config.trainable ? 'federated (pretrained base, fine-tuned)' : 'federated (pretrained base)') : 'federated (whole model)',

@@ -55,6 +55,8 @@ export interface FederationOptions {
   /** Identities on the allow list beyond the clients'. */
   extraAllowed?: string[];
   checkpointDir?: string;
+  /** Serve the coordinator's dashboard. @default off */
+  dashboard?: CoordinatorOptions['dashboard'];
   /** Serve over TLS with this certificate; clients trust `tls.cert`. */
   tls?: { cert: string; key: string };
 }
@@ -101,6 +103,7 @@ export class Federation {
       strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }, this.coordinatorIdentity),
       rounds: options.rounds,
       seed: 3,
+      ...(options.dashboard ? { dashboard: options.dashboard } : {}),
       ...(options.tls ? { tls: options.tls } : {}),
       loop: {
         roundTimeoutMs: 30_000,

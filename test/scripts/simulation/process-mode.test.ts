@@ -49,7 +49,12 @@ describe('SLOW end to end: --mode process, 3 client processes, 2 rounds', () => 
   it('trains through separate fedtl client processes and cleans up after them', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fedtl-process-test-'));
     dirs.push(dir);
-    const before = new Set((await readdir(tmpdir())).filter((name) => name.startsWith('fedtl-sim-processes-')));
+    // A private temporary root, so other test files running at the same time cannot add or
+    // remove directories under it; restored below.
+    const privateTmp = await mkdtemp(join(tmpdir(), 'fedtl-process-tmp-'));
+    dirs.push(privateTmp);
+    const savedTmp = process.env['TMPDIR'];
+    process.env['TMPDIR'] = privateTmp;
     const config = resolveConfig('mnist-mlp', {
       mode: 'process',
       clients: 3,
@@ -66,7 +71,14 @@ describe('SLOW end to end: --mode process, 3 client processes, 2 rounds', () => 
     // Warnings would report a client process that exited non-zero, or a rejected update.
     const warnings: string[] = [];
     const logger: Logger = { debug() {}, info() {}, warn: (m) => warnings.push(m), error: (m) => warnings.push(m) };
-    const { report } = await runSimulation(config, { outDir: dir, logger });
+    const { report } = await (async () => {
+      try {
+        return await runSimulation(config, { outDir: dir, logger });
+      } finally {
+        if (savedTmp === undefined) delete process.env['TMPDIR'];
+        else process.env['TMPDIR'] = savedTmp;
+      }
+    })();
     expect(warnings).toEqual([]);
     expect(report.rounds).toHaveLength(2);
     for (const round of report.rounds) {
@@ -78,7 +90,7 @@ describe('SLOW end to end: --mode process, 3 client processes, 2 rounds', () => 
     const json = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as { config: { mode: string } };
     expect(json.config.mode).toBe('process');
     // The clients' identities and data are gone.
-    const after = (await readdir(tmpdir())).filter((name) => name.startsWith('fedtl-sim-processes-') && !before.has(name));
-    expect(after).toEqual([]);
+    // (tsx keeps its compile cache there too; only fedtl's own directories must be gone.)
+    expect((await readdir(privateTmp)).filter((name) => name.startsWith('fedtl-'))).toEqual([]);
   }, 60_000);
 });

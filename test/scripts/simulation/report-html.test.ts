@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { partition, summarizePartition, Random } from '../../../shared/math/index.ts';
 import {
+  describePartitionSettings,
   formatBytes,
   formatDuration,
   renderReportHtml,
@@ -108,6 +109,22 @@ describe('renderReportHtml', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('describePartitionSettings', () => {
+  it('shows the scheme in words with only the parameters it uses', () => {
+    expect(describePartitionSettings({ scheme: 'dirichlet', alpha: 0.5, beta: 0.5, shardsPerClient: 2 })).toBe('Dirichlet label skew, α = 0.5 (smaller α: more skewed)');
+    expect(describePartitionSettings({ scheme: 'shards', alpha: 0.5, beta: 0.5, shardsPerClient: 2 })).toBe('label shards, 2 per client (as in McMahan et al. 2017)');
+    expect(describePartitionSettings({ scheme: 'quantity', beta: 0.3 })).toMatch(/β = 0\.3/);
+    expect(describePartitionSettings({ scheme: 'iid', alpha: 9 })).not.toMatch(/α/);
+    expect(describePartitionSettings({ scheme: 'other', x: 1 })).toBe('{"scheme":"other","x":1}');
+  });
+
+  it('replaces the raw JSON in the report', () => {
+    const html = renderReportHtml(sampleReport({ config: { partition: { scheme: 'dirichlet', alpha: 0.5, beta: 0.5, shardsPerClient: 2 } } }));
+    expect(html).toContain('Dirichlet label skew, α = 0.5');
+    expect(html).not.toContain('shardsPerClient');
   });
 });
 

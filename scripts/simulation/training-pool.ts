@@ -1,0 +1,150 @@
+/**
+ * Virtual clients trained on every core: a pool of worker threads, each with its own TensorFlow.js
+ * backend and head, reading the clients' features from the simulation's grouped matrix through
+ * SharedArrayBuffers (no copy per worker).
+ *
+ * The pool only trains. What a job computes depends on the client, the weights, the config and
+ * the seed it is given — never on which worker runs it or when — so the same seed gives the same
+ * deltas whatever the pool size; callers that need a deterministic aggregate hand the results to
+ * the round loop in the order they queued them (see VirtualFederation).
+ */
+import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-root.ts';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { LocalFitResult } from '../../client/local-trainer.ts';
+import { FedtlError } from '../../shared/core/errors.ts';
+import type { HeadSpec } from '../../shared/model/head.ts';
+import type { FitConfig } from '../../shared/strategy/strategy.ts';
+import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
+import type { ClientShards } from './client-shards.ts';
+
+/** What every worker receives once, at start. */
+export interface TrainingWorkerSetup {
+  inputSize: number;
+  headSpec: HeadSpec;
+  manifest: WeightManifest;
+  /** Features, labels and offsets backed by SharedArrayBuffers. */
+  shards: ClientShards;
+}
+
+export interface TrainingJob {
+  id: number;
+  index: number;
+  weights: Float32Array;
+  config: FitConfig;
+  seed: number;
+}
+
+export type TrainingReply =
+  | { type: 'ready' }
+  | { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number } }
+  | { type: 'fit'; id: number; ok: false; message: string };
+
+export interface TrainingPoolOptions {
+  /** Worker threads. @default os.availableParallelism() */
+  workers?: number;
+  inputSize: number;
+  headSpec: HeadSpec;
+  manifest: WeightManifest;
+  /** The clients' rows; must be backed by SharedArrayBuffers (groupByClient allocates them so). */
+  shards: ClientShards;
+}
+
+const WORKER_URL = new URL(`./training-worker${MODULE_EXTENSION}`, import.meta.url);
+
+/** Registers tsx inside the worker before importing its TypeScript entry (a worker does not inherit the loader). */
+function workerEntry(): URL {
+  // Built JavaScript (an installed package) loads as it is; only the TypeScript sources need tsx.
+  if (!RUNS_FROM_SOURCES) return WORKER_URL;
+  const register = import.meta.resolve('tsx/esm/api');
+  const code = `import { register } from ${JSON.stringify(register)};\nregister();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
+  return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
+}
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+  jobs: Map<number, { resolve: (result: LocalFitResult) => void; reject: (error: Error) => void }>;
+}
+
+function isShared(array: ArrayBufferView): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && array.buffer instanceof SharedArrayBuffer;
+}
+
+export class TrainingPool {
+  readonly #slots: Slot[];
+  #nextId = 1;
+  #closed = false;
+
+  private constructor(slots: Slot[]) {
+    this.#slots = slots;
+  }
+
+  /** Starts the workers; resolves once each has loaded its backend and built its head. */
+  static async start(options: TrainingPoolOptions): Promise<TrainingPool> {
+    const count = options.workers ?? os.availableParallelism();
+    if (!Number.isSafeInteger(count) || count < 1) throw new FedtlError('BAD_CONFIG', `a training pool needs at least one worker, got ${count}`);
+    const { shards } = options;
+    if (!isShared(shards.features.values) || !isShared(shards.labels) || !isShared(shards.offsets)) {
+      throw new FedtlError('BAD_CONFIG', 'the training pool reads client rows from SharedArrayBuffers; group them with groupByClient');
+    }
+    const setup: TrainingWorkerSetup = { inputSize: options.inputSize, headSpec: options.headSpec, manifest: options.manifest, shards };
+    const entry = workerEntry();
+    const slots: Slot[] = [];
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) {
+      const worker = new Worker(entry, { workerData: setup });
+      const slot: Slot = { worker, busy: 0, jobs: new Map() };
+      slots.push(slot);
+      ready.push(
+        new Promise<void>((resolve, reject) => {
+          worker.once('error', reject);
+          worker.on('message', (reply: TrainingReply) => {
+            if (reply.type === 'ready') return resolve();
+            const job = slot.jobs.get(reply.id);
+            if (!job) return;
+            slot.jobs.delete(reply.id);
+            slot.busy--;
+            if (reply.ok) job.resolve({ delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics });
+            else job.reject(new FedtlError('INTERNAL', `training worker: ${reply.message}`));
+          });
+        }),
+      );
+      // A worker that dies fails its pending jobs instead of leaving them waiting forever.
+      worker.on('error', (error) => {
+        for (const job of slot.jobs.values()) job.reject(new FedtlError('INTERNAL', `training worker crashed: ${error.message}`, { cause: error }));
+        slot.jobs.clear();
+      });
+    }
+    const pool = new TrainingPool(slots);
+    try {
+      await Promise.all(ready);
+    } catch (error) {
+      await pool.close();
+      throw new FedtlError('INTERNAL', `a training worker failed to start: ${(error as Error).message}`, { cause: error });
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.#slots.length;
+  }
+
+  /** Trains client `index` from `weights` in the least busy worker. */
+  fit(index: number, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
+    if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the training pool is closed'));
+    const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.#nextId++;
+    slot.busy++;
+    return new Promise<LocalFitResult>((resolve, reject) => {
+      slot.jobs.set(id, { resolve, reject });
+      const job: TrainingJob = { id, index, weights, config, seed };
+      slot.worker.postMessage(job);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * One worker thread of the {@link TrainingPool}: its own TensorFlow.js backend and head, the
+ * simulation's client features shared (read-only) through SharedArrayBuffers, and a queue of fit
+ * jobs it runs one at a time with the same {@link LocalTrainer} an in-thread virtual client uses.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { LocalTrainer } from '../../client/local-trainer.ts';
+import { buildHead } from '../../shared/model/head.ts';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { clientRows } from './client-shards.ts';
+import type { TrainingJob, TrainingReply, TrainingWorkerSetup } from './training-pool.ts';
+
+const setup = workerData as TrainingWorkerSetup;
+const port = parentPort!;
+await selectBackend({ log: false });
+const trainer = new LocalTrainer(buildHead(setup.inputSize, setup.headSpec), setup.manifest);
+let queue: Promise<void> = Promise.resolve();
+
+async function run(job: TrainingJob): Promise<void> {
+  try {
+    const result = await trainer.fit(job.weights, clientRows(setup.shards, job.index), job.config, job.seed);
+    const reply: TrainingReply = { type: 'fit', id: job.id, ok: true, delta: result.delta, exampleCount: result.exampleCount, metrics: result.metrics };
+    port.postMessage(reply, [result.delta.buffer as ArrayBuffer]);
+  } catch (thrown) {
+    const reply: TrainingReply = { type: 'fit', id: job.id, ok: false, message: (thrown as Error).message ?? String(thrown) };
+    port.postMessage(reply);
+  }
+}
+
+port.on('message', (job: TrainingJob) => {
+  queue = queue.then(() => run(job));
+});
+port.postMessage({ type: 'ready' } satisfies TrainingReply);

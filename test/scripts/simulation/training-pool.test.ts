@@ -1,0 +1,71 @@
+/**
+ * Virtual clients trained by a pool of worker threads (scripts/simulation/training-pool.ts): the
+ * same seed gives bit-identical global weights and the same faults in the main thread and in a pool.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createIdentityBase } from '../../../shared/bases/identity.ts';
+import type { Logger } from '../../../shared/core/log.ts';
+import { partition } from '../../../shared/math/partition.ts';
+import { createRandom } from '../../../shared/math/random.ts';
+import { selectBackend } from '../../../shared/tf/select-backend.ts';
+import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
+import { resolveConfig } from '../../../scripts/simulation/presets.ts';
+import { startTrainingPool, VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
+import { TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('training pool', () => {
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+  });
+
+  /** 12 clients of a 3-class, 16-feature problem, a hidden layer, 3 rounds, a third of the clients crash at random. */
+  async function run(workers: number) {
+    const random = createRandom('pool');
+    const rows = 360;
+    const values = new Float32Array(rows * 16).map(() => random.normal());
+    const labels = Int32Array.from({ length: rows }, (_, i) => i % 3);
+    for (let i = 0; i < rows; i++) values[i * 16 + labels[i]!]! += 2;
+    const config = resolveConfig('imdb-glove', {
+      head: { hidden: [8], activation: 'relu', dropout: 0, classes: 3 },
+      clients: 12, rounds: 3, fractionFit: 0.75, minClients: 2, trainExamples: rows, testExamples: 60,
+      epochs: 2, batchSize: 7, learningRate: 0.05, optimizer: 'sgd', mode: 'virtual', dropoutRate: 0.3, stragglerRate: 0, trainingWorkers: workers,
+    });
+    const shards = groupByClient(clientOrder(partition(labels, { scheme: 'iid', numClients: 12, seed: 4 })), { values, rows, cols: 16 }, labels);
+    const base = createIdentityBase(16);
+    const pool = workers > 0 ? await startTrainingPool({ config, base }, shards, workers) : null;
+    const federation = new VirtualFederation({
+      config, base, baseDirectory: null, shards, pool,
+      testFeatures: { values: values.subarray(0, 60 * 16), rows: 60, cols: 16 },
+      testLabels: labels.subarray(0, 60),
+      mode: 'virtual', label: 'pool', logger: quiet,
+    });
+    try {
+      const { history, weights } = await federation.run();
+      return { weights: Array.from(weights), participation: history.map((r) => [r.selected, r.accepted, r.dropped]), updates: federation.updates };
+    } finally {
+      federation.dispose();
+      await pool?.close();
+    }
+  }
+
+  it('gives the same weights and faults with two workers as in the main thread', async () => {
+    const tensorsBefore = tf.memory().numTensors;
+    const inThread = await run(0);
+    const two = await run(2);
+
+    expect(inThread.participation.some(([, , dropped]) => dropped! > 0)).toBe(true);
+    expect(inThread.updates).toBeGreaterThan(0);
+    expect(two).toEqual(inThread);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+  }, 60_000);
+
+  it('refuses rows that are not in shared memory, and a pool of no worker', async () => {
+    const shards = { count: 1, features: { values: new Float32Array(4), rows: 1, cols: 4 }, labels: new Int32Array(1), offsets: Int32Array.from([0, 1]) };
+    const options = { inputSize: 4, headSpec: { hidden: [], activation: 'relu' as const, dropout: 0, classes: 2 }, manifest: { entries: [], parameterCount: 0 } };
+    await expect(TrainingPool.start({ ...options, shards })).rejects.toThrow(/SharedArrayBuffers/);
+    await expect(TrainingPool.start({ ...options, shards, workers: 0 })).rejects.toThrow(/at least one worker/);
+  });
+});
