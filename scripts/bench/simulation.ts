@@ -19,9 +19,10 @@
  *   imdb-glove (1,000 clients, C = 0.1) with virtual clients trained by 1 and by 2 worker threads
  *   (`--pool 1,2`), each in a fresh process; the speed-up is the ratio of medians.
  *
- * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool]`
+ * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool] [--results simulation]`
  * A default run takes about a minute on 2 cores (more the first time, for the GloVe features).
- * Writes `scripts/bench/results/simulation.json`.
+ * Writes `scripts/bench/results/<--results>.json`, so a scale run (`--clients 1000,100000
+ * --rounds 1 --no-imdb --no-pool --results simulation-100k`) keeps the default run's file.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -248,7 +249,7 @@ if (worker === 'scale') {
         measurement: `${row.clients} virtual clients (imdb-glove-sized head, 20 ex/client, C = 0.1)`,
         result: `${row['updates/s']} client updates/s; ${row['bookkeeping B/client']} B/client bookkeeping, ${row['RSS KB/client (with data)']} KB/client RSS with data; peak RSS ${row['peak RSS MB']} MB`,
         ratio: '—',
-        target: row.clients >= 10_000 ? '10,000 clients in 2 GB' : '—',
+        target: row.clients >= 10_000 ? `${row.clients.toLocaleString('en-US')} clients in 2 GB` : '—',
         status: row.clients >= 10_000 ? (Number(row['peak RSS MB']) <= 2048 ? 'met' : 'missed') : '—',
       })),
     ...(imdb ? [{ measurement: `imdb-glove round, ${imdb.perRound} of ${imdb.clients} clients sampled`, result: `${round3(imdb.medianSeconds)} s/round (median of ${imdb.secondsPerRound.length}); ${round3(imdb.updatesPerSecond)} updates/s`, ratio: '—', target: '—', status: '—' }] : []),
@@ -271,6 +272,6 @@ if (worker === 'scale') {
   for (const row of poolRows.filter((r) => r.workers === 2)) {
     summary.push({ measurement: `${row.preset} virtual clients, 2 training workers vs 1`, result: `${row['s/round (median)']} s/round`, ratio: `${row['speed-up vs 1 worker']}×`, target: '≥ 1.7×', status: Number(row['speed-up vs 1 worker']) >= 1.7 ? 'met' : 'missed' });
   }
-  const file = writeResults('simulation', { params: { counts, rounds, examplesPerClient: EXAMPLES_PER_CLIENT, features: FEATURES, poolSizes }, scale, rows, imdb, pools: poolRows, summary });
+  const file = writeResults(args.get('results') ?? 'simulation', { params: { counts, rounds, examplesPerClient: EXAMPLES_PER_CLIENT, features: FEATURES, poolSizes }, scale, rows, imdb, pools: poolRows, summary });
   console.log(`wrote ${file}`);
 }

@@ -126,6 +126,8 @@ export function privateStrategyOf(config: SimulationConfig, keys?: Parameters<ty
 }
 
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
+  // Socket and process simulations evaluate the head alone on the server; refuse rather than silently not fine-tune.
+  if (input.config.trainable && input.mode !== 'virtual') throw new FedtlError('BAD_CONFIG', `fine-tuning simulations run in virtual mode for now (--mode virtual); a deployed coordinator fine-tunes over sockets with "trainable" in its config`);
   switch (input.mode) {
     case 'virtual':
       return runVirtual(input);

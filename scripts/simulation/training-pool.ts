@@ -8,6 +8,7 @@
  * deltas whatever the pool size; callers that need a deterministic aggregate hand the results to
  * the round loop in the order they queued them (see VirtualFederation).
  */
+import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-root.ts';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { LocalFitResult } from '../../client/local-trainer.ts';
@@ -49,10 +50,12 @@ export interface TrainingPoolOptions {
   shards: ClientShards;
 }
 
-const WORKER_URL = new URL('./training-worker.ts', import.meta.url);
+const WORKER_URL = new URL(`./training-worker${MODULE_EXTENSION}`, import.meta.url);
 
 /** Registers tsx inside the worker before importing its TypeScript entry (a worker does not inherit the loader). */
 function workerEntry(): URL {
+  // Built JavaScript (an installed package) loads as it is; only the TypeScript sources need tsx.
+  if (!RUNS_FROM_SOURCES) return WORKER_URL;
   const register = import.meta.resolve('tsx/esm/api');
   const code = `import { register } from ${JSON.stringify(register)};\nregister();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);

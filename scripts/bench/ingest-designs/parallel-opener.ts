@@ -39,14 +39,14 @@
  * await opener.close();
  * ```
  */
-import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
+import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../../shared/core/package-root.ts';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.ts';
-import type { Identity } from '../shared/crypto/identity.ts';
-import type { ClientPublicKeys, EnvelopeLimits, ExpectedUpdate, UpdateHeader } from '../shared/crypto/update-envelope.ts';
-import type { OpenedUpdate } from './round-loop.ts';
-import type { UpdateOpenerOptions } from './update-opener.ts';
+import { FedtlError, isErrorCode, type ErrorCode } from '../../../shared/core/errors.ts';
+import type { Identity } from '../../../shared/crypto/identity.ts';
+import type { ClientPublicKeys, EnvelopeLimits, ExpectedUpdate, UpdateHeader } from '../../../shared/crypto/update-envelope.ts';
+import type { OpenedUpdate } from '../../../server/round-loop.ts';
+import type { UpdateOpenerOptions } from '../../../server/update-opener.ts';
 
 /** Options of {@link createParallelOpener}. */
 export interface ParallelOpenerOptions {

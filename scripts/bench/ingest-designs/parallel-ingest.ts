@@ -6,7 +6,7 @@
  * (W × P additions, negligible next to N × P).
  *
  * ## Why
- * `server/parallel-opener.ts` opens on workers but accumulates on the main thread and transfers
+ * `parallel-opener.ts` opens on workers but accumulates on the main thread and transfers
  * every decrypted delta back: on a 2-core coordinator one core opens while the other mostly waits
  * for it, and ingest reached ~0.36× plain accumulation. Here both cores run open + accumulate on
  * data that is still in their caches, and no delta ever crosses threads. Measured side by side in
@@ -44,12 +44,12 @@
  * await ingest.close();
  * ```
  */
-import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
+import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../../shared/core/package-root.ts';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.ts';
-import type { Identity } from '../shared/crypto/identity.ts';
-import type { ClientPublicKeys, EnvelopeLimits, ExpectedUpdate, UpdateHeader } from '../shared/crypto/update-envelope.ts';
+import { FedtlError, isErrorCode, type ErrorCode } from '../../../shared/core/errors.ts';
+import type { Identity } from '../../../shared/crypto/identity.ts';
+import type { ClientPublicKeys, EnvelopeLimits, ExpectedUpdate, UpdateHeader } from '../../../shared/crypto/update-envelope.ts';
 
 /** Options of {@link ParallelIngest.start}. */
 export interface ParallelIngestOptions {

@@ -1,5 +1,5 @@
 /**
- * Worker side of {@link createParallelOpener} (server/parallel-opener.ts): opens one sealed update
+ * Worker side of {@link createParallelOpener} (scripts/bench/ingest-designs/parallel-opener.ts): opens one sealed update
  * per message with the very same `openUpdate` the synchronous path uses (SHA-256, Ed25519 verify,
  * X25519 + HKDF, ChaCha20-Poly1305, finiteness / range / L2 scan) and transfers the decrypted
  * delta back. Not a public module: only parallel-opener.ts starts it.
@@ -8,9 +8,9 @@
  * decrypt, and only the public half of the signing key; the signing secret never enters it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
-import type { Identity } from '../shared/crypto/identity.ts';
-import { openUpdate } from '../shared/crypto/update-envelope.ts';
+import { FedtlError, toFedtlError } from '../../../shared/core/errors.ts';
+import type { Identity } from '../../../shared/crypto/identity.ts';
+import { openUpdate } from '../../../shared/crypto/update-envelope.ts';
 import type { OpenJob, OpenReply, WorkerSetup } from './parallel-opener.ts';
 
 const port = parentPort;

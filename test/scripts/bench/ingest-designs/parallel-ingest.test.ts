@@ -5,10 +5,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ParallelIngest } from '../../server/parallel-ingest.ts';
-import { generateIdentity, publicIdentity, type Identity, type PublicIdentity } from '../../shared/crypto/identity.ts';
-import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
-import { WeightedDeltaMean } from '../../shared/strategy/fed-avg.ts';
+import { ParallelIngest } from '../../../../scripts/bench/ingest-designs/parallel-ingest.ts';
+import { generateIdentity, publicIdentity, type Identity, type PublicIdentity } from '../../../../shared/crypto/identity.ts';
+import { sealUpdate } from '../../../../shared/crypto/update-envelope.ts';
+import { WeightedDeltaMean } from '../../../../shared/strategy/fed-avg.ts';
 
 const P = 1000;
 const coordinator = generateIdentity();

@@ -1,5 +1,5 @@
 /**
- * Worker side of {@link ParallelIngest} (server/parallel-ingest.ts): opens each sealed update with
+ * Worker side of {@link ParallelIngest} (scripts/bench/ingest-designs/parallel-ingest.ts): opens each sealed update with
  * the very same `openUpdate` the synchronous path uses and, only if every check passed, folds
  * `exampleCount × delta` into this worker's float64 partial sum for the round. The delta never
  * leaves the thread; the partial sum is transferred to the main thread at `finish`.
@@ -9,9 +9,9 @@
  * decrypt, and only the public half of the signing key.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
-import type { Identity } from '../shared/crypto/identity.ts';
-import { type EnvelopeLimits, type ExpectedUpdate, openUpdate } from '../shared/crypto/update-envelope.ts';
+import { FedtlError, toFedtlError } from '../../../shared/core/errors.ts';
+import type { Identity } from '../../../shared/crypto/identity.ts';
+import { type EnvelopeLimits, type ExpectedUpdate, openUpdate } from '../../../shared/crypto/update-envelope.ts';
 import type { IngestReply, IngestRequest, IngestWorkerSetup } from './parallel-ingest.ts';
 
 const port = parentPort;
