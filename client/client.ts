@@ -39,6 +39,8 @@ import type { LabeledDataset } from './data/dataset.ts';
 import { computeFeatures } from './features.ts';
 import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
 import { StageTrainer } from './stage-trainer.ts';
+import { SecAggParty, wantsSecAgg } from './secagg-party.ts';
+import { parseSecAggDown } from '../shared/protocol/secagg-messages.ts';
 import type { AugmentationSpec } from '../shared/model/augmentation.ts';
 import { initialModelWeights } from '../shared/model/fine-tune-model.ts';
 
@@ -133,6 +135,8 @@ export class FedtlClient {
   readonly #coordinatorSigningKey: Uint8Array;
   #welcome: Welcome | null = null;
   #prepared: Promise<Prepared> | null = null;
+  /** Secure aggregation state: the held delta of the last secure fit round. */
+  #secagg: SecAggParty | null = null;
   /** Work on the head runs one job at a time: fit and evaluate share one model. */
   #queue: Promise<void> = Promise.resolve();
   #helloNonce = '';
@@ -199,7 +203,10 @@ export class FedtlClient {
   close(): void {
     this.#closed = true;
     this.#socket.disconnect();
-    void this.#prepared?.then((p) => p.trainer.head.dispose(), () => undefined);
+    // Once: closing twice (e.g. after a failure, then at shutdown) must not dispose the head twice.
+    const prepared = this.#prepared;
+    this.#prepared = null;
+    void prepared?.then((p) => p.trainer.head.dispose(), () => undefined);
   }
 
   #hello(): Hello {
@@ -265,6 +272,7 @@ export class FedtlClient {
     });
     socket.on('fit', (message: unknown) => this.#enqueue(() => this.#onFit(message)));
     socket.on('evaluate', (message: unknown) => this.#enqueue(() => this.#onEvaluate(message)));
+    socket.on('secagg', (message: unknown) => this.#enqueue(() => this.#onSecAgg(message)));
     socket.on('finished', (notice: FinishedNotice) => {
       this.#log.info(`coordinator finished: ${notice.reason}`);
       this.#closed = true;
@@ -432,7 +440,18 @@ export class FedtlClient {
       setTimeout(() => !this.#closed && this.#socket.connect(), 100);
       return;
     }
-    const result = await runFitRound(round.context, request);
+    let context = round.context;
+    if (wantsSecAgg(request.config)) {
+      // Secure aggregation: the update carries a zero delta; the real one is masked in the steps that follow.
+      const party = (this.#secagg ??= new SecAggParty(this.#options.identity, {
+        signingKey: decodeKey(this.#options.coordinator.signingKey, 'the signing key of --coordinator-key'),
+        boxKey: decodeKey(this.#options.coordinator.boxKey, 'the box key of --coordinator-key'),
+      }));
+      const user = context.transformDelta;
+      context = { ...context, transformDelta: (delta, req) => party.hold(user ? user(delta, req) : delta, req.config) };
+    }
+    const result = await runFitRound(context, request);
+    this.#secagg?.setExamples(result.exampleCount);
     const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('update', result.sealed));
     const event: ClientRoundEvent = { roundId: request.roundId, round: request.round, exampleCount: result.exampleCount, delta: result.delta, ...result.metrics, accepted: reply.ok };
     if (!reply.ok) {
@@ -442,6 +461,15 @@ export class FedtlClient {
       this.#log.info(`round ${request.round}: sent update (${result.exampleCount} examples, loss ${result.metrics.loss.toFixed(4)}, accuracy ${result.metrics.accuracy.toFixed(3)})`);
     }
     this.#options.onRound?.(event);
+  }
+
+  async #onSecAgg(message: unknown): Promise<void> {
+    const welcome = this.#welcome;
+    if (!welcome || !this.#secagg) throw new FedtlError('STALE_ROUND', 'secure-aggregation step before any secure fit round');
+    const down = parseSecAggDown(message, welcome.limits.maxMessageBytes);
+    const bytes = this.#secagg.answer(down);
+    const reply = parseAck(await this.#socket.timeout(30_000).emitWithAck('secagg', { roundId: down.roundId, bytes }));
+    if (!reply.ok) this.#log.warn(`secure aggregation ${down.step}: reply refused: ${reply.code}: ${reply.message}`);
   }
 
   async #onEvaluate(message: unknown): Promise<void> {

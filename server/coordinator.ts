@@ -15,7 +15,7 @@ import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { verifyClientSignature } from '../shared/crypto/hello.ts';
 import { signText } from '../shared/crypto/signatures.ts';
-import { encodeKey, type Identity } from '../shared/crypto/identity.ts';
+import { decodeKey, encodeKey, type Identity } from '../shared/crypto/identity.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
 import {
   PROTOCOL_VERSION,
@@ -41,6 +41,8 @@ import type { WeightManifest } from '../shared/weights/flat-weights.ts';
 import { AdmissionGate, WindowCounter, admissionParser, connectionIdOf, incomingMessageLimit, type AdmissionLimits } from './admission.ts';
 import { readBaseChunk } from './base-server.ts';
 import { RoundLoop, type RoundLoopOptions, type UpdateOpener } from './round-loop.ts';
+import { SocketSecureAggregation } from './secure-aggregation.ts';
+import { parseSecAggUp } from '../shared/protocol/secagg-messages.ts';
 import type { RoundRecord } from './round-record.ts';
 
 /** Admission decision for a client's signing key (an allow list that may change while running). */
@@ -108,7 +110,7 @@ export interface CoordinatorOptions {
 
 const RATE_WINDOW_MS = 10_000;
 /** Events a client may send; `satisfies` makes adding an event to the protocol without listing it here a type error. */
-const KNOWN_EVENTS: ReadonlySet<unknown> = new Set(Object.keys({ ready: true, 'base:read': true, update: true, evaluation: true } satisfies Record<keyof ClientToServerEvents, true>));
+const KNOWN_EVENTS: ReadonlySet<unknown> = new Set(Object.keys({ ready: true, 'base:read': true, update: true, evaluation: true, secagg: true } satisfies Record<keyof ClientToServerEvents, true>));
 
 export class Coordinator {
   readonly loop: RoundLoop;
@@ -129,6 +131,8 @@ export class Coordinator {
   readonly #seen = new Map<string, { lastSeen: number; rejections: Partial<Record<ErrorCode, number>> }>();
   #stopped = false;
   #featureColumns: string[] | undefined;
+  /** Secure aggregation over these sockets, when the strategy is wrapped in it. */
+  readonly #secagg: SocketSecureAggregation | undefined;
 
   private constructor(options: CoordinatorOptions) {
     this.#options = options;
@@ -167,6 +171,19 @@ export class Coordinator {
       openUpdate: options.openUpdate,
       sign: (text) => this.#sign(text),
       logger: this.#log,
+    });
+    this.#secagg = options.strategy instanceof SocketSecureAggregation ? options.strategy : undefined;
+    this.#secagg?.attach({
+      send: (id, message) => {
+        const socket = this.#sockets.get(id);
+        if (!socket || !this.#stillAllowed(socket)) return false;
+        socket.emit('secagg', message);
+        return true;
+      },
+      resolveClient: (id) => {
+        const data = this.#sockets.get(id)?.data;
+        return data && { signingKey: decodeKey(data.signingKey, 'signing key'), boxKey: decodeKey(data.boxKey, 'box key') };
+      },
     });
     // Requests that neither socket server owns: the dashboard's routes, or 404.
     const onRequest = (request: IncomingMessage, response: ServerResponse) => {
@@ -431,9 +448,20 @@ export class Coordinator {
       });
     });
 
+    socket.on('secagg', (message: unknown, ack: unknown) => {
+      this.#handle(socket, ack, () => {
+        this.#checkStillAllowed(socket);
+        if (!this.#secagg) throw new FedtlError('BAD_MESSAGE', 'this coordinator does not run secure aggregation');
+        const { roundId, bytes } = parseSecAggUp(message, this.#limits.maxUpdateBytes);
+        this.#secagg.receive(clientId, roundId, bytes);
+        return { ok: true };
+      });
+    });
+
     socket.on('disconnect', (reason) => {
       if (this.#sockets.get(clientId) === socket) {
         this.#sockets.delete(clientId);
+        this.#secagg?.dropped(clientId);
         this.loop.removeParticipant(clientId);
       }
       this.#log.info(`client ${clientId} disconnected (${reason})`);

@@ -337,7 +337,7 @@ export class RoundLoop {
     }
     let next: Float32Array;
     try {
-      next = aggregation.finish();
+      next = aggregation.finishAsync ? await aggregation.finishAsync() : aggregation.finish();
     } catch (error) {
       // Secure aggregation could not produce a verified sum (inconsistent shares, too many
       // dropouts): the head and the last checkpoint stay as they were, and the round is retried.

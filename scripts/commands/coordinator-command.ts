@@ -1,4 +1,5 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { SocketSecureAggregation } from '../../server/secure-aggregation.ts';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { startCoordinator } from '../../server/start-coordinator.ts';
@@ -66,7 +67,7 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--out <dir>', `checkpoints, history and the exported model (default ${DEFAULTS.out})`)
     .option('--seed <n>', `seed of the initial head and client selection (default ${DEFAULTS.seed})`, (v) => Number.parseInt(v, 10));
-  command.option('--secure-aggregation', 'secure aggregation of the deltas (SecAgg+); over sockets not available yet: use `fedtl simulate --secure-aggregation`');
+  command.option('--secure-aggregation', 'secure aggregation of the deltas (SecAgg+): the coordinator learns only their sum');
   addDpOptions(command);
   addStrategyOptions(command, DEFAULTS.strategy);
   command.action(async (flags: Record<string, unknown>) => {
@@ -87,12 +88,21 @@ export function registerCoordinatorCommand(program: Command): void {
         },
         config.strategyParams,
       );
-      if (config.secureAggregation) {
-        throw new FedtlError('BAD_CONFIG', 'secure aggregation over sockets is not available yet; run it with virtual clients: `fedtl simulate --secure-aggregation`');
+      const dpOptions = dpFlags(config);
+      if (config.secureAggregation && dpOptions) {
+        throw new FedtlError('BAD_CONFIG', 'secure aggregation with differential privacy over sockets is not available yet (it needs noise added by the clients); use one of the two, or `fedtl simulate --secure-aggregation` with DP flags');
+      }
+      if (config.secureAggregation && config.trainable !== undefined) {
+        throw new FedtlError('BAD_CONFIG', 'secure aggregation does not combine with fine-tuning (--trainable) yet; train the head only');
       }
       const allowList = AllowList.load(config.allow);
-      const dpOptions = dpFlags(config);
+      const identity = loadIdentity(config.identity);
       let strategy = baseStrategy;
+      if (config.secureAggregation) {
+        // The ring is sized for the most clients one round can select: every admitted client.
+        const population = allowList.entries().filter((e) => e.status !== 'revoked').length;
+        strategy = new SocketSecureAggregation(baseStrategy, { coordinator: identity, maxClients: Math.max(2, Math.min(population, config.maxClients ?? population)) });
+      }
       if (dpOptions) {
         // q = clients per round / admitted clients; the allow list is the population.
         const population = allowList.entries().filter((e) => e.status !== 'revoked').length;
@@ -106,7 +116,6 @@ export function registerCoordinatorCommand(program: Command): void {
         );
       }
       await selectBackend();
-      const identity = loadIdentity(config.identity);
       const { base, directory } = await openSimulationBase(config.base);
       const tls = await readTlsFiles(config.tlsCert, config.tlsKey);
       const coordinator = await startCoordinator({

@@ -109,7 +109,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
-    .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual mode')
+    .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual or socket mode')
     .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
     .option('--secagg-clip-range <c>', 'per-coordinate range [−c, c] of the secure-aggregation ring (default 1)', positiveNumber('secagg-clip-range'));
   addDpOptions(command);

@@ -113,7 +113,7 @@ export interface SimulationConfig {
    * them one at a time in the main thread. The same seed gives the same numbers for any value.
    */
   trainingWorkers: number;
-  /** Secure aggregation (SecAgg+) of the clients' deltas; virtual mode only. @default undefined (off) */
+  /** Secure aggregation (SecAgg+) of the clients' deltas; virtual or socket mode. @default undefined (off) */
   secureAggregation?: SecureAggregationSettings;
   /** Client-level differential privacy (DP-FedAvg). @default undefined (off) */
   dp?: DpOptions;

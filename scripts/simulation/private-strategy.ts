@@ -1,5 +1,5 @@
 /**
- * The privacy layers of a simulated federation: secure aggregation (virtual clients only) and
+ * The privacy layers of a simulated federation: secure aggregation (virtual or socket clients) and
  * DP-FedAvg around the base strategy, and the per-round ε written into each round record.
  */
 import type { RoundRecord } from '../../server/round-record.ts';
@@ -7,6 +7,7 @@ import { FedtlError } from '../../shared/core/errors.ts';
 import { generateIdentity, type Identity } from '../../shared/crypto/index.ts';
 import { DifferentialPrivacy, resolveDp } from '../../shared/privacy/index.ts';
 import { SecureAggregation } from '../../shared/secagg/index.ts';
+import { SocketSecureAggregation } from '../../server/secure-aggregation.ts';
 import type { Strategy } from '../../shared/strategy/strategy.ts';
 import type { SimulationConfig } from './presets.ts';
 
@@ -14,6 +15,11 @@ import type { SimulationConfig } from './presets.ts';
 export interface InProcessKeys {
   readonly coordinator: Identity;
   readonly identityOf: (clientId: string) => Identity | undefined;
+}
+
+/** What secure aggregation needs from a socket federation: the coordinator's identity. */
+export interface SocketKeys {
+  readonly socketCoordinator: Identity;
 }
 
 /** Clients one round selects at most: ⌈C·n⌉, at least minClients. */
@@ -25,12 +31,21 @@ function clientsPerRound(config: SimulationConfig): number {
  * Wraps `strategy` as the config asks: DP(SecAgg(strategy)), DP(strategy) or SecAgg(strategy).
  * Bad settings fail here, before any round (`BAD_CONFIG`, exit code 2 in the CLI).
  */
-export function withPrivacy(config: SimulationConfig, strategy: Strategy, keys?: InProcessKeys): Strategy {
+export function withPrivacy(config: SimulationConfig, strategy: Strategy, keys?: InProcessKeys | SocketKeys): Strategy {
   let wrapped = strategy;
   const secure = config.secureAggregation;
   const perRound = clientsPerRound(config);
   if (secure) {
-    if (!keys) throw new FedtlError('BAD_CONFIG', `--secure-aggregation runs with virtual clients (--mode virtual); mode ${config.mode} is not supported yet`);
+    if (!keys) throw new FedtlError('BAD_CONFIG', `--secure-aggregation runs with virtual or socket clients (--mode virtual|socket); mode ${config.mode} is not supported yet`);
+    if ('socketCoordinator' in keys) {
+      if (config.dp) throw new FedtlError('BAD_CONFIG', 'secure aggregation with differential privacy over sockets is not available yet; use --mode virtual for both');
+      return new SocketSecureAggregation(wrapped, {
+        coordinator: keys.socketCoordinator,
+        maxClients: perRound,
+        ...(secure.threshold === undefined ? {} : { threshold: secure.threshold }),
+        ...(secure.clipRange === undefined ? {} : { clipRange: secure.clipRange }),
+      });
+    }
     wrapped = new SecureAggregation(wrapped, {
       coordinator: keys.coordinator,
       identityOf: keys.identityOf,
@@ -66,6 +81,6 @@ export function isBudgetStop(error: unknown): error is FedtlError {
  * at start (`BAD_CONFIG` / `PRIVACY_BUDGET`, exit code 2) rather than after minutes of features.
  */
 export function checkPrivacy(config: SimulationConfig, base: Strategy): void {
-  const keys = config.mode === 'virtual' ? { coordinator: generateIdentity(), identityOf: () => undefined } : undefined;
+  const keys = config.mode === 'virtual' ? { coordinator: generateIdentity(), identityOf: () => undefined } : config.mode === 'socket' ? { socketCoordinator: generateIdentity() } : undefined;
   withPrivacy(config, base, keys);
 }

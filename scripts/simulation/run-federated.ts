@@ -407,7 +407,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   const initial = initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
   const serverHead = buildHead(input.base.embeddingSize, config.head);
   const quiet = { ...createLogger('coordinator'), info: () => undefined };
-  const strategy = privateStrategyOf(config);
+  const strategy = privateStrategyOf(config, { socketCoordinator: coordinatorIdentity });
   const coordinator = await startCoordinator({
     identity: coordinatorIdentity,
     allowList,

@@ -14,6 +14,7 @@ import { parseHeadSpec } from '../model/head.ts';
 import { parseTrainableStage, trainableStageText, type TrainableStage } from '../model/trainable-set.ts';
 import type { ConfigValue, FitConfig } from '../strategy/strategy.ts';
 import { parseManifest, type WeightManifest } from '../weights/flat-weights.ts';
+import type { SecAggDown, SecAggUp } from './secagg-messages.ts';
 
 /**
  * v2: fit configs may carry `proximalMu` and `extra`, and are signed whole (as sorted JSON).
@@ -162,6 +163,8 @@ export interface ServerToClientEvents {
   finished: (message: FinishedNotice) => void;
   /** An error about something the client sent outside an acknowledged call. */
   problem: (message: { code: ErrorCode; message: string }) => void;
+  /** One step of secure aggregation over sockets (shared/protocol/secagg-messages.ts). */
+  secagg: (message: SecAggDown) => void;
 }
 
 export interface ClientToServerEvents {
@@ -169,6 +172,8 @@ export interface ClientToServerEvents {
   'base:read': (request: BaseReadRequest, ack: (reply: BaseReadReply) => void) => void;
   update: (sealed: Uint8Array, ack: (reply: Ack) => void) => void;
   evaluation: (report: EvaluationReport, ack: (reply: Ack) => void) => void;
+  /** A client's sealed reply to a secure-aggregation step. */
+  secagg: (message: SecAggUp, ack: (reply: Ack) => void) => void;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -72,6 +72,11 @@ export interface Aggregation {
   readonly exampleCount: number;
   /** The next global head. Throws if nothing was added. Called once, after the round closes. */
   finish(): Float32Array;
+  /**
+   * When present, the round loop calls this instead of `finish`: for aggregations that still
+   * talk to the clients after the round closed (secure aggregation over sockets). @default absent
+   */
+  finishAsync?(): Promise<Float32Array>;
 }
 
 /** One client's federated-evaluation reply. */

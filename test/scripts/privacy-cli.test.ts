@@ -32,4 +32,10 @@ describe('privacy settings checked at start', () => {
     expect(clip.code).toBe(2);
     expect(clip.output).toMatch(/--dp-clip S must be a finite number > 0/);
   }, 120_000);
+
+  it('refuses secure aggregation with DP over sockets with exit 2', async () => {
+    const result = await fedtl(['coordinator', '--identity', 'x', '--allow', 'x', '--classes', '2', '--secure-aggregation', '--dp-clip', '1', '--dp-epsilon', '8', '--out', path.join('/tmp', 'fedtl-never-written')]);
+    expect(result.code).toBe(2);
+    expect(result.output).toMatch(/secure aggregation with differential privacy over sockets is not available yet/);
+  }, 60_000);
 });

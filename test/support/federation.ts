@@ -50,7 +50,7 @@ export interface FederationOptions {
   sizes?: number[];
   strategy?: FedAvgOptions;
   /** Builds the strategy from the fixture's FedAvg options instead of plain FedAvg. @default FedAvg */
-  makeStrategy?: (options: FedAvgOptions) => Strategy;
+  makeStrategy?: (options: FedAvgOptions, coordinator: Identity) => Strategy;
   loop?: CoordinatorOptions['loop'];
   /** Identities on the allow list beyond the clients'. */
   extraAllowed?: string[];
@@ -100,7 +100,7 @@ export class Federation {
       // Adam restarts every round; at 0.05 its first steps overshoot and the evaluation loss of a
       // 3-round run rises or falls depending on the digit sample. 0.01 (the FedAvg default) falls
       // monotonically on every sample tried.
-      strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }),
+      strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.clients, learningRate: 0.01, epochs: 1, batchSize: 32, ...options.strategy }, this.coordinatorIdentity),
       rounds: options.rounds,
       seed: 3,
       ...(options.dashboard ? { dashboard: options.dashboard } : {}),

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FedtlError } from '../../../shared/core/errors.ts';
 import { generateIdentity, type Identity, openMessage, publicIdentity, sealMessage } from '../../../shared/crypto/index.ts';
 import { runSecAggRound, type InProcessClient } from '../../../shared/secagg/in-process.ts';
+import { buildGraph, defaultThreshold } from '../../../shared/secagg/graph.ts';
 import { checkSecAggParameters } from '../../../shared/secagg/protocol.ts';
 import { decodeSum, quantize, ringCodec } from '../../../shared/secagg/quantize.ts';
 import { SecAggClientSession, SecAggServerSession } from '../../../shared/secagg/session.ts';
@@ -62,15 +63,41 @@ describe('SecAgg+ end to end (sealed messages, in process)', () => {
     expectExactMean(clients, result, codec);
   });
 
-  it('survives dropouts at every phase on a sparse graph (n = 24, k = 8)', () => {
-    const clients = makeClients(24, { 0: 'advertise', 3: 'share', 9: 'mask', 17: 'mask', 20: 'unmask', 22: 'unmask' });
-    const codec = ringCodec({ maxClients: 24, maxWeight: 5 });
-    const result = runSecAggRound({ roundId: 'r3', coordinator, codec, clients, degree: 8 });
-    expect(result.survivors).not.toContain(idOf(clients[0]!));
-    expect(result.survivors).not.toContain(idOf(clients[3]!));
-    expect(result.survivors).toContain(idOf(clients[20]!)); // dropped during unmasking: its input still counts
-    expect(result.droppedAfterSharing).toEqual([9, 17].map((k) => idOf(clients[k]!)).sort());
-    expectExactMean(clients, result, codec);
+  it('survives dropouts at every phase on a sparse graph (n = 24, k = 8), and fails cleanly beyond its tolerance', () => {
+    // The graph is drawn from the round id and the clients' ids, which are fresh keys on every run.
+    // With k = 8 the threshold is t = 6 of the k + 1 = 9 holders, so a neighbourhood survives at
+    // most 3 missing holders; a draw whose graph puts 4 of the 5 later dropouts (3, 9, 17, 20, 22)
+    // around one client cannot be unmasked. Such a draw must fail with SECAGG_FAILED, never a
+    // wrong sum; a draw within tolerance must give the survivors' exact mean.
+    const drops = { 0: 'advertise', 3: 'share', 9: 'mask', 17: 'mask', 20: 'unmask', 22: 'unmask' } as const;
+    const goneAtUnmask = [3, 9, 17, 20, 22];
+    const survivableDraw = (clients: readonly InProcessClient[]): boolean => {
+      const ids = clients.map(idOf);
+      const participants = ids.filter((_, k) => k !== 0);
+      const graph = buildGraph('r3', participants, 8);
+      const gone = new Set(goneAtUnmask.map((k) => ids[k]!));
+      // Whose secrets are reconstructed: every client that sent its shares (all but 0 and 3).
+      return participants
+        .filter((id) => id !== ids[3])
+        .every((id) => [id, ...(graph.get(id) ?? [])].filter((holder) => !gone.has(holder)).length >= defaultThreshold(8));
+    };
+    let exact = 0;
+    for (let draw = 0; draw < 40 && exact === 0; draw++) {
+      const clients = makeClients(24, drops);
+      const codec = ringCodec({ maxClients: 24, maxWeight: 5 });
+      if (!survivableDraw(clients)) {
+        expect(() => runSecAggRound({ roundId: 'r3', coordinator, codec, clients, degree: 8 })).toThrow(expect.objectContaining({ code: 'SECAGG_FAILED' }));
+        continue;
+      }
+      const result = runSecAggRound({ roundId: 'r3', coordinator, codec, clients, degree: 8 });
+      expect(result.survivors).not.toContain(idOf(clients[0]!));
+      expect(result.survivors).not.toContain(idOf(clients[3]!));
+      expect(result.survivors).toContain(idOf(clients[20]!)); // dropped during unmasking: its input still counts
+      expect(result.droppedAfterSharing).toEqual([9, 17].map((k) => idOf(clients[k]!)).sort());
+      expectExactMean(clients, result, codec);
+      exact++;
+    }
+    expect(exact).toBe(1);
   });
 
   it('a client that drops before sending its masked input is excluded cleanly', () => {
