@@ -8,7 +8,7 @@
  * buffer, 128 bytes per client, and {@link VirtualIdentities.identity} hands out views into it.
  * The keys are as real as any client's; only where they are generated and stored differs.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { clientIdFromSigningKey, encodeKey, type Identity } from '../../shared/crypto/identity.ts';
 import type { ClientPublicKeys } from '../../shared/crypto/update-envelope.ts';
@@ -21,21 +21,33 @@ const BOX_SECRET = 64;
 const BOX_PUBLIC = 96;
 const STRIDE = 128;
 
-function raw(jwkValue: string | undefined): Uint8Array {
-  return new Uint8Array(Buffer.from(jwkValue ?? '', 'base64url'));
+/** PKCS#8 DER prefixes of a raw 32-byte private key (RFC 8410), Ed25519 then X25519. */
+const PKCS8_PREFIX = { ed25519: Buffer.from('302e020100300506032b657004220420', 'hex'), x25519: Buffer.from('302e020100300506032b656e04220420', 'hex') };
+/** Length of the SPKI DER header before the raw 32-byte public key (RFC 8410). */
+const SPKI_HEADER_BYTES = 12;
+
+/**
+ * The raw public key of a random 32-byte private key. Keys are built from random bytes rather than
+ * with `generateKeyPairSync` + JWK export: on Node 20, garbage-collecting a finished key-generation
+ * job while a JWK export holds the key lock deadlocks the process (seen at 100,000 clients, where
+ * the exports' garbage triggers collections mid-export).
+ */
+function publicKeyOf(kind: 'ed25519' | 'x25519', secret: Uint8Array): Uint8Array {
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX[kind], secret]), format: 'der', type: 'pkcs8' });
+  return new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(SPKI_HEADER_BYTES));
 }
 
-/** A fresh random identity from Node's native generators (the coordinator's in a simulation). */
+/** A fresh random identity from Node's native key code (the coordinator's in a simulation). */
 export function nativeIdentity(): Identity {
-  const signing = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-  const box = generateKeyPairSync('x25519').privateKey.export({ format: 'jwk' });
-  const signingPublic = raw(signing.x);
+  const signingSeed = new Uint8Array(randomBytes(KEY_BYTES));
+  const boxSecret = new Uint8Array(randomBytes(KEY_BYTES));
+  const signingPublic = publicKeyOf('ed25519', signingSeed);
   const signingSecret = new Uint8Array(64);
-  signingSecret.set(raw(signing.d), 0);
+  signingSecret.set(signingSeed, 0);
   signingSecret.set(signingPublic, 32);
   return {
     signing: { publicKey: signingPublic, secretKey: signingSecret },
-    box: { publicKey: raw(box.x), secretKey: raw(box.d) },
+    box: { publicKey: publicKeyOf('x25519', boxSecret), secretKey: boxSecret },
   };
 }
 
