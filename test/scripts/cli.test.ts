@@ -3,7 +3,7 @@
  * client talking over loopback. Waits on process output, never on sleeps.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -134,6 +134,36 @@ describe('fedtl command line', () => {
     expect(await predicted.exit).toBe(0);
     expect(predicted.output()).toMatch(/^yes\t.*row 1\t\(no \d+\.\d%, yes \d+\.\d%\)$/m);
     expect(predicted.output()).toMatch(/^no\t.*row 2\t/m);
+  });
+
+  it('runs `coordinator --secure-aggregation` with two command-line clients to a finished run', async () => {
+    const sa = path.join(dir, 'secagg');
+    await mkdir(sa, { recursive: true });
+    const coordinatorKey = path.join(sa, 'coordinator.key');
+    expect(await run(['keygen', '--out', coordinatorKey]).exit).toBe(0);
+    const lines: string[] = [];
+    for (const name of ['a', 'b']) {
+      const keygen = run(['keygen', '--out', path.join(sa, `${name}.key`)]);
+      expect(await keygen.exit).toBe(0);
+      lines.push(`${keygen.output().match(/^fedtl1:\S+$/m)![0]} hospital-${name}`);
+    }
+    await writeFile(path.join(sa, 'clients.allow'), lines.join('\n') + '\n');
+    const out = path.join(sa, 'run');
+    const coordinator = run([
+      'coordinator', '--identity', coordinatorKey, '--allow', path.join(sa, 'clients.allow'), '--base', 'identity-2', '--secure-aggregation',
+      '--classes', '2', '--class-names', 'no,yes', '--rounds', '2', '--min-clients', '2', '--lr', '0.1', '--port', '0', '--out', out,
+    ]);
+    const key = (await coordinator.waitFor(/^(fedtl1:\S+)$/m))[1]!;
+    const url = (await coordinator.waitFor(/listening on (http:\/\/\S+)/))[1]!;
+    const clients = ['a', 'b'].map((name) =>
+      run(['client', '--url', url, '--coordinator-key', key, '--identity', path.join(sa, `${name}.key`), '--data', path.join(dir, 'data.csv'),
+        '--data-type', 'csv', '--class-names', 'no,yes', '--cache', path.join(sa, `cache-${name}`)]),
+    );
+    for (const client of clients) expect(await client.exit).toBe(0);
+    expect(await coordinator.exit).toBe(0);
+    expect(coordinator.output()).toMatch(/round 2\/2 · 2\/2 clients/);
+    const history = JSON.parse(await readFile(path.join(out, 'history.json'), 'utf8')) as { serverLoss: number | null; evalLoss: number | null }[];
+    expect(history).toHaveLength(2);
   });
 
   it('reads a prediction CSV by header name, refuses unknown columns, and says a finished run is finished', async () => {
