@@ -63,13 +63,15 @@ const BENCHES: Bench[] = [
           .filter((k) => k.endsWith('/plain'))
           .map((k) => ({ mode: k.slice(0, -'/plain'.length), ratio: num(row[k]), mbs: num(row[`${k.slice(0, -'/plain'.length)} MB/s`]) }));
         const best = modes.reduce((a, b) => (b.ratio > a.ratio ? b : a), modes[0] ?? { mode: '-', ratio: Number.NaN, mbs: Number.NaN });
+        const judged = modes.find((m) => m.mode === 'roundloop') ?? best;
         out.push({
           benchmark: 'ingest',
           measurement: `N=${fmt(row['N'])} × P=${P >= 1e6 ? `${P / 1e6}M` : `${P / 1e3}k`}: sealed vs plain accumulation`,
           result: `plain ${fmt(row['plain MB/s'])} MB/s; ${modes.map((m) => `${m.mode} ${fmt(m.mbs)}`).join(', ')} MB/s`,
           ratio: modes.map((m) => `${m.mode} ${x(m.ratio)}`).join(', '),
           target: P >= 1e6 ? '≥ 0.5× (P ≥ 1M)' : '—',
-          status: P >= 1e6 ? (best.ratio >= 0.5 ? `met (${best.mode})` : `missed (best ${best.mode} ${x(best.ratio)})`) : '—',
+          // The target applies to the path the round loop uses; the other modes are measured options.
+          status: P >= 1e6 ? (judged.ratio >= 0.5 ? `met (${judged.mode} ${x(judged.ratio)})` : `missed (${judged.mode} ${x(judged.ratio)})`) : '—',
         });
       }
       return out;
