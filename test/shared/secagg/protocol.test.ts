@@ -130,25 +130,40 @@ describe('SecAgg+ end to end (sealed messages, in process)', () => {
     expectExactMean(clients, result, codec);
   });
 
-  it('inconsistent shares beyond what reconstruction can survive fail the round; no wrong sum', () => {
-    const clients = makeClients(6);
-    const codec = ringCodec({ maxClients: 6, maxWeight: 5 });
-    const liars = new Map(clients.slice(0, 4).map((c) => [idOf(c), c.identity]));
-    let error: unknown;
-    try {
-      runSecAggRound({
-        roundId: 'r7',
-        coordinator,
-        codec,
-        clients,
-        intercept: (phase, id, sealed) => (phase === 'unmask' && liars.has(id) ? tamperUnmask(sealed, liars.get(id)!, 'r7', 3) : sealed),
-      });
-    } catch (e) {
-      error = e;
+  it('inconsistent shares beyond what reconstruction can survive fail the round; never a wrong sum', () => {
+    // Four of six holders corrupt three seed shares each. Which seeds that hits depends on the
+    // order of the (random) client ids: usually some seed keeps fewer than t consistent shares and
+    // the round must fail with SECAGG_FAILED; on some draws every seed keeps enough and the round
+    // must give the exact sum with bad holders reported. Never a silent wrong sum. (Over 30 draws, 24
+    // failed and 6 gave the exact sum.)
+    {
+      const clients = makeClients(6);
+      const codec = ringCodec({ maxClients: 6, maxWeight: 5 });
+      const liars = new Map(clients.slice(0, 4).map((c) => [idOf(c), c.identity]));
+      let error: unknown;
+      let result: ReturnType<typeof runSecAggRound> | undefined;
+      try {
+        result = runSecAggRound({
+          roundId: 'r7',
+          coordinator,
+          codec,
+          clients,
+          intercept: (phase, id, sealed) => (phase === 'unmask' && liars.has(id) ? tamperUnmask(sealed, liars.get(id)!, 'r7', 3) : sealed),
+        });
+      } catch (e) {
+        error = e;
+      }
+      if (result === undefined) {
+        expect(error).toBeInstanceOf(FedtlError);
+        expect((error as FedtlError).code).toBe('SECAGG_FAILED');
+        expect((error as FedtlError).message).toMatch(/cannot recover the self-mask seed of [0-9a-f]{16}.*inconsistent shares/);
+      } else {
+        // Known limit: with this many corrupt shares the holders named as bad are not always the
+        // liars (an honest holder can be named); the sum itself is exact.
+        expect(result.badShareHolders.length).toBeGreaterThan(0);
+        expectExactMean(clients, result, codec);
+      }
     }
-    expect(error).toBeInstanceOf(FedtlError);
-    expect((error as FedtlError).code).toBe('SECAGG_FAILED');
-    expect((error as FedtlError).message).toMatch(/cannot recover the self-mask seed of [0-9a-f]{16}.*inconsistent shares/);
   });
 
   it('the coordinator\'s view of one masked vector is uniform over the ring (chi-square) whatever the delta', () => {
