@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Dashboard, type DashboardClient, type DashboardOptions, type DashboardPhase, type DashboardState } from './dashboard.ts';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
+import { availableParallelism } from 'node:os';
 import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { verifyClientSignature } from '../shared/crypto/hello.ts';
@@ -231,7 +232,9 @@ export class Coordinator {
 
   /** Starts listening; resolves once the port is bound. */
   static async start(options: CoordinatorOptions): Promise<Coordinator> {
-    const ingest = options.ingest && (options.ingest.workers ?? 1) > 0 ? await UpdateIngest.start({ ...options.ingest, identity: options.identity }) : null;
+    const workers = options.ingest ? options.ingest.workers ?? availableParallelism() : 0;
+    if (!Number.isSafeInteger(workers) || workers < 0) throw new FedtlError('BAD_CONFIG', `ingest workers must be a non-negative integer, got ${workers}`);
+    const ingest = options.ingest && workers > 0 ? await UpdateIngest.start({ ...options.ingest, workers, identity: options.identity }) : null;
     const coordinator = new Coordinator(options, ingest);
     const resumed = await coordinator.loop.resume();
     if (resumed >= options.rounds) coordinator.#log.info(`the checkpoint already holds all ${options.rounds} rounds: this run is finished`);

@@ -343,7 +343,7 @@ export class RoundLoop {
     });
     if (state.ingestMode === 'open' && !this.#warnedOpenOnly) {
       this.#warnedOpenOnly = true;
-      this.#log.warn(`strategy ${strategy.name} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
+      this.#log.warn(`strategy ${strategy.name}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
     }
     const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
     const sign = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);

@@ -41,6 +41,19 @@ import type { Identity } from '../shared/crypto/identity.ts';
 import type { ClientPublicKeys, ExpectedUpdate, UpdateHeader } from '../shared/crypto/update-envelope.ts';
 import { expectedUpdate, type UpdateOpenerOptions } from './update-opener.ts';
 
+/**
+ * Heads from this many parameters get worker ingest by default (startCoordinator). Measured with
+ * `npm run bench:ingest` (roundloop-workers×2 against roundloop): the workers were ahead at 10k,
+ * 100k and 1M parameters; below 100k an update is opened in well under a millisecond, so the
+ * threads (each holding a float64 partial sum) are not worth starting.
+ */
+export const INGEST_DEFAULTS = { minParameters: 100_000 } as const;
+
+/** Worker threads of the coordinator's update ingest for a head of `parameterCount` values: one per core from {@link INGEST_DEFAULTS}.minParameters on, none below (or on one core). */
+export function defaultIngestWorkers(parameterCount: number, cores = availableParallelism()): number {
+  return parameterCount >= INGEST_DEFAULTS.minParameters && cores > 1 ? cores : 0;
+}
+
 /** Options of {@link UpdateIngest.start}. */
 export interface UpdateIngestOptions {
   /** The coordinator's identity; updates must be sealed to its box key. */

@@ -8,7 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FitRound } from '../../server/round-state.ts';
-import { UpdateIngest } from '../../server/update-ingest.ts';
+import { defaultIngestWorkers, INGEST_DEFAULTS, UpdateIngest } from '../../server/update-ingest.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
 import { generateIdentity, publicIdentity, type Identity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
@@ -112,6 +112,15 @@ describe('worker ingest against the serial path (FitRound, real worker threads)'
   });
 });
 
+describe('worker ingest default', () => {
+  it('is one worker per core from INGEST_DEFAULTS.minParameters on, and none below or on one core', () => {
+    expect(defaultIngestWorkers(INGEST_DEFAULTS.minParameters - 1, 2)).toBe(0);
+    expect(defaultIngestWorkers(INGEST_DEFAULTS.minParameters, 2)).toBe(2);
+    expect(defaultIngestWorkers(5_000_000, 4)).toBe(4);
+    expect(defaultIngestWorkers(5_000_000, 1)).toBe(0);
+  });
+});
+
 describe('worker ingest in a real coordinator', () => {
   let harness: Harness | undefined;
   beforeAll(async () => {
@@ -156,6 +165,10 @@ describe('worker ingest in a real coordinator', () => {
     const history = await run;
     expect(history[0]).toMatchObject({ accepted: 2, examples: 400 });
     expect(maxAbsDifference(h.coordinator.loop.weights, weightedMean(initial, honest))).toBeLessThan(1e-6);
+  });
+
+  it('refuses a negative worker count with BAD_CONFIG', async () => {
+    await expect(Harness.start({ allowed: 1, rounds: 1, ingestWorkers: -1 })).rejects.toMatchObject({ code: 'BAD_CONFIG' });
   });
 
   it('announces the fallback for a strategy that needs every update, and aggregates it as the serial path does', async () => {
