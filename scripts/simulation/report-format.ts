@@ -8,6 +8,9 @@
  * - bytes in decimal SI units, 1 kB = 1000 B, 1 MB = 10⁶ B (traffic and memory alike).
  */
 
+/** A no-break space between a number and its unit, so `18.4 %` never wraps between the two. */
+export const NBSP = '\u00a0';
+
 /** Non-null and finite. */
 export function isNumber(value: number | null | undefined): value is number {
   return typeof value === 'number' && Number.isFinite(value);
@@ -15,7 +18,7 @@ export function isNumber(value: number | null | undefined): value is number {
 
 /** A fraction as percent: `0.9134` → `91.3 %`; `—` for a missing value. */
 export function formatPercent(value: number | null | undefined, decimals = 1): string {
-  return isNumber(value) ? `${(value * 100).toFixed(decimals)} %` : '—';
+  return isNumber(value) ? `${(value * 100).toFixed(decimals)}${NBSP}%` : '—';
 }
 
 /** A difference of two fractions in percentage points, signed: `+4.2 pts`, `−0.8 pts`. */
@@ -23,8 +26,8 @@ export function formatPoints(value: number | null | undefined): string {
   if (!isNumber(value)) return '—';
   const points = (value * 100).toFixed(1);
   // −0.0 reads as a loss: a difference that rounds to zero is shown unsigned.
-  if (Number(points) === 0) return '0.0 pts';
-  return value > 0 ? `+${points} pts` : `−${points.slice(1)} pts`;
+  if (Number(points) === 0) return `0.0${NBSP}pts`;
+  return value > 0 ? `+${points}${NBSP}pts` : `−${points.slice(1)}${NBSP}pts`;
 }
 
 /** A plain number with at most `decimals` decimals: `0.2346`. */

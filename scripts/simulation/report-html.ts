@@ -15,7 +15,7 @@
  * ```
  */
 import type { PartitionSummary } from '../../shared/math/index.ts';
-import { formatBytes, formatCount, formatDuration, formatNumber, formatPercent, formatPoints, isNumber } from './report-format.ts';
+import { formatBytes, formatCount, formatDuration, formatNumber, formatPercent, formatPoints, isNumber, NBSP } from './report-format.ts';
 import type { LocalOnlyClient } from './baselines.ts';
 import { renderClientSection, renderComparisonSection, renderConfusionSection } from './report-sections.ts';
 import { compareModels, type ClientView, type FinalEvaluation, type ModelComparisonRow } from './report-tables.ts';
@@ -293,7 +293,7 @@ function renderCards(report: SimulationReport): string {
     cards.push(card('Centralized', formatPercent(centralized.accuracy), gap));
   }
   if (localOnly) {
-    cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? (localOnly.std * 100).toFixed(1) : '—'} pts std · range ${formatPercent(localOnly.min)} – ${formatPercent(localOnly.max)}`));
+    cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? `${(localOnly.std * 100).toFixed(1)}${NBSP}pts` : '—'} std · range ${formatPercent(localOnly.min)} – ${formatPercent(localOnly.max)}`));
   }
   for (const run of [scratch, ...(report.baselines.scratchOthers ?? [])]) {
     if (!run) continue;
@@ -412,7 +412,7 @@ function renderParticipationSection(report: SimulationReport): string {
   });
   const selected = rounds.reduce((sum, r) => sum + r.participants + r.dropped, 0);
   const dropped = rounds.reduce((sum, r) => sum + r.dropped, 0);
-  const rate = selected > 0 ? `${((dropped / selected) * 100).toFixed(1)} % of selected clients dropped overall.` : '';
+  const rate = selected > 0 ? `${formatPercent(dropped / selected)} of selected clients dropped overall.` : '';
   return `<section><h2>Participation</h2><p class="hint">${escapeXml(rate)}</p>${svg}</section>`;
 }
 

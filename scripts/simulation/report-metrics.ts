@@ -42,19 +42,33 @@ export interface ClassMetrics {
   precision: (number | null)[];
   /** Of the examples of class c, the share predicted as c; null when the test set holds no c. */
   recall: (number | null)[];
-  /** Harmonic mean of precision and recall; 0 when both are 0, null when either is undefined. */
+  /**
+   * Harmonic mean of precision and recall, an undefined one counting as 0 (a class never predicted
+   * has no true positives, so its recall is 0 anyway); null only for a class neither present nor predicted.
+   */
   f1: (number | null)[];
   /** Test examples of each true class (row sums). */
   support: number[];
   /** Correct predictions over all examples (the trace over the total); null for an empty matrix. */
   accuracy: number | null;
-  /** Unweighted means over the classes where each score is defined. */
+  /**
+   * Unweighted means over the classes present in the test set (support > 0), an undefined
+   * precision (class never predicted) counting as 0, so a model that ignores a class is not
+   * flattered by leaving it out.
+   */
   macro: { precision: number | null; recall: number | null; f1: number | null };
 }
 
-function meanDefined(values: readonly (number | null)[]): number | null {
-  const defined = values.filter((v): v is number => v !== null);
-  return defined.length === 0 ? null : defined.reduce((a, b) => a + b, 0) / defined.length;
+/** Mean over the classes with support, null counting as 0; null when no class has support. */
+function macroMean(values: readonly (number | null)[], support: readonly number[]): number | null {
+  let sum = 0;
+  let count = 0;
+  values.forEach((v, c) => {
+    if (!(support[c]! > 0)) return;
+    sum += v ?? 0;
+    count++;
+  });
+  return count === 0 ? null : sum / count;
 }
 
 /** Precision, recall, F1 and support per class, with their macro averages, from a confusion matrix. */
@@ -66,9 +80,11 @@ export function classMetrics(matrix: ConfusionMatrix): ClassMetrics {
   const correct = matrix.reduce((sum, row, c) => sum + (row[c] ?? 0), 0);
   const precision = matrix.map((row, c) => (predictedCount[c]! > 0 ? row[c]! / predictedCount[c]! : null));
   const recall = matrix.map((row, c) => (support[c]! > 0 ? row[c]! / support[c]! : null));
-  const f1 = precision.map((p, c) => {
-    const r = recall[c]!;
-    if (p === null || r === null) return null;
+  const f1 = precision.map((precisionC, c) => {
+    const recallC = recall[c]!;
+    if (precisionC === null && recallC === null) return null;
+    const p = precisionC ?? 0;
+    const r = recallC ?? 0;
     return p + r === 0 ? 0 : (2 * p * r) / (p + r);
   });
   return {
@@ -77,7 +93,7 @@ export function classMetrics(matrix: ConfusionMatrix): ClassMetrics {
     f1,
     support,
     accuracy: total > 0 ? correct / total : null,
-    macro: { precision: meanDefined(precision), recall: meanDefined(recall), f1: meanDefined(f1) },
+    macro: { precision: macroMean(precision, support), recall: macroMean(recall, support), f1: macroMean(f1, support) },
   };
 }
 

@@ -39,7 +39,7 @@ export function renderComparisonSection(rows: readonly ModelComparisonRow[]): st
     )
     .join('\n');
   return `<section id="comparison"><h2>All models compared</h2><p class="hint">Test accuracy of the final model of each run, with a 95 % confidence interval. A single model scored on n test examples gets the Wilson score interval of a proportion; the local-only baseline is a mean over clients, so its interval is Student's t over the clients' accuracies. Overlapping intervals mean the test set cannot tell the two models apart.</p>
-<table><thead><tr><th>model</th><th class="num">test accuracy</th><th class="num">95 % interval</th><th class="num">test loss</th><th>interval</th></tr></thead>
+<table><thead><tr><th>model</th><th class="num">test accuracy</th><th class="num">95 % interval</th><th class="num">test loss</th><th>how the interval is computed</th></tr></thead>
 <tbody>${body}</tbody></table></section>`;
 }
 

@@ -89,8 +89,8 @@ describe('renderReportHtml', () => {
     }
     // Accuracy and loss: federated + scratch; traffic: up + down.
     expect(html.split('<polyline').length - 1).toBe(6);
-    expect(html).toContain('centralized 93.0 %');
-    expect(html).toContain('local-only mean ± std 60.0 %');
+    expect(html).toContain('centralized 93.0\u00a0%');
+    expect(html).toContain('local-only mean ± std 60.0\u00a0%');
     expect(html).toContain('{&quot;a&quot;:[1,2]}');
     // The heat strip shows the first 50 of 60 clients.
     expect(html).toContain('first 50 of 60');
@@ -150,9 +150,9 @@ describe('renderReportHtml, the tables and markers', () => {
     const section = html.slice(html.indexOf('<section id="comparison">'), html.indexOf('</section>', html.indexOf('<section id="comparison">')));
     for (const model of ['federated (pretrained base)', 'centralized (pooled data)', 'local-only (mean over clients)', 'federated from scratch (no base)']) expect(section).toContain(model);
     // Centralized 93 % on 1,000 examples: Wilson [91.2 %, 94.4 %]; local-only 0.5, 0.6, 0.7: t [35.2 %, 84.8 %].
-    expect(section).toContain('91.2 % – 94.4 %');
+    expect(section).toContain('91.2\u00a0% – 94.4\u00a0%');
     expect(section).toContain('Wilson, n = 1,000 test examples');
-    expect(section).toContain('35.2 % – 84.8 %');
+    expect(section).toContain('35.2\u00a0% – 84.8\u00a0%');
     expect(section).toContain('Student t over 3 clients');
   });
 
@@ -163,12 +163,13 @@ describe('renderReportHtml, the tables and markers', () => {
     expect(section).toContain('true \\ predicted');
     // Class 9 (Ankle boot): 45 of 100 taken for class 0 (T-shirt), so recall 55.0 %; 40 of Bag taken for it, so
     // precision 55 / 95 = 57.9 %, F1 2 · 0.579 · 0.55 / 1.129 = 56.4 %. Class 0 got the 45: precision 100 / 145 = 69.0 %.
-    expect(section).toContain('true Ankle boot, predicted T-shirt: 45 (45.0 % of Ankle boot)');
-    expect(section).toMatch(/<td>Ankle boot<\/td><td class="num">100<\/td><td class="num">57\.9 %<\/td><td class="num">55\.0 %<\/td><td class="num">56\.4 %<\/td>/);
-    expect(section).toMatch(/<td>T-shirt<\/td><td class="num">100<\/td><td class="num">69\.0 %<\/td><td class="num">100\.0 %<\/td>/);
+    // (Numbers and their unit are joined by a no-break space, U+00A0.)
+    expect(section).toContain('true Ankle boot, predicted T-shirt: 45 (45.0\u00a0% of Ankle boot)');
+    expect(section).toMatch(/<td>Ankle boot<\/td><td class="num">100<\/td><td class="num">57\.9\u00a0%<\/td><td class="num">55\.0\u00a0%<\/td><td class="num">56\.4\u00a0%<\/td>/);
+    expect(section).toMatch(/<td>T-shirt<\/td><td class="num">100<\/td><td class="num">69\.0\u00a0%<\/td><td class="num">100\.0\u00a0%<\/td>/);
     expect(section).toContain('macro average');
     // 1,000 − (0 + 5 + … + 45) = 775 right.
-    expect(section).toContain('Accuracy 77.5 %');
+    expect(section).toContain('Accuracy 77.5\u00a0%');
   });
 
   it('shows each client\'s local-only and federated accuracy on its own label mix, numbered as in the partition', () => {
@@ -183,7 +184,7 @@ describe('renderReportHtml, the tables and markers', () => {
     expect(rowText).toContain(formatPercent(view.localOnly));
     expect(rowText).toContain(formatPercent(view.federated));
     expect(rowText).toContain(formatPoints(view.gain));
-    expect(rowText).toContain('60.0 %');
+    expect(rowText).toContain('60.0\u00a0%');
     expect(section).toMatch(/Federation beat training alone for \d of 3 clients compared/);
     // 60 clients: the three compared first, then the others, up to the table's limit; all 60 rows fit.
     expect(section.split('<tr>').length - 2).toBe(60);
@@ -195,13 +196,13 @@ describe('renderReportHtml, the tables and markers', () => {
     const section = html.slice(html.indexOf('<h2>Accuracy</h2>'), html.indexOf('</section>', html.indexOf('<h2>Accuracy</h2>')));
     const reached = roundReaching(report.rounds, 0.85)!;
     // The sample curve rises every round, so its best round is the last.
-    expect(section).toContain('best 89.7 %, round 30');
+    expect(section).toContain('best 89.7\u00a0%, round 30');
     expect(section).toContain(`target reached, round ${reached.round}`);
-    expect(section).toContain('target 85.0 %');
-    expect(section).toContain(`Target 85.0 % first reached at round ${reached.round}.`);
+    expect(section).toContain('target 85.0\u00a0%');
+    expect(section).toContain(`Target 85.0\u00a0% first reached at round ${reached.round}.`);
     expect(section.split('stroke-dasharray="2 3"').length - 1).toBe(2);
     const missed = renderReportHtml(fullReport({ targetAccuracy: 0.99 }));
-    expect(missed).toContain('Target 99.0 % not reached in 30 rounds.');
+    expect(missed).toContain('Target 99.0\u00a0% not reached in 30 rounds.');
     expect(renderReportHtml(fullReport({ targetAccuracy: null }))).not.toContain('target reached');
   });
 
@@ -226,7 +227,7 @@ describe('renderReportHtml, the tables and markers', () => {
 
   it('prints percent with one decimal, counts with thousands separators and bytes in one unit', () => {
     const html = renderReportHtml(fullReport());
-    expect(html).not.toMatch(/\d\.\d\d %/);
+    expect(html).not.toMatch(/\d\.\d\d[ \u00a0]%/);
     // No count of four digits or more without its separator.
     expect(html).not.toMatch(/[^\d,.#]\d{4,} (examples|test examples|rounds|clients)/);
     expect(html).toContain('<th>examples</th><td>3,000</td>');

@@ -32,15 +32,20 @@ describe('confusionMatrix and classMetrics', () => {
     expect(m.macro.f1).toBeCloseTo((0.8 + 0.5 + 2 / 3) / 3, 12);
   });
 
-  it('leaves undefined scores null and out of the macro averages', () => {
+  it('leaves undefined scores null, and averages over the classes present with a never-predicted class at precision 0', () => {
     // Class 2 never occurs and is never predicted; class 1 occurs but is never predicted.
     const m = classMetrics(confusionMatrix([0, 0, 1], [0, 0, 0], 3));
     expect(m.precision).toEqual([2 / 3, null, null]);
     expect(m.recall).toEqual([1, 0, null]);
     expect(m.f1[0]).toBeCloseTo(0.8, 12);
-    expect(m.f1.slice(1)).toEqual([null, null]);
-    expect(m.macro.precision).toBeCloseTo(2 / 3, 12);
+    expect(m.f1.slice(1)).toEqual([0, null]);
+    // Over classes 0 and 1: precision (⅔ + 0) / 2, recall (1 + 0) / 2, F1 (0.8 + 0) / 2.
+    expect(m.macro.precision).toBeCloseTo(1 / 3, 12);
     expect(m.macro.recall).toBeCloseTo(0.5, 12);
+    expect(m.macro.f1).toBeCloseTo(0.4, 12);
+    // A class predicted but absent from the test set: precision 0, recall undefined, F1 0.
+    const absent = classMetrics(confusionMatrix([0, 0], [0, 1], 2));
+    expect([absent.precision[1], absent.recall[1], absent.f1[1]]).toEqual([0, null, 0]);
     // A class with precision 0 and recall 0 has F1 0, not NaN.
     expect(classMetrics([[0, 1], [1, 0]]).f1).toEqual([0, 0]);
   });
