@@ -115,7 +115,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
-    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
+    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart federated feature extraction, federated fine-tuning (the preset\'s recipe or --trainable), federated from scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--target-accuracy <a>', 'test accuracy to aim for, as a fraction (0.9) or percent (90); the report marks it and the round that first reached it', targetAccuracy)
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
