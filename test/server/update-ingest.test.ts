@@ -6,7 +6,7 @@
  * - bad updates are refused with the serial path's codes and leave no trace in the aggregate;
  * - a strategy that needs every update is announced with a warning.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FitRound } from '../../server/round-state.ts';
 import { defaultIngestWorkers, INGEST_DEFAULTS, UpdateIngest } from '../../server/update-ingest.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
@@ -17,8 +17,7 @@ import { ClippedStrategy } from '../../shared/strategy/clipped-strategy.ts';
 import { createStrategy, strategyNames } from '../../shared/strategy/registry.ts';
 import { FedMedian } from '../../shared/strategy/robust.ts';
 import type { Strategy } from '../../shared/strategy/strategy.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { disguisedDelta, Harness, makeDelta, maxAbsDifference, weightedMean, type RawClient } from '../support/hostile.ts';
+import { disguisedDelta, makeDelta, maxAbsDifference, useHarness, weightedMean, type RawClient } from '../support/hostile.ts';
 
 const P = 3000;
 const coordinator = generateIdentity();
@@ -122,18 +121,10 @@ describe('worker ingest default', () => {
 });
 
 describe('worker ingest in a real coordinator', () => {
-  let harness: Harness | undefined;
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-  afterEach(async () => {
-    await harness?.close();
-    harness = undefined;
-  });
+  const startHarness = useHarness();
 
   it('refuses bad updates with the serial path\'s codes; the head is the honest weighted mean', async () => {
-    harness = await Harness.start({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 }, ingestWorkers: 2 });
-    const h = harness;
+    const h = await startHarness({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 }, ingestWorkers: 2 });
     const [a, b, attacker] = (await h.ready([0, 1, 2])) as [RawClient, RawClient, RawClient];
     const initial = Float32Array.from(h.coordinator.loop.weights);
     const run = h.coordinator.run();
@@ -168,13 +159,12 @@ describe('worker ingest in a real coordinator', () => {
   });
 
   it('refuses a negative worker count with BAD_CONFIG', async () => {
-    await expect(Harness.start({ allowed: 1, rounds: 1, ingestWorkers: -1 })).rejects.toMatchObject({ code: 'BAD_CONFIG' });
+    await expect(startHarness({ allowed: 1, rounds: 1, ingestWorkers: -1 })).rejects.toMatchObject({ code: 'BAD_CONFIG' });
   });
 
   it('announces the fallback for a strategy that needs every update, and aggregates it as the serial path does', async () => {
     const log = { warnings: [] as string[], debug: () => undefined, info: () => undefined, warn: (m: string) => log.warnings.push(m), error: (m: string) => log.warnings.push(m) };
-    harness = await Harness.start({ allowed: 3, rounds: 1, makeStrategy: (o) => new FedMedian(o), ingestWorkers: 2, logger: log });
-    const h = harness;
+    const h = await startHarness({ allowed: 3, rounds: 1, makeStrategy: (o) => new FedMedian(o), ingestWorkers: 2, logger: log });
     const ready = await h.ready([0, 1, 2]);
     const initial = Float32Array.from(h.coordinator.loop.weights);
     const run = h.coordinator.run();
