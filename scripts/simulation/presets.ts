@@ -123,6 +123,8 @@ export interface SimulationConfig {
   secureAggregation?: SecureAggregationSettings;
   /** Client-level differential privacy (DP-FedAvg). @default undefined (off) */
   dp?: DpOptions;
+  /** Test accuracy in (0, 1] the run aims for: the report marks it and the round that first reached it. @default none */
+  targetAccuracy?: number;
 }
 
 /** `--secure-aggregation` settings of a simulation. */
@@ -285,6 +287,7 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
   for (const [name, rate] of [['dropoutRate', config.dropoutRate], ['stragglerRate', config.stragglerRate], ['validationFraction', config.validationFraction]] as const) {
     if (!(rate >= 0 && rate < 1)) throw new FedtlError('BAD_CONFIG', `${name} must be in [0, 1), got ${rate}`);
   }
+  if (config.targetAccuracy !== undefined && !(config.targetAccuracy > 0 && config.targetAccuracy <= 1)) throw new FedtlError('BAD_CONFIG', `targetAccuracy must be in (0, 1], got ${config.targetAccuracy}`);
   if (!Number.isSafeInteger(config.trainingWorkers) || config.trainingWorkers < 0) throw new FedtlError('BAD_CONFIG', `trainingWorkers must be an integer ≥ 0, got ${config.trainingWorkers}`);
   for (const features of config.scratchFeatures) {
     if (!(SCRATCH_FEATURES as readonly string[]).includes(features)) throw new FedtlError('BAD_CONFIG', `unknown from-scratch baseline "${String(features)}"; choose from ${SCRATCH_FEATURES.join(', ')}`);

@@ -13,7 +13,10 @@ import type { RoundRecord as CoordinatorRound } from '../../server/round-record.
 import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
 import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
 import type { SimulationConfig } from './presets.ts';
-import { renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
+import { comparisonOf, renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
+import { formatBytes } from './report-format.ts';
+import { finalModelPredictions } from './report-predictions.ts';
+import { clientViews, finalEvaluation, type FinalEvaluation } from './report-tables.ts';
 import { runFederated } from './run-federated.ts';
 import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
@@ -174,6 +177,13 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         baselines.scratchOthers = scratchRuns.filter((run) => run !== strongest);
       }
     }
+    // The final federated model class by class: the confusion matrix and the per-client view's recalls.
+    const lastRound = federated.history.at(-1)?.round;
+    let evaluation: FinalEvaluation | null = null;
+    if (lastRound !== undefined) {
+      const predicted = await finalModelPredictions({ config, base, weights: federated.weights, round: lastRound, testFeatures, testDataset: data.test });
+      evaluation = finalEvaluation(data.test.labels, predicted, numClasses);
+    }
     base.dispose();
 
     const rounds = federated.history.map(toReportRound);
@@ -197,6 +207,10 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       finalAccuracy,
       negativeTransfer: negative,
       peakRssMb: peakRss / (1024 * 1024),
+      testExamples: data.test.size,
+      targetAccuracy: config.targetAccuracy ?? null,
+      evaluation,
+      clients: clientViews(summary, evaluation?.metrics.recall ?? null, baselines.localOnly?.perClient),
       notes: [
         `Accuracy and loss are measured on ${data.test.size} held-out test examples after every round.`,
         `Centralized: all training data pooled, ${config.centralizedEpochs} epochs. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
@@ -208,6 +222,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         ...privacyNotes(config, rounds),
       ],
     };
+    report.comparison = comparisonOf(report);
     await mkdir(options.outDir, { recursive: true });
     const reportJson = JSON.stringify(report, null, 1);
     const reportHtml = renderReportHtml(report);
@@ -238,7 +253,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
   const negative = report.negativeTransfer;
   return [
     '',
-    `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${report.peakRssMb.toFixed(0)} MB)`,
+    `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${formatBytes(report.peakRssMb * 1024 * 1024)})`,
     line(report.federatedLabel ?? 'federated', `${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`),
     ...(report.baselines.centralized ? [line('centralized', percent(report.baselines.centralized.accuracy))] : []),
     ...(local ? [line('local-only (mean ± std)', `${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`)] : []),
