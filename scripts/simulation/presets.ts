@@ -166,6 +166,15 @@ export const PRESETS: Record<string, SimulationConfig> = {
     scratchFeatures: ['pixels', 'cnn'],
     scratchCnn: { conv: FASHION_CNN_CONV, hidden: [] },
     head: { hidden: [64], activation: 'relu', dropout: 0, classes: 5 },
+    // A linear probe first, then the base's top convolution at a smaller rate (Howard & Ruder 2018,
+    // gradual unfreezing and discriminative rates; Kumar et al. 2022, "Fine-Tuning can Distort
+    // Pretrained Features", https://arxiv.org/abs/2202.10054: probing first, then fine-tuning).
+    fineTune: {
+      stages: [
+        { fromRound: 1, groups: [{ select: 'head' }] },
+        { fromRound: 3, groups: [{ select: 'head' }, { select: 'top', count: 1, unit: 'layers', lrMultiplier: 0.3 }] },
+      ],
+    },
     trainExamples: 1200,
     testExamples: 1000,
     clients: 6,
