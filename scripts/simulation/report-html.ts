@@ -48,8 +48,13 @@ export interface RoundRecord {
 
 /** Reference results the federated run is compared with. All optional. */
 export interface SimulationBaselines {
-  /** One model trained on the pooled data (the usual upper bound). */
-  centralized?: { accuracy: number; loss: number };
+  /**
+   * One model trained on the pooled data (the usual upper bound). When the federation fine-tunes,
+   * it trains the same schedule: `label` says so, `stages` and `stageEpochs` give the schedule.
+   */
+  centralized?: { accuracy: number; loss: number; label?: string; stages?: string[]; stageEpochs?: number[] };
+  /** A fine-tuning run's second centralized baseline: the head alone on the frozen base's features. */
+  centralizedFeatureExtraction?: { accuracy: number; loss: number; label?: string };
   /** Each client trains alone on its own data; accuracy statistics over clients (the lower bound). */
   localOnly?: { mean: number; std: number; min: number; max: number; clients?: number; perClient?: LocalOnlyClient[] };
   /**
@@ -278,6 +283,10 @@ function bestRound(rounds: readonly RoundRecord[]): RoundRecord | undefined {
   return best;
 }
 
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function renderCards(report: SimulationReport): string {
   const { centralized, localOnly, scratch } = report.baselines;
   const best = bestRound(report.rounds);
@@ -290,8 +299,10 @@ function renderCards(report: SimulationReport): string {
     const gap = isNumber(report.finalAccuracy)
       ? `federated is ${formatPoints(Math.abs(report.finalAccuracy - centralized.accuracy)).replace('+', '')} ${report.finalAccuracy >= centralized.accuracy ? 'above' : 'below'}`
       : 'pooled data, one model';
-    cards.push(card('Centralized', formatPercent(centralized.accuracy), gap));
+    cards.push(card(centralized.label ? capitalized(centralized.label) : 'Centralized', formatPercent(centralized.accuracy), gap));
   }
+  const featureExtraction = report.baselines.centralizedFeatureExtraction;
+  if (featureExtraction) cards.push(card(capitalized(featureExtraction.label ?? 'centralized feature extraction'), formatPercent(featureExtraction.accuracy), 'head alone on the frozen base'));
   if (localOnly) {
     cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? `${(localOnly.std * 100).toFixed(1)}${NBSP}pts` : '—'} std · range ${formatPercent(localOnly.min)} – ${formatPercent(localOnly.max)}`));
   }
