@@ -222,7 +222,7 @@ ${body}
 /** The comparison table's rows: the report's own, or computed from its rounds and baselines. */
 export function comparisonOf(report: SimulationReport): ModelComparisonRow[] {
   if (report.comparison) return report.comparison;
-  const { centralized, localOnly, scratch, scratchOthers } = report.baselines;
+  const { centralized, centralizedFeatureExtraction, localOnly, scratch, scratchOthers } = report.baselines;
   const last = [...report.rounds].reverse().find((r) => isNumber(r.accuracy));
   return compareModels({
     federatedLabel: report.federatedLabel ?? 'federated (pretrained base)',
@@ -230,6 +230,7 @@ export function comparisonOf(report: SimulationReport): ModelComparisonRow[] {
     finalLoss: last?.loss ?? null,
     testExamples: report.testExamples ?? null,
     ...(centralized ? { centralized } : {}),
+    ...(centralizedFeatureExtraction ? { centralizedFeatureExtraction } : {}),
     ...(localOnly ? { localOnly } : {}),
     scratch: [scratch, ...(scratchOthers ?? [])]
       .filter((run): run is ScratchRun => run !== undefined)
