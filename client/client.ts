@@ -34,7 +34,7 @@ import {
   type Welcome,
 } from '../shared/protocol/protocol.ts';
 import { ensureBase } from './base-cache.ts';
-import { runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundRequest, type ClientRoundContext } from './client-round.ts';
+import { HeldWeights, runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundRequest, type ClientRoundContext } from './client-round.ts';
 import type { LabeledDataset } from './data/dataset.ts';
 import { computeFeatures } from './features.ts';
 import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
@@ -144,6 +144,8 @@ export class FedtlClient {
   #refusals = 0;
   /** Round messages already verified (a fit request is checked before the fault draw and again in its round). */
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
+  /** The last global weights verified: a round message may refer to them instead of carrying them again. */
+  readonly #held = new HeldWeights();
   readonly #faultRandom: (() => number) | null;
   #closed = false;
   #lastConnectError: string | null = null;
@@ -419,6 +421,7 @@ export class FedtlClient {
       seed: this.#options.seed ?? 0,
       maxUpdateBytes: welcome.limits.maxUpdateBytes,
       verified: this.#verified,
+      held: this.#held,
       ...(this.#options.transformDelta ? { transformDelta: this.#options.transformDelta } : {}),
     };
     return { welcome, context };
@@ -433,7 +436,7 @@ export class FedtlClient {
     const round = await this.#context();
     if (!round) throw new FedtlError('STALE_ROUND', 'fit request before the handshake completed');
     const request = parseFitRequest(message, round.welcome.limits.maxMessageBytes);
-    verifyRoundRequest(round.context, request);
+    if (!(await this.#verifyOrAsk(round.context, request))) return;
     if (this.#faultRandom && this.#faultRandom() < (this.#options.faults?.dropRate ?? 0)) {
       this.#log.info(`round ${request.round}: injected crash; reconnecting`);
       this.#socket.disconnect();
@@ -463,6 +466,24 @@ export class FedtlClient {
     this.#options.onRound?.(event);
   }
 
+  /**
+   * Verifies a round message. One that refers to weights this client does not hold is refused
+   * with `weights:missing`, which the coordinator answers by sending the message again in full;
+   * returns false then.
+   */
+  async #verifyOrAsk(context: ClientRoundContext, request: FitRequest | EvaluateRequest): Promise<boolean> {
+    try {
+      verifyRoundRequest(context, request);
+      return true;
+    } catch (thrown) {
+      if (!(thrown instanceof FedtlError && thrown.code === 'WEIGHTS_NOT_HELD' && request.weightsDigest)) throw thrown;
+      this.#log.info(`${thrown.message}; asking for them in full`);
+      const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('weights:missing', { roundId: request.roundId, weightsDigest: request.weightsDigest }));
+      if (!reply.ok) this.#log.warn(`round ${request.round}: weights:missing refused: ${reply.code}: ${reply.message}`);
+      return false;
+    }
+  }
+
   async #onSecAgg(message: unknown): Promise<void> {
     const welcome = this.#welcome;
     if (!welcome || !this.#secagg) throw new FedtlError('STALE_ROUND', 'secure-aggregation step before any secure fit round');
@@ -476,6 +497,7 @@ export class FedtlClient {
     const round = await this.#context();
     if (!round) return;
     const request = parseEvaluateRequest(message, round.welcome.limits.maxMessageBytes);
+    if (!(await this.#verifyOrAsk(round.context, request))) return;
     const report = signEvaluation(this.#options.identity, this.#binding(), await runEvaluateRound(round.context, request));
     const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('evaluation', report));
     if (!reply.ok) this.#log.warn(`round ${request.round}: evaluation rejected: ${reply.message}`);
