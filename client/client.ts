@@ -101,6 +101,14 @@ export interface ClientOptions {
    */
   transformDelta?: ClientRoundContext['transformDelta'];
   /**
+   * Trains the head somewhere other than this thread, e.g. in a worker thread when a simulation
+   * runs its clients in the coordinator's process, so training does not block the coordinator's
+   * event loop. Given the round's weights, this client's training rows, config and seed, it returns
+   * what `LocalTrainer.fit` returns. Evaluation and fine-tuning stages still run in this thread.
+   * @default this client's own head, in this thread
+   */
+  fit?: ClientRoundContext['trainer']['fit'];
+  /**
    * Injected faults, for simulations: with probability `dropRate` per fit request the client
    * "crashes" (drops its connection without answering) and reconnects shortly after.
    * @default none
@@ -412,7 +420,7 @@ export class FedtlClient {
     const context: ClientRoundContext = {
       identity: this.#options.identity,
       coordinator: { signingKey: this.#coordinatorSigningKey, boxKey: this.#options.coordinator.boxKey },
-      trainer: prepared.trainer,
+      trainer: this.#options.fit ? { fit: this.#options.fit, evaluate: (weights, data) => prepared.trainer.evaluate(weights, data) } : prepared.trainer,
       train: prepared.train,
       validation: prepared.validation,
       get stages() {
