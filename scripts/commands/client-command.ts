@@ -8,6 +8,7 @@ import { subset } from '../../client/data/dataset.ts';
 import { validationSplit } from '../../client/data/split.ts';
 import { FedtlError, toFedtlError } from '../../shared/core/errors.ts';
 import { loadIdentity, parsePublicIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
+import { parseAugmentation, type AugmentationSpec } from '../../shared/model/augmentation.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { fraction, onShutdown } from '../cli.ts';
 
@@ -24,6 +25,18 @@ interface ClientFlags {
   cache: string;
   seed: string;
   ca?: string;
+  augment?: string;
+}
+
+/** `--augment`: a JSON augmentation spec, checked like a config file's. */
+function parseAugmentFlag(value: string): AugmentationSpec {
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch (cause) {
+    throw new FedtlError('BAD_CONFIG', `--augment must be JSON like {"tokenDropout":0.2}: ${(cause as Error).message}`, { cause });
+  }
+  return parseAugmentation(json, '--augment');
 }
 
 /**
@@ -59,6 +72,7 @@ export function registerClientCommand(program: Command): void {
     .option('--validation-fraction <f>', 'share of the data kept for federated evaluation', fraction('validation-fraction'), 0.1)
     .option('--cache <dir>', 'where the base download and feature cache live', path.join('.fedtl-cache', 'client'))
     .option('--seed <n>', 'seed of the local split and shuffles', '0')
+    .option('--augment <json>', 'augmentation in fine-tuning rounds whose features are the raw input, e.g. \'{"tokenDropout":0.2}\' or \'{"flip":true,"cropPadding":4}\' (default none)')
     .action(async (flags: ClientFlags) => {
       const loader = getLoader(flags.dataType);
       if (loader.needsPath && !flags.data) throw new FedtlError('BAD_CONFIG', `--data-type ${flags.dataType} needs --data <path>`);
@@ -84,8 +98,10 @@ export function registerClientCommand(program: Command): void {
       // after a base download or in a reconnect loop.
       await checkData(flags, loader);
       await selectBackend();
+      const augmentation = flags.augment === undefined ? undefined : parseAugmentFlag(flags.augment);
       const client = new FedtlClient({
         url: flags.url,
+        ...(augmentation ? { augmentation } : {}),
         coordinator: { signingKey: coordinator.signingKey, boxKey: coordinator.boxKey },
         identity,
         cacheDir: flags.cache,

@@ -53,6 +53,15 @@ interface SimulateFlags extends Record<string, unknown> {
   dpBudget?: number;
   dpAdaptiveClip?: boolean;
   curve?: number[];
+  targetAccuracy?: number;
+}
+
+/** `--target-accuracy 0.9` or `90` (percent, any value above 1) → a fraction in (0, 1]. */
+export function targetAccuracy(value: string): number {
+  const number = Number(value.trim().replace(/\s*%$/, ''));
+  const fraction = number > 1 ? number / 100 : number;
+  if (value.trim() === '' || !(fraction > 0 && fraction <= 1)) throw new InvalidArgumentError(`--target-accuracy: expected a fraction in (0, 1] or a percent in (1, 100], got "${value}"`);
+  return fraction;
 }
 
 /** `--scratch tf-idf,bag-of-words` → the list, each name checked. */
@@ -104,10 +113,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
-    .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
+    .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table; fashion-mobilenet: then MobileNetV2's top two blocks)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
-    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart pretrained, from-scratch and centralized accuracy', curveSizes)
+    .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart federated feature extraction, federated fine-tuning (the preset\'s recipe or --trainable), federated from scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
+    .option('--target-accuracy <a>', 'test accuracy to aim for, as a fraction (0.9) or percent (90); the report marks it and the round that first reached it', targetAccuracy)
     .option('--out <dir>', 'directory of report.json and report.html (default runs/<preset>-<time>)')
     .option('--secure-aggregation', 'secure aggregation (SecAgg+) of the deltas; virtual or socket mode')
     .option('--secagg-threshold <t>', 'Shamir threshold t of secure aggregation (default ⌈2(k+1)/3⌉ of k neighbours)', positiveInteger('secagg-threshold'))
@@ -151,9 +161,15 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.testExamples !== undefined) overrides.testExamples = flags.testExamples;
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
       if (flags.workers !== undefined) overrides.trainingWorkers = flags.workers;
+      if (flags.targetAccuracy !== undefined) overrides.targetAccuracy = flags.targetAccuracy;
       if (flags.fineTune) {
         if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
         overrides.trainable = base.fineTune;
+        // The recipe's strategy, unless --strategy names one.
+        if (base.fineTuneStrategy && !flags.strategy) {
+          overrides.strategy = base.fineTuneStrategy.strategy;
+          overrides.strategyParams = { ...base.fineTuneStrategy.strategyParams, ...overrides.strategyParams };
+        }
       }
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };

@@ -9,7 +9,10 @@ import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import { buildHead } from '../../shared/model/head.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import type { OptimizerName } from '../../shared/model/head-training.ts';
-import { clientRows, type ClientShards } from './client-shards.ts';
+import { setHeadWeights } from '../../shared/model/head.ts';
+import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
+import { classMetrics, confusionMatrix } from './report-metrics.ts';
+import { predictClasses } from './report-predictions.ts';
 
 export interface BaselineInput {
   head: HeadSpec;
@@ -37,12 +40,27 @@ export async function centralizedBaseline(input: BaselineInput, epochs: number):
   }
 }
 
+/** One client's model trained on its own rows alone, scored on the shared test set. */
+export interface LocalOnlyClient {
+  /** The client's index in the partition (the numbering of the report's partition section). */
+  client: number;
+  /** Rows it trained on. */
+  examples: number;
+  /** Accuracy on the whole test set. */
+  accuracy: number;
+  /** Recall of each class on the test set (null for a class the test set lacks): what the report's per-client view weights by the client's label mix. */
+  recall: (number | null)[];
+}
+
 export interface LocalOnlyResult {
   mean: number;
+  /** Population standard deviation over the clients. */
   std: number;
   min: number;
   max: number;
   clients: number;
+  /** Each client's result, by ascending client index. */
+  perClient?: LocalOnlyClient[];
 }
 
 /**
@@ -55,17 +73,22 @@ export async function localOnlyBaseline(input: BaselineInput, clients: ClientSha
   const initial = initialHeadWeights(cols, input.head, input.seed);
   const trainer = new LocalTrainer(buildHead(cols, input.head), initial.manifest);
   const chosen = clients.count <= maxClients ? Array.from({ length: clients.count }, (_, i) => i) : Array.from(createRandom(`${input.seed}-local-only`).sample(maxClients, clients.count)).sort((a, b) => a - b);
-  const accuracies: number[] = [];
+  const perClient: LocalOnlyClient[] = [];
+  const numClasses = input.head.classes;
   try {
     for (const client of chosen) {
       const fit = await trainer.fit(initial.data, clientRows(clients, client), { epochs, batchSize: input.batchSize, learningRate: input.learningRate, optimizer: input.optimizer }, input.seed + client);
       const trained = initial.data.map((value, i) => value + fit.delta[i]!);
-      accuracies.push((await trainer.evaluate(trained, { features: input.testFeatures, labels: input.testLabels })).accuracy);
+      setHeadWeights(trainer.head, { manifest: initial.manifest, data: trained });
+      // Predicted classes rather than accuracy alone: the per-class recalls feed the per-client view.
+      const metrics = classMetrics(confusionMatrix(input.testLabels, await predictClasses(trainer.head, input.testFeatures), numClasses));
+      perClient.push({ client, examples: clientSize(clients, client), accuracy: metrics.accuracy ?? Number.NaN, recall: metrics.recall });
     }
   } finally {
     trainer.head.dispose();
   }
+  const accuracies = perClient.map((c) => c.accuracy);
   const mean = accuracies.reduce((a, b) => a + b, 0) / accuracies.length;
   const std = Math.sqrt(accuracies.reduce((a, b) => a + (b - mean) ** 2, 0) / accuracies.length);
-  return { mean, std, min: Math.min(...accuracies), max: Math.max(...accuracies), clients: accuracies.length };
+  return { mean, std, min: Math.min(...accuracies), max: Math.max(...accuracies), clients: accuracies.length, perClient };
 }

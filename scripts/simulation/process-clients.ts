@@ -300,6 +300,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
       strategy: new WaitForAllFirst(privateStrategyOf(config), parts.length, config.dropoutRate > 0 || config.stragglerRate > 0 ? onFit : undefined),
       rounds: config.rounds,
       seed: config.seed,
+      ...(config.trainable ? { trainable: config.trainable } : {}),
       host: '127.0.0.1',
       port: 0,
       logger: { ...createLogger('coordinator'), info: () => undefined },
@@ -323,6 +324,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
         '--validation-fraction', String(config.validationFraction),
         '--cache', own.cache,
         '--seed', String(clientSeed(config.seed, i)),
+        ...(config.augmentation ? ['--augment', JSON.stringify(config.augmentation)] : []),
       ];
       argsOf.push(args);
       children.push(startChild(i, args, log));

@@ -15,7 +15,13 @@
  * ```
  */
 import type { PartitionSummary } from '../../shared/math/index.ts';
-import { escapeXml, renderBarChart, renderLineChart, CHART_PALETTE, type ReferenceLine, type LineSeries } from './svg-chart.ts';
+import { formatBytes, formatCount, formatDuration, formatNumber, formatPercent, formatPoints, isNumber, NBSP } from './report-format.ts';
+import type { LocalOnlyClient } from './baselines.ts';
+import { renderClientSection, renderComparisonSection, renderConfusionSection } from './report-sections.ts';
+import { compareModels, type ClientView, type FinalEvaluation, type ModelComparisonRow } from './report-tables.ts';
+import { escapeXml, renderBarChart, renderLineChart, CHART_PALETTE, type PointMarker, type ReferenceLine, type LineSeries } from './svg-chart.ts';
+
+export { formatBytes, formatDuration } from './report-format.ts';
 
 /** What happened in one federated round. */
 export interface RoundRecord {
@@ -42,10 +48,15 @@ export interface RoundRecord {
 
 /** Reference results the federated run is compared with. All optional. */
 export interface SimulationBaselines {
-  /** One model trained on the pooled data (the usual upper bound). */
-  centralized?: { accuracy: number; loss: number };
+  /**
+   * One model trained on the pooled data (the usual upper bound). When the federation fine-tunes,
+   * it trains the same schedule: `label` says so, `stages` and `stageEpochs` give the schedule.
+   */
+  centralized?: { accuracy: number; loss: number; label?: string; stages?: string[]; stageEpochs?: number[] };
+  /** A fine-tuning run's second centralized baseline: the head alone on the frozen base's features. */
+  centralizedFeatureExtraction?: { accuracy: number; loss: number; label?: string };
   /** Each client trains alone on its own data; accuracy statistics over clients (the lower bound). */
-  localOnly?: { mean: number; std: number; min: number; max: number };
+  localOnly?: { mean: number; std: number; min: number; max: number; clients?: number; perClient?: LocalOnlyClient[] };
   /**
    * The same federation without the pretrained base, to show what transfer buys: the strongest of
    * the from-scratch baselines run (by final accuracy).
@@ -103,6 +114,16 @@ export interface SimulationReport {
   notes?: string[];
   /** Legend name of the federated series. @default 'federated (pretrained base)' */
   federatedLabel?: string;
+  /** Test examples every accuracy is measured on; gives the comparison its Wilson intervals. @default unknown (no intervals) */
+  testExamples?: number;
+  /** Accuracy the run aims for, marked on the accuracy chart with the round that first reached it. @default none */
+  targetAccuracy?: number | null;
+  /** The final federated model's confusion matrix and per-class scores on the test set. @default not shown */
+  evaluation?: FinalEvaluation | null;
+  /** What federation did for each client, in partition order. @default not shown */
+  clients?: ClientView[];
+  /** Every model with its 95 % interval. @default computed from the rounds and baselines */
+  comparison?: ModelComparisonRow[];
 }
 
 /** At most this many clients get a column in the label heat strip; the rest are summarised. */
@@ -148,6 +169,17 @@ details summary { cursor: pointer; color: #0072B2; margin-top: 12px; }
 ul.notes { margin: 0; padding-left: 20px; }
 footer { margin-top: 24px; color: #9ca3af; font-size: 12px; text-align: center; }
 svg { display: block; }
+tr.lead td { font-weight: 600; }
+tr.total td { border-top: 2px solid #e5e7eb; font-weight: 600; }
+td.up { color: #006d4f; }
+td.down { color: #b53f00; }
+table.confusion { width: auto; }
+table.confusion td, table.confusion th { padding: 3px 8px; border: 1px solid #f0f1f3; }
+table.confusion td.diagonal { outline: 2px solid #111827; outline-offset: -2px; }
+table.per-class { margin-top: 14px; }
+.scroll.wide { max-height: none; }
+figure { margin: 16px 0 0; }
+figcaption { color: #4b5563; font-size: 13px; margin-bottom: 6px; }
 `;
 
 /** Renders the report as a complete HTML document (a string starting with `<!doctype html>`). */
@@ -157,8 +189,11 @@ export function renderReportHtml(report: SimulationReport): string {
     renderHeader(report, title),
     renderNegativeTransfer(report),
     renderCards(report),
+    renderComparisonSection(comparisonOf(report)),
     renderAccuracySection(report),
     renderLossSection(report),
+    renderConfusionSection(report.evaluation, report.labelNames),
+    renderClientSection(report.clients, report.partition, report.labelNames),
     renderParticipationSection(report),
     renderTrafficSection(report),
     renderPartitionSection(report),
@@ -184,46 +219,29 @@ ${body}
 `;
 }
 
+/** The comparison table's rows: the report's own, or computed from its rounds and baselines. */
+export function comparisonOf(report: SimulationReport): ModelComparisonRow[] {
+  if (report.comparison) return report.comparison;
+  const { centralized, localOnly, scratch, scratchOthers } = report.baselines;
+  const last = [...report.rounds].reverse().find((r) => isNumber(r.accuracy));
+  return compareModels({
+    federatedLabel: report.federatedLabel ?? 'federated (pretrained base)',
+    finalAccuracy: report.finalAccuracy,
+    finalLoss: last?.loss ?? null,
+    testExamples: report.testExamples ?? null,
+    ...(centralized ? { centralized } : {}),
+    ...(localOnly ? { localOnly } : {}),
+    scratch: [scratch, ...(scratchOthers ?? [])]
+      .filter((run): run is ScratchRun => run !== undefined)
+      .map((run) => {
+        const final = [...run.rounds].reverse().find((r) => isNumber(r.accuracy));
+        return { ...(run.features ? { features: run.features } : {}), accuracy: final?.accuracy ?? null, loss: final?.loss ?? null };
+      }),
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formatting
-
-/** Non-null and finite. */
-function isNumber(value: number | null | undefined): value is number {
-  return typeof value === 'number' && Number.isFinite(value);
-}
-
-function formatPercent(value: number | null | undefined, decimals = 1): string {
-  return isNumber(value) ? `${(value * 100).toFixed(decimals)} %` : '—';
-}
-
-function formatNumber(value: number | null | undefined, decimals = 4): string {
-  return isNumber(value) ? String(Number(value.toFixed(decimals))) : '—';
-}
-
-/** Bytes for people, in decimal units (1 kB = 1000 B), the convention for network traffic. */
-export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes)) return '—';
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = Math.abs(bytes);
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  return `${bytes < 0 ? '-' : ''}${value.toFixed(digits)} ${units[unit]!}`;
-}
-
-/** Seconds for people: `4.20 s`, `2 min 05 s`, `1 h 02 min`. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '—';
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
-  const total = Math.round(seconds);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  return h > 0 ? `${h} h ${String(m).padStart(2, '0')} min` : `${m} min ${String(s).padStart(2, '0')} s`;
-}
 
 function formatConfigValue(value: unknown): string {
   if (typeof value === 'string') return value;
@@ -248,7 +266,7 @@ function renderHeader(report: SimulationReport, title: string): string {
     `<span>backend <strong>${escapeXml(report.backend)}</strong></span>`,
     `<span>seed <strong>${escapeXml(String(report.seed))}</strong></span>`,
     `<span>${report.rounds.length} rounds</span>`,
-    `<span>${report.partition.numClients} clients</span>`,
+    `<span>${formatCount(report.partition.numClients)} clients</span>`,
   ].filter(Boolean);
   return `<header><h1>${escapeXml(title)}</h1><div class="meta">${meta.join('')}</div></header>`;
 }
@@ -265,6 +283,10 @@ function bestRound(rounds: readonly RoundRecord[]): RoundRecord | undefined {
   return best;
 }
 
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function renderCards(report: SimulationReport): string {
   const { centralized, localOnly, scratch } = report.baselines;
   const best = bestRound(report.rounds);
@@ -275,12 +297,14 @@ function renderCards(report: SimulationReport): string {
   ];
   if (centralized) {
     const gap = isNumber(report.finalAccuracy)
-      ? `federated is ${Math.abs((report.finalAccuracy - centralized.accuracy) * 100).toFixed(1)} pts ${report.finalAccuracy >= centralized.accuracy ? 'above' : 'below'}`
+      ? `federated is ${formatPoints(Math.abs(report.finalAccuracy - centralized.accuracy)).replace('+', '')} ${report.finalAccuracy >= centralized.accuracy ? 'above' : 'below'}`
       : 'pooled data, one model';
-    cards.push(card('Centralized', formatPercent(centralized.accuracy), gap));
+    cards.push(card(centralized.label ? capitalized(centralized.label) : 'Centralized', formatPercent(centralized.accuracy), gap));
   }
+  const featureExtraction = report.baselines.centralizedFeatureExtraction;
+  if (featureExtraction) cards.push(card(capitalized(featureExtraction.label ?? 'centralized feature extraction'), formatPercent(featureExtraction.accuracy), 'head alone on the frozen base'));
   if (localOnly) {
-    cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? (localOnly.std * 100).toFixed(1) : '—'} pts · range ${formatPercent(localOnly.min, 0)} – ${formatPercent(localOnly.max, 0)}`));
+    cards.push(card('Local-only mean', formatPercent(localOnly.mean), `±${isNumber(localOnly.std) ? `${(localOnly.std * 100).toFixed(1)}${NBSP}pts` : '—'} std · range ${formatPercent(localOnly.min)} – ${formatPercent(localOnly.max)}`));
   }
   for (const run of [scratch, ...(report.baselines.scratchOthers ?? [])]) {
     if (!run) continue;
@@ -289,7 +313,8 @@ function renderCards(report: SimulationReport): string {
     cards.push(card(label, formatPercent(last?.accuracy), run === scratch && report.baselines.scratchOthers?.length ? 'strongest from-scratch baseline' : 'same federation, no pretrained base'));
   }
   cards.push(card('Wall time', formatDuration(report.wallSeconds), `${report.rounds.length} rounds`));
-  cards.push(card('Peak memory', isNumber(report.peakRssMb) ? `${report.peakRssMb.toFixed(0)} MiB` : '—', 'resident set size'));
+  // peakRssMb is in MiB (2²⁰ B); shown in the report's one byte unit, decimal MB.
+  cards.push(card('Peak memory', isNumber(report.peakRssMb) ? formatBytes(report.peakRssMb * 1024 * 1024) : '—', 'resident set size'));
   cards.push(card('Traffic', formatBytes(bytesUp + bytesDown), `↑ ${formatBytes(bytesUp)} · ↓ ${formatBytes(bytesDown)}`));
   return `<div class="cards">${cards.join('')}</div>`;
 }
@@ -322,8 +347,44 @@ function renderAccuracySection(report: SimulationReport): string {
       ...(isNumber(localOnly.std) ? { band: { low: localOnly.mean - localOnly.std, high: localOnly.mean + localOnly.std } } : {}),
     });
   }
-  const svg = renderLineChart({ title: 'Test accuracy per round', xLabel: 'round', yLabel: 'accuracy', series, references, width: CHART_WIDTH, height: 320 });
-  return `<section><h2>Accuracy</h2><p class="hint">Global model on the held-out test set after each round; dashed lines are baselines (centralized training on pooled data, and each client training alone, with its ±1 std band).</p>${svg}</section>`;
+  const { markers, target, text } = accuracyMarkers(report);
+  if (target) references.push(target);
+  const svg = renderLineChart({ title: 'Test accuracy per round', xLabel: 'round', yLabel: 'accuracy', series, references, markers, formatY: (v) => formatPercent(v), width: CHART_WIDTH, height: 320 });
+  return `<section><h2>Accuracy</h2><p class="hint">Global model on the held-out test set after each round; dashed lines are baselines (centralized training on pooled data, and each client training alone, with its ±1 std band)${
+    target ? ' and the target' : ''
+  }; dotted lines mark rounds. ${escapeXml(text)}</p>${svg}</section>`;
+}
+
+const COLOR_BEST = '#CC79A7';
+const COLOR_TARGET = '#E69F00';
+
+/** The first round whose accuracy reached `target`, if any. */
+export function roundReaching(rounds: readonly RoundRecord[], target: number): RoundRecord | undefined {
+  return rounds.find((r) => isNumber(r.accuracy) && r.accuracy >= target);
+}
+
+/**
+ * The accuracy chart's marks: the best round always, and with a target accuracy a horizontal
+ * target line plus the first round that reached it; `text` says the same in words.
+ */
+function accuracyMarkers(report: SimulationReport): { markers: PointMarker[]; target: ReferenceLine | null; text: string } {
+  const markers: PointMarker[] = [];
+  const words: string[] = [];
+  const best = bestRound(report.rounds);
+  if (best) {
+    markers.push({ label: `best ${formatPercent(best.accuracy)}, round ${best.round}`, x: best.round, y: best.accuracy!, color: COLOR_BEST });
+    words.push(`Best round: ${best.round} (${formatPercent(best.accuracy)}).`);
+  }
+  const goal = report.targetAccuracy;
+  if (!isNumber(goal)) return { markers, target: null, text: words.join(' ') };
+  const reached = roundReaching(report.rounds, goal);
+  if (reached) {
+    markers.push({ label: `target reached, round ${reached.round}`, x: reached.round, y: reached.accuracy!, color: COLOR_TARGET });
+    words.push(`Target ${formatPercent(goal)} first reached at round ${reached.round}.`);
+  } else {
+    words.push(`Target ${formatPercent(goal)} not reached in ${formatCount(report.rounds.length)} rounds.`);
+  }
+  return { markers, target: { label: 'target', y: goal, color: COLOR_TARGET }, text: words.join(' ') };
 }
 
 function renderLossSection(report: SimulationReport): string {
@@ -362,7 +423,7 @@ function renderParticipationSection(report: SimulationReport): string {
   });
   const selected = rounds.reduce((sum, r) => sum + r.participants + r.dropped, 0);
   const dropped = rounds.reduce((sum, r) => sum + r.dropped, 0);
-  const rate = selected > 0 ? `${((dropped / selected) * 100).toFixed(1)} % of selected clients dropped overall.` : '';
+  const rate = selected > 0 ? `${formatPercent(dropped / selected)} of selected clients dropped overall.` : '';
   return `<section><h2>Participation</h2><p class="hint">${escapeXml(rate)}</p>${svg}</section>`;
 }
 
@@ -420,10 +481,10 @@ function renderPartitionSection(report: SimulationReport): string {
   const scheme = report.config['partition'] ?? report.config['scheme'];
   const rows: [string, string][] = [
     ...(scheme !== undefined ? [['scheme', describePartitionSettings(scheme)] as [string, string]] : []),
-    ['clients', String(p.numClients)],
-    ['examples', String(p.numExamples)],
-    ['classes', String(p.numClasses)],
-    ['examples per client', `min ${p.sizeStats.min} · median ${p.sizeStats.median} · mean ${formatNumber(p.sizeStats.mean, 1)} · max ${p.sizeStats.max}`],
+    ['clients', formatCount(p.numClients)],
+    ['examples', formatCount(p.numExamples)],
+    ['classes', formatCount(p.numClasses)],
+    ['examples per client', `min ${formatCount(p.sizeStats.min)} · median ${formatCount(p.sizeStats.median)} · mean ${formatCount(p.sizeStats.mean)} · max ${formatCount(p.sizeStats.max)}`],
     ['distinct labels per client (mean)', formatNumber(p.meanLabelsPerClient, 2)],
     ['label skew (mean TV distance)', `${formatNumber(p.skew, 3)}  (0 = every client mirrors the global mix)`],
   ];
@@ -454,9 +515,19 @@ function renderSizeChart(p: PartitionSummary): string {
   });
 }
 
+/** Shares ticked on the heat strip's colour scale (the ramp is a square root, so small shares get room). */
+const HEAT_SCALE_TICKS = [0, 0.05, 0.25, 0.5, 1];
+
+/** Width in SVG units of the heat strip's colour scale. */
+const HEAT_SCALE_WIDTH = 260;
+
+/** The caption of the heat strip, shown as HTML above it so it wraps instead of being clipped. */
+export const HEAT_STRIP_CAPTION = 'Columns are clients (numbered from 0, as in the per-client table and the logs), rows are classes; a cell\'s colour is that class\'s share of the client\'s examples (scale below the chart). Grey bars on top: client size.';
+
 /**
  * Per-client label mix as a heat strip: one column per client (the first 50), one row per
- * class, darker = larger share of that client's data; a bar above each column shows its size.
+ * class, darker = larger share of that client's data; a bar above each column shows its size,
+ * and a colour scale under the grid reads a shade back as a share.
  */
 function renderHeatStrip(report: SimulationReport): string {
   const p = report.partition;
@@ -466,18 +537,21 @@ function renderHeatStrip(report: SimulationReport): string {
   const cellW = Math.max(10, Math.min(18, Math.floor(880 / shown)));
   const cellH = classes <= 20 ? 14 : Math.max(3, Math.floor(280 / classes));
   const left = 70;
-  const top = 62;
+  const top = 36;
   const sizeBarH = 34;
-  const width = left + shown * cellW + 20;
-  const height = top + sizeBarH + 6 + classes * cellH + 40;
-  const maxSize = Math.max(1, ...p.sizes.slice(0, shown));
-  const parts: string[] = [
-    `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Label mix per client" font-family='system-ui, sans-serif' style="max-width:100%;height:auto">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="16" y="22" font-size="15" font-weight="600" fill="#111827">Label mix per client${shown < p.numClients ? escapeXml(` (first ${shown} of ${p.numClients})`) : ''}</text>`,
-    `<text x="16" y="42" font-size="12" fill="#4b5563">Columns are clients, rows are classes; darker = larger share of that client's examples. Bars on top: client size.</text>`,
-  ];
   const gridTop = top + sizeBarH + 6;
+  const gridBottom = gridTop + classes * cellH;
+  const scaleTop = gridBottom + 52;
+  // Wide enough for the title and the colour scale however few clients there are.
+  const width = Math.max(left + shown * cellW + 20, left + HEAT_SCALE_WIDTH + 60, 420);
+  const height = scaleTop + 40;
+  const maxSize = Math.max(1, ...p.sizes.slice(0, shown));
+  const title = `Label mix per client${shown < p.numClients ? ` (first ${shown} of ${formatCount(p.numClients)})` : ''}`;
+  const parts: string[] = [
+    `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${escapeXml(title)}" font-family='system-ui, sans-serif' style="max-width:100%;height:auto">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="16" y="22" font-size="15" font-weight="600" fill="#111827">${escapeXml(title)}</text>`,
+  ];
   parts.push(`<text x="${left - 8}" y="${top + sizeBarH - 2}" text-anchor="end" font-size="11" fill="#4b5563">size</text>`);
   const labelEvery = cellH >= 10 ? 1 : Math.ceil(10 / cellH);
   for (let c = 0; c < classes; c++) {
@@ -488,12 +562,13 @@ function renderHeatStrip(report: SimulationReport): string {
       `<text x="${left - 8}" y="${gridTop + c * cellH + cellH / 2}" dy="0.32em" text-anchor="end" font-size="${Math.min(11, Math.max(8, cellH))}" fill="#4b5563">${escapeXml(shortName)}</text>`,
     );
   }
+  const labelStep = Math.ceil(shown / 25);
   for (let k = 0; k < shown; k++) {
     const x = left + k * cellW;
     const size = p.sizes[k] ?? 0;
     const barH = (size / maxSize) * sizeBarH;
     parts.push(
-      `<rect x="${x + 1}" y="${(top + sizeBarH - barH).toFixed(2)}" width="${cellW - 2}" height="${barH.toFixed(2)}" fill="#9ca3af"><title>client ${k}: ${size} examples</title></rect>`,
+      `<rect x="${x + 1}" y="${(top + sizeBarH - barH).toFixed(2)}" width="${cellW - 2}" height="${barH.toFixed(2)}" fill="#9ca3af"><title>client ${k}: ${formatCount(size)} examples</title></rect>`,
     );
     const row = p.labelCounts[k] ?? [];
     for (let c = 0; c < classes; c++) {
@@ -502,16 +577,38 @@ function renderHeatStrip(report: SimulationReport): string {
       const name = report.labelNames?.[c] ?? String(c);
       parts.push(
         `<rect x="${x}" y="${gridTop + c * cellH}" width="${cellW - 1}" height="${cellH - (cellH > 4 ? 1 : 0)}" fill="${heatColor(share)}"><title>${escapeXml(
-          `client ${k}, class ${name}: ${count} (${(share * 100).toFixed(1)} %)`,
+          `client ${k}, class ${name}: ${formatCount(count)} (${formatPercent(share)})`,
         )}</title></rect>`,
       );
     }
-    if (shown <= 50 && (k % Math.ceil(shown / 25) === 0)) {
-      parts.push(`<text x="${x + cellW / 2}" y="${gridTop + classes * cellH + 14}" text-anchor="middle" font-size="10" fill="#6b7280">${k}</text>`);
+    if (k % labelStep === 0) {
+      parts.push(`<text x="${x + cellW / 2}" y="${gridBottom + 14}" text-anchor="middle" font-size="10" fill="#6b7280">${k}</text>`);
     }
   }
-  parts.push(`<text x="${left + (shown * cellW) / 2}" y="${gridTop + classes * cellH + 32}" text-anchor="middle" font-size="12" fill="#374151">client</text>`);
+  parts.push(`<text x="${left + (shown * cellW) / 2}" y="${gridBottom + 32}" text-anchor="middle" font-size="12" fill="#374151">client</text>`);
+  parts.push(renderHeatScale(left, scaleTop));
   parts.push('</svg>');
+  return `<figure><figcaption>${escapeXml(HEAT_STRIP_CAPTION)}</figcaption>${parts.join('')}</figure>`;
+}
+
+/** The heat strip's colour scale: the ramp drawn in steps, ticked at {@link HEAT_SCALE_TICKS}. */
+function renderHeatScale(x: number, y: number): string {
+  const steps = 52;
+  const stepW = HEAT_SCALE_WIDTH / steps;
+  const parts: string[] = [`<g class="heat-scale" aria-label="colour scale: share of the client's examples">`];
+  parts.push(`<text x="${x - 8}" y="${y + 9}" dy="0.32em" text-anchor="end" font-size="11" fill="#4b5563">share</text>`);
+  for (let i = 0; i < steps; i++) {
+    // Position along the bar is the colour ramp's parameter t = √share.
+    const t = (i + 0.5) / steps;
+    parts.push(`<rect x="${(x + i * stepW).toFixed(2)}" y="${y}" width="${(stepW + 0.3).toFixed(2)}" height="14" fill="${heatColor(t * t)}"/>`);
+  }
+  parts.push(`<rect x="${x}" y="${y}" width="${HEAT_SCALE_WIDTH}" height="14" fill="none" stroke="#9ca3af" stroke-width="0.5"/>`);
+  for (const share of HEAT_SCALE_TICKS) {
+    const tx = x + Math.sqrt(share) * HEAT_SCALE_WIDTH;
+    parts.push(`<line x1="${tx.toFixed(2)}" y1="${y + 14}" x2="${tx.toFixed(2)}" y2="${y + 18}" stroke="#6b7280" stroke-width="1"/>`);
+    parts.push(`<text x="${tx.toFixed(2)}" y="${y + 29}" text-anchor="middle" font-size="10" fill="#4b5563">${Math.round(share * 100)} %</text>`);
+  }
+  parts.push('</g>');
   return parts.join('');
 }
 
@@ -537,7 +634,7 @@ function renderRoundsSection(report: SimulationReport): string {
   const rows = report.rounds
     .map(
       (r) =>
-        `<tr><td class="num">${r.round}</td><td class="num">${formatPercent(r.accuracy, 2)}</td><td class="num">${formatNumber(r.loss)}</td><td class="num">${r.participants}</td><td class="num">${r.dropped}</td><td class="num">${formatBytes(r.bytesUp)}</td><td class="num">${formatBytes(r.bytesDown)}</td><td class="num">${formatDuration(r.seconds)}</td></tr>`,
+        `<tr><td class="num">${r.round}</td><td class="num">${formatPercent(r.accuracy)}</td><td class="num">${formatNumber(r.loss)}</td><td class="num">${formatCount(r.participants)}</td><td class="num">${formatCount(r.dropped)}</td><td class="num">${formatBytes(r.bytesUp)}</td><td class="num">${formatBytes(r.bytesDown)}</td><td class="num">${formatDuration(r.seconds)}</td></tr>`,
     )
     .join('\n');
   return `<section><h2>Rounds</h2><details><summary>Per-round table (${report.rounds.length} rounds)</summary><div class="scroll"><table>

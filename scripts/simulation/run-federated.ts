@@ -91,11 +91,13 @@ export function makeEvaluator(input: Pick<FederatedRunInput, 'testFeatures' | 't
 /** Round-loop settings of a simulated coordinator that listens on a socket (socket and process modes). */
 export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.LayersModel, manifest: WeightManifest, strategy?: Strategy): NonNullable<StartCoordinatorOptions['loop']> {
   const { config } = input;
+  // Fine-tuning: the loop's weights are the whole model, evaluated at each round's stage.
+  const spec = config.trainable ?? null;
   return {
     roundTimeoutMs: config.roundTimeoutMs,
     evaluateTimeoutMs: config.roundTimeoutMs,
     waitForClientsMs: 600_000,
-    evaluateGlobal: makeEvaluator(input, serverHead, manifest),
+    evaluateGlobal: spec ? stageEvaluator(input, coordinatorModelSchedule(input, spec)).evaluate : makeEvaluator(input, serverHead, manifest),
     onRound: (record: RoundRecord) => {
       if (strategy) annotatePrivacy(strategy, record);
       input.onRound?.(record);
@@ -125,9 +127,40 @@ export function privateStrategyOf(config: SimulationConfig, keys?: Parameters<ty
   return withPrivacy(config, strategyOf(config), keys);
 }
 
+/**
+ * The model schedule a simulated coordinator builds for `spec` (start-coordinator.ts does the same
+ * from the same base, head and seed), for the server-side evaluation of socket and process runs.
+ */
+function coordinatorModelSchedule(input: FederatedRunInput, spec: TrainableSetSpec): { schedule: ModelSchedule; manifest: WeightManifest } {
+  const { config, base } = input;
+  const manifest = initialModelWeights(base, config.head, config.seed).manifest;
+  return { schedule: new ModelSchedule(base, config.head, trainableScheduleFromConfig(spec, base.model, config.rounds, 'trainable'), manifest), manifest };
+}
+
+/**
+ * Server-side evaluation of the whole model at a round's stage: the stage's top on the raw test
+ * set's features at that stage's boundary (computed once per boundary).
+ */
+function stageEvaluator(input: FederatedRunInput, model: { schedule: ModelSchedule; manifest: WeightManifest }): { evaluate: (weights: Float32Array, round: number) => Promise<{ loss: number; accuracy: number }> } {
+  const { config, base, testDataset } = input;
+  if (!testDataset) throw new FedtlError('BAD_CONFIG', 'a fine-tuning run evaluates on the raw test set (input.testDataset)');
+  const cache = simulationCache();
+  let testAt: { key: string; features: FeatureMatrix } | null = null;
+  return {
+    async evaluate(weights, round) {
+      const top = TrainableTop.build(base, config.head, model.schedule.stageFor(round), { manifest: model.manifest, data: weights });
+      try {
+        if (testAt?.key !== top.featureKey) testAt = { key: top.featureKey, features: await featuresOf(top.featureBase, testDataset, cache) };
+        const result = await evaluateHead(top.model, testAt.features, testDataset.labels);
+        return { loss: result.loss, accuracy: result.accuracy };
+      } finally {
+        top.dispose();
+      }
+    },
+  };
+}
+
 export async function runFederated(input: FederatedRunInput): Promise<FederatedRunResult> {
-  // Socket and process simulations evaluate the head alone on the server; refuse rather than silently not fine-tune.
-  if (input.config.trainable && input.mode !== 'virtual') throw new FedtlError('BAD_CONFIG', `fine-tuning simulations run in virtual mode for now (--mode virtual); a deployed coordinator fine-tunes over sockets with "trainable" in its config`);
   switch (input.mode) {
     case 'virtual':
       return runVirtual(input);
@@ -328,8 +361,8 @@ interface VirtualFineTuning {
 }
 
 function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): VirtualFineTuning {
-  const { config, base, parts, trainDataset, testDataset } = input;
-  if (!parts || !trainDataset || !testDataset) throw new FedtlError('BAD_CONFIG', 'fine-tuning virtual clients needs the raw training and test sets and the partition (input.parts, trainDataset, testDataset)');
+  const { config, base, parts, trainDataset } = input;
+  if (!parts || !trainDataset || !input.testDataset) throw new FedtlError('BAD_CONFIG', 'fine-tuning virtual clients needs the raw training and test sets and the partition (input.parts, trainDataset, testDataset)');
   const schedule = trainableScheduleFromConfig(spec, base.model, config.rounds, 'trainable');
   const model = initialModelWeights(base, config.head, config.seed);
   const modelSchedule = new ModelSchedule(base, config.head, schedule, model.manifest);
@@ -347,7 +380,7 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
     return shards;
   };
   const trainers = new Map<number, StageTrainer>();
-  let testAt: { key: string; features: FeatureMatrix } | null = null;
+  const { evaluate } = stageEvaluator(input, { schedule: modelSchedule, manifest: model.manifest });
   return {
     model,
     schedule: modelSchedule,
@@ -365,17 +398,7 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
       }
       return trainer;
     },
-    async evaluate(weights, round) {
-      const stage = modelSchedule.stageFor(round);
-      const top = TrainableTop.build(base, config.head, stage, { manifest: model.manifest, data: weights });
-      try {
-        if (testAt?.key !== top.featureKey) testAt = { key: top.featureKey, features: await featuresOf(top.featureBase, testDataset, cache) };
-        const result = await evaluateHead(top.model, testAt.features, testDataset.labels);
-        return { loss: result.loss, accuracy: result.accuracy };
-      } finally {
-        top.dispose();
-      }
-    },
+    evaluate,
   };
 }
 
@@ -417,6 +440,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
     strategy,
     rounds: config.rounds,
     seed: config.seed,
+    ...(config.trainable ? { trainable: config.trainable } : {}),
     logger: quiet,
     ...(config.dashboard ? { dashboard: true } : {}),
     loop: coordinatorLoopOptions(input, serverHead, initial.manifest, strategy),
@@ -437,6 +461,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
       // Each client its own cache, as on separate machines: each downloads and verifies the base.
       cacheDir: path.join(cacheDir, `client-${i}`),
       seed,
+      ...(config.augmentation ? { augmentation: config.augmentation } : {}),
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       ...(fit ? { fit: fit.train } : {}),
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
@@ -464,11 +489,14 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
  * in a pool of worker threads, so a client's training never blocks the coordinator's event loop
  * (heartbeats, deadlines, other clients' messages). Each client's rows are copied into shared
  * memory once; a job then carries only the weights. Same trainer, weights, rows and seed as in
- * this thread, so the same deltas. Null with `trainingWorkers` 0: clients train in this thread.
+ * this thread, so the same deltas. Null with `trainingWorkers` 0 or when fine-tuning: clients
+ * train in this thread.
  */
 async function socketClientTraining(input: FederatedRunInput): Promise<{ pool: TrainingPool; train: NonNullable<ClientOptions['fit']> } | null> {
   const { config, base } = input;
-  const workers = Math.min(config.trainingWorkers, input.parts?.length ?? 0);
+  // Fine-tuning rounds train through each client's stage trainer, in its own thread: no pool then.
+  const fineTuning = config.trainable !== undefined && config.trainable !== null;
+  const workers = fineTuning ? 0 : Math.min(config.trainingWorkers, input.parts?.length ?? 0);
   if (workers === 0) return null;
   const manifest = initialHeadWeights(base.embeddingSize, config.head, config.seed).manifest;
   const pool = await TrainingPool.start({ workers, inputSize: base.embeddingSize, headSpec: config.head, manifest });

@@ -13,11 +13,16 @@ import type { RoundRecord as CoordinatorRound } from '../../server/round-record.
 import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
 import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
 import type { SimulationConfig } from './presets.ts';
-import { renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
+import { comparisonOf, renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
+import { formatBytes } from './report-format.ts';
+import { finalModelPredictions } from './report-predictions.ts';
+import { clientViews, finalEvaluation, type FinalEvaluation } from './report-tables.ts';
 import { runFederated } from './run-federated.ts';
 import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
 import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
+import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL, centralizedFineTuning } from './centralized-fine-tuning.ts';
+import { trainableScheduleFromConfig } from '../../shared/model/trainable-set.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from './simulation-data.ts';
 
 export interface SimulationResult {
@@ -53,6 +58,16 @@ function percent(value: number | null | undefined): string {
 export async function runSimulation(config: SimulationConfig, options: RunSimulationOptions): Promise<SimulationResult> {
   const log = options.logger ?? createLogger('simulate');
   const started = Date.now();
+  // Wall and CPU seconds of each phase (this process's CPU, worker threads included), logged so a
+  // slow run says where its time went, and whether it computed or waited for a busy machine.
+  let lapStarted = { wall: started, cpu: process.cpuUsage() };
+  const lap = () => {
+    const now = { wall: Date.now(), cpu: process.cpuUsage() };
+    const cpu = (now.cpu.user + now.cpu.system - lapStarted.cpu.user - lapStarted.cpu.system) / 1e6;
+    const text = `${((now.wall - lapStarted.wall) / 1000).toFixed(1)} s, CPU ${cpu.toFixed(1)} s`;
+    lapStarted = now;
+    return text;
+  };
   // The whole run's memory: this process and, in process mode, every client process it started.
   let peakRss = processTreeRssBytes();
   const sampleMemory = setInterval(() => {
@@ -94,6 +109,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     // Virtual clients leave out the rows socket and process clients keep for validation, so every mode trains on the same rows.
     const order = clientOrder(trainingParts(parts, data.train.labels, numClasses, config.validationFraction, config.seed));
     const shards = groupByClient(order, await featuresOf(base, data.train, simulationCache(), progress), data.train.labels);
+    log.info(`data and base features ready (${lap()})`);
     const needsIdentities = config.mode === 'virtual' || (config.baselines.scratch && config.scratchFeatures.length > 0);
     const identities = needsIdentities ? new VirtualIdentities(config.clients) : undefined;
 
@@ -121,6 +137,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       onRound: roundLine('federated'),
     });
 
+    log.info(`federated: ${percent(federated.history.at(-1)?.serverAccuracy ?? federated.history.at(-1)?.evalAccuracy)} (${lap()})`);
     const baselineInput = (train: FeatureMatrix, test: FeatureMatrix): BaselineInput => ({
       head: config.head,
       trainFeatures: train,
@@ -134,13 +151,37 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     });
     const baselines: SimulationResult['report']['baselines'] = {};
     if (config.baselines.centralized) {
-      baselines.centralized = await centralizedBaseline(baselineInput(shards.features, testFeatures), config.centralizedEpochs);
-      log.info(`centralized baseline: accuracy ${percent(baselines.centralized.accuracy)}`);
+      const featureExtraction = await centralizedBaseline(baselineInput(shards.features, testFeatures), config.centralizedEpochs);
+      log.info(`centralized baseline${config.trainable ? ' (feature extraction)' : ''}: accuracy ${percent(featureExtraction.accuracy)} (${lap()})`);
+      if (config.trainable) {
+        // The federation fine-tunes: its centralized baseline trains the same schedule on the pooled data.
+        const fineTuned = await centralizedFineTuning({
+          base,
+          head: config.head,
+          schedule: trainableScheduleFromConfig(config.trainable, base.model, config.rounds, 'trainable'),
+          rounds: config.rounds,
+          train: data.train,
+          order,
+          test: data.test,
+          cache,
+          epochs: config.centralizedEpochs,
+          batchSize: config.batchSize,
+          learningRate: config.learningRate,
+          optimizer: config.optimizer,
+          seed: config.seed,
+          ...(config.augmentation ? { augmentation: config.augmentation } : {}),
+        });
+        baselines.centralized = { accuracy: fineTuned.accuracy, loss: fineTuned.loss, label: CENTRALIZED_FINE_TUNING_LABEL, stages: fineTuned.stages, stageEpochs: fineTuned.stageEpochs };
+        baselines.centralizedFeatureExtraction = { ...featureExtraction, label: CENTRALIZED_FEATURE_EXTRACTION_LABEL };
+        log.info(`centralized baseline (fine-tuning, epochs per stage ${fineTuned.stageEpochs.join(' + ')}): accuracy ${percent(fineTuned.accuracy)} (${lap()})`);
+      } else {
+        baselines.centralized = featureExtraction;
+      }
     }
     if (config.baselines.localOnly) {
       const localEpochs = Math.min(50, config.rounds * config.epochs);
       baselines.localOnly = await localOnlyBaseline(baselineInput(shards.features, testFeatures), shards, localEpochs, config.localOnlyClients);
-      log.info(`local-only baseline: mean accuracy ${percent(baselines.localOnly.mean)} ± ${percent(baselines.localOnly.std)} over ${baselines.localOnly.clients} clients`);
+      log.info(`local-only baseline: mean accuracy ${percent(baselines.localOnly.mean)} ± ${percent(baselines.localOnly.std)} over ${baselines.localOnly.clients} clients (${lap()})`);
     }
     const scratchRuns: ScratchBaseline[] = [];
     if (config.baselines.scratch) {
@@ -166,6 +207,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
           onRound: roundLine(`from scratch (${features})`),
         });
         const rounds = scratch.history.map(toReportRound);
+        log.info(`from scratch (${features}): ${percent(rounds.at(-1)?.accuracy)} (${lap()})`);
         scratchRuns.push({ features, description: SCRATCH_DESCRIPTIONS[features], accuracy: rounds.at(-1)?.accuracy ?? null, rounds });
       }
       const strongest = strongestScratch(scratchRuns);
@@ -173,6 +215,13 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         baselines.scratch = strongest;
         baselines.scratchOthers = scratchRuns.filter((run) => run !== strongest);
       }
+    }
+    // The final federated model class by class: the confusion matrix and the per-client view's recalls.
+    const lastRound = federated.history.at(-1)?.round;
+    let evaluation: FinalEvaluation | null = null;
+    if (lastRound !== undefined) {
+      const predicted = await finalModelPredictions({ config, base, weights: federated.weights, round: lastRound, testFeatures, testDataset: data.test });
+      evaluation = finalEvaluation(data.test.labels, predicted, numClasses);
     }
     base.dispose();
 
@@ -197,9 +246,13 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       finalAccuracy,
       negativeTransfer: negative,
       peakRssMb: peakRss / (1024 * 1024),
+      testExamples: data.test.size,
+      targetAccuracy: config.targetAccuracy ?? null,
+      evaluation,
+      clients: clientViews(summary, evaluation?.metrics.recall ?? null, baselines.localOnly?.perClient),
       notes: [
         `Accuracy and loss are measured on ${data.test.size} held-out test examples after every round.`,
-        `Centralized: all training data pooled, ${config.centralizedEpochs} epochs. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
+        `Centralized: all training data pooled, ${config.centralizedEpochs} epochs${baselines.centralized?.stageEpochs ? `, through the federation's trainable schedule (${baselines.centralized.stages!.map((stage, i) => `${stage}: ${baselines.centralized!.stageEpochs![i]} epochs`).join('; ')}); centralized feature extraction trains the head alone on the frozen base` : ''}. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
         ...(scratchRuns.length > 0
           ? [`From scratch: the same federation without the pretrained base, on ${scratchRuns.map((run) => `${run.features} (${run.description}): ${percent(run.accuracy)}`).join('; ')}. The strongest, ${baselines.scratch?.features ?? 'none'}, is the one the pretrained model is judged against.`]
           : []),
@@ -208,6 +261,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         ...privacyNotes(config, rounds),
       ],
     };
+    report.comparison = comparisonOf(report);
     await mkdir(options.outDir, { recursive: true });
     const reportJson = JSON.stringify(report, null, 1);
     const reportHtml = renderReportHtml(report);
@@ -238,9 +292,10 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
   const negative = report.negativeTransfer;
   return [
     '',
-    `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${report.peakRssMb.toFixed(0)} MB)`,
+    `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${formatBytes(report.peakRssMb * 1024 * 1024)})`,
     line(report.federatedLabel ?? 'federated', `${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`),
-    ...(report.baselines.centralized ? [line('centralized', percent(report.baselines.centralized.accuracy))] : []),
+    ...(report.baselines.centralized ? [line(report.baselines.centralized.label ?? 'centralized', percent(report.baselines.centralized.accuracy))] : []),
+    ...(report.baselines.centralizedFeatureExtraction ? [line(report.baselines.centralizedFeatureExtraction.label ?? CENTRALIZED_FEATURE_EXTRACTION_LABEL, percent(report.baselines.centralizedFeatureExtraction.accuracy))] : []),
     ...(local ? [line('local-only (mean ± std)', `${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`)] : []),
     ...scratchRuns.map((run) =>
       line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}`),

@@ -48,6 +48,18 @@ export interface ReferenceLine {
   band?: { low: number; high: number };
 }
 
+/**
+ * A marked point of the plot, e.g. the best round: a dotted vertical line at `x` across the plot,
+ * a ring at (`x`, `y`) when `y` is given, and the label at the top of the line.
+ */
+export interface PointMarker {
+  label: string;
+  x: number;
+  y?: number;
+  /** @default '#6b7280' (grey) */
+  color?: string;
+}
+
 /** `'auto'` fits the data (and reference lines); `'unit'` is [0, 1]; or a fixed [min, max]. */
 export type YRange = 'auto' | 'unit' | readonly [number, number];
 
@@ -95,6 +107,8 @@ export interface LineChartOptions extends ChartFrameOptions {
    * @default 40
    */
   maxMarkers?: number;
+  /** Marked points (best round, target reached), drawn over the series. @default none */
+  markers?: readonly PointMarker[];
 }
 
 /** One layer of a stacked bar chart, e.g. "participants" then "dropped". */
@@ -418,9 +432,34 @@ export function renderLineChart(options: LineChartOptions): string {
       }
     }
   }
+  parts.push(renderMarkers(options.markers ?? [], frame, xOf, clampY, xMin, xMax));
   if (!hasData) parts.push(noData(frame));
   parts.push('</svg>');
   return parts.join('');
+}
+
+/**
+ * Point markers: dotted vertical lines with their labels stacked at the bottom of the plot, clear
+ * of the reference lines' labels at the top right (and two markers at the same round stay
+ * readable), labels turned to the left near the right edge.
+ */
+function renderMarkers(markers: readonly PointMarker[], frame: Frame, xOf: (x: number) => number, yOf: (y: number) => number, xMin: number, xMax: number): string {
+  const parts: string[] = [];
+  markers
+    .filter((m) => Number.isFinite(m.x) && m.x >= xMin && m.x <= xMax)
+    .forEach((m, i) => {
+      const color = escapeXml(m.color ?? REFERENCE_GREY);
+      const x = px(xOf(m.x));
+      parts.push(`<line x1="${x}" y1="${frame.top}" x2="${x}" y2="${frame.bottom}" stroke="${color}" stroke-width="1.5" stroke-dasharray="2 3"/>`);
+      if (m.y !== undefined && Number.isFinite(m.y)) {
+        parts.push(`<circle cx="${x}" cy="${px(yOf(m.y))}" r="6" fill="none" stroke="${color}" stroke-width="2"><title>${escapeXml(m.label)}</title></circle>`);
+      }
+      const rightHalf = xOf(m.x) > (frame.left + frame.right) / 2;
+      parts.push(
+        `<text x="${px(xOf(m.x) + (rightHalf ? -5 : 5))}" y="${px(frame.bottom - 8 - i * 14)}" text-anchor="${rightHalf ? 'end' : 'start'}" font-size="11" fill="${color}" stroke="#ffffff" stroke-width="3" paint-order="stroke">${escapeXml(m.label)}</text>`,
+      );
+    });
+  return parts.length > 0 ? `<g class="markers">${parts.join('')}</g>` : '';
 }
 
 /**

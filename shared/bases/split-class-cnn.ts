@@ -17,6 +17,7 @@
  * output (linear probes on 300 target images). A from-scratch baseline with the same architecture
  * is `buildHead` with the same `conv`.
  */
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
@@ -60,6 +61,37 @@ export interface SplitClassCnnOptions {
 }
 
 const PREFIX = 'base';
+
+/**
+ * Version of the pretraining code below: bump it when a change to the loop would change the
+ * weights a recipe gives, so caches built by the old code are rebuilt rather than trusted.
+ */
+const TRAINING_CODE_VERSION = 1;
+
+/**
+ * The cache key of a split-class base: its name and a digest of everything that decides its
+ * weights (the source data as described by the caller, the convolutions, the training recipe and
+ * the training code's version). The cache verifies a base only against its own recorded hash, so a
+ * recipe change must change the directory it lives in, or an old build would be served as the new.
+ *
+ * @param source what the source data is (package, classes, count, sampling seed): any change
+ *   there must change this value
+ */
+export function splitClassCnnCacheKey(name: string, source: string, options: Omit<SplitClassCnnOptions, 'name' | 'logger'>): string {
+  const recipe = {
+    code: TRAINING_CODE_VERSION,
+    source,
+    conv: options.conv,
+    pretrainHidden: options.pretrainHidden ?? DEFAULTS.pretrainHidden,
+    epochs: options.epochs ?? DEFAULTS.epochs,
+    batchSize: options.batchSize ?? DEFAULTS.batchSize,
+    learningRate: options.learningRate ?? DEFAULTS.learningRate,
+    seed: options.seed ?? DEFAULTS.seed,
+  };
+  return `${name}-${createHash('sha256').update(JSON.stringify(recipe)).digest('hex').slice(0, 12)}`;
+}
+
+const DEFAULTS = { pretrainHidden: 64, epochs: 2, batchSize: 64, learningRate: 0.002, seed: 0 };
 /** The network up to its embedding (the flattened convolutions), on `[n, h, w, c]` images in [0, 1]. Weights seeded. */
 export function splitClassCnnModel(conv: ConvFrontSpec, seed: number): tf.LayersModel {
   const input = tf.input({ shape: conv.inputShape, name: `${PREFIX}_input` });
@@ -76,10 +108,10 @@ export function splitClassCnnModel(conv: ConvFrontSpec, seed: number): tf.Layers
  * @throws FedtlError `BAD_DATA` when the source images do not fit `conv.inputShape`
  */
 export async function buildSplitClassCnnBase(dir: string, source: SplitClassSource, options: SplitClassCnnOptions): Promise<BaseSidecar> {
-  const epochs = options.epochs ?? 2;
-  const batchSize = options.batchSize ?? 64;
-  const learningRate = options.learningRate ?? 0.002;
-  const seed = options.seed ?? 0;
+  const epochs = options.epochs ?? DEFAULTS.epochs;
+  const batchSize = options.batchSize ?? DEFAULTS.batchSize;
+  const learningRate = options.learningRate ?? DEFAULTS.learningRate;
+  const seed = options.seed ?? DEFAULTS.seed;
   const log = options.logger ?? createLogger('bases');
   const [height, width, channels] = options.conv.inputShape;
   const pixelsPerImage = source.size * source.size * source.channels;
@@ -89,7 +121,7 @@ export async function buildSplitClassCnnBase(dir: string, source: SplitClassSour
   }
   // Pretraining convolutions is far too slow on the pure-JS cpu backend: use the fastest there is.
   await selectBackend({ log: false });
-  const pretrainHidden = options.pretrainHidden ?? 64;
+  const pretrainHidden = options.pretrainHidden ?? DEFAULTS.pretrainHidden;
   const trunk = splitClassCnnModel(options.conv, seed);
   const embeddingSize = trunk.outputs[0]!.shape[1]!;
   const classifier = tf.sequential({

@@ -4,26 +4,20 @@
  * how many such peers there may be, how often one address may fail a hello, and that a recorded
  * hello, `ready` or `evaluation` cannot be used by anyone but the client, on its own connection.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { NonceWindow, WindowCounter } from '../../server/admission.ts';
 import { signEvaluation } from '../../shared/crypto/hello.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { Harness, makeDelta, recordingLogger, within } from '../support/hostile.ts';
+import { Harness, makeDelta, recordingLogger, useHarness, within } from '../support/hostile.ts';
 import { RawEngineConnection } from '../support/raw-engine.ts';
 import { PinningConnection } from '../stress/stress-support.ts';
 
 describe('admission path', () => {
   let harness: Harness | undefined;
+  const startHarness = useHarness();
   const raw: RawEngineConnection[] = [];
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
 
   afterEach(async () => {
     for (const connection of raw.splice(0)) connection.close();
-    await harness?.close();
-    harness = undefined;
   });
 
   async function open(url: string, localAddress?: string): Promise<RawEngineConnection> {
@@ -33,7 +27,7 @@ describe('admission path', () => {
   }
 
   it('closes an unadmitted connection that announces a binary event instead of a hello, before any attachment is buffered', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1 });
+    harness = await startHarness({ allowed: 1, rounds: 1 });
     const peer = await open(harness.coordinator.url);
     // A binary event announcing one attachment, with no hello first.
     peer.sendPacket('51-["update",{"_placeholder":true,"num":0}]');
@@ -46,7 +40,7 @@ describe('admission path', () => {
   });
 
   it('sizes the incoming frame limit from the largest update, and closes a connection that sends a larger frame', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1 });
+    harness = await startHarness({ allowed: 1, rounds: 1 });
     const limits = harness.coordinator.limits;
     // Clients send nothing larger than an update; base chunks travel the other way.
     expect(limits.maxMessageBytes).toBe(limits.maxUpdateBytes + 4096);
@@ -57,21 +51,21 @@ describe('admission path', () => {
   });
 
   it('admits an update with one attachment but cuts off an admitted client that sends two', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1 });
+    harness = await startHarness({ allowed: 1, rounds: 1 });
     const client = await harness.connect(0);
     client.socket.emit('update', new Uint8Array(8), new Uint8Array(8));
     expect(await within(client.disconnected, 'the disconnect')).toMatch(/transport close|server disconnect/);
   });
 
   it('closes a connection that presents no hello within the admission timeout, with ADMISSION_TIMEOUT', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1, admissionLimits: { admissionTimeoutMs: 300 } });
+    harness = await startHarness({ allowed: 1, rounds: 1, admissionLimits: { admissionTimeoutMs: 300 } });
     const peer = await open(harness.coordinator.url);
     await peer.waitClosed(3_000);
     expect(peer.connectErrors.map((e) => e.data?.code)).toEqual(['ADMISSION_TIMEOUT']);
   });
 
   it('destroys a timed-out peer that ignores the close handshake within a second, counting it until then', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1, admissionLimits: { admissionTimeoutMs: 300 } });
+    harness = await startHarness({ allowed: 1, rounds: 1, admissionLimits: { admissionTimeoutMs: 300 } });
     let closed = false;
     const peer = new PinningConnection(harness.coordinator.port, '127.0.0.5', () => (closed = true));
     expect(await peer.holding).toBe(true);
@@ -88,7 +82,7 @@ describe('admission path', () => {
   });
 
   it('caps unadmitted connections per address and in total, refusing the extra ones with TOO_MANY_CONNECTIONS', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1, admissionLimits: { maxUnadmittedPerAddress: 3, maxUnadmitted: 5 } });
+    harness = await startHarness({ allowed: 1, rounds: 1, admissionLimits: { maxUnadmittedPerAddress: 3, maxUnadmitted: 5 } });
     const url = harness.coordinator.url;
     const held = [await open(url, '127.0.0.2'), await open(url, '127.0.0.2'), await open(url, '127.0.0.2')];
     const overAddress = await open(url, '127.0.0.2');
@@ -116,7 +110,7 @@ describe('admission path', () => {
 
   it('gives a connection one hello: a refused hello closes it, and refused hellos per address are rate limited across reconnects', async () => {
     const logger = recordingLogger();
-    harness = await Harness.start({ allowed: 1, rounds: 1, logger, admissionLimits: { maxRefusedHellosPerMinute: 3 } });
+    harness = await startHarness({ allowed: 1, rounds: 1, logger, admissionLimits: { maxRefusedHellosPerMinute: 3 } });
     const peer = await open(harness.coordinator.url, '127.0.0.4');
     peer.sendPacket('0{"bad":true}');
     await peer.waitClosed(2_000);
@@ -143,7 +137,7 @@ describe('admission path', () => {
   });
 
   it('refuses, after a coordinator restart, a hello recorded on the wire before it', async () => {
-    harness = await Harness.start({ allowed: 2, rounds: 1 });
+    harness = await startHarness({ allowed: 2, rounds: 1 });
     const h = harness;
     const victim = await h.connect(0);
     const recorded = victim.sentAuth;
@@ -158,7 +152,7 @@ describe('admission path', () => {
   });
 
   it('keeps a client\'s message-rate window across reconnections', async () => {
-    harness = await Harness.start({ allowed: 1, rounds: 1, maxMessagesPerSecond: 1 });
+    harness = await startHarness({ allowed: 1, rounds: 1, maxMessagesPerSecond: 1 });
     // 10 messages per 10 s: 8 on a first connection, then 8 on a second one.
     const first = await harness.connect(0);
     for (let i = 0; i < 8; i++) await first.call('ready', 'x');
@@ -171,7 +165,7 @@ describe('admission path', () => {
   });
 
   it('refuses unsigned or foreign ready/evaluation, and evaluation counts over the declared validation split', async () => {
-    harness = await Harness.start({ allowed: 2, rounds: 1, loop: { federatedEvaluation: true, evaluateTimeoutMs: 10_000 } });
+    harness = await startHarness({ allowed: 2, rounds: 1, loop: { federatedEvaluation: true, evaluateTimeoutMs: 10_000 } });
     const h = harness;
     const [a, b] = [await h.connect(0), await h.connect(1)];
     // Unsigned ready (what an on-path attacker could inject), and one signed for another connection.

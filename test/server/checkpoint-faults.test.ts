@@ -9,12 +9,11 @@ import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadCheckpoint, saveCheckpoint, temporaryName, type Checkpoint } from '../../server/checkpoint.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { headOfRound } from '../support/checkpoint-writer.ts';
-import { Harness, makeDelta, within } from '../support/hostile.ts';
+import { Harness, makeDelta, useHarness, within } from '../support/hostile.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -106,22 +105,17 @@ async function saveAsNobody(directory: string, round: number): Promise<string> {
 
 describe('a coordinator whose checkpoint write fails', () => {
   let harness: Harness | undefined;
+  const startHarness = useHarness();
   let dir = '';
 
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-
   afterEach(async () => {
-    await harness?.close();
-    harness = undefined;
     await rm(dir, { recursive: true, force: true });
   });
 
   it('stops with STORAGE at the round whose checkpoint failed and keeps the last good one', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-ckpt-run-'));
     const checkpointDir = path.join(dir, 'checkpoint');
-    harness = await Harness.start({ allowed: 2, rounds: 3, checkpointDir });
+    harness = await startHarness({ allowed: 2, rounds: 3, checkpointDir });
     const h = harness;
     const clients = await h.ready([0, 1]);
     for (const [i, client] of clients.entries()) client.answerFits((fit) => ({ delta: makeDelta(h.parameterCount, fit.round * 10 + i), examples: 100 }));

@@ -5,12 +5,11 @@
 import { mkdir, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../../server/checkpoint.ts';
 import type { FedtlError } from '../../shared/core/errors.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { manifestFromShapes } from '../../shared/weights/flat-weights.ts';
-import { Harness } from '../support/hostile.ts';
+import { Harness, useHarness } from '../support/hostile.ts';
 
 const manifest = manifestFromShapes([
   { name: 'head/kernel', shape: [4, 3] },
@@ -115,20 +114,12 @@ describe('checkpoint files', () => {
 
 describe('a coordinator over a corrupt checkpoint directory', () => {
   let harness: Harness | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-
-  afterEach(async () => {
-    await harness?.close();
-    harness = undefined;
-  });
+  const startHarness = useHarness();
 
   it('refuses to start with CORRUPT_FILE instead of training on it', async () => {
     const checkpointDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-ckpt-'));
     try {
-      harness = await Harness.start({ allowed: 2, rounds: 1, checkpointDir });
+      harness = await startHarness({ allowed: 2, rounds: 1, checkpointDir });
       await writeFile(path.join(checkpointDir, CHECKPOINT_FILE), '{"format":"fedtl-checkpoint/v1","round":1,"weightsFile":"head-1.bin"');
       await expect(harness.startCoordinator()).rejects.toMatchObject({ code: 'CORRUPT_FILE' });
       // The running coordinator is unaffected.

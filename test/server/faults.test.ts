@@ -12,10 +12,22 @@ import { FedtlClient, type ClientRoundEvent } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { digits, disjointParts } from '../support/federation.ts';
-import { EventQueue, Harness, disguisedDelta, makeDelta, maxAbsDifference, membersReached, recordingLogger, weightedMean, within } from '../support/hostile.ts';
+import {
+  disguisedDelta,
+  EventQueue,
+  Harness,
+  makeDelta,
+  maxAbsDifference,
+  membersReached,
+  recordingLogger,
+  useHarness,
+  weightedMean,
+  within,
+} from '../support/hostile.ts';
 
 describe('coordinator under faults', () => {
   let harness: Harness | undefined;
+  const startHarness = useHarness();
   let clients: FedtlClient[] = [];
   let cacheDir = '';
   let parts: LabeledDataset[] = [];
@@ -28,8 +40,6 @@ describe('coordinator under faults', () => {
   afterEach(async () => {
     for (const client of clients) client.close();
     clients = [];
-    await harness?.close();
-    harness = undefined;
     if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
     cacheDir = '';
   });
@@ -54,7 +64,7 @@ describe('coordinator under faults', () => {
 
   it('completes a round without a client killed mid-round, counting a client that answered then died once', async () => {
     // Prepare: two real clients, a client that dies on receiving its fit, and one that answers then dies.
-    harness = await Harness.start({ allowed: 4, rounds: 2, strategy: { minClients: 2, minUpdates: 2 } });
+    harness = await startHarness({ allowed: 4, rounds: 2, strategy: { minClients: 2, minUpdates: 2 } });
     const h = harness;
     const events = [await startClient(h, 0), await startClient(h, 1)];
     const [killed, answersThenDies] = await h.ready([2, 3], () => 400);
@@ -88,7 +98,7 @@ describe('coordinator under faults', () => {
     // Prepare: three rounds, checkpoints on; the coordinator is closed right after round 1.
     const checkpointDir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-restart-'));
     try {
-      harness = await Harness.start({ allowed: 2, rounds: 3, checkpointDir });
+      harness = await startHarness({ allowed: 2, rounds: 3, checkpointDir });
       const h = harness;
       const events = [await startClient(h, 0), await startClient(h, 1)];
       const port = h.coordinator.port;
@@ -126,7 +136,7 @@ describe('coordinator under faults', () => {
   });
 
   it('does not grow tensor memory across rounds with misbehaving clients present', async () => {
-    harness = await Harness.start({ allowed: 3, rounds: 4, strategy: { minClients: 3, minUpdates: 2 } });
+    harness = await startHarness({ allowed: 3, rounds: 4, strategy: { minClients: 3, minUpdates: 2 } });
     const h = harness;
     const tensorsAfterRound: number[] = [];
     h.onRound = () => tensorsAfterRound.push(tf.memory().numTensors);

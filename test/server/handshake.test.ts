@@ -2,23 +2,14 @@
  * The coordinator's admission and identity checks, against a real coordinator on loopback: every
  * refusal reaches the client as a typed `connect_error` code, and the federation carries on.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeKey, generateIdentity } from '../../shared/crypto/identity.ts';
 import { PROTOCOL_VERSION, type Hello } from '../../shared/protocol/protocol.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { Harness, makeDelta, maxAbsDifference, weightedMean, within, type RawClient } from '../support/hostile.ts';
+import { Harness, makeDelta, maxAbsDifference, useHarness, weightedMean, within, type RawClient } from '../support/hostile.ts';
 
 describe('coordinator handshake under hostile hellos', () => {
   let harness: Harness | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-
-  afterEach(async () => {
-    await harness?.close();
-    harness = undefined;
-  });
+  const startHarness = useHarness();
 
   /** Two honest clients run one round after the attacks; returns the round's head and what they sent. */
   async function honestRoundStillWorks(h: Harness): Promise<void> {
@@ -34,7 +25,7 @@ describe('coordinator handshake under hostile hellos', () => {
 
   it('refuses bad hellos with the specific code, and admits honest clients afterwards', async () => {
     // Prepare: two allowed identities, one revoked, one unknown.
-    harness = await Harness.start({ allowed: 2, revoked: 1, rounds: 1 });
+    harness = await startHarness({ allowed: 2, revoked: 1, rounds: 1 });
     const h = harness;
     const allowed = h.identities[0]!;
     const stranger = generateIdentity();
@@ -76,7 +67,7 @@ describe('coordinator handshake under hostile hellos', () => {
   });
 
   it('refuses a recorded hello on another connection, and a reused nonce even when re-signed for the new connection', async () => {
-    harness = await Harness.start({ allowed: 2, rounds: 1 });
+    harness = await startHarness({ allowed: 2, rounds: 1 });
     const h = harness;
     const first = await h.connect(0, { nonce: 'bm9uY2Utb25jZQ==' });
     expect(first.welcome.clientId).toMatch(/^[0-9a-f]{16}$/);
@@ -91,7 +82,7 @@ describe('coordinator handshake under hostile hellos', () => {
   });
 
   it('refuses a ready for another base (HASH_MISMATCH) and a ready with no examples', async () => {
-    harness = await Harness.start({ allowed: 2, rounds: 1 });
+    harness = await startHarness({ allowed: 2, rounds: 1 });
     const h = harness;
     const client = await h.connect(0);
     expect(await client.ready(10, 'f'.repeat(64))).toMatchObject({ ok: false, code: 'HASH_MISMATCH' });
@@ -105,7 +96,7 @@ describe('coordinator handshake under hostile hellos', () => {
 
   it('rejects an update sealed by one client and sent over another client\'s connection', async () => {
     // Prepare: client 2 is the attacker; it holds (say, stole) client 0's envelope or key.
-    harness = await Harness.start({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 } });
+    harness = await startHarness({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 } });
     const h = harness;
     const [a, b, attacker] = (await h.ready([0, 1, 2])) as [RawClient, RawClient, RawClient];
     const initial = Float32Array.from(h.coordinator.loop.weights);
@@ -128,7 +119,7 @@ describe('coordinator handshake under hostile hellos', () => {
   });
 
   it('lets a newer connection with one identity replace the older one, even mid-round', async () => {
-    harness = await Harness.start({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 } });
+    harness = await startHarness({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 } });
     const h = harness;
     const honest = await h.ready([0, 1]);
     const old = (await h.ready([2]))[0]!;
@@ -152,7 +143,7 @@ describe('coordinator handshake under hostile hellos', () => {
   });
 
   it('refuses the next update of a key revoked in the allow-list file mid-session, and drops its socket', async () => {
-    harness = await Harness.start({ allowed: 3, rounds: 2, strategy: { minClients: 2, minUpdates: 2 } });
+    harness = await startHarness({ allowed: 3, rounds: 2, strategy: { minClients: 2, minUpdates: 2 } });
     const h = harness;
     const clients = await h.ready([0, 1, 2]);
     const [a, b, victim] = clients as [RawClient, RawClient, RawClient];
@@ -180,7 +171,7 @@ describe('coordinator handshake under hostile hellos', () => {
   });
 
   it('sends no more weights to a key revoked between rounds, even if it stays silent', async () => {
-    harness = await Harness.start({ allowed: 3, rounds: 2, strategy: { minClients: 3, minUpdates: 2 } });
+    harness = await startHarness({ allowed: 3, rounds: 2, strategy: { minClients: 3, minUpdates: 2 } });
     const h = harness;
     const clients = await h.ready([0, 1, 2]);
     for (const [i, client] of clients.entries()) client.answerFits(() => ({ delta: makeDelta(h.parameterCount, i), examples: 100 + 50 * i }));

@@ -4,28 +4,22 @@
  * head and before answering. The round completes with the other three (exactly their weighted
  * mean), the cut clients reconnect with fresh hellos and the next round includes all six.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { Harness, RawClient, makeDelta, maxAbsDifference, weightedMean, within } from '../support/hostile.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, makeDelta, maxAbsDifference, RawClient, useHarness, weightedMean, within } from '../support/hostile.ts';
 import { CuttingProxy } from '../stress/stress-support.ts';
 
 describe('half the clients cut off mid-round', () => {
   let harness: Harness | undefined;
+  const startHarness = useHarness();
   let proxy: CuttingProxy | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
 
   afterEach(async () => {
     await proxy?.close();
-    await harness?.close();
-    harness = undefined;
   });
 
   it('completes the round with the rest, then takes them back in the next round', async () => {
     // Prepare: six clients; rounds start with all six and count with three updates.
-    harness = await Harness.start({ allowed: 6, rounds: 2, strategy: { minClients: 6, minUpdates: 3 } });
+    harness = await startHarness({ allowed: 6, rounds: 2, strategy: { minClients: 6, minUpdates: 3 } });
     const h = harness;
     proxy = await CuttingProxy.start(h.coordinator.port, null);
     const stay = await h.ready([0, 1, 2]);

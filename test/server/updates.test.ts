@@ -11,24 +11,24 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import nacl from 'tweetnacl';
 import { Server } from 'socket.io';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FedtlClient } from '../../client/client.ts';
 import { initialHeadWeights } from '../../server/start-coordinator.ts';
 import { encodeKey, generateIdentity, publicIdentity, clientIdFromSigningKey } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { signReady } from '../../shared/crypto/hello.ts';
 import { PROTOCOL_VERSION, roundSignedText, welcomeSignedText, type FitRequest, type Hello } from '../../shared/protocol/protocol.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
 import { DIGIT_HEAD, digits } from '../support/federation.ts';
 import {
   BASE,
+  disguisedDelta,
   EventQueue,
   Harness,
-  disguisedDelta,
   makeDelta,
   maxAbsDifference,
   recordingLogger,
+  useHarness,
   weightedMean,
   within,
   type RawClient,
@@ -37,20 +37,15 @@ import {
 
 describe('coordinator under hostile updates', () => {
   let harness: Harness | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
+  const startHarness = useHarness();
 
   afterEach(async () => {
     vi.useRealTimers();
-    await harness?.close();
-    harness = undefined;
   });
 
   /** Three clients all selected (minUpdates 2): 0 and 1 honest, 2 the attacker. */
   async function twoHonestOneAttacker(options: { rounds?: number; maxMessagesPerSecond?: number; loop?: { roundTimeoutMs?: number } } = {}) {
-    harness = await Harness.start({
+    harness = await startHarness({
       allowed: 3,
       rounds: options.rounds ?? 1,
       strategy: { minClients: 3, minUpdates: 2 },
@@ -163,7 +158,7 @@ describe('coordinator under hostile updates', () => {
 
   it('refuses an update from a client not selected for the round', async () => {
     // Prepare: four clients, half picked each round.
-    harness = await Harness.start({ allowed: 4, rounds: 1, strategy: { minClients: 2, minUpdates: 2, fractionFit: 0.5 } });
+    harness = await startHarness({ allowed: 4, rounds: 1, strategy: { minClients: 2, minUpdates: 2, fractionFit: 0.5 } });
     const h = harness;
     const clients = await h.ready([0, 1, 2, 3]);
     const initial = Float32Array.from(h.coordinator.loop.weights);
@@ -226,7 +221,7 @@ describe('coordinator under hostile updates', () => {
   });
 
   it('answers an update sent between rounds with DEADLINE_PASSED when the sender missed the deadline', async () => {
-    harness = await Harness.start({ allowed: 2, rounds: 1, strategy: { minClients: 2, minUpdates: 1 }, loop: { roundTimeoutMs: 300 } });
+    harness = await startHarness({ allowed: 2, rounds: 1, strategy: { minClients: 2, minUpdates: 1 }, loop: { roundTimeoutMs: 300 } });
     const h = harness;
     const [a, slow] = (await h.ready([0, 1])) as [RawClient, RawClient];
     answerHonestly(h, a);
@@ -260,7 +255,7 @@ describe('coordinator under hostile updates', () => {
 
   it('cuts off a client that floods messages (RATE_LIMITED), whatever the event name', async () => {
     // 5 messages/s averaged over 10 s: at most 50 messages per window.
-    harness = await Harness.start({ allowed: 4, rounds: 1, strategy: { minClients: 2, minUpdates: 2 }, maxMessagesPerSecond: 5 });
+    harness = await startHarness({ allowed: 4, rounds: 1, strategy: { minClients: 2, minUpdates: 2 }, maxMessagesPerSecond: 5 });
     const h = harness;
     const [a, b] = (await h.ready([0, 1])) as [RawClient, RawClient];
     const updateFlooder = await h.connect(2);
@@ -325,9 +320,6 @@ describe('coordinator under hostile updates', () => {
 });
 
 describe('client-side limits', () => {
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
 
   it('refuses to send an update over the coordinator\'s announced maxUpdateBytes (TOO_LARGE)', async () => {
     // Prepare: a stand-in coordinator that announces a 1 KiB update limit and asks for one round.

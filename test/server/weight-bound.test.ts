@@ -2,22 +2,13 @@
  * The default bound on one client's FedAvg weight (server/weight-bound.ts): the cap by hand, and a
  * real coordinator where one client claims 10 M examples among clients of ~100.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { exampleCountCap } from '../../server/weight-bound.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { Harness, makeDelta, maxAbsDifference, weightedMean } from '../support/hostile.ts';
+import { Harness, makeDelta, maxAbsDifference, useHarness, weightedMean } from '../support/hostile.ts';
 
 describe('weight bound', () => {
   let harness: Harness | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-
-  afterEach(async () => {
-    await harness?.close();
-    harness = undefined;
-  });
+  const startHarness = useHarness();
 
   it('caps at ratio × the median of the declared counts', () => {
     expect(exampleCountCap([100, 200, 300], 5)).toBe(1000);
@@ -29,7 +20,7 @@ describe('weight bound', () => {
 
   it('keeps a client that claims 10 M examples among clients of ~100 from taking the round', async () => {
     // Prepare: three honest clients declaring 100/150/200 examples, one liar declaring and claiming 10 M.
-    harness = await Harness.start({ allowed: 4, rounds: 1 });
+    harness = await startHarness({ allowed: 4, rounds: 1 });
     const h = harness;
     const examples = [100, 150, 200, 10_000_000];
     const clients = await h.ready([0, 1, 2, 3], (i) => examples[i]!);

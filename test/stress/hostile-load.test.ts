@@ -9,13 +9,10 @@
  * Reports the coordinator's RSS growth due to the hostile connections (goal ≤ 200 MB), per
  * connection, and the honest run's handshake times; written to test/stress/results/hostile-load.json.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatPublicIdentity, generateIdentity, publicIdentity, saveIdentity, type Identity } from '../../shared/crypto/identity.ts';
 import { makeDelta } from '../support/hostile.ts';
-import { CoordinatorChild, PinningConnection, ScriptedClient, expectEveryUpdateOnce, loopbackAddress, quantile, within, writeResult, type ChildEvent, type MemoryFigures } from './stress-support.ts';
+import { PinningConnection, ScriptedClient, expectEveryUpdateOnce, loopbackAddress, machineFigures, quantile, startStressFederation, within, writeResult, type ChildEvent, type CoordinatorChild, type MemoryFigures } from './stress-support.ts';
 
 const HOSTILE = Number(process.env['FEDTL_STRESS_HOSTILE'] ?? 1000);
 const HONEST = Number(process.env['FEDTL_STRESS_HONEST'] ?? 200);
@@ -41,24 +38,22 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
 
   it('holds them within the memory goal and completes the honest federation exactly', async () => {
     // Prepare: a coordinator whose total cap on unadmitted connections leaves room for the honest clients.
-    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-stress-hostile-'));
-    const coordinatorIdentity = generateIdentity();
-    saveIdentity(path.join(dir, 'coordinator.key'), coordinatorIdentity);
-    const identities: Identity[] = Array.from({ length: HONEST }, () => generateIdentity());
-    await writeFile(path.join(dir, 'clients.allow'), identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} c${i}`).join('\n') + '\n');
-    const checkpointDir = path.join(dir, 'checkpoint');
-    child = await CoordinatorChild.start(path.join(dir, 'config.json'), {
-      identityFile: path.join(dir, 'coordinator.key'),
-      allowFile: path.join(dir, 'clients.allow'),
-      rounds: ROUNDS,
-      minClients: HONEST,
-      checkpointDir,
-      roundTimeoutMs: 120_000,
-      // A long admission timeout: every hostile connection stays held for the whole honest run
-      // (the worst case for memory; the default 10 s would cycle them).
-      admissionLimits: { maxUnadmitted: HOSTILE + HONEST + 100, admissionTimeoutMs: 300_000 },
-      memoryEveryMs: 250,
-    });
+    const federation = await startStressFederation(
+      'fedtl-stress-hostile-',
+      HONEST,
+      {
+        rounds: ROUNDS,
+        minClients: HONEST,
+        roundTimeoutMs: 120_000,
+        // A long admission timeout: every hostile connection stays held for the whole honest run
+        // (the worst case for memory; the default 10 s would cycle them).
+        admissionLimits: { maxUnadmitted: HOSTILE + HONEST + 100, admissionTimeoutMs: 300_000 },
+        memoryEveryMs: 250,
+      },
+      (created) => (dir = created),
+    );
+    child = federation.child;
+    const { identities, checkpointDir } = federation;
     const memoryAfter = (from: number, what: string, match: (e: Extract<ChildEvent, { event: 'memory' }>) => boolean = () => true) => {
       const start = child!.events.length + from;
       return child!.next((e) => e.event === 'memory' && child!.events.indexOf(e) >= start && match(e), what, 120_000) as Promise<Extract<ChildEvent, { event: 'memory' }>>;
@@ -87,7 +82,7 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
     const hostileRssMB = Math.max(held.memory.rssMB, heldLater.memory.rssMB) - idle.rssMB;
 
     // Execute 2: the honest federation, each client from its own loopback address.
-    const pub = publicIdentity(coordinatorIdentity);
+    const pub = federation.coordinator;
     const url = `http://127.0.0.1:${child.port}`;
     const honestStarted = performance.now();
     for (let i = 0; i < HONEST; i++) {
@@ -121,7 +116,7 @@ describe(`hostile load: ${HOSTILE} unadmitted connections held while ${HONEST} c
     const handshake = clients.map((c) => c.handshakeMs[0]!);
     const result = {
       when: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 10) / 10 },
+      machine: machineFigures(),
       hostileConnections: HOSTILE,
       hostileAddresses: Math.ceil(HOSTILE / PER_ADDRESS),
       hostileOpenedInTotal: opened,

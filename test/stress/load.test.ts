@@ -7,13 +7,10 @@
  *
  * Figures are printed and written to test/stress/results/load.json.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatPublicIdentity, generateIdentity, publicIdentity, saveIdentity, type Identity } from '../../shared/crypto/identity.ts';
 import { makeDelta } from '../support/hostile.ts';
-import { CoordinatorChild, ScriptedClient, expectEveryUpdateOnce, loopbackAddress, quantile, within, writeResult } from './stress-support.ts';
+import { ScriptedClient, expectEveryUpdateOnce, loopbackAddress, machineFigures, quantile, startStressFederation, within, writeResult, type CoordinatorChild } from './stress-support.ts';
 
 const CLIENTS = Number(process.env['FEDTL_STRESS_CLIENTS'] ?? 1000);
 const ROUNDS = 3;
@@ -37,22 +34,20 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
 
   it('admits every client, aggregates every update exactly once, and reports its figures', async () => {
     // Prepare: identities, a 0600 coordinator identity file, an allow list, a child coordinator.
-    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-stress-load-'));
-    const coordinatorIdentity = generateIdentity();
-    saveIdentity(path.join(dir, 'coordinator.key'), coordinatorIdentity);
-    const identities: Identity[] = Array.from({ length: CLIENTS }, () => generateIdentity());
-    await writeFile(path.join(dir, 'clients.allow'), identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} c${i}`).join('\n') + '\n');
-    const checkpointDir = path.join(dir, 'checkpoint');
-    child = await CoordinatorChild.start(path.join(dir, 'config.json'), {
-      identityFile: path.join(dir, 'coordinator.key'),
-      allowFile: path.join(dir, 'clients.allow'),
-      rounds: ROUNDS,
-      minClients: CLIENTS,
-      checkpointDir,
-      roundTimeoutMs: 600_000,
-    });
+    const federation = await startStressFederation(
+      'fedtl-stress-load-',
+      CLIENTS,
+      {
+        rounds: ROUNDS,
+        minClients: CLIENTS,
+        roundTimeoutMs: 600_000,
+      },
+      (created) => (dir = created),
+    );
+    child = federation.child;
+    const { identities, checkpointDir } = federation;
     const idle = child.events[0]!.event === 'listening' ? child.events[0]!.memory : null;
-    const pub = publicIdentity(coordinatorIdentity);
+    const pub = federation.coordinator;
     const url = `http://127.0.0.1:${child.port}`;
 
     // Execute: all clients connect at once; the run starts when the last one is ready.
@@ -115,7 +110,7 @@ describe(`load: ${CLIENTS} clients × ${ROUNDS} rounds`, () => {
     const memory = finished.event === 'finished' ? finished.memory : null;
     const result = {
       when: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 10) / 10 },
+      machine: machineFigures(),
       clients: CLIENTS,
       rounds: ROUNDS,
       parameters: clients[0]!.fits[0]!.weights.length,

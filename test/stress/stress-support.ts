@@ -6,14 +6,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
 import type { ChildConfig } from '../../scripts/stress/coordinator-child.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
-import type { Identity } from '../../shared/crypto/identity.ts';
+import { formatPublicIdentity, generateIdentity, publicIdentity, saveIdentity, type Identity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { createHello, signReady } from '../../shared/crypto/hello.ts';
 import { parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
@@ -133,6 +134,50 @@ export class CoordinatorChild {
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill(signal);
   }
+}
+
+/** The machine a stress figure was measured on, written beside it (load matters on shared machines). */
+export function machineFigures(): { cpus: number; cpuModel: string; node: string; loadAverage1m: number } {
+  return { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 10) / 10 };
+}
+
+/** A coordinator child with its own temp folder, identity file, allow list and checkpoint folder. */
+export interface StressFederation {
+  /** The temp folder holding everything below; the caller removes it. */
+  dir: string;
+  child: CoordinatorChild;
+  /** The coordinator's public keys, which the clients pin. */
+  coordinator: PublicIdentity;
+  /** One identity per allowed client, listed in the allow list as `c<i>`. */
+  identities: Identity[];
+  checkpointDir: string;
+}
+
+/**
+ * Starts a stress coordinator for `clients` allowed identities: a fresh temp folder (`prefix`), a
+ * 0600 coordinator identity file, an allow list, and a checkpoint folder. `onDir` receives the
+ * folder as soon as it exists, so the caller's cleanup can remove it even if the start fails.
+ */
+export async function startStressFederation(
+  prefix: string,
+  clients: number,
+  config: Omit<ChildConfig, 'identityFile' | 'allowFile' | 'checkpointDir'>,
+  onDir: (dir: string) => void,
+): Promise<StressFederation> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  onDir(dir);
+  const coordinatorIdentity = generateIdentity();
+  saveIdentity(path.join(dir, 'coordinator.key'), coordinatorIdentity);
+  const identities = Array.from({ length: clients }, () => generateIdentity());
+  await writeFile(path.join(dir, 'clients.allow'), identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} c${i}`).join('\n') + '\n');
+  const checkpointDir = path.join(dir, 'checkpoint');
+  const child = await CoordinatorChild.start(path.join(dir, 'config.json'), {
+    ...config,
+    identityFile: path.join(dir, 'coordinator.key'),
+    allowFile: path.join(dir, 'clients.allow'),
+    checkpointDir,
+  });
+  return { dir, child, coordinator: publicIdentity(coordinatorIdentity), identities, checkpointDir };
 }
 
 // ---------------------------------------------------------------------------------------------

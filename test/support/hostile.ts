@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import nacl from 'tweetnacl';
+import { afterEach, beforeAll } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
 import { Coordinator, type CoordinatorOptions } from '../../server/coordinator.ts';
 import type { RoundLoop } from '../../server/round-loop.ts';
@@ -27,6 +28,8 @@ import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { signReady, type ReportBinding } from '../../shared/crypto/hello.ts';
 import { PROTOCOL_VERSION, helloSignedText, parseAck, type Ack, type EvaluateRequest, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
 import { FedAvg, type FedAvgOptions } from '../../shared/strategy/fed-avg.ts';
+import type { Strategy } from '../../shared/strategy/strategy.ts';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { DIGIT_HEAD } from './federation.ts';
 
 export const BASE = createIdentityBase(784, { name: 'pixels-784' });
@@ -298,6 +301,10 @@ export interface HarnessOptions {
   rounds: number;
   /** @default { minClients: allowed } */
   strategy?: FedAvgOptions;
+  /** Builds the strategy from those options instead of FedAvg. @default FedAvg */
+  makeStrategy?: (options: FedAvgOptions) => Strategy;
+  /** Update-ingest worker threads (server/update-ingest.ts). @default 0 (updates opened on the event loop) */
+  ingestWorkers?: number;
   /** Loop options; federated evaluation is off unless set. */
   loop?: CoordinatorOptions['loop'];
   maxMessagesPerSecond?: number;
@@ -353,9 +360,10 @@ export class Harness {
       headSpec: DIGIT_HEAD,
       manifest: initial.manifest,
       initialWeights: initial.data,
-      strategy: new FedAvg({ minClients: options.allowed, learningRate: 0.05, ...options.strategy }),
+      strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.allowed, learningRate: 0.05, ...options.strategy }),
       rounds: options.rounds,
       openUpdate: createUpdateOpener(this.coordinatorIdentity, (clientId) => allowList.resolveClient(clientId)),
+      ...(options.ingestWorkers ? { ingest: { workers: options.ingestWorkers, resolveClient: (clientId: string) => allowList.resolveClient(clientId) } } : {}),
       port,
       ...(options.maxMessagesPerSecond !== undefined ? { maxMessagesPerSecond: options.maxMessagesPerSecond } : {}),
       ...(options.helloMaxAgeMs !== undefined ? { helloMaxAgeMs: options.helloMaxAgeMs } : {}),
@@ -453,4 +461,24 @@ export function disguisedDelta(real: Float32Array): Float32Array {
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });
+}
+
+/**
+ * The lifecycle every harness test file shares: the backend is selected once, and every harness
+ * started through the returned function is closed after each test. Call it at the top of a
+ * `describe`; a file's own `afterEach` (closing its clients first) runs before this one's.
+ */
+export function useHarness(): (options: HarnessOptions) => Promise<Harness> {
+  const started: Harness[] = [];
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+  });
+  afterEach(async () => {
+    for (const harness of started.splice(0)) await harness.close();
+  });
+  return async (options) => {
+    const harness = await Harness.start(options);
+    started.push(harness);
+    return harness;
+  };
 }

@@ -52,6 +52,15 @@ describe('simulation baselines', () => {
     expect(result.mean).toBeLessThanOrEqual(result.max);
     expect(result.std).toBeGreaterThanOrEqual(0);
     expect(result.std).toBeLessThanOrEqual(result.max - result.min);
+    // Per client: its partition index, its rows, and recalls that give back its accuracy on the test set.
+    const perClient = result.perClient!;
+    expect(perClient.map((c) => c.client)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(perClient.map((c) => c.examples)).toEqual(Array.from({ length: 20 }, (_, i) => shards.offsets[i + 1]! - shards.offsets[i]!));
+    const support = Array.from({ length: input.head.classes }, (_, c) => input.testLabels.filter((label) => label === c).length);
+    for (const client of perClient) {
+      const fromRecall = client.recall.reduce((sum: number, r, c) => sum + (r ?? 0) * support[c]!, 0) / input.testLabels.length;
+      expect(fromRecall).toBeCloseTo(client.accuracy, 6);
+    }
     expect(await localOnlyBaseline(input, shards, 5, 50)).toEqual(result);
   });
 

@@ -49,8 +49,12 @@ function numbers(result: SimulationResult) {
     localOnly: report.baselines.localOnly,
     scratch: report.baselines.scratch ? strip(report.baselines.scratch.rounds) : null,
     partition: report.partition,
+    evaluation: report.evaluation,
+    clients: report.clients,
+    comparison: report.comparison,
   };
 }
+
 
 describe('runSimulation, virtual mode, end to end', () => {
   let dir: string;
@@ -88,6 +92,32 @@ describe('runSimulation, virtual mode, end to end', () => {
     expect(html).toMatch(/^<!doctype html>/i);
     expect(html).toContain('<svg');
     expect(html).toContain('mnist-mlp');
+  });
+
+  it('scores the final model class by class, per client and against every baseline, consistently with the rounds', () => {
+    const { report } = first;
+    const evaluation = report.evaluation!;
+    // The confusion matrix comes from the final weights predicted afresh: its accuracy is the last round's.
+    expect(evaluation.examples).toBe(200);
+    expect(evaluation.confusion.flat().reduce((a, b) => a + b, 0)).toBe(200);
+    expect(evaluation.metrics.accuracy).toBeCloseTo(report.finalAccuracy!, 6);
+    // Every client of the partition has a view, numbered as the partition; the 4 local-only clients are compared.
+    expect(report.clients!.map((c) => c.client)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(report.clients!.map((c) => c.examples)).toEqual(report.partition.sizes);
+    const compared = report.clients!.filter((c) => c.localOnly !== null);
+    expect(compared.map((c) => c.client)).toEqual(report.baselines.localOnly!.perClient!.map((c) => c.client));
+    expect(compared).toHaveLength(4);
+    for (const view of report.clients!) expect(view.federated).toBeGreaterThanOrEqual(0);
+    // The local-only mean is the mean of the per-client accuracies the table shows.
+    const perClient = report.baselines.localOnly!.perClient!;
+    expect(report.baselines.localOnly!.mean).toBeCloseTo(perClient.reduce((a, c) => a + c.accuracy, 0) / perClient.length, 12);
+    expect(report.comparison!.map((r) => r.role)).toEqual(['federated', 'centralized', 'local-only', 'from-scratch']);
+    expect(report.comparison![0]!.n).toBe(200);
+    expect(report.comparison![0]!.interval!.low).toBeLessThanOrEqual(report.finalAccuracy!);
+    expect(report.comparison![0]!.interval!.high).toBeGreaterThanOrEqual(report.finalAccuracy!);
+    expect(first.reportHtml).toContain('<section id="confusion">');
+    expect(first.reportHtml).toContain('<section id="clients">');
+    expect(first.reportHtml).toContain('<section id="comparison">');
   });
 
   it('gives identical numbers for the same seed', async () => {

@@ -1,0 +1,140 @@
+/**
+ * Fine-tuning simulations in socket and process modes: a real coordinator on loopback fine-tunes a
+ * small GloVe base with real clients (socket.io clients in this process, or `fedtl client` child
+ * processes), the trainable set widening from the head to the embedding table mid-run.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subset, type LabeledDataset } from '../../../client/data/dataset.ts';
+import { loadImdb } from '../../../client/data/imdb.ts';
+import type { RoundRecord } from '../../../server/round-record.ts';
+import { openBase } from '../../../shared/bases/prepare-base.ts';
+import type { Logger } from '../../../shared/core/log.ts';
+import type { LoadedBase } from '../../../shared/model/base-loader.ts';
+import type { FeatureMatrix } from '../../../shared/model/feature-matrix.ts';
+import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
+import { selectBackend } from '../../../shared/tf/select-backend.ts';
+import { resolveConfig, type SimulationConfig, type SimulationMode } from '../../../scripts/simulation/presets.ts';
+import { runFederated } from '../../../scripts/simulation/run-federated.ts';
+import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
+import { SMALL_GLOVE } from '../../support/text-model.ts';
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const ROUNDS = 4;
+const WIDEN_AT = 3;
+const SCHEDULE = {
+  stages: [
+    { fromRound: 1, groups: [{ select: 'head' as const }] },
+    { fromRound: WIDEN_AT, groups: [{ select: 'head' as const }, { select: 'pattern' as const, pattern: '^glove_embedding$', lrMultiplier: 1 }] },
+  ],
+};
+
+let work: string;
+let glove: LoadedBase;
+let train: LabeledDataset;
+let test: LabeledDataset;
+let testFeatures: FeatureMatrix;
+const savedCache = process.env['FEDTL_CACHE'];
+
+beforeAll(async () => {
+  await selectBackend({ log: false });
+  work = await mkdtemp(path.join(os.tmpdir(), 'fedtl-finetune-modes-'));
+  // Feature caches of this file's runs stay in its own directory.
+  process.env['FEDTL_CACHE'] = path.join(work, 'cache');
+  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'bases'), ...SMALL_GLOVE });
+  const reviews = await loadImdb({ limit: 180, seed: 4 });
+  train = subset(reviews, Array.from({ length: 120 }, (_, i) => i), { name: 'modes-train' });
+  test = subset(reviews, Array.from({ length: 60 }, (_, i) => 120 + i), { name: 'modes-test' });
+  testFeatures = await featuresOf(glove, test, simulationCache());
+}, 120_000);
+afterAll(async () => {
+  glove.dispose();
+  if (savedCache === undefined) delete process.env['FEDTL_CACHE'];
+  else process.env['FEDTL_CACHE'] = savedCache;
+  await rm(work, { recursive: true, force: true });
+});
+
+function config(mode: SimulationMode): SimulationConfig {
+  return resolveConfig('imdb-glove', {
+    mode,
+    clients: 2,
+    rounds: ROUNDS,
+    trainExamples: 120,
+    testExamples: 60,
+    fractionFit: 1,
+    minClients: 2,
+    epochs: 1,
+    batchSize: 16,
+    learningRate: 0.05,
+    strategy: 'fedavg',
+    dropoutRate: 0,
+    stragglerRate: 0,
+    seed: 5,
+    trainable: SCHEDULE,
+    augmentation: { tokenDropout: 0.1 },
+    roundTimeoutMs: 120_000,
+    baselines: { centralized: false, localOnly: false, scratch: false },
+  });
+}
+
+async function run(mode: SimulationMode) {
+  const records: RoundRecord[] = [];
+  const tensors: number[] = [];
+  const result = await runFederated({
+    config: config(mode),
+    base: glove,
+    baseDirectory: glove.dir,
+    parts: [Int32Array.from({ length: 50 }, (_, i) => i), Int32Array.from({ length: 70 }, (_, i) => 50 + i)],
+    trainDataset: train,
+    testDataset: test,
+    testFeatures,
+    testLabels: test.labels,
+    mode,
+    label: `fine-tune-${mode}`,
+    logger: quiet,
+    onRound: (record) => {
+      records.push(record);
+      tensors.push(tf.memory().numTensors);
+    },
+  });
+  return { result, records, tensors };
+}
+
+/** What every mode must show: the set widens at WIDEN_AT, deltas follow it, only the used rows of the table move. */
+function expectWidening({ result, records }: Awaited<ReturnType<typeof run>>) {
+  expect(records.map((r) => r.round)).toEqual([1, 2, 3, 4]);
+  expect(records.every((r) => r.accepted === 2)).toBe(true);
+  // Uploads: the head's delta in rounds 1–2, head + the GloVe table (2,000 × 100) from round 3.
+  const up = records.map((r) => r.bytesUp / r.accepted);
+  expect(up[1]).toBeCloseTo(up[0]!, -2);
+  expect(up[2]! - up[1]!).toBeGreaterThan(2000 * 100 * 4 * 0.9);
+  expect(up[3]).toBeCloseTo(up[2]!, -2);
+  // The whole model comes back; the pretrained table moved (only rows the reviews use).
+  const pretrained = initialModelWeights(glove, config('socket').head, 5);
+  expect(result.weights.length).toBe(pretrained.data.length);
+  const table = pretrained.manifest.entries.find((entry) => entry.name.includes('glove_embedding'))!;
+  let moved = 0;
+  for (let i = table.offset; i < table.offset + table.length; i++) if (result.weights[i] !== pretrained.data[i]) moved++;
+  expect(moved).toBeGreaterThan(0);
+  expect(moved).toBeLessThan(table.length);
+  expect(records.every((r) => r.serverAccuracy !== undefined && r.serverAccuracy !== null)).toBe(true);
+}
+
+describe('fine-tuning simulation, socket mode', () => {
+  it('widens the trainable set at round 3 over real sockets, tensor count stable across unfreezing', async () => {
+    const outcome = await run('socket');
+    expectWidening(outcome);
+    // Clients and server evaluation build a stage's top per use and dispose of it: the same count
+    // after every round, before and after the table starts training.
+    expect(new Set(outcome.tensors).size).toBe(1);
+  }, 180_000);
+});
+
+describe('SLOW end to end: fine-tuning simulation, process mode', () => {
+  it('fine-tunes through fedtl client processes (augmentation passed on their command line)', async () => {
+    expectWidening(await run('process'));
+  }, 240_000);
+});
