@@ -113,7 +113,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--scratch <list>', `from-scratch baselines, comma-separated, the strongest is the one reported against (${SCRATCH_FEATURES.join(', ')}; "" for none)`, scratchList)
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
-    .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table at half the rate)")
+    .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table; fashion-mobilenet: then MobileNetV2's top two blocks)")
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart federated feature extraction, federated fine-tuning (the preset\'s recipe or --trainable), federated from scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
@@ -165,6 +165,11 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.fineTune) {
         if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
         overrides.trainable = base.fineTune;
+        // The recipe's strategy, unless --strategy names one.
+        if (base.fineTuneStrategy && !flags.strategy) {
+          overrides.strategy = base.fineTuneStrategy.strategy;
+          overrides.strategyParams = { ...base.fineTuneStrategy.strategyParams, ...overrides.strategyParams };
+        }
       }
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
-import { resolveConfig, type SimulationConfig } from './presets.ts';
+import { resolveConfig, withFineTuneRecipe, type SimulationConfig } from './presets.ts';
 import { escapeXml, renderLineChart, CHART_PALETTE, type LineSeries } from './svg-chart.ts';
 import { runSimulation } from './run-simulation.ts';
 
@@ -93,7 +93,7 @@ export async function runTransferCurve(config: SimulationConfig, sizes: readonly
     const { report } = await simulate(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log });
     // The same federation (partition, rounds, client work), fine-tuning; its baselines are the run's above.
     const fineTuned = recipe
-      ? await simulate({ ...sized, trainable: recipe, baselines: { centralized: false, localOnly: false, scratch: false } }, { outDir: path.join(options.outDir, `train-${size}`, 'fine-tuned'), logger: log })
+      ? await simulate({ ...withFineTuneRecipe({ ...sized, trainable: recipe }), baselines: { centralized: false, localOnly: false, scratch: false } }, { outDir: path.join(options.outDir, `train-${size}`, 'fine-tuned'), logger: log })
       : null;
     points.push({
       trainExamples: size,

@@ -67,6 +67,8 @@ describe('transfer curve', () => {
         [2000, 'ft', false, false],
       ]);
       expect(calls[1]!.trainable).toEqual(config.fineTune);
+      // The recipe's own strategy for the fine-tuning run; the preset's for feature extraction.
+      expect([calls[0]!.strategy, calls[1]!.strategy]).toEqual([config.strategy, config.fineTuneStrategy!.strategy]);
       // The fine-tuned run is the same federation: clients, rounds and seed as its feature-extraction run.
       expect([calls[1]!.clients, calls[1]!.rounds, calls[1]!.seed]).toEqual([calls[0]!.clients, calls[0]!.rounds, calls[0]!.seed]);
       expect(curve.points.map((p) => [p.featureExtraction, p.fineTuned, p.centralized, p.scratchFeatures])).toEqual([
