@@ -33,6 +33,7 @@ import {
   type ServerToClientEvents,
   type Welcome,
 } from '../shared/protocol/protocol.ts';
+import { DownloadProgress } from './download-progress.ts';
 import { ensureBase } from './base-cache.ts';
 import { runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundRequest, type ClientRoundContext } from './client-round.ts';
 import type { LabeledDataset } from './data/dataset.ts';
@@ -331,16 +332,13 @@ export class FedtlClient {
     if (descriptor.files.length === 0) {
       base = createIdentityBase(descriptor.identitySize!, { name: descriptor.name });
     } else {
-      let shownTenth = 0;
+      const progress = new DownloadProgress();
       const directory = await ensureBase(path.join(this.#options.cacheDir, 'bases'), descriptor, (file, offset, length) => this.#readChunk(descriptor.hash, file, offset, length), {
         chunkBytes: welcome.limits.chunkBytes,
         onProgress: (done, total) => {
-          // One line per tenth of the download (small files report many times per tenth).
-          const tenth = Math.floor((10 * done) / Math.max(1, total));
-          if (tenth > shownTenth) {
-            shownTenth = tenth;
-            this.#log.info(`base download ${10 * tenth}% (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
-          }
+          // At most one line per tenth of the download, each with its true share (download-progress.ts).
+          const line = progress.update(done, total);
+          if (line) this.#log.info(line);
         },
       });
       base = await loadBase(directory);

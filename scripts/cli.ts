@@ -70,6 +70,14 @@ export function positiveInteger(name: string) {
   };
 }
 
+export function nonNegativeInteger(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < 0) throw new InvalidArgumentError(`${name} must be an integer ≥ 0`);
+    return parsed;
+  };
+}
+
 export function positiveNumber(name: string) {
   return (value: string): number => {
     const parsed = Number(value);

@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Dashboard, type DashboardClient, type DashboardOptions, type DashboardPhase, type DashboardState } from './dashboard.ts';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
+import { availableParallelism } from 'node:os';
 import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { verifyClientSignature } from '../shared/crypto/hello.ts';
@@ -41,6 +42,7 @@ import type { WeightManifest } from '../shared/weights/flat-weights.ts';
 import { AdmissionGate, WindowCounter, admissionParser, connectionIdOf, incomingMessageLimit, type AdmissionLimits } from './admission.ts';
 import { readBaseChunk } from './base-server.ts';
 import { RoundLoop, type RoundLoopOptions, type UpdateOpener } from './round-loop.ts';
+import { UpdateIngest, type UpdateIngestOptions } from './update-ingest.ts';
 import { SocketSecureAggregation } from './secure-aggregation.ts';
 import { parseSecAggUp } from '../shared/protocol/secagg-messages.ts';
 import type { RoundRecord } from './round-record.ts';
@@ -85,6 +87,11 @@ export interface CoordinatorOptions {
   rounds: number;
   /** Opens sealed updates addressed to this coordinator. */
   openUpdate: UpdateOpener;
+  /**
+   * Opens sealed updates on worker threads instead, with the same keys and limits as `openUpdate`
+   * (server/update-ingest.ts); startCoordinator sets it by the head's size. @default null (`openUpdate` on the event loop)
+   */
+  ingest?: Omit<UpdateIngestOptions, 'identity'> | null;
   /** Port to listen on; 0 picks a free one. @default 0 */
   port?: number;
   /** @default '127.0.0.1' */
@@ -133,8 +140,11 @@ export class Coordinator {
   #featureColumns: string[] | undefined;
   /** Secure aggregation over these sockets, when the strategy is wrapped in it. */
   readonly #secagg: SocketSecureAggregation | undefined;
+  /** Worker threads opening updates, if configured. */
+  readonly #ingest: UpdateIngest | null;
 
-  private constructor(options: CoordinatorOptions) {
+  private constructor(options: CoordinatorOptions, ingest: UpdateIngest | null) {
+    this.#ingest = ingest;
     this.#options = options;
     if (options.classNames && options.classNames.length !== options.headSpec.classes) {
       throw new FedtlError('BAD_CONFIG', `${options.classNames.length} class names [${options.classNames.join(', ')}] for a head with ${options.headSpec.classes} classes; give as many names as --classes`);
@@ -169,6 +179,7 @@ export class Coordinator {
       baseHash: options.base.descriptor.hash,
       rounds: options.rounds,
       openUpdate: options.openUpdate,
+      ingest,
       sign: (text) => this.#sign(text),
       logger: this.#log,
     });
@@ -221,7 +232,10 @@ export class Coordinator {
 
   /** Starts listening; resolves once the port is bound. */
   static async start(options: CoordinatorOptions): Promise<Coordinator> {
-    const coordinator = new Coordinator(options);
+    const workers = options.ingest ? options.ingest.workers ?? availableParallelism() : 0;
+    if (!Number.isSafeInteger(workers) || workers < 0) throw new FedtlError('BAD_CONFIG', `ingest workers must be a non-negative integer, got ${workers}`);
+    const ingest = options.ingest && workers > 0 ? await UpdateIngest.start({ ...options.ingest, workers, identity: options.identity }) : null;
+    const coordinator = new Coordinator(options, ingest);
     const resumed = await coordinator.loop.resume();
     if (resumed >= options.rounds) coordinator.#log.info(`the checkpoint already holds all ${options.rounds} rounds: this run is finished`);
     else if (resumed > 0) coordinator.#log.info(`continuing at round ${resumed + 1}`);
@@ -340,6 +354,7 @@ export class Coordinator {
     await new Promise<void>((resolve) => {
       void this.#io.close(() => resolve());
     });
+    await this.#ingest?.close();
   }
 
   #sign(text: string): string {
@@ -430,7 +445,7 @@ export class Coordinator {
     socket.on('update', (sealed: unknown, ack: unknown) => {
       this.#handle(socket, ack, () => {
         this.#checkStillAllowed(socket);
-        return this.loop.receiveUpdate(clientId, parseBytes(sealed, 'update', this.#limits.maxUpdateBytes));
+        return this.loop.ingestUpdate(clientId, parseBytes(sealed, 'update', this.#limits.maxUpdateBytes));
       });
     });
 
@@ -532,19 +547,27 @@ export class Coordinator {
   }
 
   /** Runs a handler, answering its ack with the result or a typed error; never throws. */
-  #handle(socket: CoordinatorSocket, ack: unknown, handler: () => Ack): void {
+  #handle(socket: CoordinatorSocket, ack: unknown, handler: () => Ack | Promise<Ack>): void {
     const reply = typeof ack === 'function' ? (ack as (reply: Ack) => void) : (result: Ack) => {
       if (!result.ok) socket.emit('problem', { code: result.code, message: result.message });
     };
-    let result: Ack;
+    const refused = (thrown: unknown): Ack => {
+      const error = toFedtlError(thrown, 'BAD_MESSAGE');
+      this.#log.warn(`client ${socket.data.clientId}: ${error.code}: ${error.message}`);
+      return errorAck(error);
+    };
+    const answer = (result: Ack): void => {
+      if (!result.ok) this.#noteMessage(socket.data.clientId, result.code);
+      reply(result);
+    };
+    let result: Ack | Promise<Ack>;
     try {
       result = handler();
     } catch (thrown) {
-      const error = toFedtlError(thrown, 'BAD_MESSAGE');
-      this.#log.warn(`client ${socket.data.clientId}: ${error.code}: ${error.message}`);
-      result = errorAck(error);
+      result = refused(thrown);
     }
-    if (!result.ok) this.#noteMessage(socket.data.clientId, result.code);
-    reply(result);
+    // Updates opened on worker threads answer later (server/update-ingest.ts).
+    if (result instanceof Promise) void result.catch(refused).then(answer);
+    else answer(result);
   }
 }

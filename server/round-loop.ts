@@ -28,6 +28,7 @@ import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weig
 import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
+import type { UpdateIngest } from './update-ingest.ts';
 import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
 import { DEFAULT_MAX_EXAMPLE_RATIO, exampleCountCap } from './weight-bound.ts';
 
@@ -44,6 +45,12 @@ export interface RoundLoopOptions {
   /** Rounds to run in total (a resumed run counts the rounds already done). */
   rounds: number;
   openUpdate: UpdateOpener;
+  /**
+   * Opens sealed updates on worker threads (server/update-ingest.ts) rather than with `openUpdate`
+   * on this thread; updates must then come through {@link RoundLoop.receiveUpdateAsync}. The
+   * owner starts and closes it. @default null (the serial path)
+   */
+  ingest?: UpdateIngest | null;
   /** Signs a round message's text with the coordinator's key (base64 signature). */
   sign: (text: string) => string;
   /** Time each selected client has to send its update, in ms. @default 60000 */
@@ -100,6 +107,8 @@ export class RoundLoop {
   #stopped = false;
   /** Time the current round spent waiting for ready clients, left out of its `seconds`. */
   #waitedMs = 0;
+  /** The fallback of the worker ingest was announced (once per run). */
+  #warnedOpenOnly = false;
 
   constructor(options: RoundLoopOptions) {
     this.#options = options;
@@ -195,17 +204,30 @@ export class RoundLoop {
   /** Handles a sealed update from `clientId`; never throws, answers with a typed ack. */
   receiveUpdate(clientId: string, sealed: Uint8Array): Ack {
     const active = this.#active;
-    let ack: Ack;
-    if (active?.kind === 'fit') ack = active.accept(clientId, sealed);
-    else {
-      const last = this.#lastFit;
-      const late = last !== null && last.selected.has(clientId) && !last.answered.has(clientId) && Date.now() > last.deadline;
-      ack = errorAck(
-        late
-          ? new FedtlError('DEADLINE_PASSED', `round ${last.round} closed at its deadline before this update arrived; no round is collecting updates now`)
-          : new FedtlError('STALE_ROUND', 'no round is collecting updates now'),
-      );
-    }
+    return this.#logged(clientId, active?.kind === 'fit' ? active.accept(clientId, sealed) : this.#noFitRound(clientId));
+  }
+
+  /**
+   * {@link receiveUpdate} through the worker ingest when the loop has one (the coordinator's path):
+   * answered at once on the serial path, later when a worker opens the update.
+   */
+  ingestUpdate(clientId: string, sealed: Uint8Array): Ack | Promise<Ack> {
+    const active = this.#active;
+    if (active?.kind !== 'fit' || active.ingestMode === 'serial') return this.receiveUpdate(clientId, sealed);
+    return active.acceptAsync(clientId, sealed).then((ack) => this.#logged(clientId, ack));
+  }
+
+  #noFitRound(clientId: string): Ack {
+    const last = this.#lastFit;
+    const late = last !== null && last.selected.has(clientId) && !last.answered.has(clientId) && Date.now() > last.deadline;
+    return errorAck(
+      late
+        ? new FedtlError('DEADLINE_PASSED', `round ${last.round} closed at its deadline before this update arrived; no round is collecting updates now`)
+        : new FedtlError('STALE_ROUND', 'no round is collecting updates now'),
+    );
+  }
+
+  #logged(clientId: string, ack: Ack): Ack {
     if (!ack.ok) this.#log.warn(`rejected update from ${clientId}: ${ack.code}: ${ack.message}`);
     return ack;
   }
@@ -317,7 +339,12 @@ export class RoundLoop {
       parameterCount: schedule && stage ? schedule.manifestOf(stage).parameterCount : this.#options.manifest.parameterCount,
       exampleCap: exampleCountCap(declared, this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO),
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
+      ingest: this.#options.ingest ?? null,
     });
+    if (state.ingestMode === 'open' && !this.#warnedOpenOnly) {
+      this.#warnedOpenOnly = true;
+      this.#log.warn(`strategy ${strategy.name}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
+    }
     const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
     const sign = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
     // One request object per distinct config: clients told the same thing share it (and in-process clients verify it once).
@@ -330,6 +357,10 @@ export class RoundLoop {
       participant.sendFit(request);
     });
     this.#lastFit = state;
+    if (!(await state.settle())) {
+      this.#log.warn(`round ${round}: an update-ingest worker failed with part of the round; the global head is unchanged; retrying`);
+      return null;
+    }
     const { aggregation } = state;
     if (aggregation.count < strategy.minUpdates) {
       this.#log.warn(`round ${round}: ${aggregation.count} update(s) accepted, ${strategy.minUpdates} needed; retrying`);

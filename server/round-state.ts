@@ -9,6 +9,7 @@ import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.
 import type { Ack, EvaluationResult } from '../shared/protocol/protocol.ts';
 import { errorAck } from '../shared/protocol/protocol.ts';
 import type { Aggregation, MetricAggregation } from '../shared/strategy/strategy.ts';
+import type { UpdateIngest } from './update-ingest.ts';
 
 /** What opening a sealed update yields (see shared/crypto). */
 export interface OpenedUpdate {
@@ -125,6 +126,12 @@ export interface FitRoundOptions extends RoundStateOptions {
   parameterCount: number;
   /** Largest example count one update weighs with (server/weight-bound.ts). @default Infinity */
   exampleCap?: number;
+  /**
+   * Opens updates on worker threads (server/update-ingest.ts) instead of this thread: updates then
+   * come in through {@link FitRound.acceptAsync}, and the round must be {@link FitRound.settle}d
+   * before its aggregation is read. @default null (the serial path, {@link FitRound.accept})
+   */
+  ingest?: UpdateIngest | null;
 }
 
 /** A fit round: opens each sealed update, checks it belongs here, and folds it into the strategy's aggregation. */
@@ -141,6 +148,18 @@ export class FitRound extends RoundState {
   readonly #seenNonces = new Set<string>();
   bytesUp = 0;
 
+  readonly #ingest: UpdateIngest | null;
+  /** Workers fold updates into partial sums (the aggregation takes them); else they only open them. */
+  readonly #fold: boolean;
+  /** Updates folded on workers, to check against what the workers report at {@link settle}. */
+  #folded = 0;
+  /** Submissions to workers not answered yet. */
+  readonly #inFlight = new Set<Promise<Ack>>();
+  /** Each client's latest submission: a client's next one waits for it, as on the serial path. */
+  readonly #lastOf = new Map<string, Promise<Ack>>();
+  /** Open-only updates reach the aggregation in arrival order: each waits for the previous one's turn. */
+  #turn: Promise<void> = Promise.resolve();
+
   constructor(options: FitRoundOptions) {
     super(options);
     this.aggregation = options.aggregation;
@@ -148,6 +167,14 @@ export class FitRound extends RoundState {
     this.#open = options.openUpdate;
     this.#parameterCount = options.parameterCount;
     this.#exampleCap = options.exampleCap ?? Number.POSITIVE_INFINITY;
+    this.#ingest = options.ingest ?? null;
+    this.#fold = typeof this.aggregation.addPartial === 'function';
+    this.#ingest?.begin({ roundId: this.roundId, parameterCount: this.#parameterCount, exampleCap: this.#exampleCap });
+  }
+
+  /** Where updates are opened: this thread, workers that also sum them, or workers that only open them. */
+  get ingestMode(): 'serial' | 'fold' | 'open' {
+    return this.#ingest === null ? 'serial' : this.#fold ? 'fold' : 'open';
   }
 
   /** Handles a sealed update; never throws, answers with a typed ack. */
@@ -169,6 +196,81 @@ export class FitRound extends RoundState {
       return { ok: true };
     } catch (thrown) {
       return this.refuse(thrown);
+    }
+  }
+
+  /**
+   * {@link accept} for a round with worker ingest (on the serial path it is `accept`): the same
+   * checks, codes and counts. One client's updates are decided one after another, as on the
+   * serial path, so a second update is DUPLICATE_UPDATE exactly when the first was accepted.
+   */
+  acceptAsync(clientId: string, sealed: Uint8Array): Promise<Ack> {
+    const ingest = this.#ingest;
+    if (ingest === null) return Promise.resolve(this.accept(clientId, sealed));
+    const previous = this.#lastOf.get(clientId);
+    const job = previous ? previous.then(() => this.#acceptOnWorker(ingest, clientId, sealed)) : this.#acceptOnWorker(ingest, clientId, sealed);
+    this.#lastOf.set(clientId, job);
+    this.#inFlight.add(job);
+    void job.then(() => {
+      this.#inFlight.delete(job);
+      if (this.#lastOf.get(clientId) === job) this.#lastOf.delete(clientId);
+    });
+    return job;
+  }
+
+  /**
+   * Waits for the updates still being opened on workers (they arrived before the round closed) and
+   * folds the workers' partial sums into the aggregation. Call it after {@link done}, before the
+   * aggregation is read. Resolves `false` if a worker died with part of the round: the round
+   * cannot count. Nothing to do on the serial path.
+   */
+  async settle(): Promise<boolean> {
+    const ingest = this.#ingest;
+    if (ingest === null) return true;
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
+    try {
+      const partial = await ingest.finish();
+      if (!this.#fold) return true;
+      if (partial.count !== this.#folded) throw new FedtlError('INTERNAL', `workers summed ${partial.count} updates, ${this.#folded} were accepted`);
+      if (partial.sum !== null && partial.count > 0) this.aggregation.addPartial!(partial.sum, partial.exampleCount, partial.count);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #acceptOnWorker(ingest: UpdateIngest, clientId: string, sealed: Uint8Array): Promise<Ack> {
+    let release: (() => void) | undefined;
+    try {
+      this.checkSender(clientId, 'update');
+      const turn = this.#turn;
+      if (!this.#fold) {
+        // The next update's turn comes once the previous one's came and this one is decided.
+        const decided = new Promise<void>((resolve) => (release = resolve));
+        this.#turn = Promise.all([turn, decided]).then(() => undefined);
+      }
+      const bytes = sealed.byteLength; // read before the bytes move to a worker
+      const outcome = await ingest.submit(sealed, clientId, this.#fold);
+      if (!outcome.ok) throw new FedtlError(outcome.code, outcome.message);
+      const { header, weight } = outcome;
+      // The worker refused any other round id or sender with the serial path's codes. A replayed
+      // envelope cannot reach this point: it names its sender (checked) and a sender has one update per round.
+      if (this.#seenNonces.has(header.updateId)) throw new FedtlError('REPLAY', 'this update envelope was already received');
+      this.#seenNonces.add(header.updateId);
+      if (this.#fold) this.#folded++;
+      else {
+        await turn;
+        this.aggregation.add({ clientId, delta: outcome.delta!, exampleCount: weight, metrics: header.metrics });
+      }
+      if (weight < header.exampleCount) this.capped++;
+      this.metrics.add(clientId, weight, header.metrics);
+      this.bytesUp += bytes;
+      this.accepted(clientId);
+      return { ok: true };
+    } catch (thrown) {
+      return this.refuse(thrown);
+    } finally {
+      release?.();
     }
   }
 }

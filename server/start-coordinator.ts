@@ -14,6 +14,7 @@ import type { BaseDescriptor } from '../shared/protocol/protocol.ts';
 import type { Strategy } from '../shared/strategy/strategy.ts';
 import { describeBaseDirectory } from './base-server.ts';
 import { Coordinator, type CoordinatorOptions } from './coordinator.ts';
+import { defaultIngestWorkers } from './update-ingest.ts';
 import { createUpdateOpener, type UpdateOpenerOptions } from './update-opener.ts';
 
 export interface StartCoordinatorOptions {
@@ -42,6 +43,12 @@ export interface StartCoordinatorOptions {
   port?: number;
   host?: string;
   validation?: UpdateOpenerOptions;
+  /**
+   * Worker threads that open (and for weighted-mean strategies sum) sealed updates, see
+   * server/update-ingest.ts; 0 opens them on the event loop.
+   * @default defaultIngestWorkers(parameters): one per core for heads of ≥ 100k parameters, else 0
+   */
+  ingestWorkers?: number;
   /** Serve HTTPS/WSS with this certificate and key. @default null (plain HTTP) */
   tls?: CoordinatorOptions['tls'];
   /** Limits of the admission path (server/admission.ts). @default ADMISSION_DEFAULTS */
@@ -88,6 +95,11 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     strategy: options.strategy,
     rounds: options.rounds,
     openUpdate: createUpdateOpener(options.identity, (clientId) => allowList.resolveClient(clientId), options.validation),
+    ingest: {
+      workers: options.ingestWorkers ?? defaultIngestWorkers(initial.manifest.parameterCount),
+      resolveClient: (clientId) => allowList.resolveClient(clientId),
+      ...(options.validation ? { validation: options.validation } : {}),
+    },
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.logger ? { logger: options.logger } : {}),

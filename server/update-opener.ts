@@ -1,5 +1,5 @@
 import type { Identity } from '../shared/crypto/identity.ts';
-import { openUpdate, type ClientPublicKeys } from '../shared/crypto/update-envelope.ts';
+import { openUpdate, type ClientPublicKeys, type ExpectedUpdate } from '../shared/crypto/update-envelope.ts';
 import type { UpdateOpener } from './round-state.ts';
 
 export interface UpdateOpenerOptions {
@@ -14,20 +14,21 @@ export interface UpdateOpenerOptions {
   maxExampleCount?: number;
 }
 
+/** What every update of a round must satisfy, with the opener's limits filled in (the serial and the worker path share it). */
+export function expectedUpdate(round: { roundId: string; parameterCount: number }, options: UpdateOpenerOptions = {}): ExpectedUpdate {
+  return {
+    roundId: round.roundId,
+    parameterCount: round.parameterCount,
+    maxAbs: options.maxAbs ?? 1e6,
+    maxL2Norm: options.maxL2Norm ?? Number.POSITIVE_INFINITY,
+    maxExampleCount: options.maxExampleCount ?? 10_000_000,
+  };
+}
+
 /** The round loop's opener backed by sealed envelopes addressed to `identity`. */
 export function createUpdateOpener(identity: Identity, resolveClient: (clientId: string) => ClientPublicKeys | undefined, options: UpdateOpenerOptions = {}): UpdateOpener {
   return (sealed, expected) => {
-    const { header, delta } = openUpdate(sealed, {
-      coordinatorIdentity: identity,
-      resolveClient,
-      expected: {
-        roundId: expected.roundId,
-        parameterCount: expected.parameterCount,
-        maxAbs: options.maxAbs ?? 1e6,
-        maxL2Norm: options.maxL2Norm ?? Number.POSITIVE_INFINITY,
-        maxExampleCount: options.maxExampleCount ?? 10_000_000,
-      },
-    });
+    const { header, delta } = openUpdate(sealed, { coordinatorIdentity: identity, resolveClient, expected: expectedUpdate(expected, options) });
     return { roundId: header.roundId, clientId: header.clientId, exampleCount: header.exampleCount, metrics: { ...header.metrics }, delta, nonce: header.updateId };
   };
 }

@@ -15,20 +15,21 @@
  *   `openUpdate`; envelope bytes are transferred (not copied) to a worker, the decrypted delta is
  *   transferred back, and the main thread accumulates in submission order (so the sum is still
  *   bit-identical to plain), keeping up to 2 × workers updates in flight.
- * - ingest (parallel-accumulate): `ingest-designs/parallel-ingest.ts`, workers that open (same
- *   `openUpdate`) AND accumulate into per-worker float64 partial sums, merged at round end; the
- *   main thread only dispatches envelope bytes (transferred, not copied). Summation order differs
- *   from plain, so its sum is checked to 1e-9 relative (max-norm) instead of bit for bit. Its
- *   replay check is off here only because the bench cycles a fixed pool of envelopes.
- *
  * - roundloop: the path the round loop really uses, driven as `RoundLoop` drives it: a `FitRound`
  *   (server/round-state.ts) per round, given the opener `startCoordinator` builds
  *   (`createUpdateOpener`, one thread) and the strategy's own aggregation (`FedAvg.aggregateFit`);
  *   each update goes through `FitRound.accept` (sender, replay and round checks, the example cap,
  *   the metric fold) and each round ends with `Aggregation.finish()`. A round holds at most one
  *   update per client and per envelope (replays are refused there), so the N updates are split
- *   into rounds of min(pool, 64 clients); its sum is checked to 1e-9 relative, like ingest.
- *   Reported as `roundloop/plain`, the figure the issue's target applies to.
+ *   into rounds of min(pool, 64 clients); its sum is checked to 1e-9 relative.
+ *   Reported as `roundloop/plain`: the serial path (`ingestWorkers: 0`).
+ * - roundloop-workers×W: the same rounds with the coordinator's worker ingest
+ *   (server/update-ingest.ts, `ingestWorkers: W`): `FitRound.acceptAsync`, W workers that open and
+ *   fold FedAvg's partial sums, `settle()` merging them. Checked to 1e-9 relative (float64
+ *   reassociation). Each round's envelope copies are made before its clock starts (a coordinator
+ *   gets each update in a fresh socket buffer, which moves to a worker without a copy).
+ * - roundloop-open×W: the same, for a strategy that needs every update (FedAvg behind an identity
+ *   `mapUpdates`, so no partial sums): workers open, the main thread adds in arrival order.
  *
  * Memory: a pool of distinct sealed envelopes (≤ `--pool-mb`, default 512) is built once and
  * cycled through; envelopes are independent, so reopening one costs the same as a new one
@@ -36,16 +37,18 @@
  *
  * Run: `npx tsx scripts/bench/ingest.ts [--n 1000] [--p 10k,100k,1M,5M] [--reps 3] [--pool-mb 512] [--workers 2]`
  * Without --n/--p a default mix runs in about a minute. Writes `results/ingest.json`.
- * `--workers` takes a list (e.g. `1,2,4`); one parallel and one ingest column per entry. @default os.availableParallelism()
+ * `--workers` takes a list (e.g. `1,2,4`); one parallel, one roundloop-workers and one roundloop-open column per entry. @default os.availableParallelism()
  */
 import { availableParallelism } from 'node:os';
-import { ParallelIngest } from './ingest-designs/parallel-ingest.ts';
 import { createParallelOpener, type ParallelOpener, type ParallelOpenedUpdate } from './ingest-designs/parallel-opener.ts';
 import { generateIdentity, type Identity, publicIdentity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { type OpenUpdateOptions, openUpdate, openUpdateAsync, sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { FitRound } from '../../server/round-state.ts';
+import { UpdateIngest } from '../../server/update-ingest.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
 import { FedAvg, WeightedDeltaMean } from '../../shared/strategy/fed-avg.ts';
+import { mapUpdates } from '../../shared/strategy/strategy-wrapper.ts';
+import type { Aggregation } from '../../shared/strategy/strategy.ts';
 import { intListArg, mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
@@ -85,10 +88,8 @@ const started = performance.now();
 const openers = new Map<number, ParallelOpener>(
   workerCounts.map((w) => [w, createParallelOpener({ identity: coordinator, resolveClientKeys: (id) => directory.get(id), workers: w })]),
 );
-const ingests = new Map<number, ParallelIngest>();
-for (const w of workerCounts) {
-  ingests.set(w, await ParallelIngest.start({ identity: coordinator, resolveClientKeys: (id) => directory.get(id), workers: w, replayCheck: false }));
-}
+const ingests = new Map<number, UpdateIngest>();
+for (const w of workerCounts) ingests.set(w, await UpdateIngest.start({ identity: coordinator, resolveClient: (id) => directory.get(id), workers: w }));
 
 for (const [N, P] of configs) {
   const bytesPerUpdate = P * 4;
@@ -170,74 +171,69 @@ for (const [N, P] of configs) {
     return acc;
   };
 
-  const ingestMode = async (ingest: ParallelIngest): Promise<Float64Array> => {
-    ingest.beginRound({ roundId: 'bench', parameterCount: P });
-    // Up to `window` in flight; each completion submits the next, so workers never run dry.
-    const window = Math.max(1, Math.min(N, 2 * ingest.workers, poolSize));
-    let next = 0;
-    let failure: string | undefined;
-    const lane = async (): Promise<void> => {
-      while (next < N && failure === undefined) {
-        const slot = next++ % poolSize;
-        const result = await ingest.submit(envelopes[slot] as Uint8Array, { clientId: senders[slot] as string });
-        envelopes[slot] = result.sealed; // the bytes were moved to the worker and came back
-        if (!result.ok) failure = `${result.code}: ${result.message}`;
-      }
-    };
-    await Promise.all(Array.from({ length: window }, lane));
-    const { sum, count } = await ingest.finishRound();
-    if (failure !== undefined || count !== N) {
-      console.error(`ingest(${ingest.workers}) rejected an update or lost one: ${failure ?? `${count} of ${N} accepted`}`);
-      process.exit(1);
-    }
-    return sum;
-  };
-
   // The round loop's path: one FitRound per round of distinct clients and envelopes, the
   // coordinator's opener, FedAvg's aggregation, finish() at each round's end.
   const roundOpener = createUpdateOpener(coordinator, (id) => directory.get(id));
   const strategy = new FedAvg();
   const global = new Float32Array(P);
   const perRound = Math.min(poolSize, MAX_CLIENTS);
-  const roundLoop = (check: boolean): Float64Array | null => {
+  /**
+   * `ingest` null: the serial path (`FitRound.accept`). Otherwise the worker ingest through
+   * `FitRound.acceptAsync` and `settle()`; `openOnly` hides FedAvg's partial sums (as a robust or
+   * clipping strategy would), so workers only open and the main thread adds. Each round's envelope
+   * copies are made before its clock starts: a coordinator receives every update in a fresh buffer
+   * from its socket, which the workers then take over.
+   */
+  const roundLoop = async (ingest: UpdateIngest | null, check: boolean, openOnly = false): Promise<{ ms: number; acc: Float64Array | null }> => {
     const acc = check ? new Float64Array(P) : null;
+    let ms = 0;
     for (let first = 0, round = 1; first < N; first += perRound, round++) {
       const count = Math.min(perRound, N - first);
       const slots = Array.from({ length: count }, (_, j) => (first + j) % poolSize);
+      const inputs = ingest === null ? slots.map((slot) => envelopes[slot] as Uint8Array) : slots.map((slot) => (envelopes[slot] as Uint8Array).slice());
+      const t = performance.now();
+      const mean = strategy.aggregateFit(round, global);
+      const aggregation: Aggregation = openOnly ? mapUpdates(mean, (update) => update) : mean;
       const fit = new FitRound({
         round,
         roundId: 'bench',
         selected: slots.map((slot) => senders[slot] as string),
         timeoutMs: 3_600_000,
-        aggregation: strategy.aggregateFit(round, global),
+        aggregation,
         metrics: strategy.aggregateFitMetrics(round),
         openUpdate: roundOpener,
         parameterCount: P,
+        ingest,
       });
-      for (const slot of slots) {
-        const ack = fit.accept(senders[slot] as string, envelopes[slot] as Uint8Array);
-        if (!ack.ok) {
-          console.error(`roundloop refused an update: ${JSON.stringify(ack)}`);
+      const acks = ingest === null ? slots.map((slot, j) => fit.accept(senders[slot] as string, inputs[j] as Uint8Array)) : await Promise.all(slots.map((slot, j) => fit.acceptAsync(senders[slot] as string, inputs[j] as Uint8Array)));
+      fit.close();
+      const settled = await fit.settle();
+      for (const ack of acks) {
+        if (!ack.ok || !settled) {
+          console.error(`roundloop refused an update: ${JSON.stringify(ack)} (settled: ${settled})`);
           process.exit(1);
         }
       }
-      fit.close();
       fit.aggregation.finish();
+      ms += performance.now() - t;
       if (acc !== null) {
         // Only for the check: Σ n_k Δ_k of this round, in float64, from the strategy's own state.
-        const mean = (fit.aggregation as WeightedDeltaMean).meanDelta();
-        for (let i = 0; i < P; i++) acc[i] = (acc[i] as number) + (mean[i] as number) * fit.aggregation.exampleCount;
+        const m = (mean as WeightedDeltaMean).meanDelta();
+        for (let i = 0; i < P; i++) acc[i] = (acc[i] as number) + (m[i] as number) * mean.exampleCount;
       }
     }
-    return acc;
+    return { ms, acc };
   };
 
   // Warm up every path (JIT, key caches, worker start), and check they agree with plain: bit for
   // bit where the summation order is plain's, to 1e-9 relative (max-norm) for ingest.
   const reference = plain();
-  const checks: [string, Float64Array, number][] = [['sync', sync(), 0], ['async', await pipelined(), 0], ['roundloop', roundLoop(true) as Float64Array, 1e-9]];
+  const checks: [string, Float64Array, number][] = [['sync', sync(), 0], ['async', await pipelined(), 0], ['roundloop', (await roundLoop(null, true)).acc!, 1e-9]];
   for (const [w, opener] of openers) checks.push([`parallel(${w})`, await parallel(opener), 0]);
-  for (const [w, ingest] of ingests) checks.push([`ingest(${w})`, await ingestMode(ingest), 1e-9]);
+  for (const [w, ingest] of ingests) {
+    checks.push([`roundloop-workers(${w})`, (await roundLoop(ingest, true)).acc!, 1e-9]);
+    checks.push([`roundloop-open(${w})`, (await roundLoop(ingest, true, true)).acc!, 1e-9]);
+  }
   let refMax = 0;
   for (let i = 0; i < P; i++) refMax = Math.max(refMax, Math.abs(reference[i] as number));
   for (const [name, acc, tolerance] of checks) {
@@ -256,13 +252,20 @@ for (const [N, P] of configs) {
     await fn();
     best.set(key, Math.min(best.get(key) ?? Infinity, performance.now() - t));
   };
+  const timeRounds = async (key: string, run: () => Promise<{ ms: number }>): Promise<void> => {
+    const { ms } = await run();
+    best.set(key, Math.min(best.get(key) ?? Infinity, ms));
+  };
   for (let r = 0; r < reps; r++) {
     await time('plain', plain);
     await time('sync', sync);
     await time('async', pipelined);
-    await time('roundloop', () => roundLoop(false));
+    await timeRounds('roundloop', () => roundLoop(null, false));
     for (const [w, opener] of openers) await time(`par${w}`, () => parallel(opener));
-    for (const [w, ingest] of ingests) await time(`ing${w}`, () => ingestMode(ingest));
+    for (const [w, ingest] of ingests) {
+      await timeRounds(`rlw${w}`, () => roundLoop(ingest, false));
+      await timeRounds(`rlo${w}`, () => roundLoop(ingest, false, true));
+    }
   }
   const total = N * bytesPerUpdate;
   const bestPlain = best.get('plain') as number;
@@ -272,7 +275,8 @@ for (const [N, P] of configs) {
     ['async', 'async'],
     ['roundloop', 'roundloop'],
     ...workerCounts.map((w): [string, string] => [`par${w}`, `parallel×${w}`]),
-    ...workerCounts.map((w): [string, string] => [`ing${w}`, `ingest×${w}`]),
+    ...workerCounts.map((w): [string, string] => [`rlw${w}`, `roundloop-workers×${w}`]),
+    ...workerCounts.map((w): [string, string] => [`rlo${w}`, `roundloop-open×${w}`]),
   ];
   for (const [key, label] of modes) row[`${label} MB/s`] = round3(mbPerSecond(total, best.get(key) as number));
   for (const [key, label] of modes) row[`${label}/plain`] = round3(bestPlain / (best.get(key) as number));

@@ -9,7 +9,7 @@ import { formatPublicIdentity, loadIdentity, publicIdentity } from '../../shared
 import { parseHeadSpec } from '../../shared/model/head.ts';
 import { createStrategy } from '../../shared/strategy/registry.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { onShutdown, positiveInteger, positiveNumber, fraction } from '../cli.ts';
+import { onShutdown, nonNegativeInteger, positiveInteger, positiveNumber, fraction } from '../cli.ts';
 import { COORDINATOR_DEFAULTS as DEFAULTS, readCoordinatorFile, resolveCoordinatorConfig } from './coordinator-config.ts';
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { openSimulationBase } from '../simulation/simulation-data.ts';
@@ -61,6 +61,7 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--deadline <seconds>', `time clients have per round (default ${DEFAULTS.deadline})`, positiveNumber('deadline'))
     .option('--max-examples <n>', 'largest example count one client may claim (counts weigh FedAvg; default 10,000,000)', positiveInteger('max-examples'))
     .option('--max-delta-norm <x>', 'refuse updates whose delta has a larger L2 norm (default: no limit)', positiveNumber('max-delta-norm'))
+    .option('--ingest-workers <n>', 'worker threads that open (and for weighted-mean strategies sum) sealed updates; 0 opens them on the main thread (default: one per core for heads of ≥ 100k parameters, else 0)', nonNegativeInteger('ingest-workers'))
     .option('--port <n>', `port (default ${DEFAULTS.port}; 0 = any free port)`, (v) => Number.parseInt(v, 10))
     .option('--host <address>', `address to listen on (default ${DEFAULTS.host}; 0.0.0.0 for remote clients, with TLS)`)
     .option('--tls-cert <file>', 'PEM certificate (chain) to serve HTTPS/WSS with; clients then use an https:// URL')
@@ -134,6 +135,7 @@ export function registerCoordinatorCommand(program: Command): void {
         port: config.port,
         host: config.host,
         ...(tls ? { tls } : {}),
+        ...(config.ingestWorkers !== undefined ? { ingestWorkers: config.ingestWorkers } : {}),
         validation: {
           ...(config.maxExamples ? { maxExampleCount: config.maxExamples } : {}),
           ...(config.maxDeltaNorm ? { maxL2Norm: config.maxDeltaNorm } : {}),

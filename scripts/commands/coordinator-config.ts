@@ -61,6 +61,7 @@ export const coordinatorFileSchema = z.strictObject({
   deadline: z.number().positive().optional(),
   maxExamples: positiveInt.optional(),
   maxDeltaNorm: z.number().positive().optional(),
+  ingestWorkers: z.int().min(0).optional(),
   port: z.int().min(0).max(65535).optional(),
   host: z.string().min(1).optional(),
   tlsCert: z.string().min(1).optional(),
@@ -110,6 +111,8 @@ export interface CoordinatorConfig {
   deadline: number;
   maxExamples?: number;
   maxDeltaNorm?: number;
+  /** Worker threads opening updates (server/update-ingest.ts). @default defaultIngestWorkers(head size) */
+  ingestWorkers?: number;
   port: number;
   host: string;
   /** PEM certificate (chain) and key files: serve HTTPS/WSS instead of plain HTTP. */

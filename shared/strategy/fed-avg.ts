@@ -38,6 +38,12 @@ export interface FedAvgOptions {
   evaluateClients?: 'selected' | 'all' | 'none';
 }
 
+/** `acc[i] += weight · delta[i]` in float64: the one accumulation loop of the weighted mean (main thread and ingest workers). */
+export function foldWeighted(acc: Float64Array, delta: Float32Array, weight: number): void {
+  const n = acc.length;
+  for (let i = 0; i < n; i++) acc[i] = acc[i]! + weight * delta[i]!;
+}
+
 /** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
 export class WeightedDeltaMean implements Aggregation {
   readonly #global: Float32Array;
@@ -68,15 +74,14 @@ export class WeightedDeltaMean implements Aggregation {
     if (!Number.isSafeInteger(exampleCount) || exampleCount <= 0) {
       throw new FedtlError('BAD_MESSAGE', `update from ${update.clientId} claims ${exampleCount} examples`);
     }
-    const sum = this.#sum;
-    for (let i = 0; i < sum.length; i++) sum[i]! += exampleCount * delta[i]!;
+    foldWeighted(this.#sum, delta, exampleCount);
     this.#count++;
     this.#examples += exampleCount;
   }
 
   /**
    * Folds a pre-summed partial: `sum` = Σ n_k·Δ_k over `count` updates whose example counts add up
-   * to `exampleCount` (e.g. what `ParallelIngest.finishRound` returns). Equivalent to `count` calls
+   * to `exampleCount` (what the round loop's worker ingest returns, server/update-ingest.ts). Equivalent to `count` calls
    * of {@link add}, up to float64 reassociation. `sum` is read, not kept.
    */
   addPartial(sum: Float64Array, exampleCount: number, count: number): void {

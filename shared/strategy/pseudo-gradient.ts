@@ -24,6 +24,11 @@ export class PseudoGradientAggregation implements Aggregation {
     this.#mean.add(update);
   }
 
+  /** The pseudo-gradient is the weighted mean of the deltas, so partial sums fold in as they do into FedAvg's. */
+  addPartial(sum: Float64Array, exampleCount: number, count: number): void {
+    this.#mean.addPartial(sum, exampleCount, count);
+  }
+
   get count(): number {
     return this.#mean.count;
   }

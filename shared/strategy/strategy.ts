@@ -66,6 +66,14 @@ export interface ClientUpdate {
 export interface Aggregation {
   /** Folds one update in; the caller may reuse or drop `update.delta` afterwards (copy what you keep). */
   add(update: ClientUpdate): void;
+  /**
+   * Present only when the result is a weighted mean of the deltas: folds `sum` = Σ n_k·Δ_k over
+   * `count` updates worth `exampleCount` examples, summed elsewhere (the round loop's ingest
+   * workers, server/update-ingest.ts); the same as `count` calls of `add` up to float64
+   * reassociation. Aggregations that need each update (robust rules, clipping, privacy, secure
+   * aggregation) leave it out and get every update through `add`. @default absent
+   */
+  addPartial?(sum: Float64Array, exampleCount: number, count: number): void;
   /** Number of updates folded in so far. */
   readonly count: number;
   /** Total examples behind the folded updates. */

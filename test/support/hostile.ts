@@ -28,6 +28,7 @@ import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { signReady, type ReportBinding } from '../../shared/crypto/hello.ts';
 import { PROTOCOL_VERSION, helloSignedText, parseAck, type Ack, type EvaluateRequest, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
 import { FedAvg, type FedAvgOptions } from '../../shared/strategy/fed-avg.ts';
+import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { DIGIT_HEAD } from './federation.ts';
 
@@ -300,6 +301,10 @@ export interface HarnessOptions {
   rounds: number;
   /** @default { minClients: allowed } */
   strategy?: FedAvgOptions;
+  /** Builds the strategy from those options instead of FedAvg. @default FedAvg */
+  makeStrategy?: (options: FedAvgOptions) => Strategy;
+  /** Update-ingest worker threads (server/update-ingest.ts). @default 0 (updates opened on the event loop) */
+  ingestWorkers?: number;
   /** Loop options; federated evaluation is off unless set. */
   loop?: CoordinatorOptions['loop'];
   maxMessagesPerSecond?: number;
@@ -355,9 +360,10 @@ export class Harness {
       headSpec: DIGIT_HEAD,
       manifest: initial.manifest,
       initialWeights: initial.data,
-      strategy: new FedAvg({ minClients: options.allowed, learningRate: 0.05, ...options.strategy }),
+      strategy: (options.makeStrategy ?? ((o) => new FedAvg(o)))({ minClients: options.allowed, learningRate: 0.05, ...options.strategy }),
       rounds: options.rounds,
       openUpdate: createUpdateOpener(this.coordinatorIdentity, (clientId) => allowList.resolveClient(clientId)),
+      ...(options.ingestWorkers ? { ingest: { workers: options.ingestWorkers, resolveClient: (clientId: string) => allowList.resolveClient(clientId) } } : {}),
       port,
       ...(options.maxMessagesPerSecond !== undefined ? { maxMessagesPerSecond: options.maxMessagesPerSecond } : {}),
       ...(options.helloMaxAgeMs !== undefined ? { helloMaxAgeMs: options.helloMaxAgeMs } : {}),

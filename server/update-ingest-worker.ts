@@ -1,0 +1,95 @@
+/**
+ * Worker side of {@link UpdateIngest} (update-ingest.ts): opens each sealed update with the very
+ * `openUpdate` of the serial path and, for a folding job, only once every check passed, adds
+ * `min(n, cap) · Δ` to this worker's float64 partial sum of the round. Not a public module.
+ *
+ * Least privilege: the worker holds the coordinator's box (X25519) key pair, which it needs to
+ * decrypt, and only the public half of the signing key.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
+import type { Identity } from '../shared/crypto/identity.ts';
+import { type ExpectedUpdate, openUpdate } from '../shared/crypto/update-envelope.ts';
+import { foldWeighted } from '../shared/strategy/fed-avg.ts';
+import type { IngestReply, IngestRequest, IngestWorkerSetup } from './update-ingest.ts';
+
+const port = parentPort;
+if (port === null) throw new Error('update-ingest-worker.ts must run as a worker thread');
+const setup = workerData as IngestWorkerSetup;
+const identity: Identity = {
+  // openUpdate never signs: an empty secret keeps the signing key out of this thread.
+  signing: { publicKey: setup.signingPublicKey, secretKey: new Uint8Array(0) },
+  box: { publicKey: setup.boxPublicKey, secretKey: setup.boxSecretKey },
+};
+
+let epoch = 0;
+let expected: ExpectedUpdate | null = null;
+let exampleCap = Number.POSITIVE_INFINITY;
+let sum: Float64Array | null = null;
+let exampleCount = 0;
+let count = 0;
+
+/** Whether `array` can be moved to the main thread without taking memory it does not own entirely. */
+function ownsBuffer(array: ArrayBufferView): boolean {
+  return array.buffer instanceof ArrayBuffer && array.byteOffset === 0 && array.byteLength === array.buffer.byteLength;
+}
+
+function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: IngestReply; transfer: ArrayBuffer[] } {
+  if (job.epoch !== epoch || expected === null) throw new FedtlError('STALE_ROUND', 'the round closed before this update was processed');
+  const { header, delta } = openUpdate(job.bytes, { coordinatorIdentity: identity, expected, resolveClient: () => job.keys ?? undefined });
+  // The same refusal, with the same code, as FitRound.accept on the serial path.
+  if (header.clientId !== job.clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${header.clientId} but came from ${job.clientId}`);
+  const weight = Math.min(header.exampleCount, exampleCap);
+  if (!job.fold) {
+    const owned = ownsBuffer(delta) ? delta : Float32Array.from(delta);
+    return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned, input: null }, transfer: [owned.buffer as ArrayBuffer] };
+  }
+  // Every check passed: only now does the update touch the partial sum.
+  sum ??= new Float64Array(expected.parameterCount);
+  foldWeighted(sum, delta, weight);
+  exampleCount += weight;
+  count++;
+  return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: null, input: null }, transfer: [] };
+}
+
+port.on('message', (request: IngestRequest) => {
+  switch (request.type) {
+    case 'begin':
+      epoch = request.epoch;
+      expected = request.expected;
+      exampleCap = request.exampleCap;
+      sum = null;
+      exampleCount = 0;
+      count = 0;
+      return;
+    case 'finish': {
+      const mine = request.epoch === epoch;
+      const reply: IngestReply = { type: 'finish', id: request.id, epoch, sum: mine ? sum : null, exampleCount: mine ? exampleCount : 0, count: mine ? count : 0 };
+      const transfer = reply.sum ? [reply.sum.buffer as ArrayBuffer] : [];
+      expected = null;
+      sum = null;
+      exampleCount = 0;
+      count = 0;
+      port.postMessage(reply, transfer);
+      return;
+    }
+    case 'job': {
+      let out: { reply: IngestReply; transfer: ArrayBuffer[] };
+      try {
+        out = handleJob(request);
+      } catch (thrown) {
+        const error = toFedtlError(thrown, 'BAD_MESSAGE');
+        out = { reply: { type: 'job', id: request.id, ok: false, code: error.code, message: error.message, input: null }, transfer: [] };
+      }
+      // The envelope's memory goes back to the caller that moved it here.
+      if (request.returnInput) {
+        (out.reply as { input: Uint8Array | null }).input = request.bytes;
+        out.transfer.push(request.bytes.buffer as ArrayBuffer);
+      }
+      port.postMessage(out.reply, out.transfer);
+      return;
+    }
+  }
+});
+
+port.postMessage({ type: 'ready' } satisfies IngestReply);

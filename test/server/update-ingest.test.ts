@@ -1,0 +1,181 @@
+/**
+ * The round loop's worker ingest (server/update-ingest.ts) against the serial path, with real keys,
+ * real worker threads and a real coordinator on loopback:
+ * - every registered strategy (and a clipping wrapper) gives the serial path's head: within float64
+ *   reassociation where workers fold partial sums, bit for bit where they only open updates;
+ * - bad updates are refused with the serial path's codes and leave no trace in the aggregate;
+ * - a strategy that needs every update is announced with a warning.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FitRound } from '../../server/round-state.ts';
+import { defaultIngestWorkers, INGEST_DEFAULTS, UpdateIngest } from '../../server/update-ingest.ts';
+import { createUpdateOpener } from '../../server/update-opener.ts';
+import { generateIdentity, publicIdentity, type Identity, type PublicIdentity } from '../../shared/crypto/identity.ts';
+import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
+import type { Ack } from '../../shared/protocol/protocol.ts';
+import { ClippedStrategy } from '../../shared/strategy/clipped-strategy.ts';
+import { createStrategy, strategyNames } from '../../shared/strategy/registry.ts';
+import { FedMedian } from '../../shared/strategy/robust.ts';
+import type { Strategy } from '../../shared/strategy/strategy.ts';
+import { disguisedDelta, makeDelta, maxAbsDifference, useHarness, weightedMean, type RawClient } from '../support/hostile.ts';
+
+const P = 3000;
+const coordinator = generateIdentity();
+const clients: Identity[] = Array.from({ length: 7 }, () => generateIdentity());
+const directory = new Map<string, PublicIdentity>(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
+const ids = clients.map((c) => publicIdentity(c).clientId);
+const opener = createUpdateOpener(coordinator, (id) => directory.get(id));
+
+function seal(client: Identity, roundId: string, delta: Float32Array, examples: number): Uint8Array {
+  return sealUpdate({ header: { roundId, exampleCount: examples, metrics: { loss: 0.5 } }, delta }, { clientIdentity: client, coordinatorBoxKey: coordinator.box.publicKey });
+}
+
+/** One round's envelopes: six honest clients, and client 6 sending NaN first and a valid update after. */
+function roundEnvelopes(round: number, roundId: string): Array<[string, Uint8Array]> {
+  const honest = clients.slice(0, 6).map((c, k): [string, Uint8Array] => [ids[k]!, seal(c, roundId, makeDelta(P, 10 * round + k), 40 + 30 * k)]);
+  const nan = makeDelta(P, 99);
+  nan[17] = Number.NaN;
+  const tampered = seal(clients[6]!, roundId, makeDelta(P, 98), 50);
+  tampered[tampered.length - 30] = tampered[tampered.length - 30]! ^ 1;
+  return [
+    ...honest.slice(0, 3),
+    [ids[6]!, seal(clients[6]!, roundId, disguisedDelta(nan), 50)],
+    [ids[6]!, tampered],
+    [ids[6]!, seal(clients[6]!, `${roundId}-other`, makeDelta(P, 97), 50)],
+    [ids[0]!, seal(clients[0]!, roundId, makeDelta(P, 96), 50)], // a second update from a client already accepted
+    ...honest.slice(3),
+  ];
+}
+
+/** Two rounds of `strategy` through FitRound: serially, or through `ingest`. Returns the heads and the acks' codes. */
+async function twoRounds(strategy: Strategy, ingest: UpdateIngest | null): Promise<{ heads: Float32Array[]; codes: string[]; modes: string[] }> {
+  let global = makeDelta(P, 1);
+  const heads: Float32Array[] = [];
+  const codes: string[] = [];
+  const modes: string[] = [];
+  for (let round = 1; round <= 2; round++) {
+    const roundId = `run-r${round}-a1-fit`;
+    const fit = new FitRound({ round, roundId, selected: ids, timeoutMs: 60_000, aggregation: strategy.aggregateFit(round, global), metrics: strategy.aggregateFitMetrics(round), openUpdate: opener, parameterCount: P, ingest });
+    modes.push(fit.ingestMode);
+    const acks: Ack[] = [];
+    // Sent one after another per client (as a socket delivers them), all clients at once.
+    const byClient = new Map<string, Uint8Array[]>();
+    for (const [id, bytes] of roundEnvelopes(round, roundId)) byClient.set(id, [...(byClient.get(id) ?? []), bytes]);
+    await Promise.all([...byClient].map(async ([id, list]) => {
+      for (const bytes of list) acks.push(await fit.acceptAsync(id, bytes));
+    }));
+    fit.close();
+    expect(await fit.settle()).toBe(true);
+    codes.push(...acks.map((a) => (a.ok ? 'ok' : a.code)).sort());
+    global = fit.aggregation.finish();
+    heads.push(global);
+  }
+  return { heads, codes, modes };
+}
+
+describe('worker ingest against the serial path (FitRound, real worker threads)', () => {
+  let ingest: UpdateIngest;
+  beforeAll(async () => {
+    ingest = await UpdateIngest.start({ identity: coordinator, resolveClient: (id) => directory.get(id), workers: 2 });
+  });
+  afterAll(async () => {
+    await ingest.close();
+  });
+
+  const cases: Array<[string, () => Strategy]> = [
+    ...strategyNames().map((name): [string, () => Strategy] => [name, () => createStrategy(name, { minClients: 1 })]),
+    ['clipped(fedavg)', () => new ClippedStrategy(createStrategy('fedavg', { minClients: 1 }), { clipNorm: 1 })],
+  ];
+  it.each(cases)('%s: same head and same refusals', async (_name, make) => {
+    const serial = await twoRounds(make(), null);
+    const parallel = await twoRounds(make(), ingest);
+    expect(parallel.codes).toEqual(serial.codes);
+    const perRound = ['BAD_SIGNATURE', 'DUPLICATE_UPDATE', 'NON_FINITE', 'STALE_ROUND', ...Array<string>(6).fill('ok')].sort();
+    expect(serial.codes).toEqual([...perRound, ...perRound]);
+    if (parallel.modes[0] === 'fold') {
+      // Partial sums: equal up to float64 reassociation, then rounded to float32 once.
+      for (let r = 0; r < 2; r++) expect(maxAbsDifference(parallel.heads[r]!, serial.heads[r]!)).toBeLessThanOrEqual(1e-6);
+    } else {
+      // Opened on workers, added on this thread in arrival order: bit for bit.
+      expect(parallel.modes[0]).toBe('open');
+      expect(parallel.heads).toEqual(serial.heads);
+    }
+  });
+
+  it('folds for weighted-mean strategies and only opens for the others', async () => {
+    const modeOf = async (strategy: Strategy) => (await twoRounds(strategy, ingest)).modes[0];
+    expect(await modeOf(createStrategy('fedavg', { minClients: 1 }))).toBe('fold');
+    expect(await modeOf(createStrategy('fedavgm', { minClients: 1 }))).toBe('fold');
+    expect(await modeOf(createStrategy('fedadam', { minClients: 1 }))).toBe('fold');
+    expect(await modeOf(createStrategy('median', { minClients: 1 }))).toBe('open');
+  });
+});
+
+describe('worker ingest default', () => {
+  it('is one worker per core from INGEST_DEFAULTS.minParameters on, and none below or on one core', () => {
+    expect(defaultIngestWorkers(INGEST_DEFAULTS.minParameters - 1, 2)).toBe(0);
+    expect(defaultIngestWorkers(INGEST_DEFAULTS.minParameters, 2)).toBe(2);
+    expect(defaultIngestWorkers(5_000_000, 4)).toBe(4);
+    expect(defaultIngestWorkers(5_000_000, 1)).toBe(0);
+  });
+});
+
+describe('worker ingest in a real coordinator', () => {
+  const startHarness = useHarness();
+
+  it('refuses bad updates with the serial path\'s codes; the head is the honest weighted mean', async () => {
+    const h = await startHarness({ allowed: 3, rounds: 1, strategy: { minClients: 3, minUpdates: 2 }, ingestWorkers: 2 });
+    const [a, b, attacker] = (await h.ready([0, 1, 2])) as [RawClient, RawClient, RawClient];
+    const initial = Float32Array.from(h.coordinator.loop.weights);
+    const run = h.coordinator.run();
+    const fit = await attacker.fits.next('fit');
+    const n = h.parameterCount;
+    const nan = makeDelta(n, 7);
+    nan[3] = Number.NaN;
+    const valid = attacker.seal(fit.roundId, makeDelta(n, 7), 100);
+    const tampered = valid.slice();
+    tampered[tampered.length - 40] = tampered[tampered.length - 40]! ^ 0xff;
+    const attempts: Array<[unknown, string]> = [
+      [new Uint8Array(2000).fill(0x41), 'BAD_MESSAGE'],
+      [attacker.seal(fit.roundId, makeDelta(n - 1, 7), 100), 'BAD_SHAPE'],
+      [attacker.seal(fit.roundId, disguisedDelta(nan), 100), 'NON_FINITE'],
+      [attacker.seal(fit.roundId, makeDelta(n, 7).fill(1e30, 0, 1), 100), 'OUT_OF_RANGE'],
+      [tampered, 'BAD_SIGNATURE'],
+      [attacker.seal(fit.roundId, makeDelta(n, 7), 100, h.identities[0]), 'BAD_SIGNATURE'],
+      [attacker.seal(`${fit.roundId}x`, makeDelta(n, 7), 100), 'STALE_ROUND'],
+    ];
+    const codes: string[] = [];
+    for (const [payload] of attempts) {
+      const reply = await attacker.send(payload);
+      codes.push(reply.ok ? 'ok' : reply.code);
+    }
+    expect(codes).toEqual(attempts.map(([, code]) => code));
+    attacker.close();
+    const honest = await Promise.all([a.answerNext(makeDelta(n, 1), 100), b.answerNext(makeDelta(n, 2), 300)]);
+    expect(honest.map((u) => u.ack)).toEqual([{ ok: true }, { ok: true }]);
+    const history = await run;
+    expect(history[0]).toMatchObject({ accepted: 2, examples: 400 });
+    expect(maxAbsDifference(h.coordinator.loop.weights, weightedMean(initial, honest))).toBeLessThan(1e-6);
+  });
+
+  it('refuses a negative worker count with BAD_CONFIG', async () => {
+    await expect(startHarness({ allowed: 1, rounds: 1, ingestWorkers: -1 })).rejects.toMatchObject({ code: 'BAD_CONFIG' });
+  });
+
+  it('announces the fallback for a strategy that needs every update, and aggregates it as the serial path does', async () => {
+    const log = { warnings: [] as string[], debug: () => undefined, info: () => undefined, warn: (m: string) => log.warnings.push(m), error: (m: string) => log.warnings.push(m) };
+    const h = await startHarness({ allowed: 3, rounds: 1, makeStrategy: (o) => new FedMedian(o), ingestWorkers: 2, logger: log });
+    const ready = await h.ready([0, 1, 2]);
+    const initial = Float32Array.from(h.coordinator.loop.weights);
+    const run = h.coordinator.run();
+    const sent = await Promise.all(ready.map((c, k) => c.answerNext(makeDelta(h.parameterCount, 20 + k), 100)));
+    expect(sent.every((s) => s.ack.ok)).toBe(true);
+    await run;
+    expect(log.warnings.some((m) => m.includes('needs every update') && m.includes('2 worker thread'))).toBe(true);
+    const median = initial.map((w, i) => {
+      const values = sent.map((s) => s.delta[i]!).sort((x, y) => x - y);
+      return w + values[1]!;
+    });
+    expect(maxAbsDifference(h.coordinator.loop.weights, median)).toBeLessThan(1e-6);
+  });
+});
