@@ -30,8 +30,10 @@ export interface CurvePoint {
   scratch: number | null;
   /** Which from-scratch baseline was the strongest. */
   scratchFeatures: string | null;
-  /** One model on all the training data. */
+  /** One model on all the training data (feature extraction). */
   centralized: number | null;
+  /** One model on all the training data, fine-tuned with the same schedule; null without a recipe. */
+  centralizedFineTuned: number | null;
   wallSeconds: number;
 }
 
@@ -91,9 +93,10 @@ export async function runTransferCurve(config: SimulationConfig, sizes: readonly
     log.info(`transfer curve: ${size} training examples over ${sized.clients} clients`);
     const started = Date.now();
     const { report } = await simulate(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log });
-    // The same federation (partition, rounds, client work), fine-tuning; its baselines are the run's above.
+    // The same federation (partition, rounds, client work), fine-tuning; of its baselines only the
+    // centralized one, which then fine-tunes with the same schedule on the pooled data.
     const fineTuned = recipe
-      ? await simulate({ ...withFineTuneRecipe({ ...sized, trainable: recipe }), baselines: { centralized: false, localOnly: false, scratch: false } }, { outDir: path.join(options.outDir, `train-${size}`, 'fine-tuned'), logger: log })
+      ? await simulate({ ...withFineTuneRecipe({ ...sized, trainable: recipe }), baselines: { centralized: sized.baselines.centralized, localOnly: false, scratch: false } }, { outDir: path.join(options.outDir, `train-${size}`, 'fine-tuned'), logger: log })
       : null;
     points.push({
       trainExamples: size,
@@ -103,6 +106,7 @@ export async function runTransferCurve(config: SimulationConfig, sizes: readonly
       scratch: report.baselines.scratch?.accuracy ?? report.baselines.scratch?.rounds.at(-1)?.accuracy ?? null,
       scratchFeatures: report.baselines.scratch?.features ?? null,
       centralized: report.baselines.centralized?.accuracy ?? null,
+      centralizedFineTuned: fineTuned?.report.baselines.centralized?.accuracy ?? null,
       wallSeconds: (Date.now() - started) / 1000,
     });
   }
@@ -135,6 +139,7 @@ export function renderCurveChart(curve: TransferCurve): string {
       line('federated, pretrained base (fine-tuned)', (p) => p.fineTuned, CHART_PALETTE[3]!),
       line(`federated from scratch (${scratchNames || 'none'})`, (p) => p.scratch, CHART_PALETTE[1]!),
       line('centralized (pretrained base, pooled data)', (p) => p.centralized, '#009E73', true),
+      line('centralized fine-tuning (pooled data)', (p) => p.centralizedFineTuned, CHART_PALETTE[4]!, true),
     ],
     width: 960,
     height: 340,
@@ -144,7 +149,7 @@ export function renderCurveChart(curve: TransferCurve): string {
 /** A self-contained page: the chart and the table of numbers. */
 export function renderCurveHtml(curve: TransferCurve): string {
   const rows = curve.points
-    .map((p) => `<tr><td>${p.trainExamples}</td><td>${p.clients}</td><td>${percent(p.featureExtraction)}</td><td>${percent(p.fineTuned)}</td><td>${percent(p.scratch)}${p.scratchFeatures ? ` (${escapeXml(p.scratchFeatures)})` : ''}</td><td>${percent(p.centralized)}</td><td>${p.wallSeconds.toFixed(0)} s</td></tr>`)
+    .map((p) => `<tr><td>${p.trainExamples}</td><td>${p.clients}</td><td>${percent(p.featureExtraction)}</td><td>${percent(p.fineTuned)}</td><td>${percent(p.scratch)}${p.scratchFeatures ? ` (${escapeXml(p.scratchFeatures)})` : ''}</td><td>${percent(p.centralized)}</td><td>${percent(p.centralizedFineTuned)}</td><td>${p.wallSeconds.toFixed(0)} s</td></tr>`)
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeXml(`fedtl transfer curve: ${curve.preset}`)}</title>
@@ -152,7 +157,7 @@ export function renderCurveHtml(curve: TransferCurve): string {
 <body><h1>${escapeXml(`Transfer curve: ${curve.preset}`)} (seed ${curve.seed})</h1>
 ${renderCurveChart(curve)}
 ${curve.fineTune ? `<p>Fine-tuning recipe: <code>${escapeXml(JSON.stringify(curve.fineTune))}</code></p>` : '<p>No fine-tuning recipe: no fine-tuning series.</p>'}
-<table><thead><tr><th>training examples</th><th>clients</th><th>federated, pretrained (feature extraction)</th><th>federated, fine-tuned</th><th>federated from scratch (strongest)</th><th>centralized</th><th>wall time</th></tr></thead><tbody>${rows}</tbody></table>
+<table><thead><tr><th>training examples</th><th>clients</th><th>federated, pretrained (feature extraction)</th><th>federated, fine-tuned</th><th>federated from scratch (strongest)</th><th>centralized</th><th>centralized fine-tuning</th><th>wall time</th></tr></thead><tbody>${rows}</tbody></table>
 </body></html>
 `;
 }
@@ -162,10 +167,10 @@ export function curveLines(curve: TransferCurve, outDir: string): string[] {
   return [
     '',
     `== transfer curve: ${curve.preset} (seed ${curve.seed})`,
-    `${'train'.padStart(7)}  ${'clients'.padStart(7)}  ${'pretrained'.padStart(10)}  ${'fine-tuned'.padStart(10)}  ${'scratch'.padStart(8)}  ${'centralized'.padStart(11)}`,
+    `${'train'.padStart(7)}  ${'clients'.padStart(7)}  ${'pretrained'.padStart(10)}  ${'fine-tuned'.padStart(10)}  ${'scratch'.padStart(8)}  ${'centralized'.padStart(11)}  ${'central FT'.padStart(10)}`,
     ...curve.points.map(
       (p) =>
-        `${String(p.trainExamples).padStart(7)}  ${String(p.clients).padStart(7)}  ${percent(p.featureExtraction).padStart(10)}  ${percent(p.fineTuned).padStart(10)}  ${percent(p.scratch).padStart(8)}  ${percent(p.centralized).padStart(11)}${p.scratchFeatures ? `  (scratch: ${p.scratchFeatures})` : ''}`,
+        `${String(p.trainExamples).padStart(7)}  ${String(p.clients).padStart(7)}  ${percent(p.featureExtraction).padStart(10)}  ${percent(p.fineTuned).padStart(10)}  ${percent(p.scratch).padStart(8)}  ${percent(p.centralized).padStart(11)}  ${percent(p.centralizedFineTuned).padStart(10)}${p.scratchFeatures ? `  (scratch: ${p.scratchFeatures})` : ''}`,
     ),
     `chart: ${path.join(outDir, 'curve.html')}`,
   ];

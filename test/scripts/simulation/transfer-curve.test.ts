@@ -31,8 +31,8 @@ describe('transfer curve', () => {
       seed: 42,
       fineTune: null,
       points: [
-        { trainExamples: 100, clients: 20, featureExtraction: 0.6, fineTuned: 0.7, scratch: 0.55, scratchFeatures: 'tf-idf', centralized: 0.65, wallSeconds: 10 },
-        { trainExamples: 500, clients: 20, featureExtraction: 0.68, fineTuned: null, scratch: 0.75, scratchFeatures: 'tf-idf', centralized: 0.72, wallSeconds: 20 },
+        { trainExamples: 100, clients: 20, featureExtraction: 0.6, fineTuned: 0.7, scratch: 0.55, scratchFeatures: 'tf-idf', centralized: 0.65, centralizedFineTuned: 0.8, wallSeconds: 10 },
+        { trainExamples: 500, clients: 20, featureExtraction: 0.68, fineTuned: null, scratch: 0.75, scratchFeatures: 'tf-idf', centralized: 0.72, centralizedFineTuned: null, wallSeconds: 20 },
       ],
     };
     const html = renderCurveHtml(curve);
@@ -40,7 +40,7 @@ describe('transfer curve', () => {
     expect(html).toContain('federated from scratch (tf-idf)');
     expect(html).toContain('<td>75.0% (tf-idf)</td>');
     const text = curveLines(curve, 'out').join('\n');
-    expect(text).toMatch(/100\s+20\s+60\.0%\s+70\.0%\s+55\.0%\s+65\.0%/);
+    expect(text).toMatch(/100\s+20\s+60\.0%\s+70\.0%\s+55\.0%\s+65\.0%\s+80\.0%/);
     expect(text).toMatch(/500\s+20\s+68\.0%\s+n\/a\s+75\.0%\s+72\.0%/);
     expect(html).toContain('federated, pretrained base (fine-tuned)');
     expect(html).toContain('<td>70.0%</td>');
@@ -54,7 +54,8 @@ describe('transfer curve', () => {
     const simulate = (async (config: SimulationConfig) => {
       calls.push(config);
       const accuracy = (config.trainable ? 0.75 : 0.5) + (config.trainExamples === 100 ? 0 : 0.125); // exact in binary
-      return { report: { finalAccuracy: accuracy, wallSeconds: 1, baselines: config.baselines.centralized ? { centralized: { accuracy: 0.9 }, scratch: { features: 'tf-idf', accuracy: 0.6, rounds: [] } } : {} } };
+      const centralized = config.baselines.centralized ? { centralized: { accuracy: config.trainable ? 0.875 : 0.75 } } : {};
+      return { report: { finalAccuracy: accuracy, wallSeconds: 1, baselines: { ...centralized, ...(config.baselines.scratch ? { scratch: { features: 'tf-idf', accuracy: 0.6, rounds: [] } } : {}) } } };
     }) as unknown as typeof runSimulation; // a partial report: the curve reads only these fields
     const dir = await mkdtemp(join(tmpdir(), 'fedtl-curve-'));
     try {
@@ -62,18 +63,19 @@ describe('transfer curve', () => {
       const curve = await runTransferCurve(config, [100, 2000], { outDir: dir, logger: quiet, simulate });
       expect(calls.map((c) => [c.trainExamples, c.trainable === null ? 'fe' : 'ft', c.baselines.centralized, c.baselines.scratch])).toEqual([
         [100, 'fe', true, true],
-        [100, 'ft', false, false],
+        [100, 'ft', true, false],
         [2000, 'fe', true, true],
-        [2000, 'ft', false, false],
+        [2000, 'ft', true, false],
       ]);
       expect(calls[1]!.trainable).toEqual(config.fineTune);
       // The recipe's own strategy for the fine-tuning run; the preset's for feature extraction.
       expect([calls[0]!.strategy, calls[1]!.strategy]).toEqual([config.strategy, config.fineTuneStrategy!.strategy]);
       // The fine-tuned run is the same federation: clients, rounds and seed as its feature-extraction run.
       expect([calls[1]!.clients, calls[1]!.rounds, calls[1]!.seed]).toEqual([calls[0]!.clients, calls[0]!.rounds, calls[0]!.seed]);
-      expect(curve.points.map((p) => [p.featureExtraction, p.fineTuned, p.centralized, p.scratchFeatures])).toEqual([
-        [0.5, 0.75, 0.9, 'tf-idf'],
-        [0.625, 0.875, 0.9, 'tf-idf'],
+      // Centralized: feature extraction from the first run, fine-tuning (same schedule, pooled data) from the second.
+      expect(curve.points.map((p) => [p.featureExtraction, p.fineTuned, p.centralized, p.centralizedFineTuned, p.scratchFeatures])).toEqual([
+        [0.5, 0.75, 0.75, 0.875, 'tf-idf'],
+        [0.625, 0.875, 0.75, 0.875, 'tf-idf'],
       ]);
       const saved = JSON.parse(await readFile(join(dir, 'curve.json'), 'utf8')) as TransferCurve;
       expect(saved.fineTune).toEqual(config.fineTune);
