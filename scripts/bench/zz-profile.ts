@@ -1,0 +1,33 @@
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../../shared/core/log.ts';
+import { partition } from '../../shared/math/partition.ts';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { clientOrder, groupByClient } from '../simulation/client-shards.ts';
+import { resolveConfig } from '../simulation/presets.ts';
+import { startTrainingPool, VirtualFederation } from '../simulation/run-federated.ts';
+import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from '../simulation/simulation-data.ts';
+const quiet: Logger = { debug() {}, info() {}, warn: (m) => console.warn(m), error: (m) => console.error(m) };
+const workers = Number(process.argv[2] ?? 2);
+const preset = process.argv[3] ?? 'mnist-mlp';
+await selectBackend({ log: false });
+const rounds = 3;
+const config = preset === 'mnist-mlp'
+  ? resolveConfig('mnist-mlp', { clients: 100, fractionFit: 0.1, epochs: 1, batchSize: 10, trainExamples: 20_000, testExamples: 2000, rounds, mode: 'virtual', partition: { scheme: 'iid', alpha: 0.5, beta: 0.5, shardsPerClient: 2 } })
+  : resolveConfig('imdb-glove', { clients: 1000, fractionFit: 0.1, trainExamples: 20_000, rounds, mode: 'virtual' });
+const data = await loadSimulationData(config);
+const { base } = await openSimulationBase(config.base);
+const cache = simulationCache();
+const trainFeatures = await featuresOf(base, data.train, cache);
+const testFeatures = await featuresOf(base, data.test, cache);
+const parts = partition(data.train.labels, { scheme: config.partition.scheme, numClients: config.clients, seed: config.seed, numClasses: data.train.classNames.length, alpha: config.partition.alpha });
+const shards = groupByClient(clientOrder(parts), trainFeatures, data.train.labels);
+const pool = await startTrainingPool({ config, base }, shards, workers);
+const federation = new VirtualFederation({ config, base, baseDirectory: null, shards, pool, testFeatures, testLabels: data.test.labels, mode: 'virtual', label: 'bench', logger: quiet });
+const elu0 = performance.eventLoopUtilization();
+const t0 = performance.now();
+const history = (await federation.run()).history;
+const elu = performance.eventLoopUtilization(elu0);
+console.log(JSON.stringify({ workers, preset, seconds: history.map((r) => r.seconds), wall: (performance.now() - t0) / 1000, mainActiveSeconds: elu.active / 1000, mainUtilization: elu.utilization }));
+federation.dispose();
+await pool.close();
+base.dispose();
