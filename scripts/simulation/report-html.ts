@@ -172,6 +172,7 @@ svg { display: block; }
 tr.lead td { font-weight: 600; }
 tr.total td { border-top: 2px solid #e5e7eb; font-weight: 600; }
 td.up { color: #006d4f; }
+.nowrap { white-space: nowrap; }
 td.down { color: #b53f00; }
 table.confusion { width: auto; }
 table.confusion td, table.confusion th { padding: 3px 8px; border: 1px solid #f0f1f3; }
