@@ -44,6 +44,12 @@ export interface ClientRoundContext {
    */
   verified?: WeakMap<FitRequest | EvaluateRequest, Float32Array>;
   /**
+   * The last global weights this client verified, kept so a round message may refer to them by
+   * digest instead of carrying them again. Without it, such a message is refused with
+   * `WEIGHTS_NOT_HELD`. @default none
+   */
+  held?: HeldWeights;
+  /**
    * Client-side counterpart of a strategy wrapper (e.g. masking for secure aggregation): receives
    * the trained delta and the request, returns the delta to seal. @default identity
    */
@@ -72,17 +78,50 @@ export function verifyCoordinatorSignature(text: string, signature: string, coor
 }
 
 /**
- * Checks a round message's signature with the pinned coordinator key and returns its weights as
- * float32 values; throws `BAD_SIGNATURE` for a message the coordinator did not sign.
+ * The global weights a client last verified, under their {@link roundWeightsDigest}: one entry,
+ * because the coordinator refers only to the last weights it knows the client holds.
  */
-export function verifyRoundRequest(context: Pick<ClientRoundContext, 'coordinator' | 'verified'>, request: FitRequest | EvaluateRequest): Float32Array {
+export class HeldWeights {
+  #digest: string | null = null;
+  #weights: Float32Array | null = null;
+
+  /** The weights held under `digest`, if these are the ones held. */
+  get(digest: string): Float32Array | undefined {
+    return digest === this.#digest && this.#weights ? this.#weights : undefined;
+  }
+
+  /** Keeps `weights`, verified under `digest`, in place of the previous ones. */
+  set(digest: string, weights: Float32Array): void {
+    this.#digest = digest;
+    this.#weights = weights;
+  }
+}
+
+/**
+ * Checks a round message's signature with the pinned coordinator key and returns its weights as
+ * float32 values: the message's own, or, when it refers to weights by `weightsDigest`, the ones
+ * held under that digest. Throws `BAD_SIGNATURE` for a message the coordinator did not sign, and
+ * `WEIGHTS_NOT_HELD` for a signed reference to weights this client does not hold.
+ */
+export function verifyRoundRequest(context: Pick<ClientRoundContext, 'coordinator' | 'verified' | 'held'>, request: FitRequest | EvaluateRequest): Float32Array {
   const cached = context.verified?.get(request);
   if (cached) return cached;
   const kind = 'config' in request ? 'fit' : 'evaluate';
-  const digest = roundWeightsDigest(request.weights, request.trainable);
+  const referred = request.weightsDigest !== undefined && request.weights.byteLength === 0;
+  const digest = referred ? request.weightsDigest! : roundWeightsDigest(request.weights, request.trainable);
   const text = roundSignedText(kind, request.roundId, request.round, request.deadline, digest, 'config' in request ? request.config : undefined);
+  // Signature first: a forged digest is refused as forged, whatever this client holds.
   verifyCoordinatorSignature(text, request.signature, context.coordinator.signingKey);
-  const weights = bytesToFloat32(request.weights, `${kind}.weights`);
+  let weights: Float32Array;
+  if (referred) {
+    const held = context.held?.get(digest);
+    if (!held) throw new FedtlError('WEIGHTS_NOT_HELD', `round ${request.round}: the ${kind} request refers to weights ${digest.slice(0, 12)} that this client does not hold`);
+    weights = held;
+  } else {
+    weights = bytesToFloat32(request.weights, `${kind}.weights`);
+    // Kept under the digest computed here from the bytes: a later reference matches only these exact weights.
+    context.held?.set(digest, weights);
+  }
   context.verified?.set(request, weights);
   return weights;
 }

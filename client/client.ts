@@ -33,8 +33,9 @@ import {
   type ServerToClientEvents,
   type Welcome,
 } from '../shared/protocol/protocol.ts';
+import { DownloadProgress } from './download-progress.ts';
 import { ensureBase } from './base-cache.ts';
-import { runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundRequest, type ClientRoundContext } from './client-round.ts';
+import { HeldWeights, runEvaluateRound, runFitRound, verifyCoordinatorSignature, verifyRoundRequest, type ClientRoundContext } from './client-round.ts';
 import type { LabeledDataset } from './data/dataset.ts';
 import { computeFeatures } from './features.ts';
 import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
@@ -101,6 +102,14 @@ export interface ClientOptions {
    */
   transformDelta?: ClientRoundContext['transformDelta'];
   /**
+   * Trains the head somewhere other than this thread, e.g. in a worker thread when a simulation
+   * runs its clients in the coordinator's process, so training does not block the coordinator's
+   * event loop. Given the round's weights, this client's training rows, config and seed, it returns
+   * what `LocalTrainer.fit` returns. Evaluation and fine-tuning stages still run in this thread.
+   * @default this client's own head, in this thread
+   */
+  fit?: ClientRoundContext['trainer']['fit'];
+  /**
    * Injected faults, for simulations: with probability `dropRate` per fit request the client
    * "crashes" (drops its connection without answering) and reconnects shortly after.
    * @default none
@@ -144,6 +153,8 @@ export class FedtlClient {
   #refusals = 0;
   /** Round messages already verified (a fit request is checked before the fault draw and again in its round). */
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
+  /** The last global weights verified: a round message may refer to them instead of carrying them again. */
+  readonly #held = new HeldWeights();
   readonly #faultRandom: (() => number) | null;
   #closed = false;
   #lastConnectError: string | null = null;
@@ -331,16 +342,13 @@ export class FedtlClient {
     if (descriptor.files.length === 0) {
       base = createIdentityBase(descriptor.identitySize!, { name: descriptor.name });
     } else {
-      let shownTenth = 0;
+      const progress = new DownloadProgress();
       const directory = await ensureBase(path.join(this.#options.cacheDir, 'bases'), descriptor, (file, offset, length) => this.#readChunk(descriptor.hash, file, offset, length), {
         chunkBytes: welcome.limits.chunkBytes,
         onProgress: (done, total) => {
-          // One line per tenth of the download (small files report many times per tenth).
-          const tenth = Math.floor((10 * done) / Math.max(1, total));
-          if (tenth > shownTenth) {
-            shownTenth = tenth;
-            this.#log.info(`base download ${10 * tenth}% (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
-          }
+          // At most one line per tenth of the download, each with its true share (download-progress.ts).
+          const line = progress.update(done, total);
+          if (line) this.#log.info(line);
         },
       });
       base = await loadBase(directory);
@@ -410,7 +418,7 @@ export class FedtlClient {
     const context: ClientRoundContext = {
       identity: this.#options.identity,
       coordinator: { signingKey: this.#coordinatorSigningKey, boxKey: this.#options.coordinator.boxKey },
-      trainer: prepared.trainer,
+      trainer: this.#options.fit ? { fit: this.#options.fit, evaluate: (weights, data) => prepared.trainer.evaluate(weights, data) } : prepared.trainer,
       train: prepared.train,
       validation: prepared.validation,
       get stages() {
@@ -419,6 +427,7 @@ export class FedtlClient {
       seed: this.#options.seed ?? 0,
       maxUpdateBytes: welcome.limits.maxUpdateBytes,
       verified: this.#verified,
+      held: this.#held,
       ...(this.#options.transformDelta ? { transformDelta: this.#options.transformDelta } : {}),
     };
     return { welcome, context };
@@ -433,7 +442,7 @@ export class FedtlClient {
     const round = await this.#context();
     if (!round) throw new FedtlError('STALE_ROUND', 'fit request before the handshake completed');
     const request = parseFitRequest(message, round.welcome.limits.maxMessageBytes);
-    verifyRoundRequest(round.context, request);
+    if (!(await this.#verifyOrAsk(round.context, request))) return;
     if (this.#faultRandom && this.#faultRandom() < (this.#options.faults?.dropRate ?? 0)) {
       this.#log.info(`round ${request.round}: injected crash; reconnecting`);
       this.#socket.disconnect();
@@ -463,6 +472,24 @@ export class FedtlClient {
     this.#options.onRound?.(event);
   }
 
+  /**
+   * Verifies a round message. One that refers to weights this client does not hold is refused
+   * with `weights:missing`, which the coordinator answers by sending the message again in full;
+   * returns false then.
+   */
+  async #verifyOrAsk(context: ClientRoundContext, request: FitRequest | EvaluateRequest): Promise<boolean> {
+    try {
+      verifyRoundRequest(context, request);
+      return true;
+    } catch (thrown) {
+      if (!(thrown instanceof FedtlError && thrown.code === 'WEIGHTS_NOT_HELD' && request.weightsDigest)) throw thrown;
+      this.#log.info(`${thrown.message}; asking for them in full`);
+      const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('weights:missing', { roundId: request.roundId, weightsDigest: request.weightsDigest }));
+      if (!reply.ok) this.#log.warn(`round ${request.round}: weights:missing refused: ${reply.code}: ${reply.message}`);
+      return false;
+    }
+  }
+
   async #onSecAgg(message: unknown): Promise<void> {
     const welcome = this.#welcome;
     if (!welcome || !this.#secagg) throw new FedtlError('STALE_ROUND', 'secure-aggregation step before any secure fit round');
@@ -476,6 +503,7 @@ export class FedtlClient {
     const round = await this.#context();
     if (!round) return;
     const request = parseEvaluateRequest(message, round.welcome.limits.maxMessageBytes);
+    if (!(await this.#verifyOrAsk(round.context, request))) return;
     const report = signEvaluation(this.#options.identity, this.#binding(), await runEvaluateRound(round.context, request));
     const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('evaluation', report));
     if (!reply.ok) this.#log.warn(`round ${request.round}: evaluation rejected: ${reply.message}`);

@@ -8,11 +8,16 @@ import { FedtlError } from '../shared/core/errors.ts';
 import type { EvaluateRequest, FitRequest } from '../shared/protocol/protocol.ts';
 import type { Candidate } from '../shared/strategy/strategy.ts';
 
-/** A client as the loop sees it: something that can be asked to fit or evaluate. */
+/**
+ * A client as the loop sees it: something that can be asked to fit or evaluate. Each request comes
+ * with the digest its signature covers (`roundWeightsDigest`), so a transport can refer to weights the
+ * client already holds instead of sending them again; each send returns the bytes of weights it
+ * actually sent (nothing: all of them).
+ */
 export interface Participant {
   readonly clientId: string;
-  sendFit(request: FitRequest): void;
-  sendEvaluate(request: EvaluateRequest): void;
+  sendFit(request: FitRequest, weightsDigest: string): number | void;
+  sendEvaluate(request: EvaluateRequest, weightsDigest: string): number | void;
 }
 
 export type ClientStatus = 'connected' | 'ready' | 'busy';

@@ -27,6 +27,7 @@ import {
   parseEvaluationReport,
   parseHello,
   parseReadyReport,
+  parseWeightsMissing,
   readySignedText,
   sameNames,
   welcomeSignedText,
@@ -34,13 +35,15 @@ import {
   type BaseDescriptor,
   type BaseReadReply,
   type ClientToServerEvents,
+  type EvaluateRequest,
+  type FitRequest,
   type ProtocolLimits,
   type ServerToClientEvents,
 } from '../shared/protocol/protocol.ts';
 import type { Strategy } from '../shared/strategy/strategy.ts';
 import type { WeightManifest } from '../shared/weights/flat-weights.ts';
 import { AdmissionGate, WindowCounter, admissionParser, connectionIdOf, incomingMessageLimit, type AdmissionLimits } from './admission.ts';
-import { readBaseChunk } from './base-server.ts';
+import { BaseChunks } from './base-server.ts';
 import { RoundLoop, type RoundLoopOptions, type UpdateOpener } from './round-loop.ts';
 import { UpdateIngest, type UpdateIngestOptions } from './update-ingest.ts';
 import { SocketSecureAggregation } from './secure-aggregation.ts';
@@ -60,7 +63,18 @@ interface SocketData {
   helloNonce: string;
   /** Validation examples declared in the signed `ready`; evaluation reports may not count more. null before `ready`. */
   validationExamples: number | null;
+  /**
+   * Digest of the last weights this connection is known to hold: it answered, with an accepted
+   * update or evaluation, a round message that carried them. null on a new connection.
+   */
+  heldWeights: string | null;
+  /** The last round message sent on this connection, to send again in full if the client did not hold the weights it referred to. */
+  lastSent: SentRound | null;
 }
+
+/** A round message as sent to one connection. */
+type RoundMessage = { kind: 'fit'; request: FitRequest } | { kind: 'evaluate'; request: EvaluateRequest };
+type SentRound = RoundMessage & { digest: string; referred: boolean; resent: boolean };
 
 type CoordinatorSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
@@ -117,7 +131,9 @@ export interface CoordinatorOptions {
 
 const RATE_WINDOW_MS = 10_000;
 /** Events a client may send; `satisfies` makes adding an event to the protocol without listing it here a type error. */
-const KNOWN_EVENTS: ReadonlySet<unknown> = new Set(Object.keys({ ready: true, 'base:read': true, update: true, evaluation: true, secagg: true } satisfies Record<keyof ClientToServerEvents, true>));
+const KNOWN_EVENTS: ReadonlySet<unknown> = new Set(Object.keys({ ready: true, 'base:read': true, update: true, evaluation: true, 'weights:missing': true, secagg: true } satisfies Record<keyof ClientToServerEvents, true>));
+/** What a request that refers to held weights carries in place of them. */
+const NO_WEIGHTS = new Uint8Array(0);
 
 export class Coordinator {
   readonly loop: RoundLoop;
@@ -142,6 +158,8 @@ export class Coordinator {
   readonly #secagg: SocketSecureAggregation | undefined;
   /** Worker threads opening updates, if configured. */
   readonly #ingest: UpdateIngest | null;
+  /** The base's files as served, read once on the first chunk request. */
+  #baseChunks: BaseChunks | undefined;
 
   private constructor(options: CoordinatorOptions, ingest: UpdateIngest | null) {
     this.#ingest = ingest;
@@ -218,7 +236,7 @@ export class Coordinator {
     this.#io.use((socket, next) => {
       try {
         const admitted = this.#gate.admit(socket.conn, connectionIdOf(socket.conn), socket.handshake.auth);
-        (socket as CoordinatorSocket).data = { ...admitted, validationExamples: null };
+        (socket as CoordinatorSocket).data = { ...admitted, validationExamples: null, heldWeights: null, lastSent: null };
         next();
       } catch (thrown) {
         const error = toFedtlError(thrown, 'BAD_MESSAGE');
@@ -408,13 +426,8 @@ export class Coordinator {
         this.loop.addParticipant(
           {
             clientId,
-            // A key revoked while its client is idle must not keep receiving the global head.
-            sendFit: (request) => {
-              if (this.#stillAllowed(socket)) socket.emit('fit', request);
-            },
-            sendEvaluate: (request) => {
-              if (this.#stillAllowed(socket)) socket.emit('evaluate', request);
-            },
+            sendFit: (request, digest) => this.#sendRound(socket, { kind: 'fit', request }, digest),
+            sendEvaluate: (request, digest) => this.#sendRound(socket, { kind: 'evaluate', request }, digest),
           },
           ready.examples,
         );
@@ -435,7 +448,8 @@ export class Coordinator {
           this.#checkStillAllowed(socket);
           if (this.#options.base.directory === null) throw new FedtlError('BAD_MESSAGE', 'this base has no files to download');
           const parsed = parseBaseReadRequest(request, this.#limits.chunkBytes);
-          reply({ ok: true, bytes: await readBaseChunk(this.#options.base.directory, descriptor, parsed) });
+          this.#baseChunks ??= new BaseChunks(this.#options.base.directory, descriptor);
+          reply({ ok: true, bytes: await this.#baseChunks.read(parsed) });
         } catch (thrown) {
           reply(errorAck(toFedtlError(thrown, 'BAD_MESSAGE')));
         }
@@ -445,7 +459,14 @@ export class Coordinator {
     socket.on('update', (sealed: unknown, ack: unknown) => {
       this.#handle(socket, ack, () => {
         this.#checkStillAllowed(socket);
-        return this.loop.ingestUpdate(clientId, parseBytes(sealed, 'update', this.#limits.maxUpdateBytes));
+        // Read before the update is taken: accepting the last one settles the round.
+        const roundId = this.loop.activeRoundId;
+        const noted = (ack: Ack): Ack => {
+          if (ack.ok && roundId) this.#noteHeld(socket, roundId);
+          return ack;
+        };
+        const ack = this.loop.ingestUpdate(clientId, parseBytes(sealed, 'update', this.#limits.maxUpdateBytes));
+        return ack instanceof Promise ? ack.then(noted) : noted(ack);
       });
     });
 
@@ -459,7 +480,28 @@ export class Coordinator {
         if (evaluation.examples > declared) {
           throw new FedtlError('OUT_OF_RANGE', `evaluation counts ${evaluation.examples} examples, but this client declared a validation split of ${declared} in ready`);
         }
-        return this.loop.receiveEvaluation(clientId, evaluation);
+        const ack = this.loop.receiveEvaluation(clientId, evaluation);
+        if (ack.ok) this.#noteHeld(socket, evaluation.roundId);
+        return ack;
+      });
+    });
+
+    socket.on('weights:missing', (message: unknown, ack: unknown) => {
+      this.#handle(socket, ack, () => {
+        this.#checkStillAllowed(socket);
+        const missing = parseWeightsMissing(message);
+        const sent = socket.data.lastSent;
+        if (!sent || sent.request.roundId !== missing.roundId || this.loop.activeRoundId !== missing.roundId) {
+          throw new FedtlError('STALE_ROUND', `weights:missing for ${missing.roundId}, which is not the round running for this client`);
+        }
+        if (!sent.referred || sent.digest !== missing.weightsDigest) throw new FedtlError('BAD_MESSAGE', `the ${sent.kind} request of ${missing.roundId} did not refer to weights ${missing.weightsDigest.slice(0, 12)}`);
+        // Once per message: a client cannot make the coordinator send the same weights again and again.
+        if (sent.resent) throw new FedtlError('BAD_MESSAGE', `the ${sent.kind} request of ${missing.roundId} was already sent again in full`);
+        sent.resent = true;
+        this.#emitRound(socket, sent, null);
+        this.loop.countResent(sent.request.weights.byteLength);
+        this.#log.info(`client ${clientId} did not hold weights ${sent.digest.slice(0, 12)}; sent round ${sent.request.round}'s ${sent.kind} request again in full`);
+        return { ok: true };
       });
     });
 
@@ -481,6 +523,31 @@ export class Coordinator {
       }
       this.#log.info(`client ${clientId} disconnected (${reason})`);
     });
+  }
+
+  /**
+   * Sends a round message, referring to the weights by digest when this connection is known to
+   * hold them (they went down once, in its last answered message); returns the weight bytes sent.
+   * A key revoked while its client is idle must not keep receiving the global head.
+   */
+  #sendRound(socket: CoordinatorSocket, message: RoundMessage, digest: string): number {
+    if (!this.#stillAllowed(socket)) return 0;
+    const referred = socket.data.heldWeights === digest;
+    socket.data.lastSent = { ...message, digest, referred, resent: false };
+    this.#emitRound(socket, message, referred ? digest : null);
+    return referred ? 0 : message.request.weights.byteLength;
+  }
+
+  /** Emits a round message in full, or (`digest` given) with a reference in place of its weights. */
+  #emitRound(socket: CoordinatorSocket, message: RoundMessage, digest: string | null): void {
+    if (message.kind === 'fit') socket.emit('fit', digest ? { ...message.request, weights: NO_WEIGHTS, weightsDigest: digest } : message.request);
+    else socket.emit('evaluate', digest ? { ...message.request, weights: NO_WEIGHTS, weightsDigest: digest } : message.request);
+  }
+
+  /** The client answered `roundId` and was accepted: it verified, and holds, the weights that message named. */
+  #noteHeld(socket: CoordinatorSocket, roundId: string): void {
+    const sent = socket.data.lastSent;
+    if (sent && sent.request.roundId === roundId) socket.data.heldWeights = sent.digest;
   }
 
   /**

@@ -12,7 +12,7 @@
  * manager's (client-manager.ts). Socket.io connections (server/coordinator.ts) and in-process
  * virtual clients (simulation) are both {@link Participant}s and feed the same checks.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { FedtlError, type ErrorCode } from '../shared/core/errors.ts';
 import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createRandom } from '../shared/math/random.ts';
@@ -107,6 +107,8 @@ export class RoundLoop {
   #stopped = false;
   /** Time the current round spent waiting for ready clients, left out of its `seconds`. */
   #waitedMs = 0;
+  /** Bytes of weights sent to clients in the running fit or evaluate round, re-sends included. */
+  #bytesDown = 0;
   /** The fallback of the worker ingest was announced (once per run). */
   #warnedOpenOnly = false;
 
@@ -201,6 +203,14 @@ export class RoundLoop {
     this.clients.wake();
   }
 
+  /**
+   * Counts weights a transport sent again in the running round (a client that did not hold the
+   * weights a request referred to), so the round's `bytesDown` is what really went down.
+   */
+  countResent(bytes: number): void {
+    if (this.#active) this.#bytesDown += bytes;
+  }
+
   /** Handles a sealed update from `clientId`; never throws, answers with a typed ack. */
   receiveUpdate(clientId: string, sealed: Uint8Array): Ack {
     const active = this.#active;
@@ -288,9 +298,13 @@ export class RoundLoop {
     });
   }
 
-  /** Sends every selected client its signed request and waits for the round to settle. */
-  async #collect(round: ActiveRound, send: (participant: Participant, clientId: string) => void): Promise<void> {
+  /**
+   * Sends every selected client its signed request and waits for the round to settle; returns the
+   * bytes of weights sent (a send that returns nothing sent all `weightBytes`).
+   */
+  async #collect(round: ActiveRound, weightBytes: number, send: (participant: Participant, clientId: string) => number | void): Promise<number> {
     this.#active = round;
+    this.#bytesDown = 0;
     for (const clientId of round.selected) {
       const participant = this.clients.participant(clientId);
       if (!participant) {
@@ -298,16 +312,20 @@ export class RoundLoop {
         continue;
       }
       this.clients.setBusy(clientId, true);
-      send(participant, clientId);
+      this.#bytesDown += send(participant, clientId) ?? weightBytes;
     }
     await round.done;
     this.#active = null;
+    return this.#bytesDown;
   }
 
-  /** A signer for one round's messages: the weights (and the stage, when fine-tuning) are hashed once. */
-  #signer(kind: RoundKind, roundId: string, round: number, deadline: number, weightBytes: Uint8Array, stage?: TrainableStage): (config?: FitConfig) => string {
-    const digest = stage ? roundWeightsDigest(weightBytes, stage) : createHash('sha256').update(weightBytes).digest('hex');
-    return (config) => this.#options.sign(roundSignedText(kind, roundId, round, deadline, digest, config));
+  /**
+   * A signer for one round's messages: the weights (and the stage, when fine-tuning) are hashed
+   * once; `digest` is what the signature covers, and names the weights for clients that hold them.
+   */
+  #signer(kind: RoundKind, roundId: string, round: number, deadline: number, weightBytes: Uint8Array, stage?: TrainableStage): { digest: string; sign: (config?: FitConfig) => string } {
+    const digest = roundWeightsDigest(weightBytes, stage);
+    return { digest, sign: (config) => this.#options.sign(roundSignedText(kind, roundId, round, deadline, digest, config)) };
   }
 
   #roundId(round: number, attempt: number, kind: RoundKind): string {
@@ -346,15 +364,15 @@ export class RoundLoop {
       this.#log.warn(`strategy ${strategy.name}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
     }
     const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
-    const sign = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
+    const { digest, sign } = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
     // One request object per distinct config: clients told the same thing share it (and in-process clients verify it once).
     const requests = new Map<FitConfig, FitRequest>();
     this.#log.info(`round ${round}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${configs.size} of ${this.clients.readyCount} clients selected`);
-    await this.#collect(state, (participant, clientId) => {
+    const bytesDown = await this.#collect(state, weights.byteLength, (participant, clientId) => {
       const config = configs.get(clientId)!;
       let request = requests.get(config);
       if (!request) requests.set(config, (request = { roundId: state.roundId, round, weights, config, deadline: state.deadline, signature: sign(config), ...(stage ? { trainable: stage } : {}) }));
-      participant.sendFit(request);
+      return participant.sendFit(request, digest);
     });
     this.#lastFit = state;
     if (!(await state.settle())) {
@@ -396,7 +414,7 @@ export class RoundLoop {
       evalExamples: 0,
       serverLoss: null,
       serverAccuracy: null,
-      bytesDown: weights.byteLength * state.selected.size,
+      bytesDown,
       bytesUp: state.bytesUp,
       seconds: (Date.now() - started) / 1000,
     };
@@ -423,10 +441,9 @@ export class RoundLoop {
     const schedule = this.#options.trainable;
     const stage = schedule?.stageFor(record.round);
     const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
-    const signature = this.#signer('evaluate', state.roundId, record.round, state.deadline, weights, stage)();
-    const request = { roundId: state.roundId, round: record.round, weights, deadline: state.deadline, signature, ...(stage ? { trainable: stage } : {}) };
-    await this.#collect(state, (participant) => participant.sendEvaluate(request));
-    record.bytesDown += weights.byteLength * state.selected.size;
+    const { digest, sign } = this.#signer('evaluate', state.roundId, record.round, state.deadline, weights, stage);
+    const request = { roundId: state.roundId, round: record.round, weights, deadline: state.deadline, signature: sign(), ...(stage ? { trainable: stage } : {}) };
+    record.bytesDown += await this.#collect(state, weights.byteLength, (participant) => participant.sendEvaluate(request, digest));
     const result = state.metrics.finish();
     const examples = result['examples'] ?? 0;
     if (examples > 0) {

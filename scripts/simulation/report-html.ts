@@ -172,6 +172,7 @@ svg { display: block; }
 tr.lead td { font-weight: 600; }
 tr.total td { border-top: 2px solid #e5e7eb; font-weight: 600; }
 td.up { color: #006d4f; }
+.nowrap { white-space: nowrap; }
 td.down { color: #b53f00; }
 table.confusion { width: auto; }
 table.confusion td, table.confusion th { padding: 3px 8px; border: 1px solid #f0f1f3; }
@@ -222,7 +223,7 @@ ${body}
 /** The comparison table's rows: the report's own, or computed from its rounds and baselines. */
 export function comparisonOf(report: SimulationReport): ModelComparisonRow[] {
   if (report.comparison) return report.comparison;
-  const { centralized, localOnly, scratch, scratchOthers } = report.baselines;
+  const { centralized, centralizedFeatureExtraction, localOnly, scratch, scratchOthers } = report.baselines;
   const last = [...report.rounds].reverse().find((r) => isNumber(r.accuracy));
   return compareModels({
     federatedLabel: report.federatedLabel ?? 'federated (pretrained base)',
@@ -230,6 +231,7 @@ export function comparisonOf(report: SimulationReport): ModelComparisonRow[] {
     finalLoss: last?.loss ?? null,
     testExamples: report.testExamples ?? null,
     ...(centralized ? { centralized } : {}),
+    ...(centralizedFeatureExtraction ? { centralizedFeatureExtraction } : {}),
     ...(localOnly ? { localOnly } : {}),
     scratch: [scratch, ...(scratchOthers ?? [])]
       .filter((run): run is ScratchRun => run !== undefined)
@@ -492,24 +494,23 @@ function renderPartitionSection(report: SimulationReport): string {
   return `<section><h2>Data partition</h2><div class="two"><div>${table}</div><div>${renderSizeChart(p)}</div></div>${renderHeatStrip(report)}</section>`;
 }
 
-/** Client sizes, sorted descending, as bars: shows quantity skew at a glance. */
+/**
+ * Client sizes, sorted descending, as bars: shows quantity skew at a glance. Each bar is labelled
+ * with its client's number (the partition index used everywhere in the report), not its rank.
+ */
 function renderSizeChart(p: PartitionSummary): string {
-  const sorted = [...p.sizes].sort((a, b) => b - a);
+  // Largest first; equal sizes in client order, so the chart is the same on every render.
+  const byRank = p.sizes.map((size, client) => ({ size, client })).sort((a, b) => b.size - a.size || a.client - b.client);
   // One bar per client reads well up to a few hundred; beyond that, sample evenly by rank.
   const maxBars = 200;
-  const step = Math.max(1, Math.ceil(sorted.length / maxBars));
-  const picked: number[] = [];
-  const ranks: number[] = [];
-  for (let i = 0; i < sorted.length; i += step) {
-    picked.push(sorted[i]!);
-    ranks.push(i + 1);
-  }
+  const step = Math.max(1, Math.ceil(byRank.length / maxBars));
+  const picked = byRank.filter((_, i) => i % step === 0);
   return renderBarChart({
-    title: 'Examples per client (sorted)',
-    xLabel: step > 1 ? `client rank (every ${step}th)` : 'client rank',
-    categories: ranks,
-    stacks: [{ name: 'examples', values: picked, color: '#56B4E9' }],
-    formatY: (v) => String(Math.round(v)),
+    title: 'Examples per client (largest first)',
+    xLabel: step > 1 ? `client (every ${step}th by size)` : 'client',
+    categories: picked.map((c) => c.client),
+    stacks: [{ name: 'examples', values: picked.map((c) => c.size), color: '#56B4E9' }],
+    formatY: (v) => formatCount(Math.round(v)),
     width: 480,
     height: 230,
   });
@@ -534,7 +535,7 @@ function renderHeatStrip(report: SimulationReport): string {
   const shown = Math.min(p.numClients, HEAT_STRIP_MAX_CLIENTS);
   if (shown === 0 || p.numClasses === 0) return '';
   const classes = p.numClasses;
-  const cellW = Math.max(10, Math.min(18, Math.floor(880 / shown)));
+  const cellW = Math.max(10, Math.min(32, Math.floor(880 / shown)));
   const cellH = classes <= 20 ? 14 : Math.max(3, Math.floor(280 / classes));
   const left = 70;
   const top = 36;

@@ -87,7 +87,7 @@ export function renderConfusionSection(evaluation: FinalEvaluation | null | unde
   return `<section id="confusion"><h2>Final model, class by class</h2><p class="hint">The final federated model on the ${formatCount(evaluation.examples)} test examples. Rows are true classes, columns predicted classes; a cell's shade is its share of the true class (its row), so the diagonal is each class's recall. Accuracy ${formatPercent(metrics.accuracy)}.</p>${matrix}${scores}</section>`;
 }
 
-/** The two most common classes of a client: `7 (45.0 %), 1 (30.0 %)`. */
+/** The two most common classes of a client, as HTML: `7 (45.0 %), 1 (30.0 %)`, each kept on one line. */
 function mixText(partition: PartitionSummary, client: number, labelNames: readonly string[] | undefined): string {
   const counts = partition.labelCounts[client] ?? [];
   const size = partition.sizes[client] ?? 0;
@@ -97,7 +97,7 @@ function mixText(partition: PartitionSummary, client: number, labelNames: readon
     .filter((x) => x.count > 0)
     .sort((a, b) => b.count - a.count || a.c - b.c)
     .slice(0, 2)
-    .map((x) => `${className(labelNames, x.c)} (${formatPercent(x.count / size)})`)
+    .map((x) => `<span class="nowrap">${escapeXml(`${className(labelNames, x.c)} (${formatPercent(x.count / size)})`)}</span>`)
     .join(', ');
 }
 
@@ -120,7 +120,7 @@ export function renderClientSection(views: readonly ClientView[] | undefined, pa
   const rows = shown
     .map(
       (v) =>
-        `<tr><td class="num">${v.client}</td><td class="num">${formatCount(v.examples)}</td><td>${escapeXml(mixText(partition, v.client, labelNames))}</td><td class="num">${formatPercent(v.localOnly)}</td><td class="num">${formatPercent(v.federated)}</td><td class="num${isNumber(v.gain) ? (v.gain >= 0 ? ' up' : ' down') : ''}">${formatPoints(v.gain)}</td><td class="num">${formatPercent(v.localOnlyTest)}</td></tr>`,
+        `<tr><td class="num">${v.client}</td><td class="num">${formatCount(v.examples)}</td><td>${mixText(partition, v.client, labelNames)}</td><td class="num">${formatPercent(v.localOnly)}</td><td class="num">${formatPercent(v.federated)}</td><td class="num${isNumber(v.gain) ? (v.gain >= 0 ? ' up' : ' down') : ''}">${formatPoints(v.gain)}</td><td class="num">${formatPercent(v.localOnlyTest)}</td></tr>`,
     )
     .join('\n');
   const more = views.length > shown.length ? `<p class="hint">${formatCount(shown.length)} of ${formatCount(views.length)} clients shown; all are in report.json (<code>clients</code>).</p>` : '';

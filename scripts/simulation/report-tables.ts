@@ -93,7 +93,10 @@ export interface ComparisonInput {
   finalLoss: number | null;
   /** Test examples every model is scored on. */
   testExamples: number | null;
-  centralized?: { accuracy: number; loss: number };
+  /** The pooled-data model; `label` names it when it is not plain head training (fine-tuning). */
+  centralized?: { accuracy: number; loss: number; label?: string };
+  /** A fine-tuning run's second centralized model: the head alone on the frozen base. */
+  centralizedFeatureExtraction?: { accuracy: number; loss: number; label?: string };
   localOnly?: { mean: number; std: number; clients?: number; perClient?: readonly LocalOnlyClient[] };
   scratch?: readonly { features?: string; accuracy: number | null; loss: number | null }[];
 }
@@ -118,7 +121,9 @@ export function compareModels(input: ComparisonInput): ModelComparisonRow[] {
     return { interval: wilsonInterval(Math.min(n, Math.max(0, Math.round(accuracy * n))), n), method: 'wilson', n };
   };
   const rows: ModelComparisonRow[] = [{ model: input.federatedLabel, role: 'federated', accuracy: input.finalAccuracy, loss: input.finalLoss, ...wilson(input.finalAccuracy) }];
-  if (input.centralized) rows.push({ model: 'centralized (pooled data)', role: 'centralized', accuracy: input.centralized.accuracy, loss: input.centralized.loss, ...wilson(input.centralized.accuracy) });
+  if (input.centralized) rows.push({ model: input.centralized.label ?? 'centralized (pooled data)', role: 'centralized', accuracy: input.centralized.accuracy, loss: input.centralized.loss, ...wilson(input.centralized.accuracy) });
+  const extraction = input.centralizedFeatureExtraction;
+  if (extraction) rows.push({ model: extraction.label ?? 'centralized feature extraction', role: 'centralized', accuracy: extraction.accuracy, loss: extraction.loss, ...wilson(extraction.accuracy) });
   if (input.localOnly) {
     const { perClient } = input.localOnly;
     const spread = perClient && perClient.length > 0 ? meanInterval(perClient.map((c) => c.accuracy)) : null;

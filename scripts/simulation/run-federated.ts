@@ -15,12 +15,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { FedtlClient } from '../../client/client.ts';
+import { FedtlClient, type ClientOptions } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
 import { validationSplit } from '../../client/data/split.ts';
 import { clientSeed, runFitRound } from '../../client/client-round.ts';
-import { LocalTrainer } from '../../client/local-trainer.ts';
+import { LocalTrainer, type LabeledFeatures } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import { initialHeadWeights, startCoordinator, type StartCoordinatorOptions } from '../../server/start-coordinator.ts';
@@ -47,7 +47,7 @@ import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientOrder, clientRows, clientSize, groupByClient, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
-import { TrainingPool } from './training-pool.ts';
+import { sharedRows, TrainingPool } from './training-pool.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
 import { annotatePrivacy, isBudgetStop, withPrivacy } from './private-strategy.ts';
 
@@ -447,6 +447,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   });
   if (coordinator.dashboardUrl) (input.logger ?? createLogger('simulation')).info(`dashboard: ${coordinator.dashboardUrl}`);
   const pub = publicIdentity(coordinatorIdentity);
+  const fit = await socketClientTraining(input);
   const clients = parts.map((indices, i) => {
     const own = subset(dataset, indices, { name: `client-${i}` });
     // With a validation fraction, each client keeps a slice of its own data for federated evaluation.
@@ -462,6 +463,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
       seed,
       ...(config.augmentation ? { augmentation: config.augmentation } : {}),
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
+      ...(fit ? { fit: fit.train } : {}),
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
     }).start();
   });
@@ -476,7 +478,34 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
   } finally {
     for (const client of clients) client.close();
     await coordinator.close();
+    await fit?.pool.close();
     serverHead.dispose();
     await rm(cacheDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Socket clients share this process with their coordinator: with `trainingWorkers` > 0 they train
+ * in a pool of worker threads, so a client's training never blocks the coordinator's event loop
+ * (heartbeats, deadlines, other clients' messages). Each client's rows are copied into shared
+ * memory once; a job then carries only the weights. Same trainer, weights, rows and seed as in
+ * this thread, so the same deltas. Null with `trainingWorkers` 0 or when fine-tuning: clients
+ * train in this thread.
+ */
+async function socketClientTraining(input: FederatedRunInput): Promise<{ pool: TrainingPool; train: NonNullable<ClientOptions['fit']> } | null> {
+  const { config, base } = input;
+  // Fine-tuning rounds train through each client's stage trainer, in its own thread: no pool then.
+  const fineTuning = config.trainable !== undefined && config.trainable !== null;
+  const workers = fineTuning ? 0 : Math.min(config.trainingWorkers, input.parts?.length ?? 0);
+  if (workers === 0) return null;
+  const manifest = initialHeadWeights(base.embeddingSize, config.head, config.seed).manifest;
+  const pool = await TrainingPool.start({ workers, inputSize: base.embeddingSize, headSpec: config.head, manifest });
+  const shared = new WeakMap<LabeledFeatures, LabeledFeatures>();
+  const train: NonNullable<ClientOptions['fit']> = (weights, rows, fitConfig, seed = 0) => {
+    let own = shared.get(rows);
+    if (!own) shared.set(rows, (own = sharedRows(rows)));
+    // A copy: the weights may be a view on a larger network buffer, which a message would clone whole.
+    return pool.fitRows(own, weights.slice(), fitConfig, seed);
+  };
+  return { pool, train };
 }

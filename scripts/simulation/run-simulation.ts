@@ -14,7 +14,7 @@ import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
 import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
 import type { SimulationConfig } from './presets.ts';
 import { comparisonOf, renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
-import { formatBytes } from './report-format.ts';
+import { formatBytes, formatCount, formatPercent } from './report-format.ts';
 import { finalModelPredictions } from './report-predictions.ts';
 import { clientViews, finalEvaluation, type FinalEvaluation } from './report-tables.ts';
 import { runFederated } from './run-federated.ts';
@@ -251,10 +251,10 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       evaluation,
       clients: clientViews(summary, evaluation?.metrics.recall ?? null, baselines.localOnly?.perClient),
       notes: [
-        `Accuracy and loss are measured on ${data.test.size} held-out test examples after every round.`,
+        `Accuracy and loss are measured on ${formatCount(data.test.size)} held-out test examples after every round.`,
         `Centralized: all training data pooled, ${config.centralizedEpochs} epochs${baselines.centralized?.stageEpochs ? `, through the federation's trainable schedule (${baselines.centralized.stages!.map((stage, i) => `${stage}: ${baselines.centralized!.stageEpochs![i]} epochs`).join('; ')}); centralized feature extraction trains the head alone on the frozen base` : ''}. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
         ...(scratchRuns.length > 0
-          ? [`From scratch: the same federation without the pretrained base, on ${scratchRuns.map((run) => `${run.features} (${run.description}): ${percent(run.accuracy)}`).join('; ')}. The strongest, ${baselines.scratch?.features ?? 'none'}, is the one the pretrained model is judged against.`]
+          ? [`From scratch: the same federation without the pretrained base, on ${scratchRuns.map((run) => `${run.features} (${run.description}): ${formatPercent(run.accuracy)}`).join('; ')}. The strongest, ${baselines.scratch?.features ?? 'none'}, is the one the pretrained model is judged against.`]
           : []),
         ...(pretrained ? [] : ['No frozen base: the whole model is trained federatedly.']),
         ...(negative ? [`Warning, ${negative.message}`] : []),

@@ -1,7 +1,9 @@
 /**
  * Virtual clients trained on every core: a pool of worker threads, each with its own TensorFlow.js
  * backend and head, reading the clients' features from the simulation's grouped matrix through
- * SharedArrayBuffers (no copy per worker).
+ * SharedArrayBuffers (no copy per worker). Socket clients that share a process with their
+ * coordinator train here too ({@link TrainingPool.fitRows}), so training does not block the
+ * coordinator's event loop.
  *
  * The pool only trains. What a job computes depends on the client, the weights, the config and
  * the seed it is given — never on which worker runs it or when — so the same seed gives the same
@@ -11,7 +13,7 @@
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-root.ts';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { LocalFitResult } from '../../client/local-trainer.ts';
+import type { LabeledFeatures, LocalFitResult } from '../../client/local-trainer.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
@@ -23,13 +25,14 @@ export interface TrainingWorkerSetup {
   inputSize: number;
   headSpec: HeadSpec;
   manifest: WeightManifest;
-  /** Features, labels and offsets backed by SharedArrayBuffers. */
-  shards: ClientShards;
+  /** Features, labels and offsets backed by SharedArrayBuffers; null when every job brings its rows. */
+  shards: ClientShards | null;
 }
 
 export interface TrainingJob {
   id: number;
-  index: number;
+  /** The client's rows: an index into the setup's shards, or the rows themselves (shared memory). */
+  rows: number | LabeledFeatures;
   weights: Float32Array;
   config: FitConfig;
   seed: number;
@@ -46,8 +49,11 @@ export interface TrainingPoolOptions {
   inputSize: number;
   headSpec: HeadSpec;
   manifest: WeightManifest;
-  /** The clients' rows; must be backed by SharedArrayBuffers (groupByClient allocates them so). */
-  shards: ClientShards;
+  /**
+   * The clients' rows; must be backed by SharedArrayBuffers (groupByClient allocates them so).
+   * @default none: jobs bring their rows ({@link TrainingPool.fitRows})
+   */
+  shards?: ClientShards;
 }
 
 const WORKER_URL = new URL(`./training-worker${MODULE_EXTENSION}`, import.meta.url);
@@ -84,8 +90,8 @@ export class TrainingPool {
   static async start(options: TrainingPoolOptions): Promise<TrainingPool> {
     const count = options.workers ?? os.availableParallelism();
     if (!Number.isSafeInteger(count) || count < 1) throw new FedtlError('BAD_CONFIG', `a training pool needs at least one worker, got ${count}`);
-    const { shards } = options;
-    if (!isShared(shards.features.values) || !isShared(shards.labels) || !isShared(shards.offsets)) {
+    const shards = options.shards ?? null;
+    if (shards && (!isShared(shards.features.values) || !isShared(shards.labels) || !isShared(shards.offsets))) {
       throw new FedtlError('BAD_CONFIG', 'the training pool reads client rows from SharedArrayBuffers; group them with groupByClient');
     }
     const setup: TrainingWorkerSetup = { inputSize: options.inputSize, headSpec: options.headSpec, manifest: options.manifest, shards };
@@ -130,15 +136,27 @@ export class TrainingPool {
     return this.#slots.length;
   }
 
-  /** Trains client `index` from `weights` in the least busy worker. */
+  /** Trains client `index` of the pool's shards from `weights` in the least busy worker. */
   fit(index: number, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
+    return this.#run(index, weights, config, seed);
+  }
+
+  /**
+   * Trains on `rows` from `weights` in the least busy worker, as `LocalTrainer.fit` would in this
+   * thread. Rows backed by SharedArrayBuffers ({@link sharedRows}) reach the worker without a copy.
+   */
+  fitRows(rows: LabeledFeatures, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
+    return this.#run(rows, weights, config, seed);
+  }
+
+  #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
     if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the training pool is closed'));
     const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.#nextId++;
     slot.busy++;
     return new Promise<LocalFitResult>((resolve, reject) => {
       slot.jobs.set(id, { resolve, reject });
-      const job: TrainingJob = { id, index, weights, config, seed };
+      const job: TrainingJob = { id, rows, weights, config, seed };
       slot.worker.postMessage(job);
     });
   }
@@ -147,4 +165,14 @@ export class TrainingPool {
     this.#closed = true;
     await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
   }
+}
+
+/** A copy of `rows` in SharedArrayBuffers, so every job that trains on them shares instead of copying them. */
+export function sharedRows(rows: LabeledFeatures): LabeledFeatures {
+  const { values, rows: count, cols } = rows.features;
+  const shared = new Float32Array(new SharedArrayBuffer(values.byteLength));
+  shared.set(values);
+  const labels = new Int32Array(new SharedArrayBuffer(rows.labels.byteLength));
+  labels.set(rows.labels);
+  return { features: { values: shared, rows: count, cols }, labels };
 }

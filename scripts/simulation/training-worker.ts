@@ -16,9 +16,15 @@ await selectBackend({ log: false });
 const trainer = new LocalTrainer(buildHead(setup.inputSize, setup.headSpec), setup.manifest);
 let queue: Promise<void> = Promise.resolve();
 
+function shardsOf(index: number): NonNullable<TrainingWorkerSetup['shards']> {
+  if (!setup.shards) throw new Error(`job for client ${index} by index, but this pool was started without shards`);
+  return setup.shards;
+}
+
 async function run(job: TrainingJob): Promise<void> {
   try {
-    const result = await trainer.fit(job.weights, clientRows(setup.shards, job.index), job.config, job.seed);
+    const rows = typeof job.rows === 'number' ? clientRows(shardsOf(job.rows), job.rows) : job.rows;
+    const result = await trainer.fit(job.weights, rows, job.config, job.seed);
     const reply: TrainingReply = { type: 'fit', id: job.id, ok: true, delta: result.delta, exampleCount: result.exampleCount, metrics: result.metrics };
     port.postMessage(reply, [result.delta.buffer as ArrayBuffer]);
   } catch (thrown) {

@@ -68,6 +68,9 @@ const PREFIX = 'base';
  */
 const TRAINING_CODE_VERSION = 1;
 
+/** The documented defaults of {@link SplitClassCnnOptions}. */
+const DEFAULTS = { pretrainHidden: 64, epochs: 2, batchSize: 64, learningRate: 0.002, seed: 0 };
+
 /**
  * The cache key of a split-class base: its name and a digest of everything that decides its
  * weights (the source data as described by the caller, the convolutions, the training recipe and
@@ -90,8 +93,6 @@ export function splitClassCnnCacheKey(name: string, source: string, options: Omi
   };
   return `${name}-${createHash('sha256').update(JSON.stringify(recipe)).digest('hex').slice(0, 12)}`;
 }
-
-const DEFAULTS = { pretrainHidden: 64, epochs: 2, batchSize: 64, learningRate: 0.002, seed: 0 };
 /** The network up to its embedding (the flattened convolutions), on `[n, h, w, c]` images in [0, 1]. Weights seeded. */
 export function splitClassCnnModel(conv: ConvFrontSpec, seed: number): tf.LayersModel {
   const input = tf.input({ shape: conv.inputShape, name: `${PREFIX}_input` });

@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   /** A hello's timestamp is further from the coordinator's clock than allowed. */
   CLOCK_SKEW: 'CLOCK_SKEW',
   HASH_MISMATCH: 'HASH_MISMATCH',
+  /** A round message refers to weights (by digest) that the client does not hold; it asks for them in full. */
+  WEIGHTS_NOT_HELD: 'WEIGHTS_NOT_HELD',
   CORRUPT_FILE: 'CORRUPT_FILE',
   /** A file could not be written (disk full, permissions, a path that is not a directory). */
   STORAGE: 'STORAGE',

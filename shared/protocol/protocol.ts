@@ -19,8 +19,10 @@ import type { SecAggDown, SecAggUp } from './secagg-messages.ts';
 /**
  * v2: fit configs may carry `proximalMu` and `extra`, and are signed whole (as sorted JSON).
  * v3: hellos are bound to their connection; `ready` and `evaluation` are signed.
+ * v4: a round message may refer to weights the client already holds (`weightsDigest`) instead of
+ * carrying them, and a client that does not hold them asks for them with `weights:missing`.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Byte limits the coordinator announces and enforces. */
 export interface ProtocolLimits {
@@ -89,8 +91,18 @@ export interface Welcome {
 export interface FitRequest {
   roundId: string;
   round: number;
-  /** Global head, float32 little-endian. */
+  /**
+   * Global head, float32 little-endian; empty when {@link FitRequest.weightsDigest} refers to
+   * weights the client already holds.
+   */
   weights: Uint8Array;
+  /**
+   * Present instead of the weights: the {@link roundWeightsDigest} of weights this client received
+   * and verified in an earlier message (typically the last round's evaluation), which the
+   * signature covers as it covers sent weights. A client that does not hold them answers
+   * `weights:missing`, and the coordinator sends them in full. Absent: `weights` are here.
+   */
+  weightsDigest?: string;
   config: FitConfig;
   /** Milliseconds since the epoch after which the coordinator ignores this round's updates. */
   deadline: number;
@@ -107,7 +119,10 @@ export interface FitRequest {
 export interface EvaluateRequest {
   roundId: string;
   round: number;
+  /** As in {@link FitRequest.weights}. */
   weights: Uint8Array;
+  /** As in {@link FitRequest.weightsDigest}. */
+  weightsDigest?: string;
   deadline: number;
   signature: string;
   /** As in {@link FitRequest.trainable}. */
@@ -151,6 +166,16 @@ export interface ReadyReport {
   featureColumns?: string[];
 }
 
+/**
+ * A client's refusal of a round message that refers to weights it does not hold (it restarted, or
+ * never verified them): the coordinator answers by sending that round's message again in full.
+ */
+export interface WeightsMissing {
+  roundId: string;
+  /** The `weightsDigest` of the refused message. */
+  weightsDigest: string;
+}
+
 export interface FinishedNotice {
   rounds: number;
   reason: string;
@@ -172,6 +197,8 @@ export interface ClientToServerEvents {
   'base:read': (request: BaseReadRequest, ack: (reply: BaseReadReply) => void) => void;
   update: (sealed: Uint8Array, ack: (reply: Ack) => void) => void;
   evaluation: (report: EvaluationReport, ack: (reply: Ack) => void) => void;
+  /** A round message referred to weights this client does not hold; the coordinator re-sends it in full. */
+  'weights:missing': (message: WeightsMissing, ack: (reply: Ack) => void) => void;
   /** A client's sealed reply to a secure-aggregation step. */
   secagg: (message: SecAggUp, ack: (reply: Ack) => void) => void;
 }
@@ -399,12 +426,30 @@ function parseConfigExtra(value: unknown, what: string): Record<string, ConfigVa
   return out;
 }
 
+/**
+ * A round message's weights: either the bytes (non-empty) or a digest of weights the client holds,
+ * never both, so a message cannot say one thing in its bytes and another in its digest.
+ */
+function roundWeights(fields: Fields, what: string, maxBytes: number): { weights: Uint8Array; weightsDigest?: string } {
+  if (fields['weightsDigest'] === undefined) {
+    const weights = bytes(fields['weights'], `${what}.weights`, maxBytes);
+    if (weights.byteLength === 0) throw new FedtlError('BAD_MESSAGE', `${what}.weights: empty; a message without weights must name the ones it refers to in weightsDigest`);
+    return { weights };
+  }
+  const weightsDigest = parseHash(fields['weightsDigest'], `${what}.weightsDigest`);
+  const sent = fields['weights'];
+  if (sent !== undefined && bytes(sent, `${what}.weights`, maxBytes).byteLength > 0) {
+    throw new FedtlError('BAD_MESSAGE', `${what}: carries both weights and weightsDigest; a message either sends the weights or refers to held ones`);
+  }
+  return { weights: new Uint8Array(0), weightsDigest };
+}
+
 export function parseFitRequest(value: unknown, maxBytes: number): FitRequest {
   const fields = object(value, 'fit');
   return {
     roundId: string(fields, 'roundId', 'fit', 128),
     round: integer(fields, 'round', 'fit'),
-    weights: bytes(fields['weights'], 'fit.weights', maxBytes),
+    ...roundWeights(fields, 'fit', maxBytes),
     config: parseFitConfig(fields['config']),
     deadline: integer(fields, 'deadline', 'fit'),
     signature: string(fields, 'signature', 'fit', 128),
@@ -417,7 +462,7 @@ export function parseEvaluateRequest(value: unknown, maxBytes: number): Evaluate
   return {
     roundId: string(fields, 'roundId', 'evaluate', 128),
     round: integer(fields, 'round', 'evaluate'),
-    weights: bytes(fields['weights'], 'evaluate.weights', maxBytes),
+    ...roundWeights(fields, 'evaluate', maxBytes),
     deadline: integer(fields, 'deadline', 'evaluate'),
     signature: string(fields, 'signature', 'evaluate', 128),
     ...(fields['trainable'] !== undefined ? { trainable: parseTrainableStage(fields['trainable'], 'evaluate.trainable') } : {}),
@@ -438,6 +483,11 @@ export function parseEvaluationReport(value: unknown): EvaluationReport {
     accuracy,
     signature: string(fields, 'signature', 'evaluation', 128),
   };
+}
+
+export function parseWeightsMissing(value: unknown): WeightsMissing {
+  const fields = object(value, 'weights:missing');
+  return { roundId: string(fields, 'roundId', 'weights:missing', 128), weightsDigest: parseHash(fields['weightsDigest'], 'weights:missing.weightsDigest') };
 }
 
 export function parseBaseReadRequest(value: unknown, chunkBytes: number): BaseReadRequest {

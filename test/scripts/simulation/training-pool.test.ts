@@ -12,7 +12,9 @@ import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
 import { resolveConfig } from '../../../scripts/simulation/presets.ts';
 import { startTrainingPool, VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
-import { TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { sharedRows, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { LocalTrainer } from '../../../client/local-trainer.ts';
+import { buildHead, getHeadWeights, type HeadSpec } from '../../../shared/model/head.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -61,6 +63,31 @@ describe('training pool', () => {
     expect(two).toEqual(inThread);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
   }, 60_000);
+
+  it('trains rows a job brings (socket clients of a simulation) exactly as LocalTrainer does in this thread', async () => {
+    // Prepare: one client's rows, a head and its starting weights.
+    const random = createRandom('rows');
+    const spec: HeadSpec = { hidden: [8], activation: 'relu', dropout: 0, classes: 3 };
+    const labels = Int32Array.from({ length: 90 }, (_, i) => i % 3);
+    const rows = { features: { values: new Float32Array(90 * 16).map(() => random.normal()), rows: 90, cols: 16 }, labels };
+    const head = buildHead(16, spec, { seed: 5 });
+    const start = getHeadWeights(head);
+    const trainer = new LocalTrainer(head, start.manifest);
+    const config = { epochs: 2, batchSize: 7, learningRate: 0.05, optimizer: 'sgd' as const };
+    const pool = await TrainingPool.start({ workers: 1, inputSize: 16, headSpec: spec, manifest: start.manifest });
+    try {
+      // Execute
+      const inThread = await trainer.fit(start.data, rows, config, 11);
+      const inWorker = await pool.fitRows(sharedRows(rows), start.data, config, 11);
+      // Assert: the same delta bit for bit; a job by client index needs the pool's shards.
+      expect(Array.from(inWorker.delta)).toEqual(Array.from(inThread.delta));
+      expect(inWorker.exampleCount).toBe(90);
+      await expect(pool.fit(0, start.data, config, 11)).rejects.toThrow(/without shards/);
+    } finally {
+      await pool.close();
+      head.dispose();
+    }
+  }, 30_000);
 
   it('refuses rows that are not in shared memory, and a pool of no worker', async () => {
     const shards = { count: 1, features: { values: new Float32Array(4), rows: 1, cols: 4 }, labels: new Int32Array(1), offsets: Int32Array.from([0, 1]) };

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyBaseDir } from '../../../shared/bases/prepare-base.ts';
-import { buildSplitClassCnnBase, type SplitClassSource } from '../../../shared/bases/split-class-cnn.ts';
+import { buildSplitClassCnnBase, splitClassCnnCacheKey, type SplitClassSource } from '../../../shared/bases/split-class-cnn.ts';
 import type { Logger } from '../../../shared/core/log.ts';
 import { createRandom } from '../../../shared/math/random.ts';
 import { loadBase } from '../../../shared/model/base-loader.ts';
@@ -80,5 +80,21 @@ describe('buildSplitClassCnnBase', () => {
   it('refuses source images that do not fit the convolutions', async () => {
     const bad = { ...source(), size: 9 };
     await expect(buildSplitClassCnnBase(join(tmpdir(), 'never-written'), bad, { name: 'x', conv, logger: quiet })).rejects.toThrow(/source images are 9x9x1/);
+  });
+
+  it('keys the cache by the whole recipe: any change to the source or the training moves the base to a new directory', () => {
+    const recipe = { conv, epochs: 2, seed: 3 };
+    const key = splitClassCnnCacheKey('fashion-cnn-split', 'source A', recipe);
+    expect(key).toMatch(/^fashion-cnn-split-[0-9a-f]{12}$/);
+    // Defaults written out or left implicit are the same recipe.
+    expect(splitClassCnnCacheKey('fashion-cnn-split', 'source A', { ...recipe, batchSize: 64, learningRate: 0.002, pretrainHidden: 64 })).toBe(key);
+    const changed = [
+      splitClassCnnCacheKey('fashion-cnn-split', 'source B', recipe),
+      splitClassCnnCacheKey('fashion-cnn-split', 'source A', { ...recipe, epochs: 3 }),
+      splitClassCnnCacheKey('fashion-cnn-split', 'source A', { ...recipe, seed: 4 }),
+      splitClassCnnCacheKey('fashion-cnn-split', 'source A', { ...recipe, learningRate: 0.001 }),
+      splitClassCnnCacheKey('fashion-cnn-split', 'source A', { ...recipe, conv: { ...conv, layers: [{ filters: 8, kernelSize: 3, strides: 2 }] } }),
+    ];
+    expect(new Set([key, ...changed]).size).toBe(changed.length + 1);
   });
 });

@@ -110,7 +110,7 @@ describe('wasm gradient kernels', () => {
       expect(cpu?.kernelFunc).not.toBe(config.kernelFunc);
     }
     // Kernels wasm has but runs slowly in a training step: fedtl's replace them, on wasm only.
-    expect(WASM_FASTER_KERNELS.map((k) => k.kernelName)).toEqual(['Conv2DBackpropInput', 'Tile', 'Sum', 'Mean']);
+    expect(WASM_FASTER_KERNELS.map((k) => k.kernelName)).toEqual(['Conv2DBackpropInput', 'Tile', 'Sum', 'Mean', 'Sqrt']);
     for (const { kernelName } of [...WASM_GRADIENT_KERNELS, ...WASM_FASTER_KERNELS]) {
       expect(isFedtlWasmKernel(kernelName), kernelName).toBe(true);
       expect(tf.getKernel(kernelName, 'cpu')?.kernelFunc).not.toBe(tf.getKernel(kernelName, 'wasm')?.kernelFunc);
@@ -228,6 +228,21 @@ describe('wasm gradient kernels', () => {
     ])('Sum and Mean: $label', async ({ label, shape, axis, keepDims }) => {
       await expectWasmMatchesCpu(tf.Sum, label, { x: floats(shape, 15) }, { axis, keepDims });
       await expectWasmMatchesCpu(tf.Mean, label, { x: floats(shape, 16) }, { axis, keepDims });
+    });
+  });
+
+  describe('Sqrt (faster replacement)', () => {
+    it('gives the same float32 values as cpu on normal, subnormal, zero and special values', async () => {
+      const rng = createRandom(17);
+      // Adam's second moments: normal values, subnormal ones (below 1.18e-38), exact zeros.
+      const values = Float32Array.from({ length: 4096 }, (_, i) => (i % 3 === 0 ? rng.nextFloat() * 10 : i % 3 === 1 ? rng.nextFloat() * 1e-39 : 0));
+      values.set([Number.POSITIVE_INFINITY, -1, Number.NaN, 1.4e-45, 3.4e38], 0);
+      const cpu = await runOn('cpu', tf.Sqrt, { x: { shape: [values.length], values, dtype: 'float32' } }, {});
+      const wasm = await runOn('wasm', tf.Sqrt, { x: { shape: [values.length], values, dtype: 'float32' } }, {});
+      // Bit for bit: both are the correctly rounded float32 square root (NaN for negatives and NaN).
+      expect(Array.from(wasm.values)).toEqual(Array.from(cpu.values));
+      expect(wasm.values[1]).toBeNaN();
+      expect(cpu.values.some((v) => v > 0 && v < 1e-19)).toBe(true);
     });
   });
 
