@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { FedtlError } from '../shared/core/errors.ts';
-import type { BaseDescriptor, BaseReadRequest } from '../shared/protocol/protocol.ts';
+import type { BaseDescriptor, BaseFile, BaseReadRequest } from '../shared/protocol/protocol.ts';
 
 /** Describes every regular file of a base model directory (model.json, shards, vocabulary, sidecar). */
 export async function describeBaseDirectory(directory: string, name: string, hash: string): Promise<BaseDescriptor> {
@@ -23,20 +23,66 @@ export async function describeBaseDirectory(directory: string, name: string, has
   return { name, hash, files };
 }
 
-/** Reads one requested chunk, refusing anything outside the described files. */
-export async function readBaseChunk(directory: string, descriptor: BaseDescriptor, request: BaseReadRequest): Promise<Uint8Array> {
-  if (request.hash !== descriptor.hash) throw new FedtlError('HASH_MISMATCH', `this coordinator serves base ${descriptor.hash.slice(0, 12)}, not ${request.hash.slice(0, 12)}`);
-  const file = descriptor.files.find((f) => f.name === request.file);
-  if (!file) throw new FedtlError('BAD_MESSAGE', `base has no file named ${JSON.stringify(request.file)}`);
-  if (request.offset >= file.bytes) throw new FedtlError('BAD_MESSAGE', `offset ${request.offset} is past the end of ${file.name} (${file.bytes} bytes)`);
-  const length = Math.min(request.length, file.bytes - request.offset);
-  const handle = await open(path.join(directory, file.name), 'r');
-  try {
-    // Not zero-filled: only the bytesRead the file supplied are returned.
-    const buffer = Buffer.allocUnsafe(length);
-    const { bytesRead } = await handle.read(buffer, 0, length, request.offset);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
+/** Files held in memory by {@link BaseChunks}, in all. @default 1 GiB */
+export const BASE_CHUNK_DEFAULTS = { maxHeldBytes: 1024 * 1024 * 1024 } as const;
+
+/**
+ * Serves chunks of the described files. Each file is read once, checked against the SHA-256 it was
+ * described with (a file edited after start is refused with HASH_MISMATCH instead of served), and
+ * kept in memory while the files held stay under `maxHeldBytes`: a chunk is then a view of that
+ * memory, with no file open, read or copy per request. Files past the budget are read from disk per
+ * chunk.
+ */
+export class BaseChunks {
+  readonly #directory: string;
+  readonly #descriptor: BaseDescriptor;
+  readonly #held = new Map<string, Promise<Buffer>>();
+  #budget: number;
+
+  constructor(directory: string, descriptor: BaseDescriptor, options: { maxHeldBytes?: number } = {}) {
+    this.#directory = directory;
+    this.#descriptor = descriptor;
+    this.#budget = options.maxHeldBytes ?? BASE_CHUNK_DEFAULTS.maxHeldBytes;
+  }
+
+  /** Reads one requested chunk, refusing anything outside the described files. */
+  async read(request: BaseReadRequest): Promise<Uint8Array> {
+    const descriptor = this.#descriptor;
+    if (request.hash !== descriptor.hash) throw new FedtlError('HASH_MISMATCH', `this coordinator serves base ${descriptor.hash.slice(0, 12)}, not ${request.hash.slice(0, 12)}`);
+    const file = descriptor.files.find((f) => f.name === request.file);
+    if (!file) throw new FedtlError('BAD_MESSAGE', `base has no file named ${JSON.stringify(request.file)}`);
+    if (request.offset >= file.bytes) throw new FedtlError('BAD_MESSAGE', `offset ${request.offset} is past the end of ${file.name} (${file.bytes} bytes)`);
+    const length = Math.min(request.length, file.bytes - request.offset);
+    const held = this.#heldFile(file);
+    if (held) return (await held).subarray(request.offset, request.offset + length);
+    const handle = await open(path.join(this.#directory, file.name), 'r');
+    try {
+      // Not zero-filled: only the bytesRead the file supplied are returned.
+      const buffer = Buffer.allocUnsafe(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, request.offset);
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  #heldFile(file: BaseFile): Promise<Buffer> | null {
+    const known = this.#held.get(file.name);
+    if (known) return known;
+    if (file.bytes > this.#budget) return null;
+    this.#budget -= file.bytes;
+    const loading = readFile(path.join(this.#directory, file.name)).then((bytes) => {
+      if (createHash('sha256').update(bytes).digest('hex') !== file.sha256) {
+        throw new FedtlError('HASH_MISMATCH', `base file ${file.name} changed on disk since the coordinator described it; restart the coordinator`);
+      }
+      return bytes;
+    });
+    this.#held.set(file.name, loading);
+    // A failed read is not kept: the next request tries again.
+    loading.catch(() => {
+      this.#held.delete(file.name);
+      this.#budget += file.bytes;
+    });
+    return loading;
   }
 }

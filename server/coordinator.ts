@@ -43,7 +43,7 @@ import {
 import type { Strategy } from '../shared/strategy/strategy.ts';
 import type { WeightManifest } from '../shared/weights/flat-weights.ts';
 import { AdmissionGate, WindowCounter, admissionParser, connectionIdOf, incomingMessageLimit, type AdmissionLimits } from './admission.ts';
-import { readBaseChunk } from './base-server.ts';
+import { BaseChunks } from './base-server.ts';
 import { RoundLoop, type RoundLoopOptions, type UpdateOpener } from './round-loop.ts';
 import { UpdateIngest, type UpdateIngestOptions } from './update-ingest.ts';
 import { SocketSecureAggregation } from './secure-aggregation.ts';
@@ -158,6 +158,8 @@ export class Coordinator {
   readonly #secagg: SocketSecureAggregation | undefined;
   /** Worker threads opening updates, if configured. */
   readonly #ingest: UpdateIngest | null;
+  /** The base's files as served, read once on the first chunk request. */
+  #baseChunks: BaseChunks | undefined;
 
   private constructor(options: CoordinatorOptions, ingest: UpdateIngest | null) {
     this.#ingest = ingest;
@@ -446,7 +448,8 @@ export class Coordinator {
           this.#checkStillAllowed(socket);
           if (this.#options.base.directory === null) throw new FedtlError('BAD_MESSAGE', 'this base has no files to download');
           const parsed = parseBaseReadRequest(request, this.#limits.chunkBytes);
-          reply({ ok: true, bytes: await readBaseChunk(this.#options.base.directory, descriptor, parsed) });
+          this.#baseChunks ??= new BaseChunks(this.#options.base.directory, descriptor);
+          reply({ ok: true, bytes: await this.#baseChunks.read(parsed) });
         } catch (thrown) {
           reply(errorAck(toFedtlError(thrown, 'BAD_MESSAGE')));
         }

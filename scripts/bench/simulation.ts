@@ -17,7 +17,9 @@
  *
  * - **worker pool**: seconds per round of mnist-mlp (100 clients, C = 0.1, E = 1, B = 10) and
  *   imdb-glove (1,000 clients, C = 0.1) with virtual clients trained by 1 and by 2 worker threads
- *   (`--pool 1,2`), each in a fresh process; the speed-up is the ratio of medians.
+ *   (`--pool 1,2`), each in a fresh process; the speed-up is the ratio of medians. Also the main
+ *   thread's busy seconds per round (event-loop utilization): the sealing, opening, aggregation and
+ *   server evaluation that stay serial whatever the pool size.
  *
  * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool] [--results simulation]`
  * A default run takes about a minute on 2 cores (more the first time, for the GloVe features).
@@ -25,6 +27,7 @@
  * --rounds 1 --no-imdb --no-pool --results simulation-100k`) keeps the default run's file.
  */
 import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -173,7 +176,7 @@ async function imdbRound(rounds: number): Promise<{ clients: number; perRound: n
  * mnist-mlp (100 clients over 20,000 images, C = 0.1, E = 1, B = 10, IID) or imdb-glove (1,000
  * clients over 20,000 reviews, C = 0.1). Same seed, so both pool sizes do exactly the same work.
  */
-async function poolRound(preset: string, workers: number, rounds: number): Promise<{ preset: string; workers: number; secondsPerRound: number[]; medianSeconds: number; finalAccuracy: number | null }> {
+async function poolRound(preset: string, workers: number, rounds: number): Promise<{ preset: string; workers: number; secondsPerRound: number[]; medianSeconds: number; finalAccuracy: number | null; mainBusySecondsPerRound: number }> {
   await selectBackend({ log: false });
   const config =
     preset === 'mnist-mlp'
@@ -188,13 +191,16 @@ async function poolRound(preset: string, workers: number, rounds: number): Promi
   const shards = groupByClient(clientOrder(parts), trainFeatures, data.train.labels);
   const pool = await startTrainingPool({ config, base }, shards, workers);
   const federation = new VirtualFederation({ config, base, baseDirectory: null, shards, pool, testFeatures, testLabels: data.test.labels, mode: 'virtual', label: 'bench', logger: quiet });
+  // What stays serial: the time the main thread (sealing, opening, aggregation, server evaluation) was busy.
+  const idleBefore = performance.eventLoopUtilization();
   const history = (await federation.run()).history;
+  const mainBusy = performance.eventLoopUtilization(idleBefore).active / 1000;
   federation.dispose();
   await pool.close();
   base.dispose();
   const seconds = history.map((r) => r.seconds);
   const sorted = [...seconds].sort((a, b) => a - b);
-  return { preset, workers, secondsPerRound: seconds, medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN, finalAccuracy: history.at(-1)?.serverAccuracy ?? null };
+  return { preset, workers, secondsPerRound: seconds, medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN, finalAccuracy: history.at(-1)?.serverAccuracy ?? null, mainBusySecondsPerRound: mainBusy / Math.max(1, history.length) };
 }
 
 /** Runs this script again with `--worker <what>` and parses the JSON line it prints. */
@@ -266,7 +272,7 @@ if (worker === 'scale') {
   }
   const poolRows = pools.map((p) => {
     const one = pools.find((q) => q.preset === p.preset && q.workers === 1);
-    return { preset: p.preset, workers: p.workers, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy) };
+    return { preset: p.preset, workers: p.workers, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy), 'main thread busy s/round': round3(p.mainBusySecondsPerRound) };
   });
   if (poolRows.length > 0) printTable(poolRows);
   for (const row of poolRows.filter((r) => r.workers === 2)) {

@@ -172,6 +172,7 @@ svg { display: block; }
 tr.lead td { font-weight: 600; }
 tr.total td { border-top: 2px solid #e5e7eb; font-weight: 600; }
 td.up { color: #006d4f; }
+.nowrap { white-space: nowrap; }
 td.down { color: #b53f00; }
 table.confusion { width: auto; }
 table.confusion td, table.confusion th { padding: 3px 8px; border: 1px solid #f0f1f3; }
@@ -450,7 +451,7 @@ function renderTrafficSection(report: SimulationReport): string {
 <tr><td>up (clients → server)</td><td class="num">${formatBytes(totalUp)}</td><td class="num">${formatBytes(totalUp / perRound)}</td></tr>
 <tr><td>down (server → clients)</td><td class="num">${formatBytes(totalDown)}</td><td class="num">${formatBytes(totalDown / perRound)}</td></tr>
 </tbody></table>`;
-  return `<section><h2>Communication</h2>${svg}${table}</section>`;
+  return `<section><h2>Communication</h2><p class="hint">Bytes on the wire, in decimal units as everywhere in this report (1 kB = 1,000 B, 1 MB = 10⁶ B).</p>${svg}${table}</section>`;
 }
 
 /**
@@ -622,7 +623,8 @@ function heatColor(share: number): string {
 }
 
 function renderConfigSection(report: SimulationReport): string {
-  const entries: [string, unknown][] = [['seed', report.seed], ['backend', report.backend], ...Object.entries(report.config)];
+  // Seed and backend lead the table; the config's own copies are not repeated.
+  const entries: [string, unknown][] = [['seed', report.seed], ['backend', report.backend], ...Object.entries(report.config).filter(([key]) => key !== 'seed' && key !== 'backend')];
   const rows = entries
     .map(([key, value]) => `<tr><th>${escapeXml(key)}</th><td><code>${escapeXml(key === 'partition' ? describePartitionSettings(value) : formatConfigValue(value))}</code></td></tr>`)
     .join('');

@@ -5,7 +5,7 @@
  */
 import type { PartitionSummary } from '../../shared/math/index.ts';
 import { formatCount, formatPercent, formatPoints, formatNumber, isNumber } from './report-format.ts';
-import type { ClientView, FinalEvaluation, ModelComparisonRow } from './report-tables.ts';
+import { gainSummary, type ClientView, type FinalEvaluation, type ModelComparisonRow } from './report-tables.ts';
 import { escapeXml } from './svg-chart.ts';
 
 /** Confusion matrices with more classes than this are left to report.json: the table would not read. */
@@ -87,7 +87,7 @@ export function renderConfusionSection(evaluation: FinalEvaluation | null | unde
   return `<section id="confusion"><h2>Final model, class by class</h2><p class="hint">The final federated model on the ${formatCount(evaluation.examples)} test examples. Rows are true classes, columns predicted classes; a cell's shade is its share of the true class (its row), so the diagonal is each class's recall. Accuracy ${formatPercent(metrics.accuracy)}.</p>${matrix}${scores}</section>`;
 }
 
-/** The two most common classes of a client: `7 (45.0 %), 1 (30.0 %)`. */
+/** The two most common classes of a client, as HTML: `7 (45.0 %), 1 (30.0 %)`, each kept on one line. */
 function mixText(partition: PartitionSummary, client: number, labelNames: readonly string[] | undefined): string {
   const counts = partition.labelCounts[client] ?? [];
   const size = partition.sizes[client] ?? 0;
@@ -97,7 +97,7 @@ function mixText(partition: PartitionSummary, client: number, labelNames: readon
     .filter((x) => x.count > 0)
     .sort((a, b) => b.count - a.count || a.c - b.c)
     .slice(0, 2)
-    .map((x) => `${className(labelNames, x.c)} (${formatPercent(x.count / size)})`)
+    .map((x) => `<span class="nowrap">${escapeXml(`${className(labelNames, x.c)} (${formatPercent(x.count / size)})`)}</span>`)
     .join(', ');
 }
 
@@ -110,17 +110,15 @@ export function renderClientSection(views: readonly ClientView[] | undefined, pa
   // The clients with a local-only model first (the comparison a hospital wants), then the rest.
   const compared = views.filter((v) => v.localOnly !== null);
   const shown = [...compared, ...views.filter((v) => v.localOnly === null)].slice(0, CLIENT_TABLE_MAX_ROWS).sort((a, b) => a.client - b.client);
-  const helped = compared.filter((v) => isNumber(v.gain) && v.gain > 0).length;
-  const gains = compared.map((v) => v.gain).filter(isNumber);
-  const meanGain = gains.length > 0 ? gains.reduce((a, b) => a + b, 0) / gains.length : null;
+  const gains = gainSummary(views);
   const summary =
-    compared.length > 0
-      ? `Federation beat training alone for ${formatCount(helped)} of ${formatCount(compared.length)} clients compared, by ${formatPoints(meanGain)} on average.`
+    gains.compared > 0
+      ? `Federation beat training alone for ${formatCount(gains.helped)} of ${formatCount(gains.compared)} clients compared, by ${formatPoints(gains.meanGain)} on average.`
       : 'No local-only baseline was run, so only the federated model is shown.';
   const rows = shown
     .map(
       (v) =>
-        `<tr><td class="num">${v.client}</td><td class="num">${formatCount(v.examples)}</td><td>${escapeXml(mixText(partition, v.client, labelNames))}</td><td class="num">${formatPercent(v.localOnly)}</td><td class="num">${formatPercent(v.federated)}</td><td class="num${isNumber(v.gain) ? (v.gain >= 0 ? ' up' : ' down') : ''}">${formatPoints(v.gain)}</td><td class="num">${formatPercent(v.localOnlyTest)}</td></tr>`,
+        `<tr><td class="num">${v.client}</td><td class="num">${formatCount(v.examples)}</td><td>${mixText(partition, v.client, labelNames)}</td><td class="num">${formatPercent(v.localOnly)}</td><td class="num">${formatPercent(v.federated)}</td><td class="num${isNumber(v.gain) ? (v.gain >= 0 ? ' up' : ' down') : ''}">${formatPoints(v.gain)}</td><td class="num">${formatPercent(v.localOnlyTest)}</td></tr>`,
     )
     .join('\n');
   const more = views.length > shown.length ? `<p class="hint">${formatCount(shown.length)} of ${formatCount(views.length)} clients shown; all are in report.json (<code>clients</code>).</p>` : '';

@@ -17,7 +17,7 @@ import type { RoundRecord } from '../../server/round-record.ts';
 import { formatPublicIdentity, generateIdentity, publicIdentity, saveIdentity, type Identity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { createHello, signReady } from '../../shared/crypto/hello.ts';
-import { parseAck, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
+import { parseAck, roundWeightsDigest, type Ack, type FitRequest, type Hello, type Welcome } from '../../shared/protocol/protocol.ts';
 import { bytesToFloat32 } from '../../shared/weights/flat-weights.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -235,6 +235,8 @@ export class ScriptedClient {
   #helloNonce = '';
   #resolveReady!: () => void;
   #onSent: (() => void) | null = null;
+  /** The last weights received in full, by digest: a fit may refer to them instead of carrying them again. */
+  #held: { digest: string; weights: Float32Array } | null = null;
 
   constructor(options: ScriptedClientOptions) {
     this.options = options;
@@ -290,8 +292,19 @@ export class ScriptedClient {
   }
 
   #onFit(fit: FitRequest): void {
-    const raw = fit.weights instanceof Uint8Array ? fit.weights : new Uint8Array(fit.weights as ArrayBuffer);
-    const weights = bytesToFloat32(Uint8Array.from(raw), 'fit.weights');
+    let weights: Float32Array;
+    if (fit.weightsDigest !== undefined) {
+      // A reference to weights this client does not hold: ask for them in full, as FedtlClient does.
+      if (this.#held?.digest !== fit.weightsDigest) {
+        void this.socket.timeout(10_000).emitWithAck('weights:missing', { roundId: fit.roundId, weightsDigest: fit.weightsDigest }).catch(() => undefined);
+        return;
+      }
+      weights = this.#held.weights;
+    } else {
+      const raw = Uint8Array.from(fit.weights instanceof Uint8Array ? fit.weights : new Uint8Array(fit.weights as ArrayBuffer));
+      weights = bytesToFloat32(raw, 'fit.weights');
+      this.#held = { digest: roundWeightsDigest(raw, fit.trainable), weights };
+    }
     this.fits.push({ fit, weights });
     const delta = this.options.update(fit, weights);
     if (!delta) return;
@@ -483,7 +496,8 @@ export async function expectEveryUpdateOnce(clients: readonly ScriptedClient[], 
   const heads: Float32Array[] = [];
   for (let round = 1; round <= rounds; round++) {
     const received = clients.map((c) => c.fits.find((f) => f.fit.round === round)!);
-    expect(new Set(received.map((r) => sha256(r.fit.weights))).size).toBe(1);
+    // Decoded weights: a fit may have referred to weights the client already held.
+    expect(new Set(received.map((r) => sha256(new Uint8Array(r.weights.buffer, r.weights.byteOffset, r.weights.byteLength)))).size).toBe(1);
     heads.push(received[0]!.weights);
   }
   heads.push(checkpoint!.weights);
