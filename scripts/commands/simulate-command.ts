@@ -165,8 +165,8 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.fineTune) {
         if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
         overrides.trainable = base.fineTune;
-        // The recipe's strategy, unless --strategy names one.
-        if (base.fineTuneStrategy && !flags.strategy) {
+        // The recipe's strategy, unless --strategy names one (a curve applies it to its fine-tuning runs only).
+        if (base.fineTuneStrategy && !flags.strategy && !flags.curve) {
           overrides.strategy = base.fineTuneStrategy.strategy;
           overrides.strategyParams = { ...base.fineTuneStrategy.strategyParams, ...overrides.strategyParams };
         }

@@ -451,7 +451,7 @@ function renderTrafficSection(report: SimulationReport): string {
 <tr><td>up (clients → server)</td><td class="num">${formatBytes(totalUp)}</td><td class="num">${formatBytes(totalUp / perRound)}</td></tr>
 <tr><td>down (server → clients)</td><td class="num">${formatBytes(totalDown)}</td><td class="num">${formatBytes(totalDown / perRound)}</td></tr>
 </tbody></table>`;
-  return `<section><h2>Communication</h2>${svg}${table}</section>`;
+  return `<section><h2>Communication</h2><p class="hint">Bytes on the wire, in decimal units as everywhere in this report (1 kB = 1,000 B, 1 MB = 10⁶ B).</p>${svg}${table}</section>`;
 }
 
 /**
@@ -623,7 +623,8 @@ function heatColor(share: number): string {
 }
 
 function renderConfigSection(report: SimulationReport): string {
-  const entries: [string, unknown][] = [['seed', report.seed], ['backend', report.backend], ...Object.entries(report.config)];
+  // Seed and backend lead the table; the config's own copies are not repeated.
+  const entries: [string, unknown][] = [['seed', report.seed], ['backend', report.backend], ...Object.entries(report.config).filter(([key]) => key !== 'seed' && key !== 'backend')];
   const rows = entries
     .map(([key, value]) => `<tr><th>${escapeXml(key)}</th><td><code>${escapeXml(key === 'partition' ? describePartitionSettings(value) : formatConfigValue(value))}</code></td></tr>`)
     .join('');

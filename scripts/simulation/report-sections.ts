@@ -5,7 +5,7 @@
  */
 import type { PartitionSummary } from '../../shared/math/index.ts';
 import { formatCount, formatPercent, formatPoints, formatNumber, isNumber } from './report-format.ts';
-import type { ClientView, FinalEvaluation, ModelComparisonRow } from './report-tables.ts';
+import { gainSummary, type ClientView, type FinalEvaluation, type ModelComparisonRow } from './report-tables.ts';
 import { escapeXml } from './svg-chart.ts';
 
 /** Confusion matrices with more classes than this are left to report.json: the table would not read. */
@@ -110,12 +110,10 @@ export function renderClientSection(views: readonly ClientView[] | undefined, pa
   // The clients with a local-only model first (the comparison a hospital wants), then the rest.
   const compared = views.filter((v) => v.localOnly !== null);
   const shown = [...compared, ...views.filter((v) => v.localOnly === null)].slice(0, CLIENT_TABLE_MAX_ROWS).sort((a, b) => a.client - b.client);
-  const helped = compared.filter((v) => isNumber(v.gain) && v.gain > 0).length;
-  const gains = compared.map((v) => v.gain).filter(isNumber);
-  const meanGain = gains.length > 0 ? gains.reduce((a, b) => a + b, 0) / gains.length : null;
+  const gains = gainSummary(views);
   const summary =
-    compared.length > 0
-      ? `Federation beat training alone for ${formatCount(helped)} of ${formatCount(compared.length)} clients compared, by ${formatPoints(meanGain)} on average.`
+    gains.compared > 0
+      ? `Federation beat training alone for ${formatCount(gains.helped)} of ${formatCount(gains.compared)} clients compared, by ${formatPoints(gains.meanGain)} on average.`
       : 'No local-only baseline was run, so only the federated model is shown.';
   const rows = shown
     .map(

@@ -67,6 +67,26 @@ export function clientViews(partition: PartitionSummary, federatedRecall: readon
   });
 }
 
+/** How federation did against training alone, over the clients that have both numbers. */
+export interface GainSummary {
+  /** Clients with a local-only model. */
+  compared: number;
+  /** Of those, how many the federated model served better (gain > 0). */
+  helped: number;
+  /** Mean gain over the compared clients, as a fraction; null when none were compared. */
+  meanGain: number | null;
+}
+
+/** Counts the clients federation helped and their mean gain. */
+export function gainSummary(views: readonly ClientView[]): GainSummary {
+  const gains = views.map((v) => v.gain).filter((g): g is number => g !== null && Number.isFinite(g));
+  return {
+    compared: gains.length,
+    helped: gains.filter((g) => g > 0).length,
+    meanGain: gains.length > 0 ? gains.reduce((a, b) => a + b, 0) / gains.length : null,
+  };
+}
+
 /** How a row's interval was computed. */
 export type IntervalMethod = 'wilson' | 'student-t';
 

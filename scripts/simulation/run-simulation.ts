@@ -14,9 +14,9 @@ import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
 import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
 import type { SimulationConfig } from './presets.ts';
 import { comparisonOf, renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
-import { formatBytes, formatCount, formatPercent } from './report-format.ts';
+import { formatBytes, formatCount, formatPercent, formatPoints, NBSP } from './report-format.ts';
 import { finalModelPredictions } from './report-predictions.ts';
-import { clientViews, finalEvaluation, type FinalEvaluation } from './report-tables.ts';
+import { clientViews, finalEvaluation, gainSummary, type FinalEvaluation } from './report-tables.ts';
 import { runFederated } from './run-federated.ts';
 import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
@@ -290,6 +290,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
   const scratchRuns = [report.baselines.scratch, ...(report.baselines.scratchOthers ?? [])].filter((run) => run !== undefined);
   const line = (label: string, value: string) => `${label.padEnd(42)} ${value}`;
   const negative = report.negativeTransfer;
+  const gains = gainSummary(report.clients ?? []);
   return [
     '',
     `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${formatBytes(report.peakRssMb * 1024 * 1024)})`,
@@ -297,6 +298,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
     ...(report.baselines.centralized ? [line(report.baselines.centralized.label ?? 'centralized', percent(report.baselines.centralized.accuracy))] : []),
     ...(report.baselines.centralizedFeatureExtraction ? [line(report.baselines.centralizedFeatureExtraction.label ?? CENTRALIZED_FEATURE_EXTRACTION_LABEL, percent(report.baselines.centralizedFeatureExtraction.accuracy))] : []),
     ...(local ? [line('local-only (mean ± std)', `${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`)] : []),
+    ...(gains.compared > 0 ? [line('federated vs alone, on each client\'s own mix', `better for ${gains.helped} of ${gains.compared} clients, by ${formatPoints(gains.meanGain).replace(NBSP, ' ')} on average`)] : []),
     ...scratchRuns.map((run) =>
       line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}`),
     ),

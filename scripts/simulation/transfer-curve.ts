@@ -109,12 +109,18 @@ export async function runTransferCurve(config: SimulationConfig, sizes: readonly
       centralizedFineTuned: fineTuned?.report.baselines.centralized?.accuracy ?? null,
       wallSeconds: (Date.now() - started) / 1000,
     });
+    // Written after every size: a long curve that is stopped keeps the points it finished.
+    await writeCurve({ preset: config.preset, seed: config.seed, fineTune: recipe, points }, options.outDir);
   }
   const curve: TransferCurve = { preset: config.preset, seed: config.seed, fineTune: recipe, points };
-  await mkdir(options.outDir, { recursive: true });
-  await writeFile(path.join(options.outDir, 'curve.json'), JSON.stringify(curve, null, 1));
-  await writeFile(path.join(options.outDir, 'curve.html'), renderCurveHtml(curve));
+  await writeCurve(curve, options.outDir);
   return curve;
+}
+
+async function writeCurve(curve: TransferCurve, outDir: string): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'curve.json'), JSON.stringify(curve, null, 1));
+  await writeFile(path.join(outDir, 'curve.html'), renderCurveHtml(curve));
 }
 
 function percent(value: number | null): string {

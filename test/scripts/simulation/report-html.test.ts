@@ -190,6 +190,12 @@ describe('renderReportHtml, the tables and markers', () => {
     expect(section.split('<tr>').length - 2).toBe(60);
   });
 
+  it('lists seed and backend once in the configuration, even when the config holds them too', () => {
+    const html = renderReportHtml(sampleReport({ config: { seed: 3, backend: 'cpu', preset: 'x' } }));
+    expect(html.split('<th>seed</th>').length - 1).toBe(1);
+    expect(html.split('<th>backend</th>').length - 1).toBe(1);
+  });
+
   it('escapes class names in every new table', () => {
     const hostile = Array.from({ length: 10 }, (_, c) => `<b class="x${c}">&`);
     const html = renderReportHtml(fullReport({ labelNames: hostile }));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { summarizePartition } from '../../../shared/math/index.ts';
-import { clientViews, compareModels, finalEvaluation } from '../../../scripts/simulation/report-tables.ts';
+import { clientViews, compareModels, finalEvaluation, gainSummary } from '../../../scripts/simulation/report-tables.ts';
 
 describe('finalEvaluation', () => {
   it('holds the confusion matrix, the per-class scores and the number of examples', () => {
@@ -28,6 +28,14 @@ describe('clientViews', () => {
       { client: 0, examples: 4, federated: 0.75, localOnly: null, localOnlyTest: null, gain: null },
       { client: 1, examples: 2, federated: 0.5, localOnly: 1, localOnlyTest: 0.3, gain: -0.5 },
     ]);
+  });
+
+  it('sums up the gains over the clients compared', () => {
+    const view = (client: number, gain: number | null) => ({ client, examples: 1, federated: null, localOnly: null, localOnlyTest: null, gain });
+    const summary = gainSummary([view(0, 0.1), view(1, -0.05), view(2, null), view(3, 0.25)]);
+    expect([summary.compared, summary.helped]).toEqual([3, 2]);
+    expect(summary.meanGain).toBeCloseTo(0.1, 12);
+    expect(gainSummary([view(0, null)])).toEqual({ compared: 0, helped: 0, meanGain: null });
   });
 
   it('has no federated score when the final model was not scored', () => {

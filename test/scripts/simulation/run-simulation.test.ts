@@ -14,7 +14,7 @@ import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
 import { resolveConfig, type SimulationConfig } from '../../../scripts/simulation/presets.ts';
 import { VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
-import { runSimulation, type SimulationResult } from '../../../scripts/simulation/run-simulation.ts';
+import { runSimulation, summaryLines, type SimulationResult } from '../../../scripts/simulation/run-simulation.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -118,6 +118,7 @@ describe('runSimulation, virtual mode, end to end', () => {
     expect(first.reportHtml).toContain('<section id="confusion">');
     expect(first.reportHtml).toContain('<section id="clients">');
     expect(first.reportHtml).toContain('<section id="comparison">');
+    expect(summaryLines(first, 'out').join('\n')).toMatch(/federated vs alone, on each client's own mix +better for \d of 4 clients, by [+−]?\d+\.\d pts on average/);
   });
 
   it('gives identical numbers for the same seed', async () => {
