@@ -97,8 +97,10 @@ async function downloadFile(directory: string, file: BaseFile, read: ChunkReader
     while (pending.length > 0) {
       const chunk = await pending.shift()!;
       requestMore();
-      await handle.write(chunk);
+      // The write runs on the thread pool while this thread hashes the same (unchanged) bytes.
+      const writing = handle.write(chunk);
       hash.update(chunk);
+      await writing;
       offset += chunk.byteLength;
       counter.done += chunk.byteLength;
       progress();

@@ -139,10 +139,11 @@ export async function runFitRound(context: ClientRoundContext, request: FitReque
     ? await stageTrainer(context, request).fit(request.trainable, weights, request.config, seed)
     : await context.trainer.fit(weights, context.train, request.config, seed);
   const delta = context.transformDelta ? context.transformDelta(result.delta, request) : result.delta;
-  const sealed = sealUpdate(
-    { header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta },
-    { clientIdentity: context.identity, coordinatorBoxKey: context.coordinator.boxKey },
-  );
+  // A trainer's own envelope holds the untransformed delta: it stands only when nothing transforms it.
+  const sealed =
+    result.sealed && !context.transformDelta
+      ? result.sealed
+      : sealUpdate({ header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta }, { clientIdentity: context.identity, coordinatorBoxKey: context.coordinator.boxKey });
   if (context.maxUpdateBytes !== undefined && sealed.byteLength > context.maxUpdateBytes) {
     throw new FedtlError('TOO_LARGE', `sealed update is ${sealed.byteLength} bytes, over the coordinator's limit of ${context.maxUpdateBytes}`);
   }

@@ -20,6 +20,12 @@ export interface LocalFitResult {
   delta: Float32Array;
   exampleCount: number;
   metrics: { loss: number; accuracy: number };
+  /**
+   * The delta already sealed for the request, by a trainer that seals where it trains (a
+   * simulation's worker thread, which keeps that work off the coordinator's thread). @default none:
+   * the client round seals it
+   */
+  sealed?: Uint8Array;
 }
 
 /**

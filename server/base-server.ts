@@ -9,29 +9,43 @@ import path from 'node:path';
 import { FedtlError } from '../shared/core/errors.ts';
 import type { BaseDescriptor, BaseFile, BaseReadRequest } from '../shared/protocol/protocol.ts';
 
+/**
+ * The bytes {@link describeBaseDirectory} read and hashed, by the descriptor it returned, for
+ * {@link BaseChunks} to serve: each file is then read and hashed once in the coordinator's life.
+ */
+const describedBytes = new WeakMap<BaseDescriptor, Map<string, Buffer>>();
+
 /** Describes every regular file of a base model directory (model.json, shards, vocabulary, sidecar). */
 export async function describeBaseDirectory(directory: string, name: string, hash: string): Promise<BaseDescriptor> {
   const names = (await readdir(directory)).filter((file) => /^[A-Za-z0-9._-]+$/.test(file) && !file.startsWith('.')).sort();
   const files = [];
+  const kept = new Map<string, Buffer>();
+  let keptBytes = 0;
   for (const file of names) {
     const full = path.join(directory, file);
     if (!(await stat(full)).isFile()) continue;
     const bytes = await readFile(full);
     files.push({ name: file, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+    if (keptBytes + bytes.length <= BASE_CHUNK_DEFAULTS.maxHeldBytes) {
+      kept.set(file, bytes);
+      keptBytes += bytes.length;
+    }
   }
   if (files.length === 0) throw new FedtlError('BAD_MODEL', `base directory ${directory} has no files to serve`);
-  return { name, hash, files };
+  const descriptor = { name, hash, files };
+  describedBytes.set(descriptor, kept);
+  return descriptor;
 }
 
 /** Files held in memory by {@link BaseChunks}, in all. @default 1 GiB */
 export const BASE_CHUNK_DEFAULTS = { maxHeldBytes: 1024 * 1024 * 1024 } as const;
 
 /**
- * Serves chunks of the described files. Each file is read once, checked against the SHA-256 it was
- * described with (a file edited after start is refused with HASH_MISMATCH instead of served), and
- * kept in memory while the files held stay under `maxHeldBytes`: a chunk is then a view of that
- * memory, with no file open, read or copy per request. Files past the budget are read from disk per
- * chunk.
+ * Serves chunks of the described files, held in memory while they stay under `maxHeldBytes`: a
+ * chunk is then a view of that memory, with no file open, read or copy per request. The bytes
+ * {@link describeBaseDirectory} hashed for this descriptor are used as they are; any other file is
+ * read once and checked against the SHA-256 it was described with (a file edited since is refused
+ * with HASH_MISMATCH instead of served). Files past the budget are read from disk per chunk.
  */
 export class BaseChunks {
   readonly #directory: string;
@@ -43,6 +57,12 @@ export class BaseChunks {
     this.#directory = directory;
     this.#descriptor = descriptor;
     this.#budget = options.maxHeldBytes ?? BASE_CHUNK_DEFAULTS.maxHeldBytes;
+    // Bytes already read and hashed to make this very descriptor are served as they are.
+    for (const [file, bytes] of describedBytes.get(descriptor) ?? []) {
+      if (bytes.length > this.#budget) continue;
+      this.#held.set(file, Promise.resolve(bytes));
+      this.#budget -= bytes.length;
+    }
   }
 
   /** Reads one requested chunk, refusing anything outside the described files. */

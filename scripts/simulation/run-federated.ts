@@ -300,7 +300,8 @@ export class VirtualFederation {
         {
           identity: this.identities.identity(index),
           coordinator: { signingKey: this.#coordinator.signing.publicKey, boxKey: this.#coordinator.box.publicKey },
-          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0) => pool.fit(index, weights, fitConfig, seed), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
+          // The pool's worker also seals, so per-update crypto does not queue on this thread.
+          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0) => pool.fit(index, weights, fitConfig, seed, { roundId: request.roundId, identity: this.identities.detachedIdentity(index), coordinatorBoxKey: this.#coordinator.box.publicKey }), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
           train: clientRows(this.#shards, index),
           seed: clientSeed(config.seed, index),
           verified: this.#verified,

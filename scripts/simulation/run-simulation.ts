@@ -298,7 +298,7 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
     ...(report.baselines.centralized ? [line(report.baselines.centralized.label ?? 'centralized', percent(report.baselines.centralized.accuracy))] : []),
     ...(report.baselines.centralizedFeatureExtraction ? [line(report.baselines.centralizedFeatureExtraction.label ?? CENTRALIZED_FEATURE_EXTRACTION_LABEL, percent(report.baselines.centralizedFeatureExtraction.accuracy))] : []),
     ...(local ? [line('local-only (mean ± std)', `${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`)] : []),
-    ...(gains.compared > 0 ? [line('federated vs alone, on each client\'s own mix', `better for ${gains.helped} of ${gains.compared} clients, by ${formatPoints(gains.meanGain).replace(NBSP, ' ')} on average`)] : []),
+    ...(gains.compared > 0 ? [line('federated vs alone (own label mix)', `better for ${gains.helped} of ${gains.compared} clients, by ${formatPoints(gains.meanGain).replace(NBSP, ' ')} on average`)] : []),
     ...scratchRuns.map((run) =>
       line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}`),
     ),

@@ -14,6 +14,7 @@ import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-r
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { LabeledFeatures, LocalFitResult } from '../../client/local-trainer.ts';
+import type { Identity } from '../../shared/crypto/identity.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
@@ -29,8 +30,18 @@ export interface TrainingWorkerSetup {
   shards: ClientShards | null;
 }
 
+/** What a worker needs to seal the delta it trained, so sealing does not wait for the main thread. */
+export interface SealSpec {
+  roundId: string;
+  /** The client's keys, in arrays of their own (a view would post its whole buffer). */
+  identity: Identity;
+  coordinatorBoxKey: Uint8Array;
+}
+
 export interface TrainingJob {
   id: number;
+  /** Seal the delta in the worker. @default none: the caller seals */
+  seal?: SealSpec;
   /** The client's rows: an index into the setup's shards, or the rows themselves (shared memory). */
   rows: number | LabeledFeatures;
   weights: Float32Array;
@@ -40,7 +51,7 @@ export interface TrainingJob {
 
 export type TrainingReply =
   | { type: 'ready' }
-  | { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number } }
+  | { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number }; sealed?: Uint8Array }
   | { type: 'fit'; id: number; ok: false; message: string };
 
 export interface TrainingPoolOptions {
@@ -111,7 +122,7 @@ export class TrainingPool {
             if (!job) return;
             slot.jobs.delete(reply.id);
             slot.busy--;
-            if (reply.ok) job.resolve({ delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics });
+            if (reply.ok) job.resolve({ delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics, ...(reply.sealed ? { sealed: reply.sealed } : {}) });
             else job.reject(new FedtlError('INTERNAL', `training worker: ${reply.message}`));
           });
         }),
@@ -136,9 +147,12 @@ export class TrainingPool {
     return this.#slots.length;
   }
 
-  /** Trains client `index` of the pool's shards from `weights` in the least busy worker. */
-  fit(index: number, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
-    return this.#run(index, weights, config, seed);
+  /**
+   * Trains client `index` of the pool's shards from `weights` in the least busy worker; with
+   * `seal`, the worker also seals the delta (`LocalFitResult.sealed`).
+   */
+  fit(index: number, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
+    return this.#run(index, weights, config, seed, seal);
   }
 
   /**
@@ -149,14 +163,14 @@ export class TrainingPool {
     return this.#run(rows, weights, config, seed);
   }
 
-  #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
+  #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
     if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the training pool is closed'));
     const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.#nextId++;
     slot.busy++;
     return new Promise<LocalFitResult>((resolve, reject) => {
       slot.jobs.set(id, { resolve, reject });
-      const job: TrainingJob = { id, rows, weights, config, seed };
+      const job: TrainingJob = { id, rows, weights, config, seed, ...(seal ? { seal } : {}) };
       slot.worker.postMessage(job);
     });
   }

@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { LocalTrainer } from '../../client/local-trainer.ts';
+import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { buildHead } from '../../shared/model/head.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { clientRows } from './client-shards.ts';
@@ -25,8 +26,10 @@ async function run(job: TrainingJob): Promise<void> {
   try {
     const rows = typeof job.rows === 'number' ? clientRows(shardsOf(job.rows), job.rows) : job.rows;
     const result = await trainer.fit(job.weights, rows, job.config, job.seed);
-    const reply: TrainingReply = { type: 'fit', id: job.id, ok: true, delta: result.delta, exampleCount: result.exampleCount, metrics: result.metrics };
-    port.postMessage(reply, [result.delta.buffer as ArrayBuffer]);
+    const seal = job.seal;
+    const sealed = seal ? sealUpdate({ header: { roundId: seal.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta: result.delta }, { clientIdentity: seal.identity, coordinatorBoxKey: seal.coordinatorBoxKey }) : undefined;
+    const reply: TrainingReply = { type: 'fit', id: job.id, ok: true, delta: result.delta, exampleCount: result.exampleCount, metrics: result.metrics, ...(sealed ? { sealed } : {}) };
+    port.postMessage(reply, [result.delta.buffer as ArrayBuffer, ...(sealed ? [sealed.buffer as ArrayBuffer] : [])]);
   } catch (thrown) {
     const reply: TrainingReply = { type: 'fit', id: job.id, ok: false, message: (thrown as Error).message ?? String(thrown) };
     port.postMessage(reply);

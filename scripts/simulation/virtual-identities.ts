@@ -107,6 +107,12 @@ export class VirtualIdentities {
     };
   }
 
+  /** Client `index`'s identity in arrays of its own, to post to a worker thread (a view would post the whole buffer). */
+  detachedIdentity(index: number): Identity {
+    const { signing, box } = this.identity(index);
+    return { signing: { publicKey: signing.publicKey.slice(), secretKey: signing.secretKey.slice() }, box: { publicKey: box.publicKey.slice(), secretKey: box.secretKey.slice() } };
+  }
+
   /** The coordinator's view of a client: its public keys (base64), or undefined for an unknown id. */
   resolve(clientId: string): ClientPublicKeys | undefined {
     const index = this.#indexById.get(clientId);

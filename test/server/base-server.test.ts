@@ -48,8 +48,15 @@ describe('BaseChunks', () => {
     await expect(chunks.read({ hash: descriptor.hash, file: 'weights.bin', offset: 300_000, length: 10 })).rejects.toMatchObject({ code: 'BAD_MESSAGE' });
   });
 
-  it('refuses to serve a file changed on disk after it was described (HASH_MISMATCH), until it is restored', async () => {
+  it('serves the bytes it described even if the file changes on disk afterwards', async () => {
     const chunks = new BaseChunks(dir, descriptor);
+    await writeFile(path.join(dir, 'weights.bin'), randomBytes(300_000));
+    expect(Buffer.from(await chunks.read({ hash: descriptor.hash, file: 'weights.bin', offset: 0, length: 1000 })).equals(shard.subarray(0, 1000))).toBe(true);
+  });
+
+  it('refuses to serve a file that no longer matches its description (HASH_MISMATCH), until it is restored', async () => {
+    // A descriptor made elsewhere (a copy): the file is read from disk and checked against it.
+    const chunks = new BaseChunks(dir, { ...descriptor, files: [...descriptor.files] });
     const tampered = Buffer.from(shard);
     tampered[5] = tampered[5]! ^ 1;
     await writeFile(path.join(dir, 'weights.bin'), tampered);

@@ -9,6 +9,8 @@ import { decodeKey } from '../../shared/crypto/identity.ts';
 import { signEvaluation } from '../../shared/crypto/hello.ts';
 import { roundSignedText, roundWeightsDigest, type FitRequest } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { SocketSecureAggregation } from '../../server/secure-aggregation.ts';
+import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { Federation } from '../support/federation.ts';
 import { Harness, type RawClient } from '../support/hostile.ts';
 
@@ -47,6 +49,22 @@ describe('one weights copy down per round', () => {
     // No tensor accumulates across rounds.
     expect(new Set(federation.tensorsAfterRound.slice(1)).size).toBe(1);
   });
+
+  it('with secure aggregation: the same one copy per round, and the masked rounds still aggregate', async () => {
+    federation = await Federation.start({ clients: 3, rounds: 2, makeStrategy: (o, coordinator) => new SocketSecureAggregation(new FedAvg(o), { coordinator, maxClients: 3 }) });
+    const copy = federation.coordinator.loop.weights.length * 4;
+    const initial = Float32Array.from(federation.coordinator.loop.weights);
+    for (let i = 0; i < 3; i++) federation.startClient(i);
+
+    const history = await federation.coordinator.run();
+
+    expect(history.map((r) => r.bytesDown)).toEqual([2 * 3 * copy, 3 * copy]);
+    expect(history.every((r) => r.accepted === 3)).toBe(true);
+    // Round 2 trained from the weights referred to by digest: the head moved again.
+    const [first, second] = federation.roundWeights;
+    expect(second!.some((v, j) => v !== first![j])).toBe(true);
+    expect(first!.some((v, j) => v !== initial[j])).toBe(true);
+  }, 30_000);
 
   /** Connects identity `i` and readies it with 100 training and 10 validation examples. */
   async function evaluating(i: number): Promise<RawClient> {

@@ -118,7 +118,7 @@ describe('runSimulation, virtual mode, end to end', () => {
     expect(first.reportHtml).toContain('<section id="confusion">');
     expect(first.reportHtml).toContain('<section id="clients">');
     expect(first.reportHtml).toContain('<section id="comparison">');
-    expect(summaryLines(first, 'out').join('\n')).toMatch(/federated vs alone, on each client's own mix +better for \d of 4 clients, by [+−]?\d+\.\d pts on average/);
+    expect(summaryLines(first, 'out').join('\n')).toMatch(/federated vs alone \(own label mix\) +better for \d of 4 clients, by [+−]?\d+\.\d pts on average/);
   });
 
   it('gives identical numbers for the same seed', async () => {
