@@ -118,7 +118,7 @@ describe('the main job\'s from-scratch CNN', () => {
     const config = resolveConfig('fashion-transfer');
     // The main job fine-tunes by default, with the preset's recipe.
     expect(config.trainable).toEqual(config.fineTune);
-    expect(config.trainable?.stages.at(-1)?.groups).toContainEqual({ select: 'top', count: 1, unit: 'layers', lrMultiplier: 0.3 });
+    expect(config.trainable?.stages.at(-1)?.groups).toContainEqual({ select: 'top', count: 1, unit: 'layers', lrMultiplier: 1 });
     const spec = scratchHead('cnn', config);
     expect(spec.conv).toEqual(FASHION_CNN_CONV);
     expect(spec.hidden).toEqual(config.head.hidden);
