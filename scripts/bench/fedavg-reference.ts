@@ -18,9 +18,12 @@
  * per round (training + averaging + evaluation), measured one after the other in one process.
  *
  * Run: `npx tsx scripts/bench/fedavg-reference.ts [--rounds 60] [--reference-rounds 60]
- *   [--target 0.97] [--lr 0.05] [--seed 42]`. Each side stops at the first round at the target.
- * A full run takes several minutes (the reference is the slow side); `--rounds 3
- * --reference-rounds 3` measures only seconds per round. Writes `scripts/bench/results/fedavg-reference.json`.
+ *   [--target 0.97] [--lr 0.05] [--seed 42]`. The reference stops at the first round at the
+ * target; fedtl runs its rounds and counts up to the first at the target. A full run takes about
+ * 20 minutes on an idle 2-core machine and over an hour on a loaded one (60 + 81 rounds took 78
+ * minutes at load average 6–28); `--rounds 3 --reference-rounds 3` measures only seconds per round.
+ * Writes `scripts/bench/results/fedavg-reference.json`, also after each reference round (marked
+ * `partial`), so a run stopped early keeps what it measured.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -80,7 +83,7 @@ const firstAt = (accuracy: number[]): number | null => {
 };
 
 // ---- the plain TensorFlow.js FedAvg loop ---------------------------------------------------------
-async function reference(): Promise<SideResult> {
+async function reference(onRound: (partial: SideResult) => void): Promise<SideResult> {
   const data = await loadSimulationData(config);
   if (data.train.examples.kind !== 'tensor' || data.test.examples.kind !== 'tensor') throw new Error('expected MNIST as pixel rows');
   const trainRows = data.train.examples.rows;
@@ -133,6 +136,7 @@ async function reference(): Promise<SideResult> {
     result.seconds.push((performance.now() - t) / 1000);
     result.accuracy.push(accuracy);
     console.log(`reference round ${round}: test accuracy ${(100 * accuracy).toFixed(2)} % · ${result.seconds.at(-1)!.toFixed(2)} s`);
+    onRound(result);
     if (accuracy >= target) break;
   }
   result.roundsToTarget = firstAt(result.accuracy);
@@ -159,33 +163,41 @@ async function fedtl(): Promise<SideResult> {
 }
 
 const fedtlResult = await fedtl();
-const referenceResult = await reference();
-const fedtlSeconds = median(fedtlResult.seconds);
-const referenceSeconds = median(referenceResult.seconds);
 const row = (name: string, r: SideResult, maxRounds: number) => ({
   path: name,
   [`rounds to ${100 * target} %`]: r.roundsToTarget ?? `> ${maxRounds}`,
   'best accuracy %': round3(100 * Math.max(...r.accuracy)),
   's / round (median)': round3(median(r.seconds)),
 });
-const rows = [row('fedtl simulate (virtual)', fedtlResult, fedtlRounds), row('plain tfjs FedAvg (model.fit)', referenceResult, referenceRounds)];
-console.log();
-printTable(rows);
-console.log(`\nfedtl's seconds per round: ${round3(fedtlSeconds / referenceSeconds)}× the reference's (${backend} backend)`);
-const out = writeResults('fedavg-reference', {
-  params: { model: '784-200-200-10 ReLU', clients: config.clients, C: config.fractionFit, E: config.epochs, B: config.batchSize, lr: learningRate, optimizer: 'sgd', partition: 'iid', train: 60_000, test: 10_000, target, seed, backend },
-  results: rows,
-  secondsPerRoundRatio: round3(fedtlSeconds / referenceSeconds),
-  curves: { fedtl: fedtlResult.accuracy.map(round3), reference: referenceResult.accuracy.map(round3) },
-  summary: [
-    {
-      measurement: `MNIST 2NN, IID, C = ${config.fractionFit}, E = ${config.epochs}, B = ${config.batchSize}, ${config.clients} clients: fedtl simulate vs plain tfjs FedAvg (model.fit)`,
-      result: `rounds to ${100 * target} %: fedtl ${fedtlResult.roundsToTarget ?? `> ${fedtlResult.accuracy.length}`}, reference ${referenceResult.roundsToTarget ?? `> ${referenceResult.accuracy.length}`}; s/round ${round3(fedtlSeconds)} vs ${round3(referenceSeconds)}`,
-      ratio: `${round3(fedtlSeconds / referenceSeconds)}× the reference's time per round`,
-      target: 'fedtl ~40 rounds to 97 %',
-      status: fedtlResult.roundsToTarget === null ? 'not reached in this run' : fedtlResult.roundsToTarget <= 45 ? 'met' : 'missed',
-    },
-  ],
-  totalSeconds: round3((performance.now() - started) / 1000),
-});
+/** Writes the JSON; `done` false while the reference is still running (a stopped run keeps what it measured). */
+const save = (referenceResult: SideResult, done: boolean): string => {
+  const fedtlSeconds = median(fedtlResult.seconds);
+  const referenceSeconds = median(referenceResult.seconds);
+  const referenceRows = done ? referenceRounds : referenceResult.accuracy.length;
+  const rows = [row('fedtl simulate (virtual)', fedtlResult, fedtlRounds), row('plain tfjs FedAvg (model.fit)', referenceResult, referenceRows)];
+  if (done) {
+    console.log();
+    printTable(rows);
+    console.log(`\nfedtl's seconds per round: ${round3(fedtlSeconds / referenceSeconds)}× the reference's (${backend} backend)`);
+  }
+  return writeResults('fedavg-reference', {
+    params: { model: '784-200-200-10 ReLU', clients: config.clients, C: config.fractionFit, E: config.epochs, B: config.batchSize, lr: learningRate, optimizer: 'sgd', partition: 'iid', train: 60_000, test: 10_000, target, seed, backend },
+    ...(done ? {} : { partial: `the reference was still running: ${referenceResult.accuracy.length} of up to ${referenceRounds} rounds done` }),
+    results: rows,
+    secondsPerRoundRatio: round3(fedtlSeconds / referenceSeconds),
+    curves: { fedtl: fedtlResult.accuracy.map(round3), reference: referenceResult.accuracy.map(round3) },
+    summary: [
+      {
+        measurement: `MNIST 2NN, IID, C = ${config.fractionFit}, E = ${config.epochs}, B = ${config.batchSize}, ${config.clients} clients: fedtl simulate vs plain tfjs FedAvg (model.fit)`,
+        result: `rounds to ${100 * target} %: fedtl ${fedtlResult.roundsToTarget ?? `> ${fedtlResult.accuracy.length}`}, reference ${referenceResult.roundsToTarget ?? `> ${referenceResult.accuracy.length}`}; s/round ${round3(fedtlSeconds)} vs ${round3(referenceSeconds)}`,
+        ratio: `${round3(fedtlSeconds / referenceSeconds)}× the reference's time per round`,
+        target: 'fedtl ~40 rounds to 97 %',
+        status: fedtlResult.roundsToTarget === null ? 'not reached in this run' : fedtlResult.roundsToTarget <= 45 ? 'met' : 'missed',
+      },
+    ],
+    totalSeconds: round3((performance.now() - started) / 1000),
+  });
+};
+const referenceResult = await reference((partial) => void save({ ...partial, roundsToTarget: firstAt(partial.accuracy) }, false));
+const out = save(referenceResult, true);
 console.log(`wrote ${out} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
