@@ -19,9 +19,9 @@
  *
  * Run: `npx tsx scripts/bench/fedavg-reference.ts [--rounds 60] [--reference-rounds 60]
  *   [--target 0.97] [--lr 0.05] [--seed 42]`. The reference stops at the first round at the
- * target; fedtl runs its rounds and counts up to the first at the target. A full run takes about
- * 20 minutes on an idle 2-core machine and over an hour on a loaded one (60 + 81 rounds took 78
- * minutes at load average 6–28); `--rounds 3 --reference-rounds 3` measures only seconds per round.
+ * target; fedtl runs its rounds and counts up to the first at the target. A full run is long (60 +
+ * 81 rounds took 78 minutes on a shared 2-core machine at load average 6–28);
+ * `--rounds 3 --reference-rounds 3` measures only seconds per round.
  * Writes `scripts/bench/results/fedavg-reference.json`, also after each reference round (marked
  * `partial`), so a run stopped early keeps what it measured.
  */
