@@ -43,9 +43,10 @@ import { expectedUpdate, type UpdateOpenerOptions } from './update-opener.ts';
 
 /**
  * Heads from this many parameters get worker ingest by default (startCoordinator). Measured with
- * `npm run bench:ingest` (roundloop-workers×2 against roundloop): the workers were ahead at 10k,
- * 100k and 1M parameters; below 100k an update is opened in well under a millisecond, so the
- * threads (each holding a float64 partial sum) are not worth starting.
+ * `npm run bench:ingest`: on an idle 2-core machine 2 workers that open and sum ran at 0.44× plain
+ * accumulation against one thread's 0.26× (1M parameters); on a loaded one (README) they were
+ * ahead at 10k and 100k parameters and at 1M in one run of three. Below 100k an update opens in
+ * well under a millisecond, so the threads (each holding a float64 partial sum) are not worth starting.
  */
 export const INGEST_DEFAULTS = { minParameters: 100_000 } as const;
 
