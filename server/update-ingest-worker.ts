@@ -42,14 +42,14 @@ function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: Inges
   const weight = Math.min(header.exampleCount, exampleCap);
   if (!job.fold) {
     const owned = ownsBuffer(delta) ? delta : Float32Array.from(delta);
-    return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned, input: null }, transfer: [owned.buffer as ArrayBuffer] };
+    return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned }, transfer: [owned.buffer as ArrayBuffer] };
   }
   // Every check passed: only now does the update touch the partial sum.
   sum ??= new Float64Array(expected.parameterCount);
   foldWeighted(sum, delta, weight);
   exampleCount += weight;
   count++;
-  return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: null, input: null }, transfer: [] };
+  return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: null }, transfer: [] };
 }
 
 port.on('message', (request: IngestRequest) => {
@@ -79,12 +79,7 @@ port.on('message', (request: IngestRequest) => {
         out = handleJob(request);
       } catch (thrown) {
         const error = toFedtlError(thrown, 'BAD_MESSAGE');
-        out = { reply: { type: 'job', id: request.id, ok: false, code: error.code, message: error.message, input: null }, transfer: [] };
-      }
-      // The envelope's memory goes back to the caller that moved it here.
-      if (request.returnInput) {
-        (out.reply as { input: Uint8Array | null }).input = request.bytes;
-        out.transfer.push(request.bytes.buffer as ArrayBuffer);
+        out = { reply: { type: 'job', id: request.id, ok: false, code: error.code, message: error.message }, transfer: [] };
       }
       port.postMessage(out.reply, out.transfer);
       return;

@@ -43,9 +43,10 @@ import { expectedUpdate, type UpdateOpenerOptions } from './update-opener.ts';
 
 /**
  * Heads from this many parameters get worker ingest by default (startCoordinator). Measured with
- * `npm run bench:ingest` (roundloop-workers×2 against roundloop): the workers were ahead at 10k,
- * 100k and 1M parameters; below 100k an update is opened in well under a millisecond, so the
- * threads (each holding a float64 partial sum) are not worth starting.
+ * `npm run bench:ingest`: on an idle 2-core machine 2 workers that open and sum ran at 0.44× plain
+ * accumulation against one thread's 0.26× (1M parameters); on a loaded one (README) they were
+ * ahead at 10k and 100k parameters and at 1M in one run of three. Below 100k an update opens in
+ * well under a millisecond, so the threads (each holding a float64 partial sum) are not worth starting.
  */
 export const INGEST_DEFAULTS = { minParameters: 100_000 } as const;
 
@@ -76,10 +77,8 @@ export type IngestOutcome =
       weight: number;
       /** The delta, for open-only jobs; `null` when it was folded on the worker. */
       delta: Float32Array | null;
-      /** The envelope's bytes, when they were moved to the worker (the caller's view is detached). */
-      sealed: Uint8Array | null;
     }
-  | { ok: false; code: ErrorCode; message: string; sealed: Uint8Array | null };
+  | { ok: false; code: ErrorCode; message: string };
 
 /** The merged partial sums of one round. */
 export interface IngestPartial {
@@ -101,14 +100,14 @@ export interface IngestWorkerSetup {
 /** @internal */
 export type IngestRequest =
   | { type: 'begin'; epoch: number; expected: ExpectedUpdate; exampleCap: number }
-  | { type: 'job'; id: number; epoch: number; bytes: Uint8Array; returnInput: boolean; clientId: string; keys: ClientPublicKeys | null; fold: boolean }
+  | { type: 'job'; id: number; epoch: number; bytes: Uint8Array; clientId: string; keys: ClientPublicKeys | null; fold: boolean }
   | { type: 'finish'; id: number; epoch: number };
 
 /** @internal */
 export type IngestReply =
   | { type: 'ready' }
-  | { type: 'job'; id: number; ok: true; header: UpdateHeader; weight: number; delta: Float32Array | null; input: Uint8Array | null }
-  | { type: 'job'; id: number; ok: false; code: string; message: string; input: Uint8Array | null }
+  | { type: 'job'; id: number; ok: true; header: UpdateHeader; weight: number; delta: Float32Array | null }
+  | { type: 'job'; id: number; ok: false; code: string; message: string }
   | { type: 'finish'; id: number; epoch: number; sum: Float64Array | null; exampleCount: number; count: number };
 
 // ------------------------------------------------------------------------------------------------
@@ -212,11 +211,11 @@ export class UpdateIngest {
   /**
    * Opens `sealed` from the connection's authenticated `clientId` on a worker; with `fold` also
    * adds it to that worker's partial sum. `sealed` is moved to the worker when it spans its whole
-   * ArrayBuffer (the caller's view is detached; the memory comes back as `outcome.sealed`), and
+   * ArrayBuffer (the caller's view is detached, and the worker drops the bytes once opened), and
    * copied otherwise.
    */
   async submit(sealed: Uint8Array, clientId: string, fold: boolean): Promise<IngestOutcome> {
-    const refuse = (code: ErrorCode, message: string): IngestOutcome => ({ ok: false, code, message, sealed: null });
+    const refuse = (code: ErrorCode, message: string): IngestOutcome => ({ ok: false, code, message });
     if (this.#closed) return refuse('INTERNAL', 'the update ingest is closed');
     if (this.#fatal) return refuse(this.#fatal.code, this.#fatal.message);
     const round = this.#round;
@@ -236,14 +235,14 @@ export class UpdateIngest {
     let slot = this.#slots[0] as Slot;
     for (const candidate of this.#slots) if (candidate.jobs.size < slot.jobs.size) slot = candidate;
     const id = this.#nextId++;
-    const request: IngestRequest = { type: 'job', id, epoch: round.epoch, bytes, returnInput: whole, clientId, keys: keys ?? null, fold };
+    const request: IngestRequest = { type: 'job', id, epoch: round.epoch, bytes, clientId, keys: keys ?? null, fold };
     const reply = await new Promise<JobReply>((resolve) => {
       this.#owe(slot, +1);
       slot.jobs.set(id, resolve);
       slot.worker.postMessage(request, [bytes.buffer as ArrayBuffer]);
     });
-    if (!reply.ok) return { ok: false, code: isErrorCode(reply.code) ? reply.code : 'INTERNAL', message: reply.message, sealed: reply.input };
-    return { ok: true, header: reply.header, weight: reply.weight, delta: reply.delta, sealed: reply.input };
+    if (!reply.ok) return { ok: false, code: isErrorCode(reply.code) ? reply.code : 'INTERNAL', message: reply.message };
+    return { ok: true, header: reply.header, weight: reply.weight, delta: reply.delta };
   }
 
   /**
@@ -308,7 +307,7 @@ export class UpdateIngest {
   }
 
   #failSlot(slot: Slot, message: string): void {
-    for (const resolve of slot.jobs.values()) resolve({ type: 'job', id: 0, ok: false, code: 'INTERNAL', message, input: null });
+    for (const resolve of slot.jobs.values()) resolve({ type: 'job', id: 0, ok: false, code: 'INTERNAL', message });
     for (const resolve of slot.finishes.values()) resolve(null);
     slot.jobs.clear();
     slot.finishes.clear();

@@ -17,7 +17,7 @@ import type { FlatWeights } from '../../shared/weights/flat-weights.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import { evaluateHead, trainHead, type OptimizerName } from '../../shared/model/head-training.ts';
-import { trainableStageText, type TrainableSchedule, type TrainableStage } from '../../shared/model/trainable-set.ts';
+import type { TrainableSchedule, TrainableStage } from '../../shared/model/trainable-set.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { groupByClient, type ClientOrder } from './client-shards.ts';
 import { featuresOf } from './simulation-data.ts';
@@ -54,10 +54,15 @@ export interface CentralizedFineTuningResult {
   loss: number;
   /** Epochs each stage trained, in schedule order. */
   stageEpochs: number[];
-  /** Each stage in words (`trainableStageText`). */
+  /** Each stage in words, e.g. `from round 3: head + base_conv_1 ×1`. */
   stages: string[];
   /** The whole model at the end (every base weight, then the head). */
   model: FlatWeights;
+}
+
+/** A stage in words for the report: its first round, then what trains and at which rate multiplier. */
+export function stageDescription(stage: TrainableStage): string {
+  return `from round ${stage.fromRound}: head${stage.headLrMultiplier !== 1 ? ` ×${stage.headLrMultiplier}` : ''}${stage.layers.map((layer) => ` + ${layer.name} ×${layer.lrMultiplier}`).join('')}`;
 }
 
 /**
@@ -117,7 +122,7 @@ export async function centralizedFineTuning(input: CentralizedFineTuningInput): 
     const rows = await stageRows(top, input.test, input.cache, null);
     return evaluateHead(top.model, rows.features, rows.labels);
   });
-  return { accuracy: result.accuracy, loss: result.loss, stageEpochs: epochs, stages: input.schedule.stages.map((stage) => trainableStageText(stage)), model };
+  return { accuracy: result.accuracy, loss: result.loss, stageEpochs: epochs, stages: input.schedule.stages.map(stageDescription), model };
 }
 
 /**

@@ -60,7 +60,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
   const started = Date.now();
   // Wall and CPU seconds of each phase (this process's CPU, worker threads included), logged so a
   // slow run says where its time went, and whether it computed or waited for a busy machine.
-  let lapStarted = { wall: started, cpu: process.cpuUsage() };
+  const startedCpu = process.cpuUsage();
+  let lapStarted = { wall: started, cpu: startedCpu };
   const lap = () => {
     const now = { wall: Date.now(), cpu: process.cpuUsage() };
     const cpu = (now.cpu.user + now.cpu.system - lapStarted.cpu.user - lapStarted.cpu.system) / 1e6;
@@ -224,6 +225,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       evaluation = finalEvaluation(data.test.labels, predicted, numClasses);
     }
     base.dispose();
+    const cpu = process.cpuUsage(startedCpu);
+    log.info(`all done: ${((Date.now() - started) / 1000).toFixed(1)} s, CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s`);
 
     const rounds = federated.history.map(toReportRound);
     const finalAccuracy = rounds.at(-1)?.accuracy ?? null;
