@@ -3,24 +3,17 @@
  * small GloVe base with real clients (socket.io clients in this process, or `fedtl client` child
  * processes), the trainable set widening from the head to the embedding table mid-run.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { subset, type LabeledDataset } from '../../../client/data/dataset.ts';
-import { loadImdb } from '../../../client/data/imdb.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type LabeledDataset } from '../../../client/data/dataset.ts';
 import type { RoundRecord } from '../../../server/round-record.ts';
-import { openBase } from '../../../shared/bases/prepare-base.ts';
 import type { Logger } from '../../../shared/core/log.ts';
 import type { LoadedBase } from '../../../shared/model/base-loader.ts';
 import type { FeatureMatrix } from '../../../shared/model/feature-matrix.ts';
 import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
-import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { resolveConfig, type SimulationConfig, type SimulationMode } from '../../../scripts/simulation/presets.ts';
 import { runFederated } from '../../../scripts/simulation/run-federated.ts';
-import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
-import { SMALL_GLOVE } from '../../support/text-model.ts';
+import { useSmallImdb } from '../../support/small-imdb.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const ROUNDS = 4;
@@ -32,29 +25,13 @@ const SCHEDULE = {
   ],
 };
 
-let work: string;
+const imdb = useSmallImdb('modes');
 let glove: LoadedBase;
 let train: LabeledDataset;
 let test: LabeledDataset;
 let testFeatures: FeatureMatrix;
-const savedCache = process.env['FEDTL_CACHE'];
-
-beforeAll(async () => {
-  await selectBackend({ log: false });
-  work = await mkdtemp(path.join(os.tmpdir(), 'fedtl-finetune-modes-'));
-  // Feature caches of this file's runs stay in its own directory.
-  process.env['FEDTL_CACHE'] = path.join(work, 'cache');
-  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'bases'), ...SMALL_GLOVE });
-  const reviews = await loadImdb({ limit: 180, seed: 4 });
-  train = subset(reviews, Array.from({ length: 120 }, (_, i) => i), { name: 'modes-train' });
-  test = subset(reviews, Array.from({ length: 60 }, (_, i) => 120 + i), { name: 'modes-test' });
-  testFeatures = await featuresOf(glove, test, simulationCache());
-}, 120_000);
-afterAll(async () => {
-  glove.dispose();
-  if (savedCache === undefined) delete process.env['FEDTL_CACHE'];
-  else process.env['FEDTL_CACHE'] = savedCache;
-  await rm(work, { recursive: true, force: true });
+beforeAll(() => {
+  ({ glove, train, test, testFeatures } = imdb);
 });
 
 function config(mode: SimulationMode): SimulationConfig {

@@ -3,53 +3,32 @@
  * model of a fine-tuning run (a small GloVe base whose embedding table trains from round 3), whose
  * accuracy from the predictions must equal the accuracy the run itself measured.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { subset, type LabeledDataset } from '../../../client/data/dataset.ts';
-import { loadImdb } from '../../../client/data/imdb.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type LabeledDataset } from '../../../client/data/dataset.ts';
 import { initialHeadWeights } from '../../../server/start-coordinator.ts';
-import { openBase } from '../../../shared/bases/prepare-base.ts';
 import type { Logger } from '../../../shared/core/log.ts';
 import type { LoadedBase } from '../../../shared/model/base-loader.ts';
 import type { FeatureMatrix } from '../../../shared/model/feature-matrix.ts';
 import { buildHead, setHeadWeights } from '../../../shared/model/head.ts';
 import { evaluateHead, predictHead } from '../../../shared/model/head-training.ts';
-import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
 import { resolveConfig, type SimulationConfig } from '../../../scripts/simulation/presets.ts';
 import { finalModelPredictions, predictClasses } from '../../../scripts/simulation/report-predictions.ts';
 import { finalEvaluation } from '../../../scripts/simulation/report-tables.ts';
 import { runFederated } from '../../../scripts/simulation/run-federated.ts';
 import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
-import { SMALL_GLOVE } from '../../support/text-model.ts';
+import { useSmallImdb } from '../../support/small-imdb.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-let work: string;
+const imdb = useSmallImdb('predictions');
 let glove: LoadedBase;
 let train: LabeledDataset;
 let test: LabeledDataset;
 let testFeatures: FeatureMatrix;
-const savedCache = process.env['FEDTL_CACHE'];
-
-beforeAll(async () => {
-  await selectBackend({ log: false });
-  work = await mkdtemp(path.join(os.tmpdir(), 'fedtl-report-predictions-'));
-  process.env['FEDTL_CACHE'] = path.join(work, 'cache');
-  glove = await openBase('glove-100d', { cacheDir: path.join(work, 'bases'), ...SMALL_GLOVE });
-  const reviews = await loadImdb({ limit: 180, seed: 4 });
-  train = subset(reviews, Array.from({ length: 120 }, (_, i) => i), { name: 'predictions-train' });
-  test = subset(reviews, Array.from({ length: 60 }, (_, i) => 120 + i), { name: 'predictions-test' });
-  testFeatures = await featuresOf(glove, test, simulationCache());
-}, 120_000);
-afterAll(async () => {
-  glove.dispose();
-  if (savedCache === undefined) delete process.env['FEDTL_CACHE'];
-  else process.env['FEDTL_CACHE'] = savedCache;
-  await rm(work, { recursive: true, force: true });
+beforeAll(() => {
+  ({ glove, train, test, testFeatures } = imdb);
 });
 
 function config(overrides: Partial<SimulationConfig>): SimulationConfig {

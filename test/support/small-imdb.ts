@@ -1,0 +1,53 @@
+/**
+ * The fixture of the simulation tests that run a small text federation: a small GloVe base and 180
+ * IMDB reviews (120 for training, 60 for testing), with the base and every feature cache in a temp
+ * folder of the file's own, so runs neither read nor leave anything in the repository's cache.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
+import { loadImdb } from '../../client/data/imdb.ts';
+import { featuresOf, simulationCache } from '../../scripts/simulation/simulation-data.ts';
+import { openBase } from '../../shared/bases/prepare-base.ts';
+import type { LoadedBase } from '../../shared/model/base-loader.ts';
+import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { SMALL_GLOVE } from './text-model.ts';
+
+export interface SmallImdb {
+  glove: LoadedBase;
+  train: LabeledDataset;
+  test: LabeledDataset;
+  /** The test reviews through the base, from the fixture's own cache. */
+  testFeatures: FeatureMatrix;
+}
+
+/**
+ * Registers the fixture's `beforeAll` / `afterAll` (call it at the top of a file) and returns the
+ * object they fill: read its fields inside tests or later hooks, not at collection time. `name`
+ * names the temp folder and the data sets.
+ */
+export function useSmallImdb(name: string): SmallImdb {
+  const fixture = {} as SmallImdb;
+  const savedCache = process.env['FEDTL_CACHE'];
+  let work = '';
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+    work = await mkdtemp(path.join(os.tmpdir(), `fedtl-${name}-`));
+    process.env['FEDTL_CACHE'] = path.join(work, 'cache');
+    fixture.glove = await openBase('glove-100d', { cacheDir: path.join(work, 'bases'), ...SMALL_GLOVE });
+    const reviews = await loadImdb({ limit: 180, seed: 4 });
+    fixture.train = subset(reviews, Array.from({ length: 120 }, (_, i) => i), { name: `${name}-train` });
+    fixture.test = subset(reviews, Array.from({ length: 60 }, (_, i) => 120 + i), { name: `${name}-test` });
+    fixture.testFeatures = await featuresOf(fixture.glove, fixture.test, simulationCache());
+  }, 120_000);
+  afterAll(async () => {
+    fixture.glove?.dispose();
+    if (savedCache === undefined) delete process.env['FEDTL_CACHE'];
+    else process.env['FEDTL_CACHE'] = savedCache;
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+  return fixture;
+}
