@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
+import { resolveConfig, type SimulationConfig } from '../../scripts/simulation/presets.ts';
 import { featuresOf, simulationCache } from '../../scripts/simulation/simulation-data.ts';
 import { openBase } from '../../shared/bases/prepare-base.ts';
 import type { LoadedBase } from '../../shared/model/base-loader.ts';
@@ -50,4 +51,29 @@ export function useSmallImdb(name: string): SmallImdb {
     if (work) await rm(work, { recursive: true, force: true });
   });
   return fixture;
+}
+
+/**
+ * The `imdb-glove` preset cut down to the fixture's data: 2 clients, every client every round,
+ * one epoch, no faults, no baselines, seed 5, virtual mode. `overrides` set the rest.
+ */
+export function smallImdbConfig(overrides: Partial<SimulationConfig>): SimulationConfig {
+  return resolveConfig('imdb-glove', {
+    mode: 'virtual',
+    clients: 2,
+    rounds: 4,
+    trainExamples: 120,
+    testExamples: 60,
+    fractionFit: 1,
+    minClients: 2,
+    epochs: 1,
+    batchSize: 16,
+    learningRate: 0.05,
+    strategy: 'fedavg',
+    dropoutRate: 0,
+    stragglerRate: 0,
+    seed: 5,
+    baselines: { centralized: false, localOnly: false, scratch: false },
+    ...overrides,
+  });
 }

@@ -11,9 +11,9 @@ import type { Logger } from '../../../shared/core/log.ts';
 import type { LoadedBase } from '../../../shared/model/base-loader.ts';
 import type { FeatureMatrix } from '../../../shared/model/feature-matrix.ts';
 import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
-import { resolveConfig, type SimulationConfig, type SimulationMode } from '../../../scripts/simulation/presets.ts';
+import type { SimulationConfig, SimulationMode } from '../../../scripts/simulation/presets.ts';
 import { runFederated } from '../../../scripts/simulation/run-federated.ts';
-import { useSmallImdb } from '../../support/small-imdb.ts';
+import { smallImdbConfig, useSmallImdb } from '../../support/small-imdb.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const ROUNDS = 4;
@@ -35,26 +35,7 @@ beforeAll(() => {
 });
 
 function config(mode: SimulationMode): SimulationConfig {
-  return resolveConfig('imdb-glove', {
-    mode,
-    clients: 2,
-    rounds: ROUNDS,
-    trainExamples: 120,
-    testExamples: 60,
-    fractionFit: 1,
-    minClients: 2,
-    epochs: 1,
-    batchSize: 16,
-    learningRate: 0.05,
-    strategy: 'fedavg',
-    dropoutRate: 0,
-    stragglerRate: 0,
-    seed: 5,
-    trainable: SCHEDULE,
-    augmentation: { tokenDropout: 0.1 },
-    roundTimeoutMs: 120_000,
-    baselines: { centralized: false, localOnly: false, scratch: false },
-  });
+  return smallImdbConfig({ mode, rounds: ROUNDS, trainable: SCHEDULE, augmentation: { tokenDropout: 0.1 }, roundTimeoutMs: 120_000 });
 }
 
 async function run(mode: SimulationMode) {

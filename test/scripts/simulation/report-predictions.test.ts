@@ -13,12 +13,12 @@ import type { FeatureMatrix } from '../../../shared/model/feature-matrix.ts';
 import { buildHead, setHeadWeights } from '../../../shared/model/head.ts';
 import { evaluateHead, predictHead } from '../../../shared/model/head-training.ts';
 import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
-import { resolveConfig, type SimulationConfig } from '../../../scripts/simulation/presets.ts';
+import type { SimulationConfig } from '../../../scripts/simulation/presets.ts';
 import { finalModelPredictions, predictClasses } from '../../../scripts/simulation/report-predictions.ts';
 import { finalEvaluation } from '../../../scripts/simulation/report-tables.ts';
 import { runFederated } from '../../../scripts/simulation/run-federated.ts';
 import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
-import { useSmallImdb } from '../../support/small-imdb.ts';
+import { smallImdbConfig, useSmallImdb } from '../../support/small-imdb.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -32,25 +32,7 @@ beforeAll(() => {
 });
 
 function config(overrides: Partial<SimulationConfig>): SimulationConfig {
-  return resolveConfig('imdb-glove', {
-    mode: 'virtual',
-    clients: 2,
-    rounds: 4,
-    trainExamples: 120,
-    testExamples: 60,
-    fractionFit: 1,
-    minClients: 2,
-    epochs: 1,
-    batchSize: 16,
-    learningRate: 0.05,
-    strategy: 'fedavg',
-    dropoutRate: 0,
-    stragglerRate: 0,
-    seed: 5,
-    trainingWorkers: 0,
-    baselines: { centralized: false, localOnly: false, scratch: false },
-    ...overrides,
-  });
+  return smallImdbConfig({ trainingWorkers: 0, ...overrides });
 }
 
 describe('predictClasses', () => {
