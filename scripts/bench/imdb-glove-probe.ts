@@ -16,7 +16,7 @@
  */
 import { resolveConfig } from '../simulation/presets.ts';
 import { loadSimulationData, openSimulationBase } from '../simulation/simulation-data.ts';
-import { Tokenizer } from '../../shared/bases/tokenizer.ts';
+import { Tokenizer, tokenize } from '../../shared/bases/tokenizer.ts';
 import { createRandom } from '../../shared/math/random.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 
@@ -49,6 +49,11 @@ const docsOf = (texts: string[], labels: Int32Array): Doc[] =>
     for (const id of tokenizer.encode(t)) if (id !== 0) m.set(id, (m.get(id) ?? 0) + 1);
     return { ids: Int32Array.from(m.keys()), counts: Float32Array.from(m.values()), label: labels[r]! };
   });
+// How much of the training reviews the sequence length cuts.
+const lengths = data.train.examples.texts.map((text) => tokenize(text).length);
+const tokens = lengths.reduce((a, b) => a + b, 0);
+const kept = lengths.reduce((a, b) => a + Math.min(b, seqLen), 0);
+console.log(`training reviews longer than ${seqLen} tokens: ${((100 * lengths.filter((n) => n > seqLen).length) / lengths.length).toFixed(1)} %; tokens cut: ${((100 * (tokens - kept)) / tokens).toFixed(1)} %; median length ${[...lengths].sort((a, b) => a - b)[lengths.length >> 1]}`);
 const train = docsOf(data.train.examples.texts, data.train.labels);
 const test = docsOf(data.test.examples.texts, data.test.labels);
 
