@@ -28,23 +28,25 @@ const config = resolveConfig('fashion-transfer', {
   trainable: {
     stages: [
       { fromRound: 1, groups: [{ select: 'head' }] },
-      { fromRound: 3, groups: [{ select: 'head' }, { select: 'top', count: 1, unit: 'layers', lrMultiplier: 1 }] },
+      { fromRound: 2, groups: [{ select: 'head' }, { select: 'top', count: 1, unit: 'layers', lrMultiplier: 1 }] },
     ],
   },
   scratchFeatures: ['pixels', 'cnn'],
   scratchCnn: { conv: TINY_CONV, hidden: [] },
   clients: 3,
-  rounds: 4,
+  rounds: 3,
   minClients: 2,
   batchSize: 8,
   learningRate: 0.01,
   // Crashes too: the fault draws must not depend on the thread either.
   dropoutRate: 0.2,
   seed: 3,
-  centralizedEpochs: 4,
+  centralizedEpochs: 3,
   localOnlyClients: 3,
-  trainExamples: 60,
-  testExamples: 40,
+  // The from-scratch federations of this thread train in it, as in a baseline worker (which starts no training pool of its own).
+  trainingWorkers: 0,
+  trainExamples: 36,
+  testExamples: 24,
 });
 
 /** A result without its wall times, the one thing that may differ between threads. */
@@ -65,9 +67,9 @@ beforeAll(async () => {
   // The workers' feature caches (simulationCache) go to the temp folder, not the repository's.
   process.env['FEDTL_CACHE'] = join(work, 'cache');
   base = await buildTinySplitCnn(join(work, 'base'));
-  const train = tinyImages(60, 'train');
-  const test = tinyImages(40, 'test');
-  const order = clientOrder([Int32Array.from({ length: 30 }, (_, i) => i), Int32Array.from({ length: 20 }, (_, i) => 30 + i), Int32Array.from({ length: 10 }, (_, i) => 50 + i)]);
+  const train = tinyImages(36, 'train');
+  const test = tinyImages(24, 'test');
+  const order = clientOrder([Int32Array.from({ length: 18 }, (_, i) => i), Int32Array.from({ length: 12 }, (_, i) => 18 + i), Int32Array.from({ length: 6 }, (_, i) => 30 + i)]);
   const cache = new FeatureCache({ directory: join(work, 'features') });
   context = {
     config,
@@ -105,8 +107,8 @@ describe('baseline jobs', () => {
     expect(tf.memory().numTensors).toBe(before);
     // They trained: the fine-tuned and the CNN runs learn the task, and every result is there.
     const byKind = (kind: BaselineJobResult['kind']) => here.filter((result) => result.kind === kind);
-    expect(byKind('centralized-fine-tuning')[0]).toMatchObject({ stageEpochs: [2, 2] });
-    for (const result of here) if (result.kind === 'centralized-fine-tuning' || result.kind === 'centralized-feature-extraction') expect(result.accuracy).toBeGreaterThan(0.8);
+    expect(byKind('centralized-fine-tuning')[0]).toMatchObject({ stageEpochs: [1, 2] });
+    for (const result of here) if (result.kind === 'centralized-fine-tuning' || result.kind === 'centralized-feature-extraction') expect(result.accuracy).toBeGreaterThan(0.7);
     expect(byKind('scratch')).toHaveLength(2);
 
     const pool = await BaselinePool.start({ workers: 2, setup: { config, baseDirectory: join(work, 'base'), train: context.train, test: context.test, order: context.order, shards: context.shards, testFeatures: context.testFeatures }, log: quiet });
