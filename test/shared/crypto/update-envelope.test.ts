@@ -269,7 +269,7 @@ describe('update envelope rejections', () => {
     const into = new Float32Array(n);
     const { ctStart } = layout(bytes);
     const tampered = new Uint8Array(bytes);
-    tampered[ctStart + 70_000] ^= 1; // in the second 64 KiB block
+    tampered[ctStart + 70_000]! ^= 1; // in the second 64 KiB block
     expect(code(() => openUpdate(tampered, options({ into }, { parameterCount: n })))).toBe('BAD_SIGNATURE');
     // Re-signed by the client itself: the signature holds, the AEAD tag does not.
     expect(code(() => openUpdate(resign(tampered, client), options({ into }, { parameterCount: n })))).toBe('DECRYPT_FAILED');
