@@ -597,7 +597,7 @@ function hashDecryptScan(
   if (frame.header.coordinatorKeyId !== keyId(coordinator.box.publicKey)) {
     decryptError = new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} was sealed for another coordinator`);
   } else {
-    const { key, nonce } = messageKey(x25519Shared(coordinator.box.secretKey, keys.box), frame.header.updateId, keys.signing, keys.box, coordinator.box.publicKey);
+    const { key, nonce } = messageKey(x25519Shared(coordinator.box.secretKey, keys.box, coordinator.box.publicKey), frame.header.updateId, keys.signing, keys.box, coordinator.box.publicKey);
     try {
       decipher = createDecipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
       decipher.setAAD(frame.authenticated, { plaintextLength: frame.ciphertext.length });
