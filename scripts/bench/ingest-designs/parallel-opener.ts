@@ -67,7 +67,9 @@ export interface ParallelOpenerOptions {
 }
 
 /** What the round loop's `UpdateOpener` returns, plus what the worker measured. */
-export interface ParallelOpenedUpdate extends OpenedUpdate {
+export interface ParallelOpenedUpdate extends Omit<OpenedUpdate, 'delta'> {
+  /** The dense delta (this design opens dense updates only). */
+  delta: Float32Array;
   /** L2 norm of the delta, computed during validation. */
   l2Norm: number;
   /** Size of the envelope that was opened. */
