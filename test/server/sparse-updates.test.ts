@@ -140,9 +140,9 @@ describe('row-sparse uploads of a fine-tuned embedding table, over real sockets'
     expect(Buffer.from(sparse.weights.buffer).equals(Buffer.from(dense.weights.buffer))).toBe(true);
     const headValues = stage.parameterCount - stage.entries[0]!.length;
     // The dense envelope's framing, plus the header's `"encoding":"row-sparse"` field.
-    const envelope = dense.bytes[0]! - stage.parameterCount * 4 + ',"encoding":"row-sparse"'.length;
-    expect(sparse.bytes[0]).toBe(envelope + 4 * (1 + 1 + 6 + 6 * DIMS + headValues));
-    expect(sparse.bytes[1]).toBe(envelope + 4 * (1 + 1 + 2 + 2 * DIMS + headValues));
+    const envelope = (i: number) => dense.bytes[i]! - stage.parameterCount * 4 + ',"encoding":"row-sparse"'.length;
+    expect(sparse.bytes[0]).toBe(envelope(0) + 4 * (1 + 1 + 6 + 6 * DIMS + headValues));
+    expect(sparse.bytes[1]).toBe(envelope(1) + 4 * (1 + 1 + 2 + 2 * DIMS + headValues));
     expect(dense.bytes[0]! / sparse.bytes[0]!).toBeGreaterThan(50);
   }, 120_000);
 
