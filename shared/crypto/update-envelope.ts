@@ -28,13 +28,22 @@
  * 4   1  format version (1)
  * 5   3  reserved, must be 0
  * 8   4  header length H (≤ maxHeaderBytes)
- * 12  4  payload length C (= 4 × parameterCount, ≤ maxPayloadBytes)
+ * 12  4  payload length C (= 4 × parameterCount dense, < that row-sparse; ≤ maxPayloadBytes)
  * 16  H  header, UTF-8 JSON (see {@link UpdateHeader})
  * +H  64 Ed25519 signature
- * +64 C  ciphertext of the float32 little-endian delta
+ * +64 C  ciphertext of the payload: the float32 little-endian delta, or with the header's
+ *        `encoding: "row-sparse"` its row-sparse encoding (shared/weights/sparse-rows.ts)
  * +C  16 Poly1305 tag
  * ```
  * Total length must match exactly; every length is checked against the buffer before use.
+ *
+ * ## Row-sparse payloads
+ * A fine-tuned embedding table's delta is zero outside the rows of the words a client used, so
+ * {@link sealUpdate} given the delta's manifest (`rowSparse`) sends such tables as row indices and
+ * rows when that is smaller than the dense delta. The encoding is inside the ciphertext, named by
+ * the signed header; the coordinator accepts it only where it said so (`ExpectedUpdate.rowSparse`,
+ * never under secure aggregation: SECURITY.md) and checks its structure (`BAD_MESSAGE`) and values
+ * (`NON_FINITE`, `OUT_OF_RANGE`, the same L2 norm) exactly as a dense delta's.
  *
  * @example
  * ```ts
@@ -46,8 +55,10 @@
  * });
  * ```
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, type DecipherChaCha20Poly1305, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { FedtlError } from '../core/errors.ts';
+import type { WeightManifest } from '../weights/flat-weights.ts';
+import { decodeRowSparseRuns, embeddingEntryNames, encodeRowSparse, sparseToDense, type SparseDelta } from '../weights/sparse-rows.ts';
 import { clientIdFromSigningKey, decodeKey, type Identity, PUBLIC_KEY_BYTES } from './identity.ts';
 import { ed25519PrivateKey, ed25519PublicKey, x25519Shared } from './native-keys.ts';
 
@@ -71,7 +82,10 @@ const METRIC_NAME_RE = /^[A-Za-z0-9._/-]{1,64}$/;
 const HEX16_RE = /^[0-9a-f]{16}$/;
 const HEX32_RE = /^[0-9a-f]{32}$/;
 const MAX_METRICS = 64;
-const HEADER_KEYS = ['v', 'roundId', 'clientId', 'coordinatorKeyId', 'updateId', 'timestamp', 'exampleCount', 'parameterCount', 'metrics'] as const;
+const HEADER_KEYS = ['v', 'roundId', 'clientId', 'coordinatorKeyId', 'updateId', 'timestamp', 'exampleCount', 'parameterCount', 'metrics', 'encoding'] as const;
+
+/** How a payload is laid out: absent is the dense float32 delta. */
+export type PayloadEncoding = 'row-sparse';
 
 /** What the client supplies; the rest of the header is filled in by {@link sealUpdate}. */
 export interface UpdateHeaderInput {
@@ -99,6 +113,8 @@ export interface UpdateHeader {
   readonly exampleCount: number;
   readonly parameterCount: number;
   readonly metrics: Readonly<Record<string, number>>;
+  /** `row-sparse`: the payload is a row-sparse encoding of the delta; absent: dense float32. */
+  readonly encoding?: PayloadEncoding;
 }
 
 /** Public keys of a client as the coordinator knows them (base64), e.g. a {@link PublicIdentity}. */
@@ -114,6 +130,12 @@ export interface SealUpdateOptions {
   readonly coordinatorBoxKey: string | Uint8Array;
   /** Clock for the `timestamp` field. @default Date.now */
   readonly now?: () => number;
+  /**
+   * The manifest the delta is laid out by, to send its embedding tables row-sparse when that is
+   * smaller than dense. Leave it out under secure aggregation (masks need every coordinate).
+   * @default undefined (dense)
+   */
+  readonly rowSparse?: WeightManifest;
 }
 
 /** What the coordinator expects of an update in the current round. */
@@ -136,6 +158,11 @@ export interface ExpectedUpdate {
   readonly timestampWindowMs?: number;
   /** Clock for `timestampWindowMs`. @default Date.now */
   readonly now?: () => number;
+  /**
+   * The round's manifest when it accepts row-sparse payloads (its embedding tables are decoded by
+   * it); without it a row-sparse payload is `BAD_MESSAGE`. @default undefined (dense only)
+   */
+  readonly rowSparse?: WeightManifest;
 }
 
 /** Size limits applied while parsing, before any cryptography. */
@@ -156,6 +183,12 @@ export interface OpenUpdateOptions {
    */
   readonly resolveClient: (clientId: string) => ClientPublicKeys | undefined;
   readonly limits?: EnvelopeLimits;
+  /**
+   * Decrypt into this array (exactly `parameterCount` values) instead of a new one: for a caller
+   * that folds each delta into a sum and reuses its buffer (the ingest workers). The returned
+   * `delta` is then `into`; if opening fails, its contents are unspecified. @default a new array
+   */
+  readonly into?: Float32Array;
 }
 
 /** Statistics computed while validating the delta, free for clipping decisions. */
@@ -171,6 +204,13 @@ export interface OpenedUpdate {
    * caller. Do not retain it longer than needed: at 5 M parameters it is 20 MB.
    */
   readonly delta: Float32Array;
+  readonly stats: DeltaStats;
+}
+
+/** {@link OpenedUpdate} with a row-sparse payload left sparse (see {@link openUpdateRows}). */
+export interface OpenedRows {
+  readonly header: UpdateHeader;
+  readonly delta: Float32Array | SparseDelta;
   readonly stats: DeltaStats;
 }
 
@@ -203,6 +243,34 @@ export function sealUpdate(
   update: { readonly header: UpdateHeaderInput; readonly delta: Float32Array },
   options: SealUpdateOptions,
 ): Uint8Array {
+  const { delta } = update;
+  if (delta.length === 0) throw new FedtlError('BAD_SHAPE', 'sealUpdate: delta is empty');
+  // Same checks as the coordinator's, with the loosest range, so bad values fail at the source.
+  scanDelta(delta, Number.MAX_VALUE, Infinity);
+  const sparse = options.rowSparse ? rowSparsePayload(delta, options.rowSparse) : null;
+  let plain: Uint8Array = sparse ?? Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
+  if (!LITTLE_ENDIAN) plain = Buffer.from(plain).swap32(); // the wire is little-endian
+  return sealPayload({ header: update.header, parameterCount: delta.length, payload: plain, ...(sparse ? { encoding: 'row-sparse' as const } : {}) }, options);
+}
+
+/** The row-sparse encoding of `delta` when `manifest` has embedding tables and it is smaller than dense; otherwise null. */
+function rowSparsePayload(delta: Float32Array, manifest: WeightManifest): Uint8Array | null {
+  if (manifest.parameterCount !== delta.length) throw new FedtlError('BAD_SHAPE', `rowSparse manifest has ${manifest.parameterCount} parameters, the delta ${delta.length}`);
+  const tables = embeddingEntryNames(manifest);
+  if (tables.size === 0) return null;
+  const encoded = encodeRowSparse(delta, manifest, tables);
+  return encoded.byteLength < delta.byteLength ? encoded : null;
+}
+
+/**
+ * Seals an already encoded payload (little-endian words): what {@link sealUpdate} does after
+ * encoding. Checks nothing of the payload's content — the coordinator does — so it also serves
+ * tests that send malformed payloads through a correctly signed envelope.
+ */
+export function sealPayload(
+  update: { readonly header: UpdateHeaderInput; readonly parameterCount: number; readonly payload: Uint8Array; readonly encoding?: PayloadEncoding },
+  options: SealUpdateOptions,
+): Uint8Array {
   const { clientIdentity } = options;
   const coordinatorBoxKey =
     typeof options.coordinatorBoxKey === 'string'
@@ -211,11 +279,6 @@ export function sealUpdate(
   if (coordinatorBoxKey.length !== PUBLIC_KEY_BYTES) {
     throw new FedtlError('BAD_CONFIG', `coordinatorBoxKey must be ${PUBLIC_KEY_BYTES} bytes`);
   }
-  const { delta } = update;
-  if (delta.length === 0) throw new FedtlError('BAD_SHAPE', 'sealUpdate: delta is empty');
-  // Same checks as the coordinator's, with the loosest range, so bad values fail at the source.
-  scanDelta(delta, Number.MAX_VALUE, Infinity);
-
   const header: UpdateHeader = {
     v: UPDATE_HEADER_VERSION,
     roundId: update.header.roundId,
@@ -224,17 +287,18 @@ export function sealUpdate(
     updateId: randomBytes(UPDATE_ID_BYTES).toString('hex'),
     timestamp: Math.floor((options.now ?? Date.now)()),
     exampleCount: update.header.exampleCount,
-    parameterCount: delta.length,
+    parameterCount: update.parameterCount,
     metrics: { ...(update.header.metrics ?? {}) },
+    ...(update.encoding ? { encoding: update.encoding } : {}),
   };
   validateHeader(header); // throws BAD_MESSAGE for a bad roundId, exampleCount or metric
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
   if (headerBytes.length > DEFAULT_MAX_HEADER_BYTES) {
     throw new FedtlError('TOO_LARGE', `update header is ${headerBytes.length} bytes, limit ${DEFAULT_MAX_HEADER_BYTES}`);
   }
-  const payloadBytes = delta.length * 4;
+  const payloadBytes = update.payload.byteLength;
   if (payloadBytes > DEFAULT_MAX_PAYLOAD_BYTES) {
-    throw new FedtlError('TOO_LARGE', `delta of ${delta.length} parameters exceeds ${DEFAULT_MAX_PAYLOAD_BYTES} bytes`);
+    throw new FedtlError('TOO_LARGE', `delta of ${update.parameterCount} parameters exceeds ${DEFAULT_MAX_PAYLOAD_BYTES} bytes`);
   }
 
   const headerEnd = PREFIX_BYTES + headerBytes.length;
@@ -259,9 +323,7 @@ export function sealUpdate(
   );
   const cipher = createCipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(out.subarray(0, headerEnd), { plaintextLength: payloadBytes });
-  let plain = Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
-  if (!LITTLE_ENDIAN) plain = Buffer.from(plain).swap32(); // the wire is little-endian
-  const ct = cipher.update(plain);
+  const ct = cipher.update(update.payload);
   cipher.final();
   ct.copy(out, ctStart);
   cipher.getAuthTag().copy(out, ctStart + payloadBytes);
@@ -281,14 +343,42 @@ export function sealUpdate(
  * `OUT_OF_RANGE`). Replay (a repeated `updateId`) is the caller's check: it needs round state.
  */
 export function openUpdate(bytes: Uint8Array, options: OpenUpdateOptions): OpenedUpdate {
+  const { header, delta, stats } = openUpdateRows(bytes, options);
+  return { header, delta: dense(delta), stats };
+}
+
+/**
+ * {@link openUpdate} that leaves a row-sparse payload sparse (a {@link SparseDelta}: the sent rows,
+ * scanned as a dense delta is), for a coordinator that adds sparse rows into its sum directly.
+ */
+export function openUpdateRows(bytes: Uint8Array, options: OpenUpdateOptions): OpenedRows {
   const frame = parseFrame(bytes, options);
   const keys = resolveSender(frame, options);
-  const ctHash = createHash('sha256').update(frame.ciphertextAndTag).digest();
-  verifySignature(frame, keys, ctHash);
+  // A row-sparse payload is decrypted into its own words, never into `into` (a dense delta's buffer).
+  const sparse = frame.header.encoding === 'row-sparse';
+  const into = sparse ? undefined : options.into;
+  if (into !== undefined && into.length !== frame.header.parameterCount) {
+    throw new FedtlError('INTERNAL', `openUpdate: 'into' holds ${into.length} values, the update has ${frame.header.parameterCount}`);
+  }
+  const opened = hashDecryptScan(frame, keys, options.coordinatorIdentity, into);
+  verifySignature(frame, keys, opened.ctHash);
   checkAuthenticatedHeader(frame.header, options);
-  const delta = decryptDelta(frame, keys, options.coordinatorIdentity);
-  const stats = checkDelta(delta, options.expected);
-  return { header: frame.header, delta, stats };
+  if (opened.decryptError !== undefined) throw opened.decryptError;
+  if (!sparse) return { header: frame.header, delta: opened.delta, stats: scanStats(opened.delta, opened.sumSquares, options.expected) };
+  const delta = payloadDelta(frame, opened.delta, options.expected);
+  return { header: frame.header, delta, stats: checkDelta(delta, options.expected) };
+}
+
+function dense(delta: Float32Array | SparseDelta): Float32Array {
+  return delta instanceof Float32Array ? delta : sparseToDense(delta);
+}
+
+/** The decrypted payload as a delta: itself when dense, its sent rows when row-sparse (structure checked, `BAD_MESSAGE`). */
+function payloadDelta(frame: Frame, payload: Float32Array, expected: ExpectedUpdate): Float32Array | SparseDelta {
+  if (frame.header.encoding !== 'row-sparse') return payload;
+  const manifest = expected.rowSparse!; // parseFrame refused a row-sparse payload without it
+  if (manifest.parameterCount !== frame.header.parameterCount) throw new FedtlError('INTERNAL', `the round's row-sparse manifest has ${manifest.parameterCount} parameters, the round ${expected.parameterCount}`);
+  return decodeRowSparseRuns(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), manifest, embeddingEntryNames(manifest));
 }
 
 /**
@@ -332,8 +422,9 @@ export async function openUpdateAsync(bytes: Uint8Array, options: OpenUpdateOpti
   verifySignature(frame, keys, ctHash);
   checkAuthenticatedHeader(frame.header, options);
   if (delta === undefined) throw decryptError;
-  const stats = checkDelta(delta, options.expected);
-  return { header: frame.header, delta, stats };
+  const opened = payloadDelta(frame, delta, options.expected);
+  const stats = checkDelta(opened, options.expected);
+  return { header: frame.header, delta: dense(opened), stats };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +481,11 @@ function parseFrame(input: Uint8Array, options: OpenUpdateOptions): Frame {
       `update from ${header.clientId} has ${header.parameterCount} parameters, the model has ${options.expected.parameterCount}`,
     );
   }
-  if (payloadLength !== header.parameterCount * 4) {
+  if (header.encoding === 'row-sparse') {
+    if (!options.expected.rowSparse) throw badMessage(`update from ${header.clientId} is row-sparse, but this round takes dense updates only (no embedding table trains, or secure aggregation runs)`);
+    // A client sends row-sparse only when it is smaller: never more than the dense delta's bytes.
+    if (payloadLength >= header.parameterCount * 4) throw badMessage(`row-sparse payload is ${payloadLength} bytes, not smaller than the dense ${header.parameterCount * 4}`);
+  } else if (payloadLength !== header.parameterCount * 4) {
     throw badMessage(`payload is ${payloadLength} bytes but header declares ${header.parameterCount} float32 parameters`);
   }
   return {
@@ -426,6 +521,8 @@ function validateHeader(value: unknown): UpdateHeader {
   if (!Number.isSafeInteger(exampleCount) || (exampleCount as number) < 1) throw badMessage('exampleCount must be an integer >= 1');
   const parameterCount = obj['parameterCount'];
   if (!Number.isSafeInteger(parameterCount) || (parameterCount as number) < 1) throw badMessage('parameterCount must be an integer >= 1');
+  const encoding = obj['encoding'];
+  if (encoding !== undefined && encoding !== 'row-sparse') throw badMessage(`encoding ${JSON.stringify(encoding)} is not known (expected "row-sparse" or none)`);
   const rawMetrics = obj['metrics'];
   if (typeof rawMetrics !== 'object' || rawMetrics === null || Array.isArray(rawMetrics)) throw badMessage('metrics must be an object');
   const entries = Object.entries(rawMetrics as Record<string, unknown>);
@@ -445,6 +542,7 @@ function validateHeader(value: unknown): UpdateHeader {
     parameterCount: parameterCount as number,
     // fromEntries defines own properties, so a '__proto__' key cannot touch the prototype.
     metrics: Object.freeze(Object.fromEntries(entries as [string, number][])),
+    ...(encoding !== undefined ? { encoding } : {}),
   };
 }
 
@@ -546,33 +644,189 @@ function decryptDelta(frame: Frame, keys: { signing: Uint8Array; box: Uint8Array
     });
   }
   if (!LITTLE_ENDIAN) plain.swap32();
-  const count = frame.header.parameterCount;
+  const count = frame.ciphertext.length / 4; // the delta's values, or the words of a row-sparse payload
   // Node returns a fresh, 8-byte aligned buffer here; copy only if that ever stops being true.
   if (plain.byteOffset % 4 !== 0) return new Float32Array(new Uint8Array(plain).buffer, 0, count);
   return new Float32Array(plain.buffer, plain.byteOffset, count);
 }
 
-function checkDelta(delta: Float32Array, expected: ExpectedUpdate): DeltaStats {
-  return scanDelta(delta, expected.maxAbs ?? DEFAULT_MAX_ABS, expected.maxL2Norm ?? Infinity);
+/**
+ * Bytes of ciphertext hashed, decrypted and summed per block in {@link hashDecryptScan}: small
+ * enough that a block read from memory once for SHA-256 is still in the core's cache for the
+ * cipher, and its plaintext still there for the sum of squares.
+ */
+const BLOCK_BYTES = 64 * 1024;
+
+/**
+ * The three passes over an update's bulk — SHA-256 of ciphertext ‖ tag (for the signature),
+ * ChaCha20-Poly1305 decryption, and the sum of squares of the plaintext (for the range, finiteness
+ * and L2 checks, {@link scanDelta}) — done block by block in one pass over memory, instead of
+ * three passes over the whole 4·P bytes. Nothing is trusted yet: the caller verifies the signature
+ * and the header first, then throws `decryptError` (a failed tag or the wrong recipient), and only
+ * then looks at the values. Decrypting before the signature is checked is safe: the AEAD
+ * authenticates on its own, and nothing decrypted leaves {@link openUpdate} unless every check
+ * passed. Each block's plaintext is copied into `into` (or a new array) while it is in cache, so
+ * the cipher's output stays in small, reused allocations.
+ */
+function hashDecryptScan(
+  frame: Frame,
+  keys: { signing: Uint8Array; box: Uint8Array },
+  coordinator: Identity,
+  into: Float32Array | undefined,
+): { ctHash: Uint8Array; delta: Float32Array; sumSquares: number; decryptError: FedtlError | undefined } {
+  const count = frame.ciphertext.length / 4; // the delta's values, or the words of a row-sparse payload (whose sum is not used)
+  const delta = into ?? new Float32Array(count);
+  const out = new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength);
+  const hash = createHash('sha256');
+  const failed = (cause?: unknown): FedtlError =>
+    new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} failed authentication (tampered or wrong key)`, { cause });
+  let decryptError: FedtlError | undefined;
+  let decipher: DecipherChaCha20Poly1305 | undefined;
+  if (frame.header.coordinatorKeyId !== keyId(coordinator.box.publicKey)) {
+    decryptError = new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} was sealed for another coordinator`);
+  } else {
+    const { key, nonce } = messageKey(x25519Shared(coordinator.box.secretKey, keys.box, coordinator.box.publicKey), frame.header.updateId, keys.signing, keys.box, coordinator.box.publicKey);
+    try {
+      decipher = createDecipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
+      decipher.setAAD(frame.authenticated, { plaintextLength: frame.ciphertext.length });
+      decipher.setAuthTag(frame.tag);
+    } catch (error) {
+      decryptError = failed(error);
+      decipher = undefined;
+    }
+  }
+  const { ciphertext } = frame;
+  let written = 0;
+  let summed = 0;
+  let sumSquares = 0;
+  for (let start = 0; start < ciphertext.length; start += BLOCK_BYTES) {
+    const block = ciphertext.subarray(start, Math.min(start + BLOCK_BYTES, ciphertext.length));
+    hash.update(block);
+    if (decipher === undefined) continue;
+    let plain: Buffer;
+    try {
+      plain = decipher.update(block);
+    } catch (error) {
+      decryptError = failed(error);
+      decipher = undefined;
+      continue;
+    }
+    if (written + plain.length > out.length) {
+      decryptError = failed();
+      decipher = undefined;
+      continue;
+    }
+    out.set(plain, written);
+    written += plain.length;
+    if (LITTLE_ENDIAN) {
+      const upTo = written >>> 2;
+      sumSquares += sumOfSquares(delta.subarray(summed, upTo));
+      summed = upTo;
+    }
+  }
+  hash.update(frame.tag);
+  if (decipher !== undefined) {
+    try {
+      const rest = decipher.final();
+      if (written + rest.length !== out.length) throw new Error(`decrypted ${written + rest.length} bytes, expected ${out.length}`);
+      out.set(rest, written);
+    } catch (error) {
+      decryptError = failed(error);
+    }
+  }
+  if (decryptError === undefined && (!LITTLE_ENDIAN || summed < count)) {
+    if (!LITTLE_ENDIAN) Buffer.from(out.buffer, out.byteOffset, out.byteLength).swap32(); // the wire is little-endian
+    sumSquares = LITTLE_ENDIAN ? sumSquares + sumOfSquares(delta.subarray(summed)) : sumOfSquares(delta);
+  }
+  return { ctHash: hash.digest(), delta, sumSquares, decryptError };
+}
+
+function checkDelta(delta: Float32Array | SparseDelta, expected: ExpectedUpdate): DeltaStats {
+  const maxAbs = expected.maxAbs ?? DEFAULT_MAX_ABS;
+  const maxL2Norm = expected.maxL2Norm ?? Infinity;
+  if (delta instanceof Float32Array) return scanDelta(delta, maxAbs, maxL2Norm);
+  // A row-sparse delta: its sent values, run by run in dense order — the same checks, the same
+  // first failing index and code, and the same norm up to rounding as the dense delta's scan (its
+  // other values are zeros, which pass and add nothing).
+  const { runs, values } = delta;
+  const run = (k: number) => values.subarray(runs[k + 1]!, runs[k + 1]! + runs[k + 2]!);
+  let sumSquares = 0;
+  for (let k = 0; k < runs.length; k += 3) sumSquares += sumOfSquares(run(k));
+  if (!(Number.isFinite(sumSquares) && sumSquares <= RANGE_MARGIN * maxAbs * maxAbs)) for (let k = 0; k < runs.length; k += 3) exactScan(run(k), maxAbs, runs[k]!);
+  // Every value passed (or exactScan threw): what remains of rangeAndNorm is the norm bound.
+  return rangeAndNorm(new Float32Array(0), sumSquares, maxAbs, maxL2Norm);
 }
 
 /**
- * One pass: finiteness, |x| ≤ maxAbs, and the L2 norm. NaN fails both comparisons, so one
- * well-predicted branch catches everything; the loop body is kept minimal on purpose (tracking the
- * peak |x| as well made it ~5× slower on random data through branch mispredictions).
+ * Finiteness, |x| ≤ maxAbs and the L2 norm, in one branch-free pass: the sum of squares, in float64
+ * with four independent accumulators (so the adds pipeline instead of waiting on each other),
+ * decides all three at once in the common case.
+ * - A float32 squared is exact in float64 (24-bit mantissa → 48 bits), and rounding a sum of
+ *   non-negative terms is monotone, so the computed sum is ≥ every x². If it is at most
+ *   {@link RANGE_MARGIN}·maxAbs² (a relative margin far above the few ulps of rounding), every
+ *   |x| < maxAbs.
+ * - NaN and ±Infinity make the sum NaN or Infinity (squares are ≥ 0, so no Inf − Inf), while
+ *   finite float32 squares cannot overflow float64 (≤ 1.2e77 each), so a finite sum means every
+ *   value is finite.
+ * Only when that test fails does {@link exactScan} walk the values one by one, to decide the rare
+ * boundary case exactly and to name the first offending index with the same code and message as
+ * always. Measured on 1M values: 0.8 ms against 2.8 ms for the per-element branch.
  */
 function scanDelta(delta: Float32Array, maxAbs: number, maxL2Norm: number): DeltaStats {
-  let sumSquares = 0;
-  const n = delta.length;
-  for (let i = 0; i < n; i++) {
-    const x = delta[i] as number;
-    if (!(x <= maxAbs && x >= -maxAbs)) {
-      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${i}] is ${x}; every value must be finite`);
-      throw new FedtlError('OUT_OF_RANGE', `delta[${i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
-    }
-    sumSquares += x * x;
-  }
+  return rangeAndNorm(delta, sumOfSquares(delta), maxAbs, maxL2Norm);
+}
+
+/** {@link scanDelta} given the delta's sum of squares, computed as it was decrypted. */
+function scanStats(delta: Float32Array, sumSquares: number, expected: ExpectedUpdate): DeltaStats {
+  return rangeAndNorm(delta, sumSquares, expected.maxAbs ?? DEFAULT_MAX_ABS, expected.maxL2Norm ?? Infinity);
+}
+
+function rangeAndNorm(delta: Float32Array, sumSquares: number, maxAbs: number, maxL2Norm: number): DeltaStats {
+  if (!(Number.isFinite(sumSquares) && sumSquares <= RANGE_MARGIN * maxAbs * maxAbs)) exactScan(delta, maxAbs);
   const l2Norm = Math.sqrt(sumSquares);
   if (!(l2Norm <= maxL2Norm)) throw new FedtlError('OUT_OF_RANGE', `delta L2 norm ${l2Norm} exceeds the limit ${maxL2Norm}`);
   return { l2Norm };
+}
+
+/** Below this fraction of maxAbs², a sum of squares proves every |x| < maxAbs despite rounding (see {@link scanDelta}). */
+const RANGE_MARGIN = 1 - 1e-9;
+
+/** Σ x² in float64 with four accumulators (see {@link scanDelta}). */
+function sumOfSquares(values: Float32Array): number {
+  const n = values.length;
+  const unrolled = n - (n % 4);
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  for (let i = 0; i < unrolled; i += 4) {
+    const a = values[i] as number;
+    const b = values[i + 1] as number;
+    const c = values[i + 2] as number;
+    const d = values[i + 3] as number;
+    s0 += a * a;
+    s1 += b * b;
+    s2 += c * c;
+    s3 += d * d;
+  }
+  for (let i = unrolled; i < n; i++) {
+    const a = values[i] as number;
+    s0 += a * a;
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/**
+ * The per-element check: throws `NON_FINITE` or `OUT_OF_RANGE` naming the first value that fails
+ * (NaN fails both comparisons; ±Infinity is refused even when maxAbs is Infinity).
+ */
+function exactScan(delta: Float32Array, maxAbs: number, offset = 0): void {
+  const n = delta.length;
+  for (let i = 0; i < n; i++) {
+    const x = delta[i] as number;
+    if (!(x <= maxAbs && x >= -maxAbs) || x - x !== 0) {
+      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${offset + i}] is ${x}; every value must be finite`);
+      throw new FedtlError('OUT_OF_RANGE', `delta[${offset + i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
+    }
+  }
 }

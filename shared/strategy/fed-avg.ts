@@ -10,7 +10,8 @@
 import { FedtlError } from '../core/errors.ts';
 import { TRAINING_DEFAULTS } from '../model/training-defaults.ts';
 import type { StrategyState } from './strategy-state.ts';
-import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, Strategy } from './strategy.ts';
+import { foldSparse } from '../weights/sparse-rows.ts';
+import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, SparseClientUpdate, Strategy } from './strategy.ts';
 
 /** Server-side defaults of FedAvg, written once (client-side ones are TRAINING_DEFAULTS). */
 export const FEDAVG_DEFAULTS = { fractionFit: 1, minClients: 2, serverLearningRate: 1 } as const;
@@ -44,6 +45,17 @@ export function foldWeighted(acc: Float64Array, delta: Float32Array, weight: num
   for (let i = 0; i < n; i++) acc[i] = acc[i]! + weight * delta[i]!;
 }
 
+/**
+ * {@link foldWeighted} of two deltas in one pass: `acc[i] += wa·a[i] + wb·b[i]`. The float64 sum is
+ * read and written once for two updates instead of twice, which on a 1M-parameter head (8 MB of
+ * float64, beyond the core's cache) takes 1.2 ms per update against 2.2 ms
+ * (scripts/bench/ingest.ts). Equal to two {@link foldWeighted} calls up to float64 reassociation.
+ */
+export function foldWeightedPair(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number): void {
+  const n = acc.length;
+  for (let i = 0; i < n; i++) acc[i] = acc[i]! + (wa * a[i]! + wb * b[i]!);
+}
+
 /** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
 export class WeightedDeltaMean implements Aggregation {
   readonly #global: Float32Array;
@@ -66,7 +78,7 @@ export class WeightedDeltaMean implements Aggregation {
     return this.#examples;
   }
 
-  add(update: ClientUpdate): void {
+  add(update: ClientUpdate | SparseClientUpdate): void {
     const { delta, exampleCount } = update;
     if (delta.length !== this.#sum.length) {
       throw new FedtlError('BAD_SHAPE', `update from ${update.clientId} has ${delta.length} values, the head has ${this.#sum.length}`);
@@ -74,9 +86,15 @@ export class WeightedDeltaMean implements Aggregation {
     if (!Number.isSafeInteger(exampleCount) || exampleCount <= 0) {
       throw new FedtlError('BAD_MESSAGE', `update from ${update.clientId} claims ${exampleCount} examples`);
     }
-    foldWeighted(this.#sum, delta, exampleCount);
+    if (delta instanceof Float32Array) foldWeighted(this.#sum, delta, exampleCount);
+    else foldSparse(this.#sum, delta, exampleCount);
     this.#count++;
     this.#examples += exampleCount;
+  }
+
+  /** A row-sparse update: only its sent values are added (the others add exactly 0 in {@link add}). */
+  addSparse(update: SparseClientUpdate): void {
+    this.add(update);
   }
 
   /**
