@@ -23,7 +23,7 @@ import { VirtualIdentities } from './virtual-identities.ts';
 import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
 import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL, centralizedFineTuning } from './centralized-fine-tuning.ts';
 import { trainableScheduleFromConfig } from '../../shared/model/trainable-set.ts';
-import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from './simulation-data.ts';
+import { featuresOf, loadSimulationData, openSimulationBase, prefetchStageFeatures, simulationCache } from './simulation-data.ts';
 
 export interface SimulationResult {
   report: SimulationReport & { baselines: SimulationReport['baselines'] & { localOnly?: LocalOnlyResult } };
@@ -89,6 +89,9 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         log.info(`${label}: ${done}/${total}`);
       }
     };
+    // A fine-tuning run needs features at its stages' boundaries too: one pass of the base gives both.
+    // (Socket and process clients compute their own training features.)
+    if (config.trainable) await prefetchStageFeatures(base, config.trainable, config.mode === 'virtual' ? [data.test, data.train] : [data.test], progress);
     const testFeatures = await featuresOf(base, data.test, cache, progress);
     const numClasses = data.train.classNames.length;
     const parts = partition(data.train.labels, {
