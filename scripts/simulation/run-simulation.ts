@@ -22,7 +22,7 @@ import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
 import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
 import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL, centralizedFineTuning } from './centralized-fine-tuning.ts';
-import { trainableScheduleFromConfig } from '../../shared/model/trainable-set.ts';
+import { trainableScheduleFromConfig, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, prefetchStageFeatures, simulationCache } from './simulation-data.ts';
 
 export interface SimulationResult {
@@ -35,6 +35,12 @@ export interface RunSimulationOptions {
   /** Directory for report.json and report.html. */
   outDir: string;
   logger?: Logger;
+  /**
+   * A fine-tuning schedule to be run later on the same data (the transfer curve's second run):
+   * features at its boundaries are taken in this run's pass of the base. @default the run's own
+   * `trainable`, if any
+   */
+  prefetch?: TrainableSetSpec;
 }
 
 function toReportRound(record: CoordinatorRound): ReportRound {
@@ -91,7 +97,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     };
     // A fine-tuning run needs features at its stages' boundaries too: one pass of the base gives both.
     // (Socket and process clients compute their own training features.)
-    if (config.trainable) await prefetchStageFeatures(base, config.trainable, config.mode === 'virtual' ? [data.test, data.train] : [data.test], progress);
+    const prefetch = options.prefetch ?? config.trainable;
+    if (prefetch) await prefetchStageFeatures(base, prefetch, config.mode === 'virtual' ? [data.test, data.train] : [data.test], progress);
     const testFeatures = await featuresOf(base, data.test, cache, progress);
     const numClasses = data.train.classNames.length;
     const parts = partition(data.train.labels, {
