@@ -295,6 +295,8 @@ export class FedtlClient {
 
   #enqueue(job: () => Promise<void>): void {
     this.#queue = this.#queue.then(job).catch((thrown: unknown) => {
+      // A reply cut off because this client was closed (or the run finished) is the shutdown itself, not a problem.
+      if (this.#closed) return;
       const error = toFedtlError(thrown);
       if (FATAL_CODES.has(error.code)) this.#fail(error);
       else this.#log.warn(`${error.code}: ${error.message}`);

@@ -8,7 +8,7 @@ import { createRandom } from '../../shared/math/random.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import { buildHead } from '../../shared/model/head.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
-import type { OptimizerName } from '../../shared/model/head-training.ts';
+import { evaluateHead, trainHead, type OptimizerName } from '../../shared/model/head-training.ts';
 import { setHeadWeights } from '../../shared/model/head.ts';
 import { clientRows, clientSize, type ClientShards } from './client-shards.ts';
 import { classMetrics, confusionMatrix } from './report-metrics.ts';
@@ -26,17 +26,27 @@ export interface BaselineInput {
   seed: number;
 }
 
-/** All training data pooled in one place, the same head trained for `epochs`. */
+/**
+ * Epoch (0-based) from which the centralized baselines average their epoch-end weights: the second
+ * half of training. Their reported model is that mean, not the last iterate (see `averageFromEpoch`
+ * in head-training.ts): at the presets' constant learning rates the last iterate of a pooled run
+ * swings with the order of the rows, which understated centralized training.
+ */
+export function centralizedAverageFrom(epochs: number): number {
+  return Math.floor(epochs / 2);
+}
+
+/** All training data pooled in one place, the same head trained for `epochs` (the mean of the second half's epoch-end weights). */
 export async function centralizedBaseline(input: BaselineInput, epochs: number): Promise<{ accuracy: number; loss: number }> {
   const initial = initialHeadWeights(input.trainFeatures.cols, input.head, input.seed);
-  const trainer = new LocalTrainer(buildHead(input.trainFeatures.cols, input.head), initial.manifest);
+  const head = buildHead(input.trainFeatures.cols, input.head);
   try {
-    const fit = await trainer.fit(initial.data, { features: input.trainFeatures, labels: input.trainLabels }, { epochs, batchSize: input.batchSize, learningRate: input.learningRate, optimizer: input.optimizer }, input.seed);
-    const trained = initial.data.map((value, i) => value + fit.delta[i]!);
-    const result = await trainer.evaluate(trained, { features: input.testFeatures, labels: input.testLabels });
+    setHeadWeights(head, initial);
+    await trainHead(head, input.trainFeatures, input.trainLabels, { epochs, batchSize: input.batchSize, learningRate: input.learningRate, optimizer: input.optimizer, seed: input.seed, averageFromEpoch: centralizedAverageFrom(epochs) });
+    const result = await evaluateHead(head, input.testFeatures, input.testLabels);
     return { accuracy: result.accuracy, loss: result.loss };
   } finally {
-    trainer.head.dispose();
+    head.dispose();
   }
 }
 

@@ -7,7 +7,8 @@
  *
  * The centralized epochs are shared out over the stages in proportion to the rounds each stage
  * lasts in the federation (at least one epoch each). Each stage starts from the weights the
- * previous one ended with, in a fresh optimizer, as each round's clients do.
+ * previous one ended with, in a fresh optimizer, as each round's clients do, and ends with the mean
+ * of its second half's epoch-end weights (as the feature-extraction baseline, see baselines.ts).
  */
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { augmenterFor, type AugmentationSpec } from '../../shared/model/augmentation.ts';
@@ -19,6 +20,7 @@ import type { HeadSpec } from '../../shared/model/head.ts';
 import { evaluateHead, trainHead, type OptimizerName } from '../../shared/model/head-training.ts';
 import type { TrainableSchedule, TrainableStage } from '../../shared/model/trainable-set.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
+import { centralizedAverageFrom } from './baselines.ts';
 import { groupByClient, type ClientOrder } from './client-shards.ts';
 import { featuresOf } from './simulation-data.ts';
 
@@ -95,7 +97,7 @@ async function stageRows(top: TrainableTop, dataset: LabeledDataset, cache: Feat
   return { features: shards.features, labels: shards.labels };
 }
 
-/** Trains the pooled model through the schedule and scores the final model on the test set. */
+/** Trains the pooled model through the schedule and scores the final (averaged) model on the test set. */
 export async function centralizedFineTuning(input: CentralizedFineTuningInput): Promise<CentralizedFineTuningResult> {
   const model = initialModelWeights(input.base, input.head, input.seed);
   const epochs = stageEpochs(input.schedule, input.rounds, input.epochs);
@@ -112,6 +114,7 @@ export async function centralizedFineTuning(input: CentralizedFineTuningInput): 
         learningRateMultipliers: top.learningRateMultipliers,
         ...(augment ? { augment } : {}),
         seed: input.seed + i,
+        averageFromEpoch: centralizedAverageFrom(epochs[i]!),
       });
       scatterWeights(model, top.getWeights());
     });

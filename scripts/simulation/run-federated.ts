@@ -212,6 +212,8 @@ export class VirtualFederation {
   readonly #log: Logger;
   readonly #fineTuning: VirtualFineTuning | null;
   #queue: Promise<void> = Promise.resolve();
+  /** Fit requests of the round being sent, not yet queued for training. */
+  #batch: { index: number; request: FitRequest }[] = [];
   /** Round messages verified so far: every selected client gets the same request object, checked once. */
   readonly #verified = new WeakMap<FitRequest | EvaluateRequest, Float32Array>();
   /** Client updates trained, sealed and handed to the loop so far. */
@@ -271,17 +273,28 @@ export class VirtualFederation {
   }
 
   /**
-   * Queues client `index`'s work for a fit request. With a worker pool the training starts at once
-   * (as many at a time as there are workers); either way results reach the round loop in the order
-   * the loop asked for them, so the aggregate does not depend on which worker finished first.
+   * Queues client `index`'s work for a fit request. The requests of one round arrive together (the
+   * loop sends them in one go) and are taken longest first ({@link fitOrder}); with a worker pool
+   * the training starts at once (as many at a time as there are workers). Either way results reach
+   * the round loop in that order, which depends on the clients and the config alone, so the
+   * aggregate does not depend on the pool size or on which worker finished first.
    */
   enqueueFit(index: number, request: FitRequest): void {
-    if (this.#pool) {
-      const outcome = this.#work(index, request);
-      this.#queue = this.#queue.then(async () => this.#deliver(index, await outcome));
-    } else {
-      // One shared head in this thread: one client at a time.
-      this.#queue = this.#queue.then(async () => this.#deliver(index, await this.#work(index, request)));
+    this.#batch.push({ index, request });
+    if (this.#batch.length === 1) queueMicrotask(() => this.#startBatch());
+  }
+
+  #startBatch(): void {
+    const batch = fitOrder(this.#batch, (index) => clientSize(this.#shards, index));
+    this.#batch = [];
+    for (const { index, request } of batch) {
+      if (this.#pool) {
+        const outcome = this.#work(index, request);
+        this.#queue = this.#queue.then(async () => this.#deliver(index, await outcome));
+      } else {
+        // One shared head in this thread: one client at a time.
+        this.#queue = this.#queue.then(async () => this.#deliver(index, await this.#work(index, request)));
+      }
     }
   }
 
@@ -315,7 +328,10 @@ export class VirtualFederation {
     }
   }
 
-  #deliver(index: number, outcome: FitOutcome): void {
+  async #deliver(index: number, outcome: FitOutcome): Promise<void> {
+    // Let the pool's replies in first: they hand the workers their next jobs, which a run of
+    // updates opened back to back on this thread would otherwise hold up.
+    if (this.#pool) await new Promise<void>((resolve) => setImmediate(resolve));
     const clientId = this.identities.clientIds[index]!;
     if (outcome.kind === 'dropped') return this.loop.reportDropped(clientId, outcome.reason);
     if (outcome.kind === 'failed') {
@@ -345,6 +361,24 @@ export class VirtualFederation {
     this.#serverHead.dispose();
     this.#trainer.head.dispose();
   }
+}
+
+/**
+ * The order a round's fit requests are trained and delivered in: most optimizer steps first
+ * (epochs × batches), then most rows, then the order the loop sent them (a stable sort). Longest
+ * first keeps a pool's workers finishing together (longest-processing-time-first scheduling,
+ * Graham 1969, "Bounds on multiprocessing timing anomalies"); under a Dirichlet split client sizes
+ * differ by orders of magnitude. It depends on the clients and their configs only, never on the
+ * pool, so the aggregate's summation order is the same whatever the pool size.
+ */
+export function fitOrder<T extends { index: number; request: Pick<FitRequest, 'config'> }>(batch: readonly T[], rowsOf: (index: number) => number): T[] {
+  const keyed = batch.map((item) => {
+    const rows = rowsOf(item.index);
+    const { epochs, batchSize } = item.request.config;
+    return { item, rows, steps: epochs * Math.ceil(rows / Math.max(1, batchSize)) };
+  });
+  keyed.sort((a, b) => b.steps - a.steps || b.rows - a.rows);
+  return keyed.map((k) => k.item);
 }
 
 /** A pool of `workers` training threads for the virtual clients of `input`. */

@@ -9,6 +9,12 @@
  * the seed it is given — never on which worker runs it or when — so the same seed gives the same
  * deltas whatever the pool size; callers that need a deterministic aggregate hand the results to
  * the round loop in the order they queued them (see VirtualFederation).
+ *
+ * Scheduling: jobs wait in one queue, in the order they were asked for, and each goes to a worker
+ * as it frees up, with at most {@link IN_FLIGHT_PER_WORKER} jobs per worker. Handing every job out
+ * at once (round-robin) left one worker training a round's largest clients while the other sat
+ * idle; a caller that queues its longest jobs first (VirtualFederation) gets longest-processing-
+ * time-first list scheduling (Graham 1969), whose workers finish within one short job of each other.
  */
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-root.ts';
 import os from 'node:os';
@@ -78,10 +84,28 @@ function workerEntry(): URL {
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
 }
 
+/**
+ * Jobs posted to one worker ahead of its replies: two, so a worker that finishes a job starts its
+ * next one at once instead of waiting for this thread (busy opening updates) to hand it one.
+ */
+export const IN_FLIGHT_PER_WORKER = 2;
+
+interface Waiting {
+  resolve: (result: LocalFitResult) => void;
+  reject: (error: Error) => void;
+}
+
 interface Slot {
   worker: Worker;
   busy: number;
-  jobs: Map<number, { resolve: (result: LocalFitResult) => void; reject: (error: Error) => void }>;
+  /** The worker failed; it gets no more jobs. */
+  dead: boolean;
+  jobs: Map<number, Waiting>;
+}
+
+/** A job not yet posted. */
+interface Queued extends Waiting {
+  job: TrainingJob;
 }
 
 function isShared(array: ArrayBufferView): boolean {
@@ -90,6 +114,9 @@ function isShared(array: ArrayBufferView): boolean {
 
 export class TrainingPool {
   readonly #slots: Slot[];
+  /** Jobs waiting for a worker, first asked first posted: those from `#next` on. */
+  #queued: Queued[] = [];
+  #next = 0;
   #nextId = 1;
   #closed = false;
 
@@ -109,9 +136,11 @@ export class TrainingPool {
     const entry = workerEntry();
     const slots: Slot[] = [];
     const ready: Promise<void>[] = [];
+    // Replies reach the pool through this, set once the pool exists (no job is posted before).
+    let onReply: (slot: Slot) => void = () => undefined;
     for (let i = 0; i < count; i++) {
       const worker = new Worker(entry, { workerData: setup });
-      const slot: Slot = { worker, busy: 0, jobs: new Map() };
+      const slot: Slot = { worker, busy: 0, dead: false, jobs: new Map() };
       slots.push(slot);
       ready.push(
         new Promise<void>((resolve, reject) => {
@@ -122,6 +151,7 @@ export class TrainingPool {
             if (!job) return;
             slot.jobs.delete(reply.id);
             slot.busy--;
+            onReply(slot);
             if (reply.ok) job.resolve({ delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics, ...(reply.sealed ? { sealed: reply.sealed } : {}) });
             else job.reject(new FedtlError('INTERNAL', `training worker: ${reply.message}`));
           });
@@ -129,11 +159,14 @@ export class TrainingPool {
       );
       // A worker that dies fails its pending jobs instead of leaving them waiting forever.
       worker.on('error', (error) => {
+        slot.dead = true;
         for (const job of slot.jobs.values()) job.reject(new FedtlError('INTERNAL', `training worker crashed: ${error.message}`, { cause: error }));
         slot.jobs.clear();
+        onReply(slot);
       });
     }
     const pool = new TrainingPool(slots);
+    onReply = () => pool.#dispatch();
     try {
       await Promise.all(ready);
     } catch (error) {
@@ -148,15 +181,15 @@ export class TrainingPool {
   }
 
   /**
-   * Trains client `index` of the pool's shards from `weights` in the least busy worker; with
-   * `seal`, the worker also seals the delta (`LocalFitResult.sealed`).
+   * Trains client `index` of the pool's shards from `weights` in the next free worker, after the
+   * jobs queued before it; with `seal`, the worker also seals the delta (`LocalFitResult.sealed`).
    */
   fit(index: number, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
     return this.#run(index, weights, config, seed, seal);
   }
 
   /**
-   * Trains on `rows` from `weights` in the least busy worker, as `LocalTrainer.fit` would in this
+   * Trains on `rows` from `weights` in the next free worker, as `LocalTrainer.fit` would in this
    * thread. Rows backed by SharedArrayBuffers ({@link sharedRows}) reach the worker without a copy.
    */
   fitRows(rows: LabeledFeatures, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
@@ -165,18 +198,42 @@ export class TrainingPool {
 
   #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
     if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the training pool is closed'));
-    const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const id = this.#nextId++;
-    slot.busy++;
+    const job: TrainingJob = { id: this.#nextId++, rows, weights, config, seed, ...(seal ? { seal } : {}) };
     return new Promise<LocalFitResult>((resolve, reject) => {
-      slot.jobs.set(id, { resolve, reject });
-      const job: TrainingJob = { id, rows, weights, config, seed, ...(seal ? { seal } : {}) };
-      slot.worker.postMessage(job);
+      this.#queued.push({ job, resolve, reject });
+      this.#dispatch();
     });
+  }
+
+  /** Posts queued jobs to the workers with the fewest in flight, up to {@link IN_FLIGHT_PER_WORKER} each. */
+  #dispatch(): void {
+    while (this.#next < this.#queued.length) {
+      const open = this.#slots.filter((slot) => !slot.dead);
+      if (open.length === 0) return this.#rejectQueued('every training worker has crashed');
+      const slot = open.reduce((a, b) => (b.busy < a.busy ? b : a));
+      if (slot.busy >= IN_FLIGHT_PER_WORKER) return;
+      const { job, resolve, reject } = this.#queued[this.#next++]!;
+      // Drop the posted prefix once the queue drains (a round queues thousands at a time).
+      if (this.#next === this.#queued.length) {
+        this.#queued = [];
+        this.#next = 0;
+      }
+      slot.busy++;
+      slot.jobs.set(job.id, { resolve, reject });
+      slot.worker.postMessage(job);
+    }
+  }
+
+  #rejectQueued(message: string): void {
+    const waiting = this.#queued.slice(this.#next);
+    this.#queued = [];
+    this.#next = 0;
+    for (const queued of waiting) queued.reject(new FedtlError('INTERNAL', message));
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#rejectQueued('the training pool is closed');
     await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
   }
 }

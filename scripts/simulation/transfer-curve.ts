@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 import { resolveConfig, withFineTuneRecipe, type SimulationConfig } from './presets.ts';
+import { formatPercent } from './report-format.ts';
 import { escapeXml, renderLineChart, CHART_PALETTE, type LineSeries } from './svg-chart.ts';
 import { runSimulation } from './run-simulation.ts';
 
@@ -124,10 +125,6 @@ async function writeCurve(curve: TransferCurve, outDir: string): Promise<void> {
   await writeFile(path.join(outDir, 'curve.html'), renderCurveHtml(curve));
 }
 
-function percent(value: number | null): string {
-  return value === null ? 'n/a' : `${(100 * value).toFixed(1)}%`;
-}
-
 /** The curve as one SVG line chart: accuracy against training-set size, one line per method. */
 export function renderCurveChart(curve: TransferCurve): string {
   const line = (name: string, pick: (p: CurvePoint) => number | null, color: string, dashed = false): LineSeries => ({
@@ -156,7 +153,7 @@ export function renderCurveChart(curve: TransferCurve): string {
 /** A self-contained page: the chart and the table of numbers. */
 export function renderCurveHtml(curve: TransferCurve): string {
   const rows = curve.points
-    .map((p) => `<tr><td>${p.trainExamples}</td><td>${p.clients}</td><td>${percent(p.featureExtraction)}</td><td>${percent(p.fineTuned)}</td><td>${percent(p.scratch)}${p.scratchFeatures ? ` (${escapeXml(p.scratchFeatures)})` : ''}</td><td>${percent(p.centralized)}</td><td>${percent(p.centralizedFineTuned)}</td><td>${p.wallSeconds.toFixed(0)} s</td></tr>`)
+    .map((p) => `<tr><td>${p.trainExamples}</td><td>${p.clients}</td><td>${formatPercent(p.featureExtraction)}</td><td>${formatPercent(p.fineTuned)}</td><td>${formatPercent(p.scratch)}${p.scratchFeatures ? ` (${escapeXml(p.scratchFeatures)})` : ''}</td><td>${formatPercent(p.centralized)}</td><td>${formatPercent(p.centralizedFineTuned)}</td><td>${p.wallSeconds.toFixed(0)} s</td></tr>`)
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeXml(`fedtl transfer curve: ${curve.preset}`)}</title>
@@ -177,7 +174,7 @@ export function curveLines(curve: TransferCurve, outDir: string): string[] {
     `${'train'.padStart(7)}  ${'clients'.padStart(7)}  ${'pretrained'.padStart(10)}  ${'fine-tuned'.padStart(10)}  ${'scratch'.padStart(8)}  ${'centralized'.padStart(11)}  ${'central FT'.padStart(10)}`,
     ...curve.points.map(
       (p) =>
-        `${String(p.trainExamples).padStart(7)}  ${String(p.clients).padStart(7)}  ${percent(p.featureExtraction).padStart(10)}  ${percent(p.fineTuned).padStart(10)}  ${percent(p.scratch).padStart(8)}  ${percent(p.centralized).padStart(11)}  ${percent(p.centralizedFineTuned).padStart(10)}${p.scratchFeatures ? `  (scratch: ${p.scratchFeatures})` : ''}`,
+        `${String(p.trainExamples).padStart(7)}  ${String(p.clients).padStart(7)}  ${formatPercent(p.featureExtraction).padStart(10)}  ${formatPercent(p.fineTuned).padStart(10)}  ${formatPercent(p.scratch).padStart(8)}  ${formatPercent(p.centralized).padStart(11)}  ${formatPercent(p.centralizedFineTuned).padStart(10)}${p.scratchFeatures ? `  (scratch: ${p.scratchFeatures})` : ''}`,
     ),
     `chart: ${path.join(outDir, 'curve.html')}`,
   ];

@@ -133,7 +133,7 @@ export function sealMessage(payload: Uint8Array, options: SealMessageOptions): U
   headerBytes.copy(out, PREFIX_BYTES);
   const authenticated = out.subarray(0, PREFIX_BYTES + headerBytes.length);
   const senderKeys = { signingKey: sender.signing.publicKey, boxKey: sender.box.publicKey };
-  const { key, nonce } = messageKey(x25519Shared(sender.box.secretKey, recipientBoxKey), header.messageId, senderKeys, recipientBoxKey);
+  const { key, nonce } = messageKey(x25519Shared(sender.box.secretKey, recipientBoxKey, sender.box.publicKey), header.messageId, senderKeys, recipientBoxKey);
   const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(authenticated, { plaintextLength: payload.length });
   cipher.update(payload).copy(out, ctStart);
@@ -188,7 +188,7 @@ export function openMessage(bytes: Uint8Array, options: OpenMessageOptions): Ope
   }
   const { recipient } = options;
   if (header.recipientKeyId !== shortId(recipient.box.publicKey)) throw new FedtlError('DECRYPT_FAILED', `sealed ${header.kind} from ${header.senderId} was sealed for another recipient`);
-  const { key, nonce } = messageKey(x25519Shared(recipient.box.secretKey, sender.boxKey), header.messageId, sender, recipient.box.publicKey);
+  const { key, nonce } = messageKey(x25519Shared(recipient.box.secretKey, sender.boxKey, recipient.box.publicKey), header.messageId, sender, recipient.box.publicKey);
   try {
     const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(authenticated, { plaintextLength: payloadLength });

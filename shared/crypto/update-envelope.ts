@@ -251,7 +251,7 @@ export function sealUpdate(
   headerBytes.copy(out, PREFIX_BYTES);
 
   const { key, nonce } = messageKey(
-    x25519Shared(clientIdentity.box.secretKey, coordinatorBoxKey),
+    x25519Shared(clientIdentity.box.secretKey, coordinatorBoxKey, clientIdentity.box.publicKey),
     header.updateId,
     clientIdentity.signing.publicKey,
     clientIdentity.box.publicKey,
@@ -526,7 +526,7 @@ function decryptDelta(frame: Frame, keys: { signing: Uint8Array; box: Uint8Array
     throw new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} was sealed for another coordinator`);
   }
   const { key, nonce } = messageKey(
-    x25519Shared(coordinator.box.secretKey, keys.box),
+    x25519Shared(coordinator.box.secretKey, keys.box, coordinator.box.publicKey),
     frame.header.updateId,
     keys.signing,
     keys.box,

@@ -42,6 +42,17 @@ export interface TrainOptions {
    * augmentation.ts). Runs inside the batch's tidy. @default none
    */
   augment?: (batch: tf.Tensor2D, random: () => number) => tf.Tensor2D;
+  /**
+   * Tail averaging: from this epoch on (0-based), the weights at the end of each epoch are summed,
+   * and the call ends with their mean instead of the last iterate. With a constant learning rate
+   * the last iterate keeps bouncing around the optimum (imdb-glove's centralized head, Adam 0.02,
+   * 20 epochs: 66.0 % in the run's order of the rows, 73.2 % in the data's own order; the mean of
+   * the second half's epoch-end weights: 75.1 % and 76.2 %); the mean of the iterates does not (Polyak & Juditsky 1992, "Acceleration of Stochastic Approximation by
+   * Averaging", https://doi.org/10.1137/0330046; Izmailov et al. 2018, "Averaging Weights Leads to
+   * Wider Optima and Better Generalization", https://arxiv.org/abs/1803.05407). The returned
+   * metrics stay those of the last epoch's training. @default none: the last iterate
+   */
+  averageFromEpoch?: number;
   /** Called after every epoch. */
   onEpoch?: (epoch: number, metrics: { loss: number; accuracy: number }) => void;
 }
@@ -95,6 +106,8 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   if (!Number.isSafeInteger(epochs) || epochs < 1) throw new FedtlError('BAD_CONFIG', `epochs must be a positive integer, got ${epochs}`);
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new FedtlError('BAD_CONFIG', `batchSize must be a positive integer, got ${batchSize}`);
   if (!(learningRate > 0 && Number.isFinite(learningRate))) throw new FedtlError('BAD_CONFIG', `learningRate must be positive, got ${learningRate}`);
+  const averageFrom = options.averageFromEpoch ?? epochs;
+  if (!Number.isSafeInteger(averageFrom) || averageFrom < 0) throw new FedtlError('BAD_CONFIG', `averageFromEpoch must be an integer ≥ 0, got ${averageFrom}`);
   const classes = checkData(head, features, labels);
   const rows = features.rows;
   if (rows === 0) return { loss: Number.NaN, accuracy: Number.NaN, examples: 0, steps: 0 };
@@ -112,6 +125,9 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   const augmentRandom = createRandom(`${options.seed ?? 0}-augment`);
   // w₀ of the proximal term: a copy of the weights the call starts from.
   const anchors = proximalMu > 0 ? variables.map((v) => v.clone()) : [];
+  // Float64 sums of the epoch-end weights, one per variable (only when averaging).
+  const sums = averageFrom < epochs ? variables.map((v) => new Float64Array(v.size)) : [];
+  let averaged = 0;
   const x = tf.tensor2d(features.values, [rows, features.cols]);
   const y = tf.tensor1d(labels, 'int32');
   let steps = 0;
@@ -162,7 +178,21 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
       lossSum = (await lossTotal.data())[0]!;
       correct = (await correctTotal.data())[0]!;
       tf.dispose([lossTotal, correctTotal, ...lossParts, ...correctParts]);
+      if (epoch >= averageFrom) {
+        for (const [i, v] of variables.entries()) {
+          const values = (await v.data()) as Float32Array;
+          const sum = sums[i]!;
+          for (let k = 0; k < values.length; k++) sum[k]! += values[k]!;
+        }
+        averaged++;
+      }
       options.onEpoch?.(epoch, { loss: lossSum / rows, accuracy: correct / rows });
+    }
+    if (averaged > 0) for (const [i, v] of variables.entries()) {
+      const mean = Float32Array.from(sums[i]!, (value) => value / averaged);
+      const value = tf.tensor(mean, v.shape, 'float32');
+      v.assign(value);
+      value.dispose();
     }
   } finally {
     tf.dispose([x, y, ...anchors]);

@@ -9,10 +9,10 @@ import type { Logger } from '../../../shared/core/log.ts';
 import { partition } from '../../../shared/math/partition.ts';
 import { createRandom } from '../../../shared/math/random.ts';
 import { selectBackend } from '../../../shared/tf/select-backend.ts';
-import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
+import { clientOrder, clientSize, groupByClient } from '../../../scripts/simulation/client-shards.ts';
 import { resolveConfig } from '../../../scripts/simulation/presets.ts';
-import { startTrainingPool, VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
-import { sharedRows, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { fitOrder, startTrainingPool, VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
+import { IN_FLIGHT_PER_WORKER, sharedRows, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
 import { LocalTrainer } from '../../../client/local-trainer.ts';
 import { buildHead, getHeadWeights, type HeadSpec } from '../../../shared/model/head.ts';
 
@@ -23,7 +23,11 @@ describe('training pool', () => {
     await selectBackend({ log: false });
   });
 
-  /** 12 clients of a 3-class, 16-feature problem, a hidden layer, 3 rounds, a third of the clients crash at random. */
+  /**
+   * 12 clients of a 3-class, 16-feature problem split by a Dirichlet(0.5) draw (sizes differ, so
+   * the longest-first order differs from the selection order), a hidden layer, 3 rounds, a third
+   * of the clients crash at random.
+   */
   async function run(workers: number) {
     const random = createRandom('pool');
     const rows = 360;
@@ -35,7 +39,7 @@ describe('training pool', () => {
       clients: 12, rounds: 3, fractionFit: 0.75, minClients: 2, trainExamples: rows, testExamples: 60,
       epochs: 2, batchSize: 7, learningRate: 0.05, optimizer: 'sgd', mode: 'virtual', dropoutRate: 0.3, stragglerRate: 0, trainingWorkers: workers,
     });
-    const shards = groupByClient(clientOrder(partition(labels, { scheme: 'iid', numClients: 12, seed: 4 })), { values, rows, cols: 16 }, labels);
+    const shards = groupByClient(clientOrder(partition(labels, { scheme: 'dirichlet', numClients: 12, seed: 4, numClasses: 3, alpha: 0.5 })), { values, rows, cols: 16 }, labels);
     const base = createIdentityBase(16);
     const pool = workers > 0 ? await startTrainingPool({ config, base }, shards, workers) : null;
     const federation = new VirtualFederation({
@@ -46,7 +50,13 @@ describe('training pool', () => {
     });
     try {
       const { history, weights } = await federation.run();
-      return { weights: Array.from(weights), participation: history.map((r) => [r.selected, r.accepted, r.dropped]), updates: federation.updates };
+      return {
+        weights: Array.from(weights),
+        participation: history.map((r) => [r.selected, r.accepted, r.dropped]),
+        server: history.map((r) => [r.serverLoss, r.serverAccuracy]),
+        sizes: Array.from({ length: shards.count }, (_, i) => clientSize(shards, i)),
+        updates: federation.updates,
+      };
     } finally {
       federation.dispose();
       await pool?.close();
@@ -60,11 +70,33 @@ describe('training pool', () => {
 
     expect(inThread.participation.some(([, , dropped]) => dropped! > 0)).toBe(true);
     expect(inThread.updates).toBeGreaterThan(0);
+    // Clients of different sizes, so the longest-first order is not the selection order.
+    expect(Math.max(...inThread.sizes)).toBeGreaterThan(2 * Math.min(...inThread.sizes));
+    expect(inThread.server.every(([loss, accuracy]) => Number.isFinite(loss) && Number.isFinite(accuracy))).toBe(true);
     expect(two).toEqual(inThread);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
   }, 60_000);
 
-  it('trains rows a job brings (socket clients of a simulation) exactly as LocalTrainer does in this thread', async () => {
+  it('orders a round longest first: optimizer steps, then rows, then the order sent', () => {
+    // Prepare: client sizes and two configs; steps = epochs × ⌈rows / batch size⌉.
+    const rows = [10, 64, 33, 40, 7, 64];
+    const e1 = { config: { epochs: 1, batchSize: 32, learningRate: 0.1, optimizer: 'sgd' as const } };
+    const e3 = { config: { ...e1.config, epochs: 3 } };
+    const batch = [
+      { index: 0, request: e1 }, // 1 step
+      { index: 1, request: e1 }, // 2 steps, 64 rows
+      { index: 2, request: e1 }, // 2 steps, 33 rows
+      { index: 3, request: e1 }, // 2 steps, 40 rows
+      { index: 4, request: e3 }, // 3 steps
+      { index: 5, request: e1 }, // 2 steps, 64 rows, sent after client 1
+    ];
+    // Execute
+    const order = fitOrder(batch, (i) => rows[i]!).map((b) => b.index);
+    // Assert
+    expect(order).toEqual([4, 1, 5, 3, 2, 0]);
+  });
+
+  it('trains rows jobs bring (socket clients of a simulation) exactly as LocalTrainer does in this thread, queued jobs included', async () => {
     // Prepare: one client's rows, a head and its starting weights.
     const random = createRandom('rows');
     const spec: HeadSpec = { hidden: [8], activation: 'relu', dropout: 0, classes: 3 };
@@ -76,12 +108,17 @@ describe('training pool', () => {
     const config = { epochs: 2, batchSize: 7, learningRate: 0.05, optimizer: 'sgd' as const };
     const pool = await TrainingPool.start({ workers: 1, inputSize: 16, headSpec: spec, manifest: start.manifest });
     try {
-      // Execute
-      const inThread = await trainer.fit(start.data, rows, config, 11);
-      const inWorker = await pool.fitRows(sharedRows(rows), start.data, config, 11);
-      // Assert: the same delta bit for bit; a job by client index needs the pool's shards.
-      expect(Array.from(inWorker.delta)).toEqual(Array.from(inThread.delta));
-      expect(inWorker.exampleCount).toBe(90);
+      // Execute: more jobs at once than the worker takes in flight, so some wait in the pool's queue.
+      const seeds = [11, 12, 13, 14, 15];
+      const shared = sharedRows(rows);
+      const inWorker = await Promise.all(seeds.map((seed) => pool.fitRows(shared, start.data, config, seed)));
+      const inThread = [];
+      for (const seed of seeds) inThread.push(await trainer.fit(start.data, rows, config, seed));
+      // Assert: each job's delta bit for bit; a job by client index needs the pool's shards.
+      expect(seeds.length).toBeGreaterThan(IN_FLIGHT_PER_WORKER);
+      expect(inWorker.map((r) => Array.from(r.delta))).toEqual(inThread.map((r) => Array.from(r.delta)));
+      expect(new Set(inWorker.map((r) => r.delta[0])).size).toBe(seeds.length);
+      expect(inWorker[0]!.exampleCount).toBe(90);
       await expect(pool.fit(0, start.data, config, 11)).rejects.toThrow(/without shards/);
     } finally {
       await pool.close();

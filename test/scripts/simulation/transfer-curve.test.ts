@@ -38,12 +38,12 @@ describe('transfer curve', () => {
     const html = renderCurveHtml(curve);
     expect(html).toContain('<svg');
     expect(html).toContain('federated from scratch (tf-idf)');
-    expect(html).toContain('<td>75.0% (tf-idf)</td>');
+    expect(html).toContain('<td>75.0\u00a0% (tf-idf)</td>');
     const text = curveLines(curve, 'out').join('\n');
-    expect(text).toMatch(/100\s+20\s+60\.0%\s+70\.0%\s+55\.0%\s+65\.0%\s+80\.0%/);
-    expect(text).toMatch(/500\s+20\s+68\.0%\s+n\/a\s+75\.0%\s+72\.0%/);
+    expect(text).toMatch(/100\s+20\s+60\.0\s%\s+70\.0\s%\s+55\.0\s%\s+65\.0\s%\s+80\.0\s%/);
+    expect(text).toMatch(/500\s+20\s+68\.0\s%\s+—\s+75\.0\s%\s+72\.0\s%/);
     expect(html).toContain('federated, pretrained base (fine-tuned)');
-    expect(html).toContain('<td>70.0%</td>');
+    expect(html).toContain('<td>70.0\u00a0%</td>');
   });
 
   it('runs feature extraction with its baselines, then the same federation fine-tuning with the preset recipe', async () => {

@@ -49,3 +49,50 @@ describe('trainHead: the leftover batch', () => {
     head.dispose();
   });
 });
+
+describe('trainHead: tail averaging (averageFromEpoch)', () => {
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+  });
+
+  it('ends with the mean of the epoch-end weights from that epoch on, by hand with SGD', async () => {
+    // Prepare: the one-row, one-step-per-epoch case, zero weights, SGD at rate 1: only the output
+    // bias moves, by p − y each epoch.
+    const head = buildHead(1, { hidden: [], activation: 'relu', dropout: 0, classes: 2 });
+    const weights = getHeadWeights(head);
+    setHeadWeights(head, { manifest: weights.manifest, data: new Float32Array(weights.data.length) });
+    const before = tf.memory().numTensors;
+
+    // Execute: 3 epochs, averaging the ends of epochs 2 and 3 (0-based 1 and 2).
+    await trainHead(head, { values: new Float32Array(1), rows: 1, cols: 1 }, Int32Array.from([1]), { epochs: 3, batchSize: 1, learningRate: 1, optimizer: 'sgd', averageFromEpoch: 1 });
+
+    // Assert: epoch ends b₁ = ½, b₂ = b₁ + σ(−2b₁), b₃ = b₂ + σ(−2b₂) for the positive logit's bias
+    // (the two biases stay opposite); the head holds (b₂ + b₃) / 2.
+    const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+    const b1 = 0.5;
+    const b2 = b1 + sigmoid(-2 * b1);
+    const b3 = b2 + sigmoid(-2 * b2);
+    const bias = getHeadWeights(head).data.subarray(2);
+    expect(bias[1]).toBeCloseTo((b2 + b3) / 2, 5);
+    expect(bias[0]).toBeCloseTo(-(b2 + b3) / 2, 5);
+    expect(tf.memory().numTensors).toBe(before);
+    head.dispose();
+  });
+
+  it('is the last iterate when it averages the last epoch alone, and refuses a negative epoch', async () => {
+    const run = async (averageFromEpoch?: number) => {
+      const head = buildHead(3, { hidden: [], activation: 'relu', dropout: 0, classes: 2 }, { seed: 1 });
+      const features = { values: Float32Array.from({ length: 24 }, (_, i) => Math.sin(i)), rows: 8, cols: 3 };
+      await trainHead(head, features, Int32Array.from([0, 1, 0, 1, 1, 0, 1, 0]), { epochs: 3, batchSize: 3, learningRate: 0.1, seed: 3, ...(averageFromEpoch !== undefined ? { averageFromEpoch } : {}) });
+      const data = getHeadWeights(head).data;
+      head.dispose();
+      return data;
+    };
+    const last = await run();
+    const averagedLast = await run(2);
+    for (let i = 0; i < last.length; i++) expect(averagedLast[i]).toBeCloseTo(last[i]!, 6);
+    const head = buildHead(1, { hidden: [], activation: 'relu', dropout: 0, classes: 2 });
+    await expect(trainHead(head, { values: new Float32Array(1), rows: 1, cols: 1 }, Int32Array.from([1]), { averageFromEpoch: -1 })).rejects.toThrow(/averageFromEpoch/);
+    head.dispose();
+  });
+});
