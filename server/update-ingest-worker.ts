@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import { type ExpectedUpdate, openUpdate } from '../shared/crypto/update-envelope.ts';
-import { foldWeighted } from '../shared/strategy/fed-avg.ts';
+import { foldWeighted, foldWeightedPair } from '../shared/strategy/fed-avg.ts';
 import type { IngestReply, IngestRequest, IngestWorkerSetup } from './update-ingest.ts';
 
 const port = parentPort;
@@ -28,6 +28,31 @@ let exampleCap = Number.POSITIVE_INFINITY;
 let sum: Float64Array | null = null;
 let exampleCount = 0;
 let count = 0;
+/**
+ * An accepted delta not yet in `sum`: deltas are folded two per pass over the float64 sum
+ * (foldWeightedPair), so one waits here for the next, or for the round's finish. It passed every
+ * check already; it is counted in `exampleCount` and `count` when it arrives.
+ */
+let pending: { delta: Float32Array; weight: number } | null = null;
+
+/**
+ * Two reused buffers that folding jobs decrypt into (openUpdate's `into`): one may hold the
+ * pending delta, the other takes the next. Fresh 4·P-byte buffers per update would cost page
+ * faults and garbage collection.
+ */
+let scratch: [Float32Array, Float32Array] | null = null;
+
+function scratchFor(parameterCount: number): Float32Array {
+  if (scratch === null || scratch[0].length !== parameterCount) scratch = [new Float32Array(parameterCount), new Float32Array(parameterCount)];
+  return pending?.delta === scratch[0] ? scratch[1] : scratch[0];
+}
+
+/** Folds the waiting delta, if any, on its own (at the round's finish). */
+function flushPending(): void {
+  if (pending === null || sum === null) return;
+  foldWeighted(sum, pending.delta, pending.weight);
+  pending = null;
+}
 
 /** Whether `array` can be moved to the main thread without taking memory it does not own entirely. */
 function ownsBuffer(array: ArrayBufferView): boolean {
@@ -36,7 +61,8 @@ function ownsBuffer(array: ArrayBufferView): boolean {
 
 function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: IngestReply; transfer: ArrayBuffer[] } {
   if (job.epoch !== epoch || expected === null) throw new FedtlError('STALE_ROUND', 'the round closed before this update was processed');
-  const { header, delta } = openUpdate(job.bytes, { coordinatorIdentity: identity, expected, resolveClient: () => job.keys ?? undefined });
+  const into = job.fold ? scratchFor(expected.parameterCount) : undefined;
+  const { header, delta } = openUpdate(job.bytes, { coordinatorIdentity: identity, expected, resolveClient: () => job.keys ?? undefined, ...(into ? { into } : {}) });
   // The same refusal, with the same code, as FitRound.accept on the serial path.
   if (header.clientId !== job.clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${header.clientId} but came from ${job.clientId}`);
   const weight = Math.min(header.exampleCount, exampleCap);
@@ -46,7 +72,11 @@ function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: Inges
   }
   // Every check passed: only now does the update touch the partial sum.
   sum ??= new Float64Array(expected.parameterCount);
-  foldWeighted(sum, delta, weight);
+  if (pending === null) pending = { delta, weight };
+  else {
+    foldWeightedPair(sum, pending.delta, pending.weight, delta, weight);
+    pending = null;
+  }
   exampleCount += weight;
   count++;
   return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: null }, transfer: [] };
@@ -55,6 +85,7 @@ function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: Inges
 port.on('message', (request: IngestRequest) => {
   switch (request.type) {
     case 'begin':
+      pending = null;
       epoch = request.epoch;
       expected = request.expected;
       exampleCap = request.exampleCap;
@@ -64,6 +95,8 @@ port.on('message', (request: IngestRequest) => {
       return;
     case 'finish': {
       const mine = request.epoch === epoch;
+      if (mine) flushPending();
+      pending = null;
       const reply: IngestReply = { type: 'finish', id: request.id, epoch, sum: mine ? sum : null, exampleCount: mine ? exampleCount : 0, count: mine ? count : 0 };
       const transfer = reply.sum ? [reply.sum.buffer as ArrayBuffer] : [];
       expected = null;

@@ -17,7 +17,6 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultIngestWorkers } from '../../server/update-ingest.ts';
 import { RESULTS_DIR, machineInfo, round3 } from './bench-util.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -64,9 +63,8 @@ const BENCHES: Bench[] = [
           .filter((k) => k.endsWith('/plain'))
           .map((k) => ({ mode: k.slice(0, -'/plain'.length), ratio: num(row[k]), mbs: num(row[`${k.slice(0, -'/plain'.length)} MB/s`]) }));
         const best = modes.reduce((a, b) => (b.ratio > a.ratio ? b : a), modes[0] ?? { mode: '-', ratio: Number.NaN, mbs: Number.NaN });
-        // The path a coordinator takes by default for this head size (server/update-ingest.ts).
-        const workers = defaultIngestWorkers(P);
-        const judged = modes.find((m) => m.mode === (workers > 0 ? `roundloop-workers×${workers}` : 'roundloop')) ?? modes.find((m) => m.mode === 'roundloop') ?? best;
+        // `roundloop` is the path a coordinator takes by default for this head size (server/update-ingest.ts).
+        const judged = modes.find((m) => m.mode === 'roundloop') ?? best;
         out.push({
           benchmark: 'ingest',
           measurement: `N=${fmt(row['N'])} × P=${P >= 1e6 ? `${P / 1e6}M` : `${P / 1e3}k`}: sealed vs plain accumulation`,

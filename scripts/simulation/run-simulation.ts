@@ -4,14 +4,14 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createIdentityBase } from '../../shared/bases/identity.ts';
 import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { partition, summarizePartition } from '../../shared/math/partition.ts';
-import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { RoundRecord as CoordinatorRound } from '../../server/round-record.ts';
 import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
-import { centralizedBaseline, localOnlyBaseline, type BaselineInput, type LocalOnlyResult } from './baselines.ts';
+import type { LocalOnlyResult } from './baselines.ts';
+import { baselineJobs, localOnlyEpochs, longestFirst, reportRounds, runBaselineJob, baselineLine, type BaselineContext, type BaselineJobResult } from './baseline-jobs.ts';
+import { BaselinePool } from './baseline-pool.ts';
 import type { SimulationConfig } from './presets.ts';
 import { comparisonOf, renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
 import { formatBytes, formatCount, formatPercent, formatPoints, NBSP } from './report-format.ts';
@@ -20,10 +20,10 @@ import { clientViews, finalEvaluation, gainSummary, type FinalEvaluation } from 
 import { runFederated } from './run-federated.ts';
 import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
-import { negativeTransfer, SCRATCH_DESCRIPTIONS, scratchHead, scratchRows, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
-import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL, centralizedFineTuning } from './centralized-fine-tuning.ts';
-import { trainableScheduleFromConfig, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { negativeTransfer, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
+import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL } from './centralized-fine-tuning.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, prefetchStageFeatures, simulationCache } from './simulation-data.ts';
+import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 
 export interface SimulationResult {
   report: SimulationReport & { baselines: SimulationReport['baselines'] & { localOnly?: LocalOnlyResult } };
@@ -41,20 +41,6 @@ export interface RunSimulationOptions {
    * `trainable`, if any
    */
   prefetch?: TrainableSetSpec;
-}
-
-function toReportRound(record: CoordinatorRound): ReportRound {
-  return {
-    round: record.round,
-    accuracy: record.serverAccuracy ?? record.evalAccuracy,
-    loss: record.serverLoss ?? record.evalLoss,
-    participants: record.accepted,
-    dropped: record.dropped,
-    bytesUp: record.bytesUp,
-    bytesDown: record.bytesDown,
-    seconds: record.seconds,
-    ...(record.privacy ? { epsilon: record.privacy.epsilonTotal, delta: record.privacy.delta } : {}),
-  };
 }
 
 function percent(value: number | null | undefined): string {
@@ -77,6 +63,8 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
   };
   // The whole run's memory: this process and, in process mode, every client process it started.
   let peakRss = processTreeRssBytes();
+  // Started once the baselines start (with workers); closed when they are done, or on failure.
+  let baselinePool = null as BaselinePool | null;
   const sampleMemory = setInterval(() => {
     peakRss = Math.max(peakRss, processTreeRssBytes());
   }, 200);
@@ -131,6 +119,34 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
           `${record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : ''} · ${record.seconds.toFixed(1)} s`,
       );
     };
+    const jobs = baselineJobs(config);
+    const context: BaselineContext = { config, train: data.train, test: data.test, order, shards, testFeatures, base: async () => base, cache, ...(identities ? { identities } : {}), log };
+    const baselineWorkers = Math.min(config.trainingWorkers, jobs.length);
+    /**
+     * The baselines, each an independent job (baseline-jobs.ts): with workers, side by side in a
+     * pool of worker threads, longest first; without, one after the other in this thread. The same
+     * numbers either way.
+     */
+    const runBaselines = async (): Promise<BaselineJobResult[]> => {
+      if (baselineWorkers === 0) {
+        const results: BaselineJobResult[] = [];
+        for (const job of jobs) {
+          results.push(await runBaselineJob(job, context));
+          log.info(`${baselineLine(results.at(-1)!)} (${lap()})`);
+        }
+        return results;
+      }
+      baselinePool = await BaselinePool.start({ workers: baselineWorkers, setup: { config, baseDirectory: directory, train: data.train, test: data.test, order, shards, testFeatures }, log });
+      const pool = baselinePool;
+      const running = new Map(longestFirst(jobs).map((job) => [job, pool.run(job).then((result) => (log.info(`${baselineLine(result)} (${result.seconds.toFixed(1)} s in a worker)`), result))]));
+      return Promise.all(jobs.map((job) => running.get(job)!));
+    };
+    // Virtual clients run to no deadline, so the baselines can share the cores with them; socket
+    // and process clients answer to round deadlines, which a busy core could make them miss (and
+    // so change the run), so their baselines wait for the federation.
+    const baselinesBeside = baselineWorkers > 0 && config.mode === 'virtual' ? runBaselines() : null;
+    // Awaited below; this only keeps a failure of the federation from leaving it unhandled.
+    baselinesBeside?.catch(() => undefined);
     const federated = await runFederated({
       config,
       base,
@@ -148,79 +164,33 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       onRound: roundLine('federated'),
     });
 
-    log.info(`federated: ${percent(federated.history.at(-1)?.serverAccuracy ?? federated.history.at(-1)?.evalAccuracy)} (${lap()})`);
-    const baselineInput = (train: FeatureMatrix, test: FeatureMatrix): BaselineInput => ({
-      head: config.head,
-      trainFeatures: train,
-      trainLabels: shards.labels,
-      testFeatures: test,
-      testLabels: data.test.labels,
-      batchSize: config.batchSize,
-      learningRate: config.learningRate,
-      optimizer: config.optimizer,
-      seed: config.seed,
-    });
+    log.info(`federated: ${percent(federated.history.at(-1)?.serverAccuracy ?? federated.history.at(-1)?.evalAccuracy)} (${lap()}${baselinesBeside ? ', the baselines running beside it' : ''})`);
+    const results = await (baselinesBeside ?? runBaselines());
+    if (baselinePool) {
+      await baselinePool.close();
+      log.info(`baselines done (${lap()})`);
+    }
     const baselines: SimulationResult['report']['baselines'] = {};
-    if (config.baselines.centralized) {
-      const featureExtraction = await centralizedBaseline(baselineInput(shards.features, testFeatures), config.centralizedEpochs);
-      log.info(`centralized baseline${config.trainable ? ' (feature extraction)' : ''}: accuracy ${percent(featureExtraction.accuracy)} (${lap()})`);
-      if (config.trainable) {
-        // The federation fine-tunes: its centralized baseline trains the same schedule on the pooled data.
-        const fineTuned = await centralizedFineTuning({
-          base,
-          head: config.head,
-          schedule: trainableScheduleFromConfig(config.trainable, base.model, config.rounds, 'trainable'),
-          rounds: config.rounds,
-          train: data.train,
-          order,
-          test: data.test,
-          cache,
-          epochs: config.centralizedEpochs,
-          batchSize: config.batchSize,
-          learningRate: config.learningRate,
-          optimizer: config.optimizer,
-          seed: config.seed,
-          ...(config.augmentation ? { augmentation: config.augmentation } : {}),
-        });
-        baselines.centralized = { accuracy: fineTuned.accuracy, loss: fineTuned.loss, label: CENTRALIZED_FINE_TUNING_LABEL, stages: fineTuned.stages, stageEpochs: fineTuned.stageEpochs };
-        baselines.centralizedFeatureExtraction = { ...featureExtraction, label: CENTRALIZED_FEATURE_EXTRACTION_LABEL };
-        log.info(`centralized baseline (fine-tuning, epochs per stage ${fineTuned.stageEpochs.join(' + ')}): accuracy ${percent(fineTuned.accuracy)} (${lap()})`);
-      } else {
-        baselines.centralized = featureExtraction;
-      }
-    }
-    if (config.baselines.localOnly) {
-      const localEpochs = Math.min(50, config.rounds * config.epochs);
-      baselines.localOnly = await localOnlyBaseline(baselineInput(shards.features, testFeatures), shards, localEpochs, config.localOnlyClients);
-      log.info(`local-only baseline: mean accuracy ${percent(baselines.localOnly.mean)} ± ${percent(baselines.localOnly.std)} over ${baselines.localOnly.clients} clients (${lap()})`);
-    }
     const scratchRuns: ScratchBaseline[] = [];
-    if (config.baselines.scratch) {
-      for (const features of config.scratchFeatures) {
-        const [scratchTrain, scratchTest] = scratchRows(features, data.train, data.test, base, config.seed);
-        const rowSize = scratchTrain.examples.kind === 'tensor' ? scratchTrain.examples.rowSize : 0;
-        const scratchBase = createIdentityBase(rowSize, { name: `scratch-${features}` });
-        const scratchTrainFeatures = await featuresOf(scratchBase, scratchTrain, cache);
-        const scratchTestFeatures = await featuresOf(scratchBase, scratchTest, cache);
-        // Same partition, rounds and client work, run as virtual clients (identical math, no sockets).
-        const scratch = await runFederated({
-          // The same federation, head alone: the scratch features have no base layers to fine-tune.
-          config: { ...config, head: scratchHead(features, config), trainable: null },
-          base: scratchBase,
-          baseDirectory: null,
-          shards: groupByClient(order, scratchTrainFeatures, data.train.labels),
-          testFeatures: scratchTestFeatures,
-          testLabels: data.test.labels,
-          mode: 'virtual',
-          label: `scratch-${features}`,
-          ...(identities ? { identities } : {}),
-          logger: log,
-          onRound: roundLine(`from scratch (${features})`),
-        });
-        const rounds = scratch.history.map(toReportRound);
-        log.info(`from scratch (${features}): ${percent(rounds.at(-1)?.accuracy)} (${lap()})`);
-        scratchRuns.push({ features, description: SCRATCH_DESCRIPTIONS[features], accuracy: rounds.at(-1)?.accuracy ?? null, rounds });
+    for (const result of results) {
+      switch (result.kind) {
+        case 'centralized-feature-extraction':
+          // With a fine-tuning federation this is the head-only baseline beside centralized fine-tuning.
+          if (config.trainable) baselines.centralizedFeatureExtraction = { accuracy: result.accuracy, loss: result.loss, label: CENTRALIZED_FEATURE_EXTRACTION_LABEL };
+          else baselines.centralized = { accuracy: result.accuracy, loss: result.loss };
+          break;
+        case 'centralized-fine-tuning':
+          baselines.centralized = { accuracy: result.accuracy, loss: result.loss, label: CENTRALIZED_FINE_TUNING_LABEL, stages: result.stages, stageEpochs: result.stageEpochs };
+          break;
+        case 'local-only':
+          baselines.localOnly = result.result;
+          break;
+        case 'scratch':
+          scratchRuns.push(result.baseline);
+          break;
       }
+    }
+    if (scratchRuns.length > 0) {
       const strongest = strongestScratch(scratchRuns);
       if (strongest) {
         baselines.scratch = strongest;
@@ -238,7 +208,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     const cpu = process.cpuUsage(startedCpu);
     log.info(`all done: ${((Date.now() - started) / 1000).toFixed(1)} s, CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s`);
 
-    const rounds = federated.history.map(toReportRound);
+    const rounds = reportRounds(federated.history);
     const finalAccuracy = rounds.at(-1)?.accuracy ?? null;
     const pretrained = !config.base.startsWith('identity');
     const negative = pretrained ? negativeTransfer(finalAccuracy, baselines.scratch as ScratchBaseline | undefined) : null;
@@ -265,7 +235,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       clients: clientViews(summary, evaluation?.metrics.recall ?? null, baselines.localOnly?.perClient),
       notes: [
         `Accuracy and loss are measured on ${formatCount(data.test.size)} held-out test examples after every round.`,
-        `Centralized: all training data pooled, ${config.centralizedEpochs} epochs${baselines.centralized?.stageEpochs ? `, through the federation's trainable schedule (${baselines.centralized.stages!.map((stage, i) => `${stage}: ${baselines.centralized!.stageEpochs![i]} epochs`).join('; ')}); centralized feature extraction trains the head alone on the frozen base` : ''}. Local-only: each client alone for ${Math.min(50, config.rounds * config.epochs)} epochs, scored on the same test set.`,
+        `Centralized: all training data pooled, ${config.centralizedEpochs} epochs${baselines.centralized?.stageEpochs ? `, through the federation's trainable schedule (${baselines.centralized.stages!.map((stage, i) => `${stage}: ${baselines.centralized!.stageEpochs![i]} epochs`).join('; ')}); centralized feature extraction trains the head alone on the frozen base` : ''}. Local-only: each client alone for ${localOnlyEpochs(config)} epochs, scored on the same test set.`,
         ...(scratchRuns.length > 0
           ? [`From scratch: the same federation without the pretrained base, on ${scratchRuns.map((run) => `${run.features} (${run.description}): ${formatPercent(run.accuracy)}`).join('; ')}. The strongest, ${baselines.scratch?.features ?? 'none'}, is the one the pretrained model is judged against.`]
           : []),
@@ -283,6 +253,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     return { report, reportJson, reportHtml };
   } finally {
     clearInterval(sampleMemory);
+    await baselinePool?.close();
   }
 }
 

@@ -37,7 +37,7 @@ export interface ScratchBaseline {
  *
  * @throws FedtlError `BAD_CONFIG` when the features do not fit the data (text features on images…)
  */
-export function scratchRows(features: ScratchFeatures, train: LabeledDataset, test: LabeledDataset, base: FrozenBase, seed: number): [LabeledDataset, LabeledDataset] {
+export function scratchRows(features: ScratchFeatures, train: LabeledDataset, test: LabeledDataset, base: FrozenBase | null, seed: number): [LabeledDataset, LabeledDataset] {
   const text = train.examples.kind === 'text';
   const needsText = features !== 'pixels' && features !== 'cnn';
   if (needsText !== text) {
@@ -50,6 +50,7 @@ export function scratchRows(features: ScratchFeatures, train: LabeledDataset, te
       return [trainRows!, testRows!];
     }
     case 'random-embedding': {
+      if (!base) throw new FedtlError('BAD_CONFIG', 'the "random-embedding" from-scratch baseline needs the text base whose architecture it copies');
       const [trainRows, testRows] = randomEmbeddingRows(base, [train, test], seed);
       return [trainRows!, testRows!];
     }

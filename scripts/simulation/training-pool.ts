@@ -75,12 +75,15 @@ export interface TrainingPoolOptions {
 
 const WORKER_URL = new URL(`./training-worker${MODULE_EXTENSION}`, import.meta.url);
 
-/** Registers tsx inside the worker before importing its TypeScript entry (a worker does not inherit the loader). */
-function workerEntry(): URL {
+/**
+ * The URL to start a worker thread from for the module at `url`: registers tsx inside the worker
+ * before importing its TypeScript entry (a worker does not inherit the loader).
+ */
+export function workerEntry(url: URL = WORKER_URL): URL {
   // Built JavaScript (an installed package) loads as it is; only the TypeScript sources need tsx.
-  if (!RUNS_FROM_SOURCES) return WORKER_URL;
+  if (!RUNS_FROM_SOURCES) return url;
   const register = import.meta.resolve('tsx/esm/api');
-  const code = `import { register } from ${JSON.stringify(register)};\nregister();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
+  const code = `import { register } from ${JSON.stringify(register)};\nregister();\nawait import(${JSON.stringify(url.href)});\n`;
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
 }
 

@@ -46,7 +46,7 @@
  * });
  * ```
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, type DecipherChaCha20Poly1305, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { FedtlError } from '../core/errors.ts';
 import { clientIdFromSigningKey, decodeKey, type Identity, PUBLIC_KEY_BYTES } from './identity.ts';
 import { ed25519PrivateKey, ed25519PublicKey, x25519Shared } from './native-keys.ts';
@@ -156,6 +156,12 @@ export interface OpenUpdateOptions {
    */
   readonly resolveClient: (clientId: string) => ClientPublicKeys | undefined;
   readonly limits?: EnvelopeLimits;
+  /**
+   * Decrypt into this array (exactly `parameterCount` values) instead of a new one: for a caller
+   * that folds each delta into a sum and reuses its buffer (the ingest workers). The returned
+   * `delta` is then `into`; if opening fails, its contents are unspecified. @default a new array
+   */
+  readonly into?: Float32Array;
 }
 
 /** Statistics computed while validating the delta, free for clipping decisions. */
@@ -283,12 +289,16 @@ export function sealUpdate(
 export function openUpdate(bytes: Uint8Array, options: OpenUpdateOptions): OpenedUpdate {
   const frame = parseFrame(bytes, options);
   const keys = resolveSender(frame, options);
-  const ctHash = createHash('sha256').update(frame.ciphertextAndTag).digest();
-  verifySignature(frame, keys, ctHash);
+  const { into } = options;
+  if (into !== undefined && into.length !== frame.header.parameterCount) {
+    throw new FedtlError('INTERNAL', `openUpdate: 'into' holds ${into.length} values, the update has ${frame.header.parameterCount}`);
+  }
+  const opened = hashDecryptScan(frame, keys, options.coordinatorIdentity, into);
+  verifySignature(frame, keys, opened.ctHash);
   checkAuthenticatedHeader(frame.header, options);
-  const delta = decryptDelta(frame, keys, options.coordinatorIdentity);
-  const stats = checkDelta(delta, options.expected);
-  return { header: frame.header, delta, stats };
+  if (opened.decryptError !== undefined) throw opened.decryptError;
+  const stats = scanStats(opened.delta, opened.sumSquares, options.expected);
+  return { header: frame.header, delta: opened.delta, stats };
 }
 
 /**
@@ -552,27 +562,171 @@ function decryptDelta(frame: Frame, keys: { signing: Uint8Array; box: Uint8Array
   return new Float32Array(plain.buffer, plain.byteOffset, count);
 }
 
+/**
+ * Bytes of ciphertext hashed, decrypted and summed per block in {@link hashDecryptScan}: small
+ * enough that a block read from memory once for SHA-256 is still in the core's cache for the
+ * cipher, and its plaintext still there for the sum of squares.
+ */
+const BLOCK_BYTES = 64 * 1024;
+
+/**
+ * The three passes over an update's bulk — SHA-256 of ciphertext ‖ tag (for the signature),
+ * ChaCha20-Poly1305 decryption, and the sum of squares of the plaintext (for the range, finiteness
+ * and L2 checks, {@link scanDelta}) — done block by block in one pass over memory, instead of
+ * three passes over the whole 4·P bytes. Nothing is trusted yet: the caller verifies the signature
+ * and the header first, then throws `decryptError` (a failed tag or the wrong recipient), and only
+ * then looks at the values. Decrypting before the signature is checked is safe: the AEAD
+ * authenticates on its own, and nothing decrypted leaves {@link openUpdate} unless every check
+ * passed. Each block's plaintext is copied into `into` (or a new array) while it is in cache, so
+ * the cipher's output stays in small, reused allocations.
+ */
+function hashDecryptScan(
+  frame: Frame,
+  keys: { signing: Uint8Array; box: Uint8Array },
+  coordinator: Identity,
+  into: Float32Array | undefined,
+): { ctHash: Uint8Array; delta: Float32Array; sumSquares: number; decryptError: FedtlError | undefined } {
+  const count = frame.header.parameterCount;
+  const delta = into ?? new Float32Array(count);
+  const out = new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength);
+  const hash = createHash('sha256');
+  const failed = (cause?: unknown): FedtlError =>
+    new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} failed authentication (tampered or wrong key)`, { cause });
+  let decryptError: FedtlError | undefined;
+  let decipher: DecipherChaCha20Poly1305 | undefined;
+  if (frame.header.coordinatorKeyId !== keyId(coordinator.box.publicKey)) {
+    decryptError = new FedtlError('DECRYPT_FAILED', `update from ${frame.header.clientId} was sealed for another coordinator`);
+  } else {
+    const { key, nonce } = messageKey(x25519Shared(coordinator.box.secretKey, keys.box, coordinator.box.publicKey), frame.header.updateId, keys.signing, keys.box, coordinator.box.publicKey);
+    try {
+      decipher = createDecipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
+      decipher.setAAD(frame.authenticated, { plaintextLength: frame.ciphertext.length });
+      decipher.setAuthTag(frame.tag);
+    } catch (error) {
+      decryptError = failed(error);
+      decipher = undefined;
+    }
+  }
+  const { ciphertext } = frame;
+  let written = 0;
+  let summed = 0;
+  let sumSquares = 0;
+  for (let start = 0; start < ciphertext.length; start += BLOCK_BYTES) {
+    const block = ciphertext.subarray(start, Math.min(start + BLOCK_BYTES, ciphertext.length));
+    hash.update(block);
+    if (decipher === undefined) continue;
+    let plain: Buffer;
+    try {
+      plain = decipher.update(block);
+    } catch (error) {
+      decryptError = failed(error);
+      decipher = undefined;
+      continue;
+    }
+    if (written + plain.length > out.length) {
+      decryptError = failed();
+      decipher = undefined;
+      continue;
+    }
+    out.set(plain, written);
+    written += plain.length;
+    if (LITTLE_ENDIAN) {
+      const upTo = written >>> 2;
+      sumSquares += sumOfSquares(delta.subarray(summed, upTo));
+      summed = upTo;
+    }
+  }
+  hash.update(frame.tag);
+  if (decipher !== undefined) {
+    try {
+      const rest = decipher.final();
+      if (written + rest.length !== out.length) throw new Error(`decrypted ${written + rest.length} bytes, expected ${out.length}`);
+      out.set(rest, written);
+    } catch (error) {
+      decryptError = failed(error);
+    }
+  }
+  if (decryptError === undefined && (!LITTLE_ENDIAN || summed < count)) {
+    if (!LITTLE_ENDIAN) Buffer.from(out.buffer, out.byteOffset, out.byteLength).swap32(); // the wire is little-endian
+    sumSquares = LITTLE_ENDIAN ? sumSquares + sumOfSquares(delta.subarray(summed)) : sumOfSquares(delta);
+  }
+  return { ctHash: hash.digest(), delta, sumSquares, decryptError };
+}
+
 function checkDelta(delta: Float32Array, expected: ExpectedUpdate): DeltaStats {
   return scanDelta(delta, expected.maxAbs ?? DEFAULT_MAX_ABS, expected.maxL2Norm ?? Infinity);
 }
 
 /**
- * One pass: finiteness, |x| ≤ maxAbs, and the L2 norm. NaN fails both comparisons, so one
- * well-predicted branch catches everything; the loop body is kept minimal on purpose (tracking the
- * peak |x| as well made it ~5× slower on random data through branch mispredictions).
+ * Finiteness, |x| ≤ maxAbs and the L2 norm, in one branch-free pass: the sum of squares, in float64
+ * with four independent accumulators (so the adds pipeline instead of waiting on each other),
+ * decides all three at once in the common case.
+ * - A float32 squared is exact in float64 (24-bit mantissa → 48 bits), and rounding a sum of
+ *   non-negative terms is monotone, so the computed sum is ≥ every x². If it is at most
+ *   {@link RANGE_MARGIN}·maxAbs² (a relative margin far above the few ulps of rounding), every
+ *   |x| < maxAbs.
+ * - NaN and ±Infinity make the sum NaN or Infinity (squares are ≥ 0, so no Inf − Inf), while
+ *   finite float32 squares cannot overflow float64 (≤ 1.2e77 each), so a finite sum means every
+ *   value is finite.
+ * Only when that test fails does {@link exactScan} walk the values one by one, to decide the rare
+ * boundary case exactly and to name the first offending index with the same code and message as
+ * always. Measured on 1M values: 0.8 ms against 2.8 ms for the per-element branch.
  */
 function scanDelta(delta: Float32Array, maxAbs: number, maxL2Norm: number): DeltaStats {
-  let sumSquares = 0;
-  const n = delta.length;
-  for (let i = 0; i < n; i++) {
-    const x = delta[i] as number;
-    if (!(x <= maxAbs && x >= -maxAbs)) {
-      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${i}] is ${x}; every value must be finite`);
-      throw new FedtlError('OUT_OF_RANGE', `delta[${i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
-    }
-    sumSquares += x * x;
-  }
+  return rangeAndNorm(delta, sumOfSquares(delta), maxAbs, maxL2Norm);
+}
+
+/** {@link scanDelta} given the delta's sum of squares, computed as it was decrypted. */
+function scanStats(delta: Float32Array, sumSquares: number, expected: ExpectedUpdate): DeltaStats {
+  return rangeAndNorm(delta, sumSquares, expected.maxAbs ?? DEFAULT_MAX_ABS, expected.maxL2Norm ?? Infinity);
+}
+
+function rangeAndNorm(delta: Float32Array, sumSquares: number, maxAbs: number, maxL2Norm: number): DeltaStats {
+  if (!(Number.isFinite(sumSquares) && sumSquares <= RANGE_MARGIN * maxAbs * maxAbs)) exactScan(delta, maxAbs);
   const l2Norm = Math.sqrt(sumSquares);
   if (!(l2Norm <= maxL2Norm)) throw new FedtlError('OUT_OF_RANGE', `delta L2 norm ${l2Norm} exceeds the limit ${maxL2Norm}`);
   return { l2Norm };
+}
+
+/** Below this fraction of maxAbs², a sum of squares proves every |x| < maxAbs despite rounding (see {@link scanDelta}). */
+const RANGE_MARGIN = 1 - 1e-9;
+
+/** Σ x² in float64 with four accumulators (see {@link scanDelta}). */
+function sumOfSquares(values: Float32Array): number {
+  const n = values.length;
+  const unrolled = n - (n % 4);
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  for (let i = 0; i < unrolled; i += 4) {
+    const a = values[i] as number;
+    const b = values[i + 1] as number;
+    const c = values[i + 2] as number;
+    const d = values[i + 3] as number;
+    s0 += a * a;
+    s1 += b * b;
+    s2 += c * c;
+    s3 += d * d;
+  }
+  for (let i = unrolled; i < n; i++) {
+    const a = values[i] as number;
+    s0 += a * a;
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/**
+ * The per-element check: throws `NON_FINITE` or `OUT_OF_RANGE` naming the first value that fails
+ * (NaN fails both comparisons; ±Infinity is refused even when maxAbs is Infinity).
+ */
+function exactScan(delta: Float32Array, maxAbs: number): void {
+  const n = delta.length;
+  for (let i = 0; i < n; i++) {
+    const x = delta[i] as number;
+    if (!(x <= maxAbs && x >= -maxAbs) || x - x !== 0) {
+      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${i}] is ${x}; every value must be finite`);
+      throw new FedtlError('OUT_OF_RANGE', `delta[${i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
+    }
+  }
 }

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import type { FeatureMatrix } from './feature-matrix.ts';
@@ -171,7 +172,8 @@ export class FeatureCache {
     Buffer.from(key, 'hex').copy(header, 0);
     header.writeUInt32LE(matrix.rows, 32);
     header.writeUInt32LE(matrix.cols, 36);
-    const temporary = `${file}.${process.pid}.tmp`;
+    // Per process and thread: worker threads of one run (the simulation's baselines) may write the same features at once.
+    const temporary = `${file}.${process.pid}-${threadId}.tmp`;
     await writeFile(temporary, Buffer.concat([header, new Uint8Array(matrix.values.buffer, matrix.values.byteOffset, matrix.values.byteLength)]));
     await rename(temporary, file);
   }

@@ -44,6 +44,17 @@ export function foldWeighted(acc: Float64Array, delta: Float32Array, weight: num
   for (let i = 0; i < n; i++) acc[i] = acc[i]! + weight * delta[i]!;
 }
 
+/**
+ * {@link foldWeighted} of two deltas in one pass: `acc[i] += wa·a[i] + wb·b[i]`. The float64 sum is
+ * read and written once for two updates instead of twice, which on a 1M-parameter head (8 MB of
+ * float64, beyond the core's cache) takes 1.2 ms per update against 2.2 ms
+ * (scripts/bench/ingest.ts). Equal to two {@link foldWeighted} calls up to float64 reassociation.
+ */
+export function foldWeightedPair(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number): void {
+  const n = acc.length;
+  for (let i = 0; i < n; i++) acc[i] = acc[i]! + (wa * a[i]! + wb * b[i]!);
+}
+
 /** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
 export class WeightedDeltaMean implements Aggregation {
   readonly #global: Float32Array;

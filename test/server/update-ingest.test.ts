@@ -111,6 +111,41 @@ describe('worker ingest against the serial path (FitRound, real worker threads)'
   });
 });
 
+describe('a worker folding two deltas per pass', () => {
+  it('sums exactly the accepted updates, with refused ones between them and an odd one left at the finish', async () => {
+    const one = await UpdateIngest.start({ identity: coordinator, resolveClient: (id) => directory.get(id), workers: 1 });
+    try {
+      for (const round of [1, 2]) {
+        // Fresh per round: a worker must not carry a waiting delta into the next round.
+        const roundId = `pairs-r${round}`;
+        one.begin({ roundId, parameterCount: P });
+        const nan = makeDelta(P, 50 + round);
+        nan[5] = Number.NaN;
+        const tampered = seal(clients[5]!, roundId, makeDelta(P, 60 + round), 10);
+        tampered[tampered.length - 40] = tampered[tampered.length - 40]! ^ 1;
+        const honest = [0, 1, 2].map((k) => ({ k, delta: makeDelta(P, 10 * round + k), examples: 20 + 7 * k }));
+        const sent: Array<[number, Uint8Array]> = [
+          [0, seal(clients[0]!, roundId, honest[0]!.delta, honest[0]!.examples)],
+          [4, seal(clients[4]!, roundId, disguisedDelta(nan), 10)], // refused while the first waits for a partner
+          [1, seal(clients[1]!, roundId, honest[1]!.delta, honest[1]!.examples)],
+          [5, tampered],
+          [2, seal(clients[2]!, roundId, honest[2]!.delta, honest[2]!.examples)], // waits until the finish
+        ];
+        const outcomes = [];
+        for (const [k, bytes] of sent) outcomes.push(await one.submit(bytes, ids[k]!, true));
+        expect(outcomes.map((o) => (o.ok ? 'ok' : o.code))).toEqual(['ok', 'NON_FINITE', 'ok', 'BAD_SIGNATURE', 'ok']);
+        const partial = await one.finish();
+        expect(partial.count).toBe(3);
+        expect(partial.exampleCount).toBe(20 + 27 + 34);
+        const expected = Float64Array.from({ length: P }, (_, j) => honest.reduce((sum, u) => sum + u.examples * u.delta[j]!, 0));
+        expect(maxAbsDifference(partial.sum!, expected)).toBeLessThanOrEqual(1e-12);
+      }
+    } finally {
+      await one.close();
+    }
+  });
+});
+
 describe('worker ingest default', () => {
   it('is one worker per core from INGEST_DEFAULTS.minParameters on, and none below or on one core', () => {
     expect(defaultIngestWorkers(INGEST_DEFAULTS.minParameters - 1, 2)).toBe(0);

@@ -8,11 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDataset, type LabeledDataset } from '../../../client/data/dataset.ts';
-import { buildSplitClassCnnBase } from '../../../shared/bases/split-class-cnn.ts';
-import type { Logger } from '../../../shared/core/log.ts';
-import { createRandom } from '../../../shared/math/random.ts';
-import { loadBase, type LoadedBase } from '../../../shared/model/base-loader.ts';
+import type { LoadedBase } from '../../../shared/model/base-loader.ts';
 import { FeatureCache } from '../../../shared/model/feature-cache.ts';
 import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
 import type { HeadSpec } from '../../../shared/model/head.ts';
@@ -20,8 +16,8 @@ import { resolveTrainableSet, type TrainableSetSpec } from '../../../shared/mode
 import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { centralizedFineTuning, stageEpochs } from '../../../scripts/simulation/centralized-fine-tuning.ts';
 import { clientOrder } from '../../../scripts/simulation/client-shards.ts';
+import { buildTinySplitCnn, tinyImages } from '../../support/tiny-split-cnn.ts';
 
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const HEAD: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
 const PROBE_THEN_CONV: TrainableSetSpec = {
   stages: [
@@ -30,32 +26,13 @@ const PROBE_THEN_CONV: TrainableSetSpec = {
   ],
 };
 
-/** `count` 8x8 images of two classes: bright top half or bright bottom half, with noise. */
-function images(count: number, seed: string): LabeledDataset {
-  const random = createRandom(seed);
-  const pixels = new Uint8Array(count * 64);
-  const labels = Int32Array.from({ length: count }, (_, i) => i % 2);
-  for (let i = 0; i < count; i++) {
-    for (let p = 0; p < 64; p++) pixels[i * 64 + p] = Math.min(255, (p < 32 === (labels[i] === 0) ? 150 : 40) + Math.floor(random.nextFloat() * 80));
-  }
-  return createDataset({ name: `synthetic-${seed}`, examples: { kind: 'image', pixels, width: 8, height: 8, channels: 1 }, labels, classNames: ['top', 'bottom'] });
-}
-
 let work: string;
 let base: LoadedBase;
 
 beforeAll(async () => {
   await selectBackend({ log: false });
   work = await mkdtemp(join(tmpdir(), 'fedtl-central-ft-'));
-  // Pretrained on left/right halves: a related source task with other classes.
-  const random = createRandom('source');
-  const count = 32;
-  const pixels = new Uint8Array(count * 64);
-  const labels = Int32Array.from({ length: count }, (_, i) => i % 2);
-  for (let i = 0; i < count; i++) for (let p = 0; p < 64; p++) pixels[i * 64 + p] = Math.min(255, ((p % 8 < 4) === (labels[i] === 0) ? 180 : 20) + Math.floor(random.nextFloat() * 60));
-  const conv = { inputShape: [8, 8, 1] as [number, number, number], layers: [{ filters: 4, kernelSize: 3, strides: 1 }, { filters: 4, kernelSize: 3, strides: 2 }] };
-  await buildSplitClassCnnBase(join(work, 'base'), { pixels, size: 8, channels: 1, labels, classes: 2, description: 'synthetic' }, { name: 'tiny-split', conv, epochs: 1, batchSize: 16, pretrainHidden: 8, logger: quiet });
-  base = await loadBase(join(work, 'base'));
+  base = await buildTinySplitCnn(join(work, 'base'));
 });
 
 afterAll(async () => {
@@ -82,8 +59,8 @@ describe('stageEpochs', () => {
 
 describe('centralizedFineTuning', () => {
   it('trains the schedule on pooled data: the top convolution moves, the bottom does not, and it learns the task', async () => {
-    const train = images(64, 'train');
-    const test = images(40, 'test');
+    const train = tinyImages(64, 'train');
+    const test = tinyImages(40, 'test');
     const schedule = resolveTrainableSet(PROBE_THEN_CONV, base.model, 'test');
     const cache = new FeatureCache({ directory: join(work, 'features') });
     const before = tf.memory().numTensors;

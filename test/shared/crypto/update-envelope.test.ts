@@ -118,6 +118,23 @@ describe('update envelope round trip', () => {
     expect(Array.from(asyncOpened.delta)).toEqual(Array.from(sync.delta));
   });
 
+  it('opens a delta of several cipher blocks and an odd length, into a new array or the caller\'s', () => {
+    const n = 40_001; // 160,004 bytes: two whole 64 KiB blocks and a partial one
+    const delta = makeDelta(n);
+    const bytes = seal(delta);
+    const fresh = openUpdate(bytes, options({}, { parameterCount: n }));
+    expect(Array.from(fresh.delta)).toEqual(Array.from(delta));
+    let sumSq = 0;
+    for (const x of delta) sumSq += x * x;
+    expect(fresh.stats.l2Norm).toBeCloseTo(Math.sqrt(sumSq), 9);
+    const into = new Float32Array(n).fill(7);
+    const reused = openUpdate(bytes, options({ into }, { parameterCount: n }));
+    expect(reused.delta).toBe(into);
+    expect(Array.from(into)).toEqual(Array.from(delta));
+    expect(reused.stats.l2Norm).toBe(fresh.stats.l2Norm);
+    expect(code(() => openUpdate(bytes, options({ into: new Float32Array(n - 1) }, { parameterCount: n })))).toBe('INTERNAL');
+  });
+
   it("native Ed25519 signatures are tweetnacl's byte for byte", () => {
     const msg = Buffer.from('interop');
     const seed = client.signing.secretKey.subarray(0, 32);
@@ -244,6 +261,43 @@ describe('update envelope rejections', () => {
       const bytes = sealRaw(d); // must not throw: the bad value is patched in after sealUpdate's scan
       expect(code(() => openUpdate(bytes, options()))).toBe('NON_FINITE');
     }
+  });
+
+  it('a refused envelope opened into a caller\'s buffer gives the same codes (tampered middle block, bad tag)', () => {
+    const n = 40_001;
+    const bytes = seal(makeDelta(n));
+    const into = new Float32Array(n);
+    const { ctStart } = layout(bytes);
+    const tampered = new Uint8Array(bytes);
+    tampered[ctStart + 70_000]! ^= 1; // in the second 64 KiB block
+    expect(code(() => openUpdate(tampered, options({ into }, { parameterCount: n })))).toBe('BAD_SIGNATURE');
+    // Re-signed by the client itself: the signature holds, the AEAD tag does not.
+    expect(code(() => openUpdate(resign(tampered, client), options({ into }, { parameterCount: n })))).toBe('DECRYPT_FAILED');
+  });
+
+  it('range checks are exact at the boundary and name the first offending value', () => {
+    const at = (edit: (d: Float32Array) => void, maxAbs: number): string => {
+      const d = makeDelta();
+      edit(d);
+      try {
+        openUpdate(sealRaw(d), options({}, { maxAbs }));
+        return 'OK';
+      } catch (error) {
+        return error instanceof FedtlError ? `${error.code}: ${error.message}` : String(error);
+      }
+    };
+    // |x| = maxAbs is allowed; the next float32 above it is not.
+    expect(at((d) => (d[3] = -0.5), 0.5)).toBe('OK');
+    expect(at((d) => (d[3] = 0.5 + 2 ** -24), 0.5)).toBe('OUT_OF_RANGE: delta[3] = 0.5000000596046448 exceeds the limit |x| <= 0.5');
+    // Every value within the limit although their sum of squares is far above maxAbs².
+    expect(at((d) => d.fill(0.01), 0.01)).toBe('OK');
+    expect(at((d) => d.fill(-0.01), 0.0099)).toMatch(/^OUT_OF_RANGE: delta\[0\] = -0\.00999/);
+    // The first bad value is the one named, whatever its kind.
+    expect(at((d) => ((d[5] = NaN), (d[3] = 2e6)), 1e6)).toMatch(/^OUT_OF_RANGE: delta\[3\]/);
+    expect(at((d) => ((d[5] = 2e6), (d[3] = NaN)), 1e6)).toBe('NON_FINITE: delta[3] is NaN; every value must be finite');
+    // Infinity is refused even with no range limit at all.
+    expect(at((d) => (d[9] = Infinity), Infinity)).toBe('NON_FINITE: delta[9] is Infinity; every value must be finite');
+    expect(at((d) => (d[9] = -Infinity), Infinity)).toBe('NON_FINITE: delta[9] is -Infinity; every value must be finite');
   });
 
   it('values above maxAbs or an L2 norm above maxL2Norm → OUT_OF_RANGE', () => {

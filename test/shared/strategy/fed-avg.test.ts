@@ -1,5 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { FedAvg, WeightedDeltaMean, sampleClients } from '../../../shared/strategy/fed-avg.ts';
+import { FedAvg, WeightedDeltaMean, foldWeighted, foldWeightedPair, sampleClients } from '../../../shared/strategy/fed-avg.ts';
+
+describe('foldWeighted / foldWeightedPair', () => {
+  it('a pair fold adds wa·a + wb·b to every element, as two single folds do', () => {
+    const acc = Float64Array.from([1, -2, 0.5]);
+    foldWeightedPair(acc, Float32Array.from([1, 2, 3]), 3, Float32Array.from([-1, 0.25, 4]), 2);
+    expect(Array.from(acc)).toEqual([1 + 3 - 2, -2 + 6 + 0.5, 0.5 + 9 + 8]);
+    const n = 1000;
+    const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 0.01);
+    const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 0.02);
+    const start = Float64Array.from({ length: n }, (_, i) => i * 1e-3);
+    const pair = Float64Array.from(start);
+    foldWeightedPair(pair, a, 17, b, 5);
+    const single = Float64Array.from(start);
+    foldWeighted(single, a, 17);
+    foldWeighted(single, b, 5);
+    for (let i = 0; i < n; i++) expect(Math.abs(pair[i]! - single[i]!)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(single[i]!)));
+  });
+});
 
 describe('WeightedDeltaMean', () => {
   it('applies the example-weighted mean of deltas (hand-computed)', () => {
