@@ -12,6 +12,7 @@ import { sealUpdate } from '../shared/crypto/update-envelope.ts';
 import { roundSignedText, roundWeightsDigest, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
 import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
 import type { LabeledFeatures, LocalFitResult, LocalTrainer } from './local-trainer.ts';
+import { wantsSecAgg } from './secagg-party.ts';
 import type { StageTrainer } from './stage-trainer.ts';
 
 /** Seed of client `index` of a run seeded with `runSeed` (simulations give each client its own). */
@@ -139,11 +140,14 @@ export async function runFitRound(context: ClientRoundContext, request: FitReque
     ? await stageTrainer(context, request).fit(request.trainable, weights, request.config, seed)
     : await context.trainer.fit(weights, context.train, request.config, seed);
   const delta = context.transformDelta ? context.transformDelta(result.delta, request) : result.delta;
+  // Embedding tables row-sparse where smaller, except when the delta is transformed (a mask needs
+  // every coordinate) or aggregated securely (the row indices would tell which words: SECURITY.md).
+  const rowSparse = result.manifest && !context.transformDelta && !wantsSecAgg(request.config) ? { rowSparse: result.manifest } : {};
   // A trainer's own envelope holds the untransformed delta: it stands only when nothing transforms it.
   const sealed =
     result.sealed && !context.transformDelta
       ? result.sealed
-      : sealUpdate({ header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta }, { clientIdentity: context.identity, coordinatorBoxKey: context.coordinator.boxKey });
+      : sealUpdate({ header: { roundId: request.roundId, exampleCount: result.exampleCount, metrics: result.metrics }, delta }, { clientIdentity: context.identity, coordinatorBoxKey: context.coordinator.boxKey, ...rowSparse });
   if (context.maxUpdateBytes !== undefined && sealed.byteLength > context.maxUpdateBytes) {
     throw new FedtlError('TOO_LARGE', `sealed update is ${sealed.byteLength} bytes, over the coordinator's limit of ${context.maxUpdateBytes}`);
   }

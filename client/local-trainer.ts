@@ -26,6 +26,11 @@ export interface LocalFitResult {
    * the client round seals it
    */
   sealed?: Uint8Array;
+  /**
+   * The manifest the delta is laid out by, when the trainer knows it (a fine-tuning stage): the
+   * client round then sends its embedding tables row-sparse where that is smaller. @default none (dense)
+   */
+  manifest?: WeightManifest;
 }
 
 /**

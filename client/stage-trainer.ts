@@ -79,7 +79,8 @@ export class StageTrainer {
         ...(augment ? { augment } : {}),
         seed,
       });
-      return { delta: subtract(top.getWeights().data, weights), exampleCount: result.examples, metrics: { loss: result.loss, accuracy: result.accuracy } };
+      const trained = top.getWeights();
+      return { delta: subtract(trained.data, weights), manifest: trained.manifest, exampleCount: result.examples, metrics: { loss: result.loss, accuracy: result.accuracy } };
     } finally {
       top.dispose();
     }

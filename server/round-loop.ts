@@ -23,8 +23,9 @@ import type { ModelSchedule } from '../shared/model/model-schedule.ts';
 import type { EarlyStopping } from '../shared/model/early-stopping.ts';
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
-import type { Aggregation, FitConfig, Strategy } from '../shared/strategy/strategy.ts';
+import type { Aggregation, FitConfig, FitInstruction, SparseClientUpdate, Strategy } from '../shared/strategy/strategy.ts';
 import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { embeddingEntryNames, type SparseDelta } from '../shared/weights/sparse-rows.ts';
 import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { ClientManager, type Participant } from './client-manager.ts';
 import type { RoundRecord } from './round-record.ts';
@@ -345,16 +346,18 @@ export class RoundLoop {
     const schedule = this.#options.trainable;
     const stage = schedule?.stageFor(round);
     const configs = new Map(instructions.map((i) => [i.clientId, i.config]));
+    const roundManifest = schedule && stage ? schedule.manifestOf(stage) : this.#options.manifest;
     const declared = candidates.filter((c) => configs.has(c.clientId)).map((c) => c.lastExampleCount ?? 0);
     const state = new FitRound({
       round,
       roundId: this.#roundId(round, attempt, 'fit'),
       selected: [...configs.keys()],
       timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
-      aggregation: schedule && stage ? widened(strategy.aggregateFit(round, this.#weights), (delta) => schedule.expand(delta, stage)) : strategy.aggregateFit(round, this.#weights),
+      aggregation: schedule && stage ? widened(strategy.aggregateFit(round, this.#weights), (delta) => schedule.expand(delta, stage), (delta) => schedule.expandSparse(delta, stage)) : strategy.aggregateFit(round, this.#weights),
       metrics: strategy.aggregateFitMetrics(round),
       openUpdate: this.#options.openUpdate,
-      parameterCount: schedule && stage ? schedule.manifestOf(stage).parameterCount : this.#options.manifest.parameterCount,
+      parameterCount: roundManifest.parameterCount,
+      rowSparse: acceptsRowSparse(roundManifest, instructions) ? roundManifest : null,
       exampleCap: exampleCountCap(declared, this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO),
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
       ingest: this.#options.ingest ?? null,
@@ -454,10 +457,20 @@ export class RoundLoop {
   }
 }
 
-/** An aggregation that widens each stage delta to the whole model before folding it in. */
-function widened(inner: Aggregation, expand: (delta: Float32Array) => Float32Array): Aggregation {
+/**
+ * Whether a round takes row-sparse uploads: its manifest has an embedding table, and no client is
+ * told to aggregate securely (masks need every coordinate, and the row indices — which words a
+ * client used — must not travel in the clear: SECURITY.md).
+ */
+function acceptsRowSparse(manifest: WeightManifest, instructions: readonly FitInstruction[]): boolean {
+  return embeddingEntryNames(manifest).size > 0 && !instructions.some((i) => i.config.extra?.['secagg'] === true);
+}
+
+/** An aggregation that widens each stage delta to the whole model before folding it in (a row-sparse one stays sparse where the inner aggregation takes it so). */
+function widened(inner: Aggregation, expand: (delta: Float32Array) => Float32Array, expandSparse: (delta: SparseDelta) => SparseDelta): Aggregation {
   return {
     add: (update) => inner.add({ ...update, delta: expand(update.delta) }),
+    ...(inner.addSparse ? { addSparse: (update: SparseClientUpdate) => inner.addSparse!({ ...update, delta: expandSparse(update.delta) }) } : {}),
     get count() {
       return inner.count;
     },

@@ -9,6 +9,8 @@ import { FedtlError, toFedtlError, type ErrorCode } from '../shared/core/errors.
 import type { Ack, EvaluationResult } from '../shared/protocol/protocol.ts';
 import { errorAck } from '../shared/protocol/protocol.ts';
 import type { Aggregation, MetricAggregation } from '../shared/strategy/strategy.ts';
+import type { WeightManifest } from '../shared/weights/flat-weights.ts';
+import { isSparseDelta, sparseToDense, type SparseDelta } from '../shared/weights/sparse-rows.ts';
 import type { UpdateIngest } from './update-ingest.ts';
 
 /** What opening a sealed update yields (see shared/crypto). */
@@ -17,13 +19,31 @@ export interface OpenedUpdate {
   clientId: string;
   exampleCount: number;
   metrics: Record<string, number>;
-  delta: Float32Array;
+  /** Dense, or the sent rows of a row-sparse upload (zero elsewhere). */
+  delta: Float32Array | SparseDelta;
   /** Unique id of this envelope, for replay detection. */
   nonce: string;
 }
 
 /** Verifies, decrypts and validates a sealed update; throws a FedtlError on any problem. */
-export type UpdateOpener = (sealed: Uint8Array, expected: { roundId: string; clientId: string; parameterCount: number }) => OpenedUpdate;
+export type UpdateOpener = (sealed: Uint8Array, expected: UpdateExpectation) => OpenedUpdate;
+
+/** What a fit round tells its opener about the updates it takes. */
+export interface UpdateExpectation {
+  roundId: string;
+  clientId: string;
+  parameterCount: number;
+  /** The round's manifest when it accepts row-sparse uploads (see {@link FitRoundOptions.rowSparse}). @default undefined (dense only) */
+  rowSparse?: WeightManifest;
+}
+
+/** Folds an opened delta into `aggregation`: sparse as it is where the aggregation takes it so, densely otherwise. */
+function addUpdate(aggregation: Aggregation, update: { clientId: string; delta: Float32Array | SparseDelta; exampleCount: number; metrics: Record<string, number> }): void {
+  const { delta } = update;
+  if (!isSparseDelta(delta)) aggregation.add({ ...update, delta });
+  else if (aggregation.addSparse) aggregation.addSparse({ ...update, delta });
+  else aggregation.add({ ...update, delta: sparseToDense(delta) }); // robust rules, clipping, privacy: every coordinate
+}
 
 export type RoundKind = 'fit' | 'evaluate';
 
@@ -132,6 +152,12 @@ export interface FitRoundOptions extends RoundStateOptions {
    * before its aggregation is read. @default null (the serial path, {@link FitRound.accept})
    */
   ingest?: UpdateIngest | null;
+  /**
+   * The round's manifest, when it accepts row-sparse uploads of its embedding tables: set by the
+   * round loop when the manifest has one and secure aggregation does not run (masks need every
+   * coordinate). @default null (dense updates only; a row-sparse one is refused `BAD_MESSAGE`)
+   */
+  rowSparse?: WeightManifest | null;
 }
 
 /** A fit round: opens each sealed update, checks it belongs here, and folds it into the strategy's aggregation. */
@@ -141,6 +167,7 @@ export class FitRound extends RoundState {
   readonly metrics: MetricAggregation;
   readonly #open: UpdateOpener;
   readonly #parameterCount: number;
+  readonly #rowSparse: WeightManifest | null;
   readonly #exampleCap: number;
   /** Updates that claimed more examples than the cap and were weighed at the cap. */
   capped = 0;
@@ -166,10 +193,11 @@ export class FitRound extends RoundState {
     this.metrics = options.metrics;
     this.#open = options.openUpdate;
     this.#parameterCount = options.parameterCount;
+    this.#rowSparse = options.rowSparse ?? null;
     this.#exampleCap = options.exampleCap ?? Number.POSITIVE_INFINITY;
     this.#ingest = options.ingest ?? null;
     this.#fold = typeof this.aggregation.addPartial === 'function';
-    this.#ingest?.begin({ roundId: this.roundId, parameterCount: this.#parameterCount, exampleCap: this.#exampleCap });
+    this.#ingest?.begin({ roundId: this.roundId, parameterCount: this.#parameterCount, exampleCap: this.#exampleCap, ...(this.#rowSparse ? { rowSparse: this.#rowSparse } : {}) });
   }
 
   /** Where updates are opened: this thread, workers that also sum them, or workers that only open them. */
@@ -181,7 +209,7 @@ export class FitRound extends RoundState {
   accept(clientId: string, sealed: Uint8Array): Ack {
     try {
       this.checkSender(clientId, 'update');
-      const opened = this.#open(sealed, { roundId: this.roundId, clientId, parameterCount: this.#parameterCount });
+      const opened = this.#open(sealed, { roundId: this.roundId, clientId, parameterCount: this.#parameterCount, ...(this.#rowSparse ? { rowSparse: this.#rowSparse } : {}) });
       if (opened.roundId !== this.roundId) throw new FedtlError('STALE_ROUND', `update is for round ${opened.roundId}, the current round is ${this.roundId}`);
       if (opened.clientId !== clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${opened.clientId} but came from ${clientId}`);
       if (this.#seenNonces.has(opened.nonce)) throw new FedtlError('REPLAY', 'this update envelope was already received');
@@ -189,7 +217,7 @@ export class FitRound extends RoundState {
       // Bounded here, where every strategy's updates pass, not inside one strategy.
       const exampleCount = Math.min(opened.exampleCount, this.#exampleCap);
       if (exampleCount < opened.exampleCount) this.capped++;
-      this.aggregation.add({ clientId, delta: opened.delta, exampleCount, metrics: opened.metrics });
+      addUpdate(this.aggregation, { clientId, delta: opened.delta, exampleCount, metrics: opened.metrics });
       this.metrics.add(clientId, exampleCount, opened.metrics);
       this.bytesUp += sealed.byteLength;
       this.accepted(clientId);
@@ -260,7 +288,7 @@ export class FitRound extends RoundState {
       if (this.#fold) this.#folded++;
       else {
         await turn;
-        this.aggregation.add({ clientId, delta: outcome.delta!, exampleCount: weight, metrics: header.metrics });
+        addUpdate(this.aggregation, { clientId, delta: outcome.delta!, exampleCount: weight, metrics: { ...header.metrics } });
       }
       if (weight < header.exampleCount) this.capped++;
       this.metrics.add(clientId, weight, header.metrics);

@@ -9,8 +9,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
-import { type ExpectedUpdate, openUpdate } from '../shared/crypto/update-envelope.ts';
+import { type ExpectedUpdate, openUpdateRows } from '../shared/crypto/update-envelope.ts';
 import { foldWeighted, foldWeightedPair } from '../shared/strategy/fed-avg.ts';
+import { foldSparse, type SparseDelta } from '../shared/weights/sparse-rows.ts';
 import type { IngestReply, IngestRequest, IngestWorkerSetup } from './update-ingest.ts';
 
 const port = parentPort;
@@ -62,17 +63,24 @@ function ownsBuffer(array: ArrayBufferView): boolean {
 function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: IngestReply; transfer: ArrayBuffer[] } {
   if (job.epoch !== epoch || expected === null) throw new FedtlError('STALE_ROUND', 'the round closed before this update was processed');
   const into = job.fold ? scratchFor(expected.parameterCount) : undefined;
-  const { header, delta } = openUpdate(job.bytes, { coordinatorIdentity: identity, expected, resolveClient: () => job.keys ?? undefined, ...(into ? { into } : {}) });
+  const { header, delta } = openUpdateRows(job.bytes, { coordinatorIdentity: identity, expected, resolveClient: () => job.keys ?? undefined, ...(into ? { into } : {}) });
   // The same refusal, with the same code, as FitRound.accept on the serial path.
   if (header.clientId !== job.clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${header.clientId} but came from ${job.clientId}`);
   const weight = Math.min(header.exampleCount, exampleCap);
   if (!job.fold) {
+    if (!(delta instanceof Float32Array)) {
+      // A row-sparse upload goes back as its sent rows: the values' buffer (the decrypted payload) and the runs.
+      const values = ownsBuffer(delta.values) ? delta.values : Float32Array.from(delta.values);
+      const sparse: SparseDelta = { length: delta.length, values, runs: delta.runs };
+      return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: sparse }, transfer: [values.buffer as ArrayBuffer, delta.runs.buffer as ArrayBuffer] };
+    }
     const owned = ownsBuffer(delta) ? delta : Float32Array.from(delta);
     return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned }, transfer: [owned.buffer as ArrayBuffer] };
   }
   // Every check passed: only now does the update touch the partial sum.
   sum ??= new Float64Array(expected.parameterCount);
-  if (pending === null) pending = { delta, weight };
+  if (!(delta instanceof Float32Array)) foldSparse(sum, delta, weight); // the sent rows only (openUpdateRows did not use the scratch)
+  else if (pending === null) pending = { delta, weight };
   else {
     foldWeightedPair(sum, pending.delta, pending.weight, delta, weight);
     pending = null;

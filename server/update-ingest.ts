@@ -39,6 +39,8 @@ import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.t
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import type { ClientPublicKeys, ExpectedUpdate, UpdateHeader } from '../shared/crypto/update-envelope.ts';
+import type { WeightManifest } from '../shared/weights/flat-weights.ts';
+import type { SparseDelta } from '../shared/weights/sparse-rows.ts';
 import { expectedUpdate, type UpdateOpenerOptions } from './update-opener.ts';
 
 /**
@@ -75,8 +77,8 @@ export type IngestOutcome =
       header: UpdateHeader;
       /** The weight it was folded with (`min(exampleCount, exampleCap)`). */
       weight: number;
-      /** The delta, for open-only jobs; `null` when it was folded on the worker. */
-      delta: Float32Array | null;
+      /** The delta (the sent rows of a row-sparse upload), for open-only jobs; `null` when it was folded on the worker. */
+      delta: Float32Array | SparseDelta | null;
     }
   | { ok: false; code: ErrorCode; message: string };
 
@@ -106,7 +108,7 @@ export type IngestRequest =
 /** @internal */
 export type IngestReply =
   | { type: 'ready' }
-  | { type: 'job'; id: number; ok: true; header: UpdateHeader; weight: number; delta: Float32Array | null }
+  | { type: 'job'; id: number; ok: true; header: UpdateHeader; weight: number; delta: Float32Array | SparseDelta | null }
   | { type: 'job'; id: number; ok: false; code: string; message: string }
   | { type: 'finish'; id: number; epoch: number; sum: Float64Array | null; exampleCount: number; count: number };
 
@@ -199,7 +201,7 @@ export class UpdateIngest {
   }
 
   /** Opens a round: every worker starts a zero partial sum. A round still open is abandoned (its partial sums dropped). */
-  begin(round: { roundId: string; parameterCount: number; exampleCap?: number }): void {
+  begin(round: { roundId: string; parameterCount: number; exampleCap?: number; rowSparse?: WeightManifest }): void {
     this.#usable();
     const epoch = ++this.#epoch;
     const expected = expectedUpdate(round, this.#options.validation);

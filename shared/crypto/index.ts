@@ -28,6 +28,8 @@ export {
   openUpdate,
   openUpdateAsync,
   openUpdateInto,
+  openUpdateRows,
+  sealPayload,
   sealUpdate,
 } from './update-envelope.ts';
 export type {
@@ -36,7 +38,9 @@ export type {
   EnvelopeLimits,
   ExpectedUpdate,
   OpenUpdateOptions,
+  OpenedRows,
   OpenedUpdate,
+  PayloadEncoding,
   SealUpdateOptions,
   UpdateHeader,
   UpdateHeaderInput,

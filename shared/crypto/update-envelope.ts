@@ -28,13 +28,22 @@
  * 4   1  format version (1)
  * 5   3  reserved, must be 0
  * 8   4  header length H (≤ maxHeaderBytes)
- * 12  4  payload length C (= 4 × parameterCount, ≤ maxPayloadBytes)
+ * 12  4  payload length C (= 4 × parameterCount dense, < that row-sparse; ≤ maxPayloadBytes)
  * 16  H  header, UTF-8 JSON (see {@link UpdateHeader})
  * +H  64 Ed25519 signature
- * +64 C  ciphertext of the float32 little-endian delta
+ * +64 C  ciphertext of the payload: the float32 little-endian delta, or with the header's
+ *        `encoding: "row-sparse"` its row-sparse encoding (shared/weights/sparse-rows.ts)
  * +C  16 Poly1305 tag
  * ```
  * Total length must match exactly; every length is checked against the buffer before use.
+ *
+ * ## Row-sparse payloads
+ * A fine-tuned embedding table's delta is zero outside the rows of the words a client used, so
+ * {@link sealUpdate} given the delta's manifest (`rowSparse`) sends such tables as row indices and
+ * rows when that is smaller than the dense delta. The encoding is inside the ciphertext, named by
+ * the signed header; the coordinator accepts it only where it said so (`ExpectedUpdate.rowSparse`,
+ * never under secure aggregation: SECURITY.md) and checks its structure (`BAD_MESSAGE`) and values
+ * (`NON_FINITE`, `OUT_OF_RANGE`, the same L2 norm) exactly as a dense delta's.
  *
  * @example
  * ```ts
@@ -48,6 +57,8 @@
  */
 import { createCipheriv, createDecipheriv, createHash, type DecipherChaCha20Poly1305, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { FedtlError } from '../core/errors.ts';
+import type { WeightManifest } from '../weights/flat-weights.ts';
+import { decodeRowSparseRuns, embeddingEntryNames, encodeRowSparse, sparseToDense, type SparseDelta } from '../weights/sparse-rows.ts';
 import { clientIdFromSigningKey, decodeKey, type Identity, PUBLIC_KEY_BYTES } from './identity.ts';
 import { ed25519PrivateKey, ed25519PublicKey, x25519Shared } from './native-keys.ts';
 
@@ -71,7 +82,10 @@ const METRIC_NAME_RE = /^[A-Za-z0-9._/-]{1,64}$/;
 const HEX16_RE = /^[0-9a-f]{16}$/;
 const HEX32_RE = /^[0-9a-f]{32}$/;
 const MAX_METRICS = 64;
-const HEADER_KEYS = ['v', 'roundId', 'clientId', 'coordinatorKeyId', 'updateId', 'timestamp', 'exampleCount', 'parameterCount', 'metrics'] as const;
+const HEADER_KEYS = ['v', 'roundId', 'clientId', 'coordinatorKeyId', 'updateId', 'timestamp', 'exampleCount', 'parameterCount', 'metrics', 'encoding'] as const;
+
+/** How a payload is laid out: absent is the dense float32 delta. */
+export type PayloadEncoding = 'row-sparse';
 
 /** What the client supplies; the rest of the header is filled in by {@link sealUpdate}. */
 export interface UpdateHeaderInput {
@@ -99,6 +113,8 @@ export interface UpdateHeader {
   readonly exampleCount: number;
   readonly parameterCount: number;
   readonly metrics: Readonly<Record<string, number>>;
+  /** `row-sparse`: the payload is a row-sparse encoding of the delta; absent: dense float32. */
+  readonly encoding?: PayloadEncoding;
 }
 
 /** Public keys of a client as the coordinator knows them (base64), e.g. a {@link PublicIdentity}. */
@@ -114,6 +130,12 @@ export interface SealUpdateOptions {
   readonly coordinatorBoxKey: string | Uint8Array;
   /** Clock for the `timestamp` field. @default Date.now */
   readonly now?: () => number;
+  /**
+   * The manifest the delta is laid out by, to send its embedding tables row-sparse when that is
+   * smaller than dense. Leave it out under secure aggregation (masks need every coordinate).
+   * @default undefined (dense)
+   */
+  readonly rowSparse?: WeightManifest;
 }
 
 /** What the coordinator expects of an update in the current round. */
@@ -136,6 +158,11 @@ export interface ExpectedUpdate {
   readonly timestampWindowMs?: number;
   /** Clock for `timestampWindowMs`. @default Date.now */
   readonly now?: () => number;
+  /**
+   * The round's manifest when it accepts row-sparse payloads (its embedding tables are decoded by
+   * it); without it a row-sparse payload is `BAD_MESSAGE`. @default undefined (dense only)
+   */
+  readonly rowSparse?: WeightManifest;
 }
 
 /** Size limits applied while parsing, before any cryptography. */
@@ -180,6 +207,13 @@ export interface OpenedUpdate {
   readonly stats: DeltaStats;
 }
 
+/** {@link OpenedUpdate} with a row-sparse payload left sparse (see {@link openUpdateRows}). */
+export interface OpenedRows {
+  readonly header: UpdateHeader;
+  readonly delta: Float32Array | SparseDelta;
+  readonly stats: DeltaStats;
+}
+
 const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
 const DEFAULT_MAX_ABS = 1e6;
@@ -209,6 +243,34 @@ export function sealUpdate(
   update: { readonly header: UpdateHeaderInput; readonly delta: Float32Array },
   options: SealUpdateOptions,
 ): Uint8Array {
+  const { delta } = update;
+  if (delta.length === 0) throw new FedtlError('BAD_SHAPE', 'sealUpdate: delta is empty');
+  // Same checks as the coordinator's, with the loosest range, so bad values fail at the source.
+  scanDelta(delta, Number.MAX_VALUE, Infinity);
+  const sparse = options.rowSparse ? rowSparsePayload(delta, options.rowSparse) : null;
+  let plain: Uint8Array = sparse ?? Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
+  if (!LITTLE_ENDIAN) plain = Buffer.from(plain).swap32(); // the wire is little-endian
+  return sealPayload({ header: update.header, parameterCount: delta.length, payload: plain, ...(sparse ? { encoding: 'row-sparse' as const } : {}) }, options);
+}
+
+/** The row-sparse encoding of `delta` when `manifest` has embedding tables and it is smaller than dense; otherwise null. */
+function rowSparsePayload(delta: Float32Array, manifest: WeightManifest): Uint8Array | null {
+  if (manifest.parameterCount !== delta.length) throw new FedtlError('BAD_SHAPE', `rowSparse manifest has ${manifest.parameterCount} parameters, the delta ${delta.length}`);
+  const tables = embeddingEntryNames(manifest);
+  if (tables.size === 0) return null;
+  const encoded = encodeRowSparse(delta, manifest, tables);
+  return encoded.byteLength < delta.byteLength ? encoded : null;
+}
+
+/**
+ * Seals an already encoded payload (little-endian words): what {@link sealUpdate} does after
+ * encoding. Checks nothing of the payload's content — the coordinator does — so it also serves
+ * tests that send malformed payloads through a correctly signed envelope.
+ */
+export function sealPayload(
+  update: { readonly header: UpdateHeaderInput; readonly parameterCount: number; readonly payload: Uint8Array; readonly encoding?: PayloadEncoding },
+  options: SealUpdateOptions,
+): Uint8Array {
   const { clientIdentity } = options;
   const coordinatorBoxKey =
     typeof options.coordinatorBoxKey === 'string'
@@ -217,11 +279,6 @@ export function sealUpdate(
   if (coordinatorBoxKey.length !== PUBLIC_KEY_BYTES) {
     throw new FedtlError('BAD_CONFIG', `coordinatorBoxKey must be ${PUBLIC_KEY_BYTES} bytes`);
   }
-  const { delta } = update;
-  if (delta.length === 0) throw new FedtlError('BAD_SHAPE', 'sealUpdate: delta is empty');
-  // Same checks as the coordinator's, with the loosest range, so bad values fail at the source.
-  scanDelta(delta, Number.MAX_VALUE, Infinity);
-
   const header: UpdateHeader = {
     v: UPDATE_HEADER_VERSION,
     roundId: update.header.roundId,
@@ -230,17 +287,18 @@ export function sealUpdate(
     updateId: randomBytes(UPDATE_ID_BYTES).toString('hex'),
     timestamp: Math.floor((options.now ?? Date.now)()),
     exampleCount: update.header.exampleCount,
-    parameterCount: delta.length,
+    parameterCount: update.parameterCount,
     metrics: { ...(update.header.metrics ?? {}) },
+    ...(update.encoding ? { encoding: update.encoding } : {}),
   };
   validateHeader(header); // throws BAD_MESSAGE for a bad roundId, exampleCount or metric
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
   if (headerBytes.length > DEFAULT_MAX_HEADER_BYTES) {
     throw new FedtlError('TOO_LARGE', `update header is ${headerBytes.length} bytes, limit ${DEFAULT_MAX_HEADER_BYTES}`);
   }
-  const payloadBytes = delta.length * 4;
+  const payloadBytes = update.payload.byteLength;
   if (payloadBytes > DEFAULT_MAX_PAYLOAD_BYTES) {
-    throw new FedtlError('TOO_LARGE', `delta of ${delta.length} parameters exceeds ${DEFAULT_MAX_PAYLOAD_BYTES} bytes`);
+    throw new FedtlError('TOO_LARGE', `delta of ${update.parameterCount} parameters exceeds ${DEFAULT_MAX_PAYLOAD_BYTES} bytes`);
   }
 
   const headerEnd = PREFIX_BYTES + headerBytes.length;
@@ -265,9 +323,7 @@ export function sealUpdate(
   );
   const cipher = createCipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(out.subarray(0, headerEnd), { plaintextLength: payloadBytes });
-  let plain = Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
-  if (!LITTLE_ENDIAN) plain = Buffer.from(plain).swap32(); // the wire is little-endian
-  const ct = cipher.update(plain);
+  const ct = cipher.update(update.payload);
   cipher.final();
   ct.copy(out, ctStart);
   cipher.getAuthTag().copy(out, ctStart + payloadBytes);
@@ -287,9 +343,20 @@ export function sealUpdate(
  * `OUT_OF_RANGE`). Replay (a repeated `updateId`) is the caller's check: it needs round state.
  */
 export function openUpdate(bytes: Uint8Array, options: OpenUpdateOptions): OpenedUpdate {
+  const { header, delta, stats } = openUpdateRows(bytes, options);
+  return { header, delta: dense(delta), stats };
+}
+
+/**
+ * {@link openUpdate} that leaves a row-sparse payload sparse (a {@link SparseDelta}: the sent rows,
+ * scanned as a dense delta is), for a coordinator that adds sparse rows into its sum directly.
+ */
+export function openUpdateRows(bytes: Uint8Array, options: OpenUpdateOptions): OpenedRows {
   const frame = parseFrame(bytes, options);
   const keys = resolveSender(frame, options);
-  const { into } = options;
+  // A row-sparse payload is decrypted into its own words, never into `into` (a dense delta's buffer).
+  const sparse = frame.header.encoding === 'row-sparse';
+  const into = sparse ? undefined : options.into;
   if (into !== undefined && into.length !== frame.header.parameterCount) {
     throw new FedtlError('INTERNAL', `openUpdate: 'into' holds ${into.length} values, the update has ${frame.header.parameterCount}`);
   }
@@ -297,8 +364,21 @@ export function openUpdate(bytes: Uint8Array, options: OpenUpdateOptions): Opene
   verifySignature(frame, keys, opened.ctHash);
   checkAuthenticatedHeader(frame.header, options);
   if (opened.decryptError !== undefined) throw opened.decryptError;
-  const stats = scanStats(opened.delta, opened.sumSquares, options.expected);
-  return { header: frame.header, delta: opened.delta, stats };
+  if (!sparse) return { header: frame.header, delta: opened.delta, stats: scanStats(opened.delta, opened.sumSquares, options.expected) };
+  const delta = payloadDelta(frame, opened.delta, options.expected);
+  return { header: frame.header, delta, stats: checkDelta(delta, options.expected) };
+}
+
+function dense(delta: Float32Array | SparseDelta): Float32Array {
+  return delta instanceof Float32Array ? delta : sparseToDense(delta);
+}
+
+/** The decrypted payload as a delta: itself when dense, its sent rows when row-sparse (structure checked, `BAD_MESSAGE`). */
+function payloadDelta(frame: Frame, payload: Float32Array, expected: ExpectedUpdate): Float32Array | SparseDelta {
+  if (frame.header.encoding !== 'row-sparse') return payload;
+  const manifest = expected.rowSparse!; // parseFrame refused a row-sparse payload without it
+  if (manifest.parameterCount !== frame.header.parameterCount) throw new FedtlError('INTERNAL', `the round's row-sparse manifest has ${manifest.parameterCount} parameters, the round ${expected.parameterCount}`);
+  return decodeRowSparseRuns(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), manifest, embeddingEntryNames(manifest));
 }
 
 /**
@@ -342,8 +422,9 @@ export async function openUpdateAsync(bytes: Uint8Array, options: OpenUpdateOpti
   verifySignature(frame, keys, ctHash);
   checkAuthenticatedHeader(frame.header, options);
   if (delta === undefined) throw decryptError;
-  const stats = checkDelta(delta, options.expected);
-  return { header: frame.header, delta, stats };
+  const opened = payloadDelta(frame, delta, options.expected);
+  const stats = checkDelta(opened, options.expected);
+  return { header: frame.header, delta: dense(opened), stats };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,7 +481,11 @@ function parseFrame(input: Uint8Array, options: OpenUpdateOptions): Frame {
       `update from ${header.clientId} has ${header.parameterCount} parameters, the model has ${options.expected.parameterCount}`,
     );
   }
-  if (payloadLength !== header.parameterCount * 4) {
+  if (header.encoding === 'row-sparse') {
+    if (!options.expected.rowSparse) throw badMessage(`update from ${header.clientId} is row-sparse, but this round takes dense updates only (no embedding table trains, or secure aggregation runs)`);
+    // A client sends row-sparse only when it is smaller: never more than the dense delta's bytes.
+    if (payloadLength >= header.parameterCount * 4) throw badMessage(`row-sparse payload is ${payloadLength} bytes, not smaller than the dense ${header.parameterCount * 4}`);
+  } else if (payloadLength !== header.parameterCount * 4) {
     throw badMessage(`payload is ${payloadLength} bytes but header declares ${header.parameterCount} float32 parameters`);
   }
   return {
@@ -436,6 +521,8 @@ function validateHeader(value: unknown): UpdateHeader {
   if (!Number.isSafeInteger(exampleCount) || (exampleCount as number) < 1) throw badMessage('exampleCount must be an integer >= 1');
   const parameterCount = obj['parameterCount'];
   if (!Number.isSafeInteger(parameterCount) || (parameterCount as number) < 1) throw badMessage('parameterCount must be an integer >= 1');
+  const encoding = obj['encoding'];
+  if (encoding !== undefined && encoding !== 'row-sparse') throw badMessage(`encoding ${JSON.stringify(encoding)} is not known (expected "row-sparse" or none)`);
   const rawMetrics = obj['metrics'];
   if (typeof rawMetrics !== 'object' || rawMetrics === null || Array.isArray(rawMetrics)) throw badMessage('metrics must be an object');
   const entries = Object.entries(rawMetrics as Record<string, unknown>);
@@ -455,6 +542,7 @@ function validateHeader(value: unknown): UpdateHeader {
     parameterCount: parameterCount as number,
     // fromEntries defines own properties, so a '__proto__' key cannot touch the prototype.
     metrics: Object.freeze(Object.fromEntries(entries as [string, number][])),
+    ...(encoding !== undefined ? { encoding } : {}),
   };
 }
 
@@ -556,7 +644,7 @@ function decryptDelta(frame: Frame, keys: { signing: Uint8Array; box: Uint8Array
     });
   }
   if (!LITTLE_ENDIAN) plain.swap32();
-  const count = frame.header.parameterCount;
+  const count = frame.ciphertext.length / 4; // the delta's values, or the words of a row-sparse payload
   // Node returns a fresh, 8-byte aligned buffer here; copy only if that ever stops being true.
   if (plain.byteOffset % 4 !== 0) return new Float32Array(new Uint8Array(plain).buffer, 0, count);
   return new Float32Array(plain.buffer, plain.byteOffset, count);
@@ -586,7 +674,7 @@ function hashDecryptScan(
   coordinator: Identity,
   into: Float32Array | undefined,
 ): { ctHash: Uint8Array; delta: Float32Array; sumSquares: number; decryptError: FedtlError | undefined } {
-  const count = frame.header.parameterCount;
+  const count = frame.ciphertext.length / 4; // the delta's values, or the words of a row-sparse payload (whose sum is not used)
   const delta = into ?? new Float32Array(count);
   const out = new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength);
   const hash = createHash('sha256');
@@ -653,8 +741,20 @@ function hashDecryptScan(
   return { ctHash: hash.digest(), delta, sumSquares, decryptError };
 }
 
-function checkDelta(delta: Float32Array, expected: ExpectedUpdate): DeltaStats {
-  return scanDelta(delta, expected.maxAbs ?? DEFAULT_MAX_ABS, expected.maxL2Norm ?? Infinity);
+function checkDelta(delta: Float32Array | SparseDelta, expected: ExpectedUpdate): DeltaStats {
+  const maxAbs = expected.maxAbs ?? DEFAULT_MAX_ABS;
+  const maxL2Norm = expected.maxL2Norm ?? Infinity;
+  if (delta instanceof Float32Array) return scanDelta(delta, maxAbs, maxL2Norm);
+  // A row-sparse delta: its sent values, run by run in dense order — the same checks, the same
+  // first failing index and code, and the same norm up to rounding as the dense delta's scan (its
+  // other values are zeros, which pass and add nothing).
+  const { runs, values } = delta;
+  const run = (k: number) => values.subarray(runs[k + 1]!, runs[k + 1]! + runs[k + 2]!);
+  let sumSquares = 0;
+  for (let k = 0; k < runs.length; k += 3) sumSquares += sumOfSquares(run(k));
+  if (!(Number.isFinite(sumSquares) && sumSquares <= RANGE_MARGIN * maxAbs * maxAbs)) for (let k = 0; k < runs.length; k += 3) exactScan(run(k), maxAbs, runs[k]!);
+  // Every value passed (or exactScan threw): what remains of rangeAndNorm is the norm bound.
+  return rangeAndNorm(new Float32Array(0), sumSquares, maxAbs, maxL2Norm);
 }
 
 /**
@@ -720,13 +820,13 @@ function sumOfSquares(values: Float32Array): number {
  * The per-element check: throws `NON_FINITE` or `OUT_OF_RANGE` naming the first value that fails
  * (NaN fails both comparisons; ±Infinity is refused even when maxAbs is Infinity).
  */
-function exactScan(delta: Float32Array, maxAbs: number): void {
+function exactScan(delta: Float32Array, maxAbs: number, offset = 0): void {
   const n = delta.length;
   for (let i = 0; i < n; i++) {
     const x = delta[i] as number;
     if (!(x <= maxAbs && x >= -maxAbs) || x - x !== 0) {
-      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${i}] is ${x}; every value must be finite`);
-      throw new FedtlError('OUT_OF_RANGE', `delta[${i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
+      if (!Number.isFinite(x)) throw new FedtlError('NON_FINITE', `delta[${offset + i}] is ${x}; every value must be finite`);
+      throw new FedtlError('OUT_OF_RANGE', `delta[${offset + i}] = ${x} exceeds the limit |x| <= ${maxAbs}`);
     }
   }
 }

@@ -6,6 +6,7 @@
  * momentum and checkpoints see one buffer of constant size however the trainable set widens.
  */
 import type { WeightManifest } from '../weights/flat-weights.ts';
+import type { SparseDelta } from '../weights/sparse-rows.ts';
 import { gatherWeights, selectManifest, stageWeightNames } from './fine-tune-model.ts';
 import type { FrozenBase } from './frozen-base.ts';
 import type { HeadSpec } from './head.ts';
@@ -48,5 +49,22 @@ export class ModelSchedule {
     const out = new Float32Array(this.manifest.parameterCount);
     part.entries.forEach((entry, i) => out.set(delta.subarray(entry.offset, entry.offset + entry.length), offsets[i]!));
     return out;
+  }
+
+  /**
+   * {@link expand} for a row-sparse stage delta: the same runs moved to the whole model's offsets,
+   * values shared, so a sparse update stays sparse up to the aggregation.
+   */
+  expandSparse(delta: SparseDelta, stage: TrainableStage): SparseDelta {
+    const part = this.manifestOf(stage);
+    const offsets = this.#offsets[stage.index]!;
+    const runs = Uint32Array.from(delta.runs);
+    // Runs never straddle entries (each is inside one row or one dense entry), and both are in increasing order.
+    let e = 0;
+    for (let k = 0; k < runs.length; k += 3) {
+      while (runs[k]! >= part.entries[e]!.offset + part.entries[e]!.length) e++;
+      runs[k] = offsets[e]! + (runs[k]! - part.entries[e]!.offset);
+    }
+    return { length: this.manifest.parameterCount, values: delta.values, runs };
   }
 }

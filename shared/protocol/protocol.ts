@@ -21,8 +21,11 @@ import type { SecAggDown, SecAggUp } from './secagg-messages.ts';
  * v3: hellos are bound to their connection; `ready` and `evaluation` are signed.
  * v4: a round message may refer to weights the client already holds (`weightsDigest`) instead of
  * carrying them, and a client that does not hold them asks for them with `weights:missing`.
+ * v5: an update's sealed payload may be row-sparse (its header's `encoding`): a fine-tuned
+ * embedding table travels as the rows a client used, where the round accepts it (not under secure
+ * aggregation).
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** Byte limits the coordinator announces and enforces. */
 export interface ProtocolLimits {

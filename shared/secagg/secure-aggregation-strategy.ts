@@ -62,7 +62,9 @@ export class SecureAggregation extends StrategyWrapper {
     if (instructions.length > this.#o.maxClients) {
       throw new FedtlError('BAD_CONFIG', `round ${round} selected ${instructions.length} clients; secure aggregation was set up for at most ${this.#o.maxClients}`);
     }
-    return instructions;
+    // Marked as the socket variant marks it: clients then seal dense deltas (no row indices in the
+    // clear, SECURITY.md), and the round refuses row-sparse ones.
+    return instructions.map((i) => ({ ...i, config: { ...i.config, extra: { ...i.config.extra, secagg: true } } }));
   }
 
   override aggregateFit(round: number, global: Float32Array): Aggregation {

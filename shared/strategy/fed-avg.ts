@@ -10,7 +10,8 @@
 import { FedtlError } from '../core/errors.ts';
 import { TRAINING_DEFAULTS } from '../model/training-defaults.ts';
 import type { StrategyState } from './strategy-state.ts';
-import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, Strategy } from './strategy.ts';
+import { foldSparse } from '../weights/sparse-rows.ts';
+import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, SparseClientUpdate, Strategy } from './strategy.ts';
 
 /** Server-side defaults of FedAvg, written once (client-side ones are TRAINING_DEFAULTS). */
 export const FEDAVG_DEFAULTS = { fractionFit: 1, minClients: 2, serverLearningRate: 1 } as const;
@@ -77,7 +78,7 @@ export class WeightedDeltaMean implements Aggregation {
     return this.#examples;
   }
 
-  add(update: ClientUpdate): void {
+  add(update: ClientUpdate | SparseClientUpdate): void {
     const { delta, exampleCount } = update;
     if (delta.length !== this.#sum.length) {
       throw new FedtlError('BAD_SHAPE', `update from ${update.clientId} has ${delta.length} values, the head has ${this.#sum.length}`);
@@ -85,9 +86,15 @@ export class WeightedDeltaMean implements Aggregation {
     if (!Number.isSafeInteger(exampleCount) || exampleCount <= 0) {
       throw new FedtlError('BAD_MESSAGE', `update from ${update.clientId} claims ${exampleCount} examples`);
     }
-    foldWeighted(this.#sum, delta, exampleCount);
+    if (delta instanceof Float32Array) foldWeighted(this.#sum, delta, exampleCount);
+    else foldSparse(this.#sum, delta, exampleCount);
     this.#count++;
     this.#examples += exampleCount;
+  }
+
+  /** A row-sparse update: only its sent values are added (the others add exactly 0 in {@link add}). */
+  addSparse(update: SparseClientUpdate): void {
+    this.add(update);
   }
 
   /**

@@ -1,5 +1,5 @@
 /** Public API of `shared/strategy`: the strategy contract, the strategies, and the wrapper mechanism. */
-export type { Strategy, Aggregation, Candidate, ClientUpdate, ConfigValue, EvaluationReply, FitConfig, FitInstruction, MetricAggregation } from './strategy.ts';
+export type { Strategy, Aggregation, Candidate, ClientUpdate, ConfigValue, EvaluationReply, FitConfig, FitInstruction, MetricAggregation, SparseClientUpdate } from './strategy.ts';
 export { FedAvg, FEDAVG_DEFAULTS, WeightedDeltaMean, WeightedMetricMean, sampleClients } from './fed-avg.ts';
 export type { FedAvgOptions } from './fed-avg.ts';
 export { FedAvgM, FEDAVGM_DEFAULTS } from './fed-avg-m.ts';

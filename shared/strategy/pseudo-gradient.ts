@@ -4,7 +4,7 @@
  * "pseudo-gradient" (its negative) — then hand it once to a server step that writes the next head.
  */
 import { WeightedDeltaMean } from './fed-avg.ts';
-import type { Aggregation, ClientUpdate } from './strategy.ts';
+import type { Aggregation, ClientUpdate, SparseClientUpdate } from './strategy.ts';
 
 /** `step(delta, next)` fills `next` from the round's mean delta (float64) and updates its state. */
 export type ServerStep = (delta: Float64Array, next: Float32Array) => void;
@@ -22,6 +22,11 @@ export class PseudoGradientAggregation implements Aggregation {
 
   add(update: ClientUpdate): void {
     this.#mean.add(update);
+  }
+
+  /** Row-sparse updates fold in as they do into FedAvg's, for the same reason. */
+  addSparse(update: SparseClientUpdate): void {
+    this.#mean.addSparse(update);
   }
 
   /** The pseudo-gradient is the weighted mean of the deltas, so partial sums fold in as they do into FedAvg's. */

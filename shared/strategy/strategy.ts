@@ -18,6 +18,7 @@
  * the aggregation, without the loop knowing.
  */
 import type { OptimizerName } from '../model/training-defaults.ts';
+import type { SparseDelta } from '../weights/sparse-rows.ts';
 import type { StrategyState } from './strategy-state.ts';
 
 /** A ready client that can be picked for a round. */
@@ -62,6 +63,11 @@ export interface ClientUpdate {
   metrics: Readonly<Record<string, number>>;
 }
 
+/** A {@link ClientUpdate} whose delta arrived row-sparse (shared/weights/sparse-rows.ts). */
+export interface SparseClientUpdate extends Omit<ClientUpdate, 'delta'> {
+  delta: SparseDelta;
+}
+
 /** Streaming aggregation of one fit round. */
 export interface Aggregation {
   /** Folds one update in; the caller may reuse or drop `update.delta` afterwards (copy what you keep). */
@@ -74,6 +80,12 @@ export interface Aggregation {
    * aggregation) leave it out and get every update through `add`. @default absent
    */
   addPartial?(sum: Float64Array, exampleCount: number, count: number): void;
+  /**
+   * Present only when the result is a weighted mean of the deltas: folds an update whose delta is
+   * sparse (a row-sparse upload: zero outside its runs) without widening it, the same as `add` of
+   * its dense delta. Others get such updates densely through `add`. @default absent
+   */
+  addSparse?(update: SparseClientUpdate): void;
   /** Number of updates folded in so far. */
   readonly count: number;
   /** Total examples behind the folded updates. */

@@ -77,11 +77,58 @@ export function encodeRowSparse(delta: Float32Array, manifest: WeightManifest, s
 }
 
 /**
- * Decodes bytes from {@link encodeRowSparse} into a dense delta on `manifest`.
+ * A delta that is zero outside a set of runs of consecutive values: what a row-sparse payload
+ * decodes to without materializing the zeros. The coordinator validates and aggregates it as it
+ * is (scan the sent values, add them into a running sum), so an update's cost follows the rows a
+ * client sent, not the table's size.
+ */
+export interface SparseDelta {
+  /** Length of the dense delta it stands for. */
+  readonly length: number;
+  /** The sent values; {@link SparseDelta.runs} index into it (other positions are not values). */
+  readonly values: Float32Array;
+  /**
+   * Triplets (start in the dense delta, start in `values`, count): disjoint, inside `length`, each
+   * inside one manifest entry, in increasing dense order as decoded. Every position outside a run is zero.
+   */
+  readonly runs: Uint32Array;
+}
+
+/** Whether `delta` is a {@link SparseDelta} rather than a dense one. */
+export function isSparseDelta(delta: Float32Array | SparseDelta): delta is SparseDelta {
+  return !(delta instanceof Float32Array);
+}
+
+/** The dense delta `sparse` stands for (zeros outside its runs). */
+export function sparseToDense(sparse: SparseDelta): Float32Array {
+  const dense = new Float32Array(sparse.length);
+  const { runs, values } = sparse;
+  for (let k = 0; k < runs.length; k += 3) dense.set(values.subarray(runs[k + 1]!, runs[k + 1]! + runs[k + 2]!), runs[k]!);
+  return dense;
+}
+
+/**
+ * `acc[i] += weight · delta[i]` in float64 over the sent values only: bit for bit what the dense
+ * fold gives, since every other term would add `weight · 0 = 0`.
+ */
+export function foldSparse(acc: Float64Array, sparse: SparseDelta, weight: number): void {
+  if (sparse.length !== acc.length) throw new FedtlError('BAD_SHAPE', `sparse delta stands for ${sparse.length} values, the sum has ${acc.length}`);
+  const { runs, values } = sparse;
+  for (let k = 0; k < runs.length; k += 3) {
+    const to = runs[k]!;
+    const from = runs[k + 1]!;
+    const count = runs[k + 2]!;
+    for (let i = 0; i < count; i++) acc[to + i] = acc[to + i]! + weight * values[from + i]!;
+  }
+}
+
+/**
+ * Decodes bytes from {@link encodeRowSparse} into a {@link SparseDelta} on `manifest`, checking the
+ * structure (not the values: the caller scans those as it scans a dense delta).
  *
  * @throws FedtlError `BAD_MESSAGE` naming the entry when the bytes do not fit the manifest
  */
-export function decodeRowSparse(bytes: Uint8Array, manifest: WeightManifest, sparse: ReadonlySet<string>): Float32Array {
+export function decodeRowSparseRuns(bytes: Uint8Array, manifest: WeightManifest, sparse: ReadonlySet<string>): SparseDelta {
   const fail = (why: string): never => {
     throw new FedtlError('BAD_MESSAGE', `row-sparse delta: ${why}`);
   };
@@ -91,15 +138,24 @@ export function decodeRowSparse(bytes: Uint8Array, manifest: WeightManifest, spa
   const u32 = new Uint32Array(aligned.buffer, aligned.byteOffset, words);
   const f32 = new Float32Array(aligned.buffer, aligned.byteOffset, words);
   if (u32[0] !== MAGIC) fail('wrong magic; not a row-sparse delta');
-  const delta = new Float32Array(manifest.parameterCount);
+  const runs: number[] = [];
+  // Consecutive rows of one table are one run in both layouts: merged. Never across entries, so a
+  // run stays inside one entry (ModelSchedule.expandSparse moves runs entry by entry).
+  let entryRuns = 0;
+  const run = (to: number, from: number, count: number) => {
+    const last = runs.length - 3;
+    if (last >= entryRuns && runs[last]! + runs[last + 2]! === to && runs[last + 1]! + runs[last + 2]! === from) runs[last + 2]! += count;
+    else if (count > 0) runs.push(to, from, count);
+  };
   let at = 1;
   const need = (count: number, what: string) => {
     if (at + count > words) fail(`${what} runs past the end (${words * 4} bytes)`);
   };
   for (const entry of manifest.entries) {
+    entryRuns = runs.length;
     if (!sparse.has(entry.name)) {
       need(entry.length, entry.name);
-      delta.set(f32.subarray(at, at + entry.length), entry.offset);
+      run(entry.offset, at, entry.length);
       at += entry.length;
       continue;
     }
@@ -114,10 +170,19 @@ export function decodeRowSparse(bytes: Uint8Array, manifest: WeightManifest, spa
     for (const r of indices) {
       if (r <= previous || r >= rows) fail(`${entry.name} row ${r} is out of order or outside [0, ${rows})`);
       previous = r;
-      delta.set(f32.subarray(at, at + cols), entry.offset + r * cols);
+      run(entry.offset + r * cols, at, cols);
       at += cols;
     }
   }
   if (at !== words) fail(`${(words - at) * 4} bytes left over after the last entry`);
-  return delta;
+  return { length: manifest.parameterCount, values: f32, runs: Uint32Array.from(runs) };
+}
+
+/**
+ * Decodes bytes from {@link encodeRowSparse} into a dense delta on `manifest`.
+ *
+ * @throws FedtlError `BAD_MESSAGE` naming the entry when the bytes do not fit the manifest
+ */
+export function decodeRowSparse(bytes: Uint8Array, manifest: WeightManifest, sparse: ReadonlySet<string>): Float32Array {
+  return sparseToDense(decodeRowSparseRuns(bytes, manifest, sparse));
 }

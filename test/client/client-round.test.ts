@@ -53,7 +53,7 @@ describe('the client round', () => {
     const result = await runFitRound(context(), request);
     const open = createUpdateOpener(coordinator, () => publicIdentity(client));
     const opened = open(result.sealed, { roundId: 'r-1', clientId: publicIdentity(client).clientId, parameterCount: initial.length });
-    expect(Array.from(opened.delta)).toEqual(Array.from(result.delta));
+    expect(Array.from(opened.delta as Float32Array)).toEqual(Array.from(result.delta));
     expect(opened.exampleCount).toBe(6);
     expect(result.delta.some((v) => v !== 0)).toBe(true);
   });

@@ -36,6 +36,6 @@ describe('VirtualIdentities', () => {
     const opened = open(sealed, { roundId: 'run-r1-a1-fit', clientId: ids.clientIds[5]!, parameterCount: 3 });
     expect(opened.clientId).toBe(ids.clientIds[5]);
     expect(opened.exampleCount).toBe(12);
-    expect(Array.from(opened.delta)).toEqual([0.5, -0.25, 1]);
+    expect(Array.from(opened.delta as Float32Array)).toEqual([0.5, -0.25, 1]);
   });
 });
