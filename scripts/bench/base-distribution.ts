@@ -11,28 +11,34 @@
  * chunk (hidden by keeping several requests in flight), socket.io framing, writing the chunks to
  * disk and hashing them as they arrive (one pass; the coordinator hashed its files once at start).
  *
+ * Topology: the clients run in a child process by default (`base-distribution-clients.ts`), as a
+ * real client runs on another machine, so the coordinator's thread serves and the clients' thread
+ * receives, decodes, hashes and writes; `--in-process` runs them in the coordinator's own thread
+ * (how this benchmark measured before). The raw baseline always runs in the same topology as the
+ * fedtl path it is compared with.
+ *
  * Base served: a synthetic directory of `--mb` MB of random bytes (model.json + one shard, the
  * layout of a real base) unless `--dir` names a real base directory (e.g. `.fedtl-cache/glove-100d`).
  *
  * Run: `npx tsx scripts/bench/base-distribution.ts [--clients 4] [--mb 40] [--chunks 256k,1M]
- *   [--in-flight 1,4] [--reps 2] [--dir path]` (`--in-flight`: chunk requests a client keeps in flight)
- * Writes `scripts/bench/results/base-distribution.json`.
+ *   [--in-flight 1,4] [--reps 2] [--dir path] [--in-process]` (`--in-flight`: chunk requests a client keeps in flight)
+ * Writes `scripts/bench/results/base-distribution.json` (`base-distribution-in-process.json` with --in-process).
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { io, type Socket } from 'socket.io-client';
-import { ensureBase } from '../../client/base-cache.ts';
+import { fileURLToPath } from 'node:url';
 import { Coordinator } from '../../server/coordinator.ts';
 import { describeBaseDirectory } from '../../server/base-server.ts';
 import type { Logger } from '../../shared/core/log.ts';
-import { encodeKey, generateIdentity, type Identity } from '../../shared/crypto/identity.ts';
-import { createHello } from '../../shared/crypto/hello.ts';
-import { type BaseDescriptor, type BaseReadReply, type ClientToServerEvents, type ServerToClientEvents } from '../../shared/protocol/protocol.ts';
+import { encodeKey, generateIdentity } from '../../shared/crypto/identity.ts';
+import type { BaseDescriptor } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
+import { type ClientJob, runClientJob } from './base-distribution-clients.ts';
 import { mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
@@ -40,6 +46,7 @@ const K = Number(args.get('clients') ?? 4);
 const sizeMB = Number(args.get('mb') ?? 40);
 const reps = Number(args.get('reps') ?? 2);
 const realDir = args.get('dir');
+const inProcess = args.has('in-process');
 const inFlights = (args.get('in-flight') ?? '1,4').split(',').map(Number);
 if (!inFlights.every((n) => Number.isSafeInteger(n) && n >= 1)) throw new Error('--in-flight: a list of positive integers, e.g. 1,4');
 const chunkSizes = (args.get('chunks') ?? '256k,1M').split(',').map((text) => {
@@ -68,6 +75,28 @@ const descriptor: BaseDescriptor = await describeBaseDirectory(baseDir, 'bench-b
 const totalBytes = descriptor.files.reduce((sum, f) => sum + f.bytes, 0);
 console.log(`serving ${descriptor.files.length} file(s), ${(totalBytes / 1e6).toFixed(1)} MB, to ${K} client(s) over loopback`);
 
+// ---- where the clients run ----------------------------------------------------------------------
+let child: ChildProcess | null = null;
+if (!inProcess) {
+  const entry = fileURLToPath(new URL('./base-distribution-clients.ts', import.meta.url));
+  child = fork(entry, [], { serialization: 'advanced', env: { ...process.env, FEDTL_BENCH_BASE_CLIENTS: '1' } });
+  await new Promise<void>((resolve, reject) => {
+    child!.once('message', () => resolve());
+    child!.once('error', reject);
+    child!.once('exit', (code) => reject(new Error(`client process exited with code ${code}`)));
+  });
+}
+
+/** Runs `job` in the client process (or this thread with --in-process); ms the clients took. */
+function clients(job: ClientJob): Promise<number> {
+  if (child === null) return runClientJob(job);
+  const proc = child;
+  return new Promise((resolve, reject) => {
+    proc.once('message', (reply: { ms?: number; error?: string }) => (reply.ms !== undefined ? resolve(reply.ms) : reject(new Error(`clients: ${reply.error}`))));
+    proc.send(job);
+  });
+}
+
 // ---- raw baseline: net server streaming the files ----------------------------------------------
 async function rawRun(): Promise<number> {
   const server = net.createServer((socket) => {
@@ -85,41 +114,12 @@ async function rawRun(): Promise<number> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const t = performance.now();
-  const received = await Promise.all(
-    Array.from({ length: K }, () =>
-      new Promise<number>((resolve, reject) => {
-        let bytes = 0;
-        const socket = net.connect(port, '127.0.0.1');
-        socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        socket.on('end', () => resolve(bytes));
-        socket.on('error', reject);
-      }),
-    ),
-  );
-  const ms = performance.now() - t;
+  const ms = await clients({ type: 'raw', port, clients: K, expectBytes: totalBytes });
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  for (const bytes of received) if (bytes !== totalBytes) throw new Error(`raw client received ${bytes} bytes, expected ${totalBytes}`);
   return ms;
 }
 
 // ---- fedtl: the coordinator's base:read + ensureBase -------------------------------------------
-type BenchSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
-
-function connectClient(url: string, identity: Identity, coordinatorSigningKey: string): Promise<BenchSocket> {
-  const socket: BenchSocket = io(url, {
-    transports: ['websocket'],
-    // A function: the hello is signed over the session id of the connection it travels on.
-    auth: (send: (auth: object) => void) => send(createHello(identity, coordinatorSigningKey, socket.io.engine.id)),
-    forceNew: true,
-    reconnection: false,
-  });
-  return new Promise((resolve, reject) => {
-    socket.once('welcome', () => resolve(socket));
-    socket.once('connect_error', reject);
-  });
-}
-
 async function fedtlRun(chunkBytes: number, inFlight: number): Promise<number> {
   const coordinatorIdentity = generateIdentity();
   const identities = Array.from({ length: K }, () => generateIdentity());
@@ -139,29 +139,10 @@ async function fedtlRun(chunkBytes: number, inFlight: number): Promise<number> {
     chunkBytes,
     logger: quiet,
   });
-  const sockets = await Promise.all(identities.map((id) => connectClient(coordinator.url, id, encodeKey(coordinatorIdentity.signing.publicKey))));
-  const roots = await Promise.all(identities.map((_, i) => mkdtemp(path.join(work, `client-${i}-`))));
   try {
-    const t = performance.now();
-    await Promise.all(
-      sockets.map((socket, i) =>
-        ensureBase(
-          roots[i] as string,
-          descriptor,
-          async (file, offset, length) => {
-            const reply = (await socket.timeout(60_000).emitWithAck('base:read', { hash: descriptor.hash, file, offset, length })) as BaseReadReply;
-            if (!reply.ok) throw new Error(`base:read refused: ${reply.code}: ${reply.message}`);
-            return reply.bytes instanceof Uint8Array ? reply.bytes : new Uint8Array(reply.bytes as ArrayBuffer);
-          },
-          { chunkBytes, inFlight },
-        ),
-      ),
-    );
-    return performance.now() - t;
+    return await clients({ type: 'fedtl', url: coordinator.url, identities, coordinatorSigningKey: encodeKey(coordinatorIdentity.signing.publicKey), descriptor, chunkBytes, inFlight, work });
   } finally {
-    for (const socket of sockets) socket.disconnect();
     await coordinator.close();
-    await Promise.all(roots.map((root) => rm(root, { recursive: true, force: true })));
   }
 }
 
@@ -198,9 +179,10 @@ const fastestRow = fedtlRows.reduce((a, b) => ((a['x raw'] as number) >= (b['x r
 console.log();
 printTable(rows);
 console.log(`\nfastest here: ${fastestRow['chunk']} chunks, ${fastestRow['in flight']} in flight, ${fastestRow['x raw']}× raw`);
+child?.disconnect();
 await rm(work, { recursive: true, force: true });
-const out = writeResults('base-distribution', {
-  params: { clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
+const out = writeResults(inProcess ? 'base-distribution-in-process' : 'base-distribution', {
+  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
   results: rows,
   fastest: fastestRow,
   totalSeconds: round3((performance.now() - started) / 1000),
