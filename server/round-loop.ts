@@ -76,6 +76,15 @@ export interface RoundLoopOptions {
   /** Optional server-side evaluation of each new global head (e.g. a held-out test set in simulations). */
   evaluateGlobal?: (weights: Float32Array, round: number) => Promise<{ loss: number; accuracy: number }>;
   /**
+   * Let round r's {@link evaluateGlobal} run while round r + 1 trains (the next head does not depend
+   * on it): round r's record, checkpoint and `onRound` follow once it is done, in round order, and a
+   * round's `seconds` is then the time since the previous round completed. Worth it when the
+   * evaluation runs off this thread (a simulation's worker pool). Ignored with federated
+   * evaluation or early stopping, which need a round's evaluation before the next round.
+   * @default false
+   */
+  overlapServerEvaluation?: boolean;
+  /**
    * Fine-tuning: the loop's weights are then the whole model (`manifest` is its manifest), each
    * round sends the slice its stage trains with the stage itself, and widens each client's delta
    * back to the whole model before aggregation. @default none: the weights are the head
@@ -254,38 +263,78 @@ export class RoundLoop {
   /** Runs rounds until `rounds` are complete; resolves with the history. */
   async run(): Promise<readonly RoundRecord[]> {
     const random = createRandom(`${this.#options.seed ?? 0}`);
-    while (this.#completedRounds < this.#options.rounds && !this.#stopped) {
-      const round = this.#completedRounds + 1;
-      // One stream per round: selection after a resume draws exactly what an uninterrupted run draws.
-      const roundRandom = random.fork(`round-${round}`);
-      const started = Date.now();
-      this.#waitedMs = 0;
-      let record: RoundRecord | null = null;
-      const maxAttempts = this.#options.maxRoundAttempts ?? 3;
-      for (let attempt = 1; attempt <= maxAttempts && !this.#stopped && !record; attempt++) {
-        record = await this.#fitRound(round, attempt, () => roundRandom.nextFloat(), started);
-        if (!record && attempt === maxAttempts && !this.#stopped) {
-          throw new FedtlError('QUORUM_NOT_MET', `round ${round} failed ${maxAttempts} times for lack of a quorum of ${this.#strategy.minUpdates} updates`);
+    const options = this.#options;
+    const overlap = options.overlapServerEvaluation === true && options.evaluateGlobal !== undefined && options.federatedEvaluation === false && !options.earlyStopping;
+    // With overlap: the rounds trained so far, and the completion of the last one still being evaluated.
+    let trained = this.#completedRounds;
+    let completing: Promise<void> = Promise.resolve();
+    let completedAt = Date.now();
+    try {
+      while (trained < options.rounds && !this.#stopped) {
+        const round = trained + 1;
+        // One stream per round: selection after a resume draws exactly what an uninterrupted run draws.
+        const roundRandom = random.fork(`round-${round}`);
+        const started = Date.now();
+        this.#waitedMs = 0;
+        let record: RoundRecord | null = null;
+        const maxAttempts = options.maxRoundAttempts ?? 3;
+        for (let attempt = 1; attempt <= maxAttempts && !this.#stopped && !record; attempt++) {
+          record = await this.#fitRound(round, attempt, () => roundRandom.nextFloat(), started);
+          if (!record && attempt === maxAttempts && !this.#stopped) {
+            throw new FedtlError('QUORUM_NOT_MET', `round ${round} failed ${maxAttempts} times for lack of a quorum of ${this.#strategy.minUpdates} updates`);
+          }
         }
+        if (!record) break;
+        trained = round;
+        if (overlap) {
+          // What the checkpoint holds is taken now, before the next round changes it.
+          const done = record;
+          const weights = this.#weights;
+          const state = options.checkpointDir ? encodeState(this.#strategy.state()) : null;
+          const waited = this.#waitedMs;
+          const evaluation = options.evaluateGlobal!(weights, round);
+          // Handled where `completing` is awaited; until then a failure must not go unhandled.
+          evaluation.catch(() => undefined);
+          completing = completing.then(async () => {
+            const result = await evaluation;
+            done.serverLoss = result.loss;
+            done.serverAccuracy = result.accuracy;
+            const now = Date.now();
+            done.seconds = (now - Math.max(started, completedAt) - waited) / 1000;
+            completedAt = now;
+            await this.#complete(done, weights, () => state);
+          });
+          completing.catch(() => undefined);
+          continue;
+        }
+        await this.#evaluateRound(record);
+        // A round's time is its work: the wait for enough ready clients (round 1 waits for everyone to connect) is not part of it.
+        record.seconds = (Date.now() - started - this.#waitedMs) / 1000;
+        if (await this.#complete(record, this.#weights, () => encodeState(this.#strategy.state()))) break;
       }
-      if (!record) break;
-      await this.#evaluateRound(record);
-      // A round's time is its work: the wait for enough ready clients (round 1 waits for everyone to connect) is not part of it.
-      record.seconds = (Date.now() - started - this.#waitedMs) / 1000;
-      this.#history.push(record);
-      this.#completedRounds = round;
-      await this.#checkpoint(round);
-      this.#options.onRound?.(record, this.#weights);
-      const stopping = this.#options.earlyStopping;
-      if (stopping?.observe(round, record.evalAccuracy, this.#weights).stop) {
-        this.#log.info(`early stopping after round ${round}: no gain of the federated validation accuracy for ${stopping.patience} rounds; the best model is round ${stopping.bestRound}'s`);
-        break;
-      }
+    } finally {
+      // Rounds already trained complete even when a later one fails (their records and checkpoints stand).
+      await completing;
     }
     return this.#history;
   }
 
-  async #checkpoint(round: number): Promise<void> {
+  /** Records a round whose evaluation is done: history, checkpoint, `onRound`; true when early stopping ends the run. */
+  async #complete(record: RoundRecord, weights: Float32Array, strategyState: () => unknown): Promise<boolean> {
+    const round = record.round;
+    this.#history.push(record);
+    this.#completedRounds = round;
+    await this.#checkpoint(round, weights, strategyState);
+    this.#options.onRound?.(record, weights);
+    const stopping = this.#options.earlyStopping;
+    if (stopping?.observe(round, record.evalAccuracy, weights).stop) {
+      this.#log.info(`early stopping after round ${round}: no gain of the federated validation accuracy for ${stopping.patience} rounds; the best model is round ${stopping.bestRound}'s`);
+      return true;
+    }
+    return false;
+  }
+
+  async #checkpoint(round: number, weights: Float32Array, strategyState: () => unknown): Promise<void> {
     if (!this.#options.checkpointDir) return;
     await saveCheckpoint(this.#options.checkpointDir, {
       round,
@@ -293,9 +342,9 @@ export class RoundLoop {
       baseHash: this.#options.baseHash,
       headSpec: this.#options.headSpec,
       manifest: this.#options.manifest,
-      weights: this.#weights,
+      weights,
       history: this.#history,
-      strategy: { name: this.#strategy.name, state: encodeState(this.#strategy.state()) },
+      strategy: { name: this.#strategy.name, state: strategyState() },
     });
   }
 

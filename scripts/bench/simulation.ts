@@ -17,9 +17,10 @@
  *
  * - **worker pool**: seconds per round of mnist-mlp (100 clients, C = 0.1, E = 1, B = 10) and
  *   imdb-glove (1,000 clients, C = 0.1) with virtual clients trained by 1 and by 2 worker threads
- *   (`--pool 1,2`), each in a fresh process; the speed-up is the ratio of medians. Also the main
- *   thread's busy seconds per round (event-loop utilization): the sealing, opening, aggregation and
- *   server evaluation that stay serial whatever the pool size.
+ *   (`--pool 1,2`), each in a fresh process, at least 5 rounds; the speed-up is the ratio of the
+ *   medians. Also the main thread's busy seconds per round (event-loop utilization): the opening
+ *   and aggregation that stay on it whatever the pool size (workers seal, and a worker evaluates
+ *   each round while the next one trains).
  *
  * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool] [--results simulation]`
  * A default run takes about a minute on 2 cores (more the first time, for the GloVe features).
@@ -47,6 +48,8 @@ const args = parseArgs();
 const quiet: Logger = { debug() {}, info() {}, warn: (m) => console.warn(m), error: (m) => console.error(m) };
 const MB = 1024 * 1024;
 const EXAMPLES_PER_CLIENT = 20;
+/** Rounds of each pool run at least: the median of 5 is not the slow first (warm-up) round's. */
+const POOL_ROUNDS = 5;
 const FEATURES = 100;
 
 v8.setFlagsFromString('--expose-gc');
@@ -267,7 +270,7 @@ if (worker === 'scale') {
   for (const preset of poolSizes.length > 0 ? ['mnist-mlp', 'imdb-glove'] : []) {
     for (const workers of poolSizes) {
       console.log(`pool: ${preset} with ${workers} training worker(s) …`);
-      pools.push(await inChild<PoolResult>(['--worker', 'pool', '--preset', preset, '--workers', String(workers), '--rounds', String(Math.max(3, rounds))]));
+      pools.push(await inChild<PoolResult>(['--worker', 'pool', '--preset', preset, '--workers', String(workers), '--rounds', String(Math.max(POOL_ROUNDS, rounds))]));
     }
   }
   const poolRows = pools.map((p) => {

@@ -50,6 +50,7 @@ import { runProcesses } from './process-clients.ts';
 import { sharedRows, TrainingPool } from './training-pool.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
 import { annotatePrivacy, isBudgetStop, withPrivacy } from './private-strategy.ts';
+import { DifferentialPrivacy } from '../../shared/privacy/index.ts';
 
 export interface FederatedRunInput {
   config: SimulationConfig;
@@ -84,6 +85,20 @@ export function makeEvaluator(input: Pick<FederatedRunInput, 'testFeatures' | 't
   return async (weights: Float32Array) => {
     setHeadWeights(head, { manifest, data: weights });
     const result = await evaluateHead(head, input.testFeatures, input.testLabels);
+    return { loss: result.loss, accuracy: result.accuracy };
+  };
+}
+
+/**
+ * Server-side evaluation in a worker of `pool`: the test rows go to shared memory once, and each
+ * evaluation is a job like any client's, so it leaves the coordinator's thread free and can run
+ * while the next round trains. Same head, same `evaluateHead`, so the same numbers as
+ * {@link makeEvaluator}.
+ */
+function poolEvaluator(pool: TrainingPool, input: Pick<FederatedRunInput, 'testFeatures' | 'testLabels'>) {
+  const rows = sharedRows({ features: input.testFeatures, labels: input.testLabels });
+  return async (weights: Float32Array) => {
+    const result = await pool.evaluateRows(rows, weights);
     return { loss: result.loss, accuracy: result.accuracy };
   };
 }
@@ -258,7 +273,10 @@ export class VirtualFederation {
       openUpdate: createUpdateOpener(coordinator, (clientId) => identities.resolve(clientId)),
       sign: (text) => encodeKey(signText(text, coordinator.signing.secretKey)),
       federatedEvaluation: false,
-      evaluateGlobal: fineTuning ? fineTuning.evaluate : makeEvaluator(input, this.#serverHead, initial.manifest),
+      evaluateGlobal: fineTuning ? fineTuning.evaluate : this.#pool ? poolEvaluator(this.#pool, input) : makeEvaluator(input, this.#serverHead, initial.manifest),
+      // A worker evaluates round r while the others train round r + 1; a privacy wrapper's
+      // per-round record is read when the round completes, so privacy runs keep the serial order.
+      overlapServerEvaluation: this.#pool !== null && !(strategy instanceof DifferentialPrivacy),
       ...(fineTuning ? { trainable: fineTuning.schedule } : {}),
       roundTimeoutMs: 3_600_000,
       waitForClientsMs: 1_000,

@@ -23,6 +23,7 @@ import type { LabeledFeatures, LocalFitResult } from '../../client/local-trainer
 import type { Identity } from '../../shared/crypto/identity.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
+import type { EvalResult } from '../../shared/model/head-training.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
 import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import type { ClientShards } from './client-shards.ts';
@@ -46,6 +47,7 @@ export interface SealSpec {
 
 export interface TrainingJob {
   id: number;
+  type: 'fit';
   /** Seal the delta in the worker. @default none: the caller seals */
   seal?: SealSpec;
   /** The client's rows: an index into the setup's shards, or the rows themselves (shared memory). */
@@ -55,10 +57,20 @@ export interface TrainingJob {
   seed: number;
 }
 
-export type TrainingReply =
-  | { type: 'ready' }
-  | { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number }; sealed?: Uint8Array }
-  | { type: 'fit'; id: number; ok: false; message: string };
+/** Evaluates `weights` on `rows` (shared memory), as `LocalTrainer.evaluate` would in this thread. */
+export interface EvaluationJob {
+  id: number;
+  type: 'evaluate';
+  rows: LabeledFeatures;
+  weights: Float32Array;
+}
+
+export type PoolJob = TrainingJob | EvaluationJob;
+
+type FitReply = { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number }; sealed?: Uint8Array };
+type EvaluationReply = { type: 'evaluate'; id: number; ok: true; result: EvalResult };
+
+export type TrainingReply = { type: 'ready' } | FitReply | EvaluationReply | { type: 'fit' | 'evaluate'; id: number; ok: false; message: string };
 
 export interface TrainingPoolOptions {
   /** Worker threads. @default os.availableParallelism() */
@@ -94,7 +106,7 @@ export function workerEntry(url: URL = WORKER_URL): URL {
 export const IN_FLIGHT_PER_WORKER = 2;
 
 interface Waiting {
-  resolve: (result: LocalFitResult) => void;
+  resolve: (reply: FitReply | EvaluationReply) => void;
   reject: (error: Error) => void;
 }
 
@@ -108,7 +120,7 @@ interface Slot {
 
 /** A job not yet posted. */
 interface Queued extends Waiting {
-  job: TrainingJob;
+  job: PoolJob;
 }
 
 function isShared(array: ArrayBufferView): boolean {
@@ -155,7 +167,7 @@ export class TrainingPool {
             slot.jobs.delete(reply.id);
             slot.busy--;
             onReply(slot);
-            if (reply.ok) job.resolve({ delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics, ...(reply.sealed ? { sealed: reply.sealed } : {}) });
+            if (reply.ok) job.resolve(reply);
             else job.reject(new FedtlError('INTERNAL', `training worker: ${reply.message}`));
           });
         }),
@@ -199,10 +211,26 @@ export class TrainingPool {
     return this.#run(rows, weights, config, seed);
   }
 
-  #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
+  /**
+   * Evaluates `weights` on `rows` in the next free worker, after the jobs queued before it, as
+   * `LocalTrainer.evaluate` would in this thread (a simulation's server-side evaluation, off the
+   * coordinator's thread). Rows must be in shared memory ({@link sharedRows}).
+   */
+  async evaluateRows(rows: LabeledFeatures, weights: Float32Array): Promise<EvalResult> {
+    const reply = await this.#post({ id: this.#nextId++, type: 'evaluate', rows, weights });
+    if (reply.type !== 'evaluate') throw new FedtlError('INTERNAL', `training worker answered an evaluation with a ${reply.type} reply`);
+    return reply.result;
+  }
+
+  async #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
+    const reply = await this.#post({ id: this.#nextId++, type: 'fit', rows, weights, config, seed, ...(seal ? { seal } : {}) });
+    if (reply.type !== 'fit') throw new FedtlError('INTERNAL', `training worker answered a fit with a ${reply.type} reply`);
+    return { delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics, ...(reply.sealed ? { sealed: reply.sealed } : {}) };
+  }
+
+  #post(job: PoolJob): Promise<FitReply | EvaluationReply> {
     if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the training pool is closed'));
-    const job: TrainingJob = { id: this.#nextId++, rows, weights, config, seed, ...(seal ? { seal } : {}) };
-    return new Promise<LocalFitResult>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.#queued.push({ job, resolve, reject });
       this.#dispatch();
     });

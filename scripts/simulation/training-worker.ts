@@ -9,7 +9,7 @@ import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { buildHead } from '../../shared/model/head.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { clientRows } from './client-shards.ts';
-import type { TrainingJob, TrainingReply, TrainingWorkerSetup } from './training-pool.ts';
+import type { EvaluationJob, PoolJob, TrainingJob, TrainingReply, TrainingWorkerSetup } from './training-pool.ts';
 
 const setup = workerData as TrainingWorkerSetup;
 const port = parentPort!;
@@ -31,12 +31,25 @@ async function run(job: TrainingJob): Promise<void> {
     const reply: TrainingReply = { type: 'fit', id: job.id, ok: true, delta: result.delta, exampleCount: result.exampleCount, metrics: result.metrics, ...(sealed ? { sealed } : {}) };
     port.postMessage(reply, [result.delta.buffer as ArrayBuffer, ...(sealed ? [sealed.buffer as ArrayBuffer] : [])]);
   } catch (thrown) {
-    const reply: TrainingReply = { type: 'fit', id: job.id, ok: false, message: (thrown as Error).message ?? String(thrown) };
-    port.postMessage(reply);
+    fail(job, thrown);
   }
 }
 
-port.on('message', (job: TrainingJob) => {
-  queue = queue.then(() => run(job));
+async function evaluate(job: EvaluationJob): Promise<void> {
+  try {
+    const reply: TrainingReply = { type: 'evaluate', id: job.id, ok: true, result: await trainer.evaluate(job.weights, job.rows) };
+    port.postMessage(reply);
+  } catch (thrown) {
+    fail(job, thrown);
+  }
+}
+
+function fail(job: PoolJob, thrown: unknown): void {
+  const reply: TrainingReply = { type: job.type, id: job.id, ok: false, message: (thrown as Error).message ?? String(thrown) };
+  port.postMessage(reply);
+}
+
+port.on('message', (job: PoolJob) => {
+  queue = queue.then(() => (job.type === 'evaluate' ? evaluate(job) : run(job)));
 });
 port.postMessage({ type: 'ready' } satisfies TrainingReply);

@@ -2,13 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { saveCheckpoint } from '../../server/checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint } from '../../server/checkpoint.ts';
 import { RoundLoop, type RoundLoopOptions } from '../../server/round-loop.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
-import { generateIdentity, publicIdentity, sealUpdate } from '../../shared/crypto/index.ts';
+import { generateIdentity, publicIdentity, sealUpdate, type Identity } from '../../shared/crypto/index.ts';
+import type { FitRequest } from '../../shared/protocol/protocol.ts';
 import { StrategyWrapper } from '../../shared/strategy/strategy-wrapper.ts';
 import type { Aggregation } from '../../shared/strategy/strategy.ts';
 import { manifestFromShapes } from '../../shared/weights/flat-weights.ts';
@@ -37,11 +38,32 @@ function loop(checkpointDir: string, overrides: Partial<RoundLoopOptions> = {}):
   });
 }
 
-describe('RoundLoop.resume', () => {
-  let dir = '';
-  afterEach(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
+/** Adds `clients` to `rounds`, each answering every fit with a delta of 0.5 over 10 examples, after telling `onFit`. */
+function addAnsweringClients(rounds: RoundLoop, coordinator: Identity, clients: Identity[], onFit: (index: number, request: FitRequest) => void): void {
+  clients.forEach((identity, index) => {
+    const clientId = publicIdentity(identity).clientId;
+    rounds.addParticipant(
+      {
+        clientId,
+        sendFit: (request) => {
+          onFit(index, request);
+          const delta = new Float32Array(MANIFEST.parameterCount).fill(0.5);
+          queueMicrotask(() => rounds.receiveUpdate(clientId, sealUpdate({ header: { roundId: request.roundId, exampleCount: 10 }, delta }, { clientIdentity: identity, coordinatorBoxKey: coordinator.box.publicKey })));
+        },
+        sendEvaluate: () => undefined,
+      },
+      10,
+    );
   });
+}
+
+let dir = '';
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+  dir = '';
+});
+
+describe('RoundLoop.resume', () => {
 
   it('resumes the head, history and round of a checkpoint that fits this run', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-resume-'));
@@ -103,20 +125,8 @@ describe('RoundLoop and a failed secure aggregation', () => {
       federatedEvaluation: false,
       logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
     });
-    clients.forEach((identity) => {
-      const clientId = publicIdentity(identity).clientId;
-      rounds.addParticipant(
-        {
-          clientId,
-          sendFit: (request) => {
-            seen.push(Array.from(new Float32Array(request.weights.buffer.slice(request.weights.byteOffset, request.weights.byteOffset + request.weights.byteLength))).reduce((a, b) => a + b, 0));
-            const delta = new Float32Array(MANIFEST.parameterCount).fill(0.5);
-            queueMicrotask(() => rounds.receiveUpdate(clientId, sealUpdate({ header: { roundId: request.roundId, exampleCount: 10 }, delta }, { clientIdentity: identity, coordinatorBoxKey: coordinator.box.publicKey })));
-          },
-          sendEvaluate: () => undefined,
-        },
-        10,
-      );
+    addAnsweringClients(rounds, coordinator, clients, (_, request) => {
+      seen.push(Array.from(new Float32Array(request.weights.buffer.slice(request.weights.byteOffset, request.weights.byteOffset + request.weights.byteLength))).reduce((a, b) => a + b, 0));
     });
     const history = await rounds.run();
     expect(strategy.failed).toBe(2);
@@ -124,5 +134,56 @@ describe('RoundLoop and a failed secure aggregation', () => {
     // Both attempts started from the initial head: the failed one changed nothing.
     expect(seen).toEqual([0, 0, 0, 0]);
     expect(Array.from(rounds.weights)).toEqual(new Array(MANIFEST.parameterCount).fill(0.5));
+  });
+});
+
+describe('RoundLoop with the server evaluation overlapping the next round', () => {
+  it('trains round r + 1 while round r is evaluated, and still records, checkpoints and reports each round in order with its own head', async () => {
+    // Prepare: two clients that answer every fit with a delta of 0.5 (the head after round r is 0.5·r),
+    // and a server evaluation that takes 30 ms and reports accuracy r / 10.
+    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-overlap-'));
+    const coordinator = generateIdentity();
+    const clients = [generateIdentity(), generateIdentity()];
+    const keys = new Map(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
+    const events: string[] = [];
+    const reported: [number, number, number | null][] = [];
+    const rounds = new RoundLoop({
+      strategy: new FedAvg({ minClients: 2 }),
+      headSpec: SPEC,
+      manifest: MANIFEST,
+      initialWeights: new Float32Array(MANIFEST.parameterCount),
+      baseHash: 'a'.repeat(64),
+      rounds: 3,
+      openUpdate: createUpdateOpener(coordinator, (id) => keys.get(id)),
+      sign: () => 'signature',
+      federatedEvaluation: false,
+      overlapServerEvaluation: true,
+      checkpointDir: dir,
+      evaluateGlobal: async (weights, round) => {
+        events.push(`evaluate ${round} from ${weights[0]}`);
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        events.push(`evaluated ${round}`);
+        return { loss: 1 / round, accuracy: round / 10 };
+      },
+      onRound: (record, weights) => reported.push([record.round, weights[0]!, record.serverAccuracy]),
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    addAnsweringClients(rounds, coordinator, clients, (index, request) => {
+      if (index === 0) events.push(`fit ${request.round}`);
+    });
+
+    // Execute
+    const history = await rounds.run();
+
+    // Assert: round 2 was sent before round 1's evaluation ended; each round evaluated and reported its own head, in order.
+    expect(events.indexOf('fit 2')).toBeLessThan(events.indexOf('evaluated 1'));
+    expect(events.filter((e) => e.startsWith('evaluate '))).toEqual(['evaluate 1 from 0.5', 'evaluate 2 from 1', 'evaluate 3 from 1.5']);
+    expect(reported).toEqual([[1, 0.5, 0.1], [2, 1, 0.2], [3, 1.5, 0.3]]);
+    expect(history.map((r) => [r.round, r.serverLoss, r.serverAccuracy])).toEqual([[1, 1, 0.1], [2, 0.5, 0.2], [3, 1 / 3, 0.3]]);
+    expect(history.every((r) => r.seconds >= 0)).toBe(true);
+    const checkpoint = await loadCheckpoint(dir);
+    expect(checkpoint?.round).toBe(3);
+    expect(Array.from(checkpoint!.weights)).toEqual(new Array(MANIFEST.parameterCount).fill(1.5));
+    expect(checkpoint?.history.map((r) => r.serverAccuracy)).toEqual([0.1, 0.2, 0.3]);
   });
 });

@@ -75,7 +75,7 @@ describe('training pool', () => {
     expect(inThread.server.every(([loss, accuracy]) => Number.isFinite(loss) && Number.isFinite(accuracy))).toBe(true);
     expect(two).toEqual(inThread);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
-  }, 60_000);
+  }, 120_000);
 
   it('orders a round longest first: optimizer steps, then rows, then the order sent', () => {
     // Prepare: client sizes and two configs; steps = epochs × ⌈rows / batch size⌉.
@@ -109,7 +109,7 @@ describe('training pool', () => {
     const pool = await TrainingPool.start({ workers: 1, inputSize: 16, headSpec: spec, manifest: start.manifest });
     try {
       // Execute: more jobs at once than the worker takes in flight, so some wait in the pool's queue.
-      const seeds = [11, 12, 13, 14, 15];
+      const seeds = [11, 12, 13];
       const shared = sharedRows(rows);
       const inWorker = await Promise.all(seeds.map((seed) => pool.fitRows(shared, start.data, config, seed)));
       const inThread = [];
@@ -124,7 +124,7 @@ describe('training pool', () => {
       await pool.close();
       head.dispose();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('refuses rows that are not in shared memory, and a pool of no worker', async () => {
     const shards = { count: 1, features: { values: new Float32Array(4), rows: 1, cols: 4 }, labels: new Int32Array(1), offsets: Int32Array.from([0, 1]) };
