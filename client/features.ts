@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../shared/core/errors.ts';
 import { Tokenizer } from '../shared/bases/tokenizer.ts';
 import type { FeatureMatrix } from '../shared/model/feature-matrix.ts';
-import { extractFeatures, type FeatureCache, type BatchSource } from '../shared/model/feature-cache.ts';
+import { extractJointFeatures, type BatchSource, type FeatureCache, type JointEmbedder } from '../shared/model/feature-cache.ts';
 import type { FrozenBase } from '../shared/model/frozen-base.ts';
 import type { LabeledDataset } from './data/dataset.ts';
 import { prepareInputs } from './data/prepare-inputs.ts';
@@ -53,11 +53,24 @@ export function batchSourceFor(base: FrozenBase, dataset: LabeledDataset): Batch
 
 /** The data set's base features, from the cache when it has them. */
 export async function computeFeatures(base: FrozenBase, dataset: LabeledDataset, options: ComputeFeaturesOptions = {}): Promise<FeatureMatrix> {
-  const source = batchSourceFor(base, dataset);
+  const [features] = await computeJointFeatures({ bases: [base], embed: (batch) => [base.embed(batch)] }, dataset, options);
+  return features!;
+}
+
+/**
+ * {@link computeFeatures} for every base of `joint` (see `jointFeatureBases`): one pass of the
+ * network when any of them is missing from the cache, none when all are cached.
+ */
+export async function computeJointFeatures(joint: JointEmbedder, dataset: LabeledDataset, options: ComputeFeaturesOptions = {}): Promise<FeatureMatrix[]> {
+  const first = joint.bases[0];
+  if (!first) return [];
+  const source = batchSourceFor(first, dataset);
   const compute = () =>
-    extractFeatures(base, dataset.size, source, {
+    extractJointFeatures(joint, dataset.size, source, {
       ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
-  return options.cache ? options.cache.get(base.hash, dataset.fingerprint, dataset.size, compute) : compute();
+  if (!options.cache) return compute();
+  if (joint.bases.length === 1) return [await options.cache.get(first.hash, dataset.fingerprint, dataset.size, async () => (await compute())[0]!)];
+  return options.cache.getJoint(joint.bases.map((base) => base.hash), dataset.fingerprint, dataset.size, compute);
 }

@@ -22,7 +22,8 @@ import { processTreeRssBytes } from './process-tree-memory.ts';
 import { VirtualIdentities } from './virtual-identities.ts';
 import { negativeTransfer, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
 import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL } from './centralized-fine-tuning.ts';
-import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from './simulation-data.ts';
+import { featuresOf, loadSimulationData, openSimulationBase, prefetchStageFeatures, simulationCache } from './simulation-data.ts';
+import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 
 export interface SimulationResult {
   report: SimulationReport & { baselines: SimulationReport['baselines'] & { localOnly?: LocalOnlyResult } };
@@ -34,6 +35,12 @@ export interface RunSimulationOptions {
   /** Directory for report.json and report.html. */
   outDir: string;
   logger?: Logger;
+  /**
+   * A fine-tuning schedule to be run later on the same data (the transfer curve's second run):
+   * features at its boundaries are taken in this run's pass of the base. @default the run's own
+   * `trainable`, if any
+   */
+  prefetch?: TrainableSetSpec;
 }
 
 function percent(value: number | null | undefined): string {
@@ -76,6 +83,10 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
         log.info(`${label}: ${done}/${total}`);
       }
     };
+    // A fine-tuning run needs features at its stages' boundaries too: one pass of the base gives both.
+    // (Socket and process clients compute their own training features.)
+    const prefetch = options.prefetch ?? config.trainable;
+    if (prefetch) await prefetchStageFeatures(base, prefetch, config.mode === 'virtual' ? [data.test, data.train] : [data.test], progress);
     const testFeatures = await featuresOf(base, data.test, cache, progress);
     const numClasses = data.train.classNames.length;
     const parts = partition(data.train.labels, {

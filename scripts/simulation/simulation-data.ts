@@ -9,7 +9,7 @@ import { loadFashionMnistSplits } from '../../client/data/fashion-mnist.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
 import { loadMnist } from '../../client/data/mnist.ts';
 import { splitTrainTest } from '../../client/data/split.ts';
-import { computeFeatures } from '../../client/features.ts';
+import { computeFeatures, computeJointFeatures } from '../../client/features.ts';
 import { createIdentityBase } from '../../shared/bases/identity.ts';
 // Registers the fashion-cnn-split base, which the main job opens by name.
 import '../bases/fashion-split-cnn.ts';
@@ -20,6 +20,8 @@ import { FedtlError } from '../../shared/core/errors.ts';
 import { FeatureCache } from '../../shared/model/feature-cache.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
+import { jointFeatureBases } from '../../shared/model/fine-tune-model.ts';
+import { resolveTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 import type { SimulationConfig } from './presets.ts';
 
 export interface SimulationData {
@@ -80,6 +82,25 @@ export interface FeatureProgress {
 
 export async function featuresOf(base: FrozenBase, dataset: LabeledDataset, cache: FeatureCache, progress?: FeatureProgress): Promise<FeatureMatrix> {
   return computeFeatures(base, dataset, { cache, batchSize: 128, ...(progress ? { onProgress: (done, total) => progress(`${base.name} features of ${dataset.name}`, done, total) } : {}) });
+}
+
+/**
+ * Features at the boundaries a fine-tuning schedule will cut the base at, taken in the same pass of
+ * the base as its own output features (`jointFeatureBases`) and stored in the cache, so the
+ * fine-tuning stages find them there instead of running the frozen bottom over the data again.
+ * Does nothing when they are all cached already or no stage cuts inside the base.
+ */
+export async function prefetchStageFeatures(base: FrozenBase, spec: TrainableSetSpec, datasets: readonly LabeledDataset[], progress?: FeatureProgress): Promise<void> {
+  const joint = jointFeatureBases(base, resolveTrainableSet(spec, base.model).stages);
+  if (!joint) return;
+  for (const dataset of datasets) {
+    // A cache object of its own, dropped right away: the runs read these back from disk one at a time.
+    await computeJointFeatures(joint, dataset, {
+      cache: simulationCache(),
+      batchSize: 128,
+      ...(progress ? { onProgress: (done: number, total: number) => progress(`${joint.bases.map((b) => b.name).join(' + ')} features of ${dataset.name}`, done, total) } : {}),
+    });
+  }
 }
 
 /** How {@link bagOfWords} weights a word in a text. */

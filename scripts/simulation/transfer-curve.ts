@@ -93,7 +93,8 @@ export async function runTransferCurve(config: SimulationConfig, sizes: readonly
     const sized = configAtSize({ ...config, trainable: null }, size);
     log.info(`transfer curve: ${size} training examples over ${sized.clients} clients`);
     const started = Date.now();
-    const { report } = await simulate(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log });
+    // Its pass of the base also takes the features the fine-tuning run below needs.
+    const { report } = await simulate(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log, ...(recipe ? { prefetch: recipe } : {}) });
     // The same federation (partition, rounds, client work), fine-tuning; of its baselines only the
     // centralized one, which then fine-tunes with the same schedule on the pooled data.
     const fineTuned = recipe

@@ -27,26 +27,45 @@ export interface ExtractOptions {
 
 /** Runs the frozen base over `count` examples; returns their embeddings as plain floats. */
 export async function extractFeatures(base: FrozenBase, count: number, source: BatchSource, options: ExtractOptions = {}): Promise<FeatureMatrix> {
+  const [features] = await extractJointFeatures({ bases: [base], embed: (batch) => [base.embed(batch)] }, count, source, options);
+  return features!;
+}
+
+/**
+ * Several feature bases that one pass of the same network embeds together, e.g. a base's output and
+ * the features at a fine-tuning stage's boundary, which lies on the way to it.
+ */
+export interface JointEmbedder {
+  /** The feature bases served, in the order {@link embed} returns their features. */
+  readonly bases: readonly FrozenBase[];
+  /** One batch's features for every base of {@link bases}; the extractor disposes them. */
+  embed(batch: tf.Tensor): tf.Tensor2D[];
+}
+
+/** {@link extractFeatures} for every base of `joint` at once: one pass over the examples. */
+export async function extractJointFeatures(joint: JointEmbedder, count: number, source: BatchSource, options: ExtractOptions = {}): Promise<FeatureMatrix[]> {
   const batchSize = options.batchSize ?? 64;
-  const cols = base.embeddingSize;
-  const values = new Float32Array(count * cols);
+  const outputs = joint.bases.map((base) => ({ base, cols: base.embeddingSize, values: new Float32Array(count * base.embeddingSize) }));
   for (let start = 0; start < count; start += batchSize) {
     const end = Math.min(count, start + batchSize);
     const input = await source(start, end);
-    let embedded: tf.Tensor2D | undefined;
+    let embedded: tf.Tensor2D[] = [];
     try {
-      embedded = base.embed(input);
-      if (embedded.shape[0] !== end - start || embedded.shape[1] !== cols) {
-        throw new FedtlError('BAD_SHAPE', `base ${base.name} returned [${embedded.shape.join(',')}] for a batch of ${end - start}, expected [${end - start},${cols}]`);
+      embedded = joint.embed(input);
+      for (const [i, { base, cols, values }] of outputs.entries()) {
+        const features = embedded[i];
+        if (!features || features.shape[0] !== end - start || features.shape[1] !== cols) {
+          throw new FedtlError('BAD_SHAPE', `base ${base.name} returned [${features?.shape.join(',') ?? ''}] for a batch of ${end - start}, expected [${end - start},${cols}]`);
+        }
+        values.set((await features.data()) as Float32Array, start * cols);
       }
-      values.set((await embedded.data()) as Float32Array, start * cols);
     } finally {
       input.dispose();
-      embedded?.dispose();
+      tf.dispose(embedded);
     }
     options.onProgress?.(end, count);
   }
-  return { values, rows: count, cols };
+  return outputs.map(({ cols, values }) => ({ values, rows: count, cols }));
 }
 
 export interface FeatureCacheOptions {
@@ -87,6 +106,34 @@ export class FeatureCache {
     this.#memory.set(key, computed);
     await this.#write(key, computed);
     return computed;
+  }
+
+  /**
+   * {@link get} for several bases' features of one data set that `compute` produces together (see
+   * {@link extractJointFeatures}): read where cached, else computed once for all of them, and the
+   * missing ones stored. The result is in `baseHashes` order.
+   */
+  async getJoint(baseHashes: readonly string[], dataFingerprint: string, count: number, compute: () => Promise<FeatureMatrix[]>): Promise<FeatureMatrix[]> {
+    const found: Array<FeatureMatrix | null> = [];
+    for (const hash of baseHashes) {
+      const key = FeatureCache.key(hash, dataFingerprint);
+      const cached = this.#memory.get(key) ?? (await this.#read(key, count));
+      if (cached) this.#memory.set(key, cached);
+      found.push(cached);
+    }
+    if (found.every((matrix) => matrix !== null)) return found as FeatureMatrix[];
+    const computed = await compute();
+    if (computed.length !== baseHashes.length || computed.some((matrix) => matrix.rows !== count)) {
+      throw new FedtlError('BAD_SHAPE', `joint feature extraction returned ${computed.map((m) => m.rows).join('/')} rows for ${count} examples of ${baseHashes.length} bases`);
+    }
+    this.baseRuns += count;
+    for (const [i, hash] of baseHashes.entries()) {
+      if (found[i]) continue;
+      const key = FeatureCache.key(hash, dataFingerprint);
+      this.#memory.set(key, computed[i]!);
+      await this.#write(key, computed[i]!);
+    }
+    return baseHashes.map((_, i) => found[i] ?? computed[i]!);
   }
 
   clearMemory(): void {

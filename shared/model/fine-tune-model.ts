@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { flattenTensors, manifestFromShapes, type FlatWeights, type WeightManifest } from '../weights/flat-weights.ts';
+import type { JointEmbedder } from './feature-cache.ts';
 import type { FeatureMatrix } from './feature-matrix.ts';
 import type { FrozenBase } from './frozen-base.ts';
 import { buildHead, getHeadWeights, setHeadWeights, type HeadSpec } from './head.ts';
@@ -455,6 +456,40 @@ export function stageFeatureBase(base: FrozenBase, stage: TrainableStage): Froze
   const boundary = base.model ? findBoundary(base.model, stage) : null;
   const size = boundary ? boundary.shape.reduce((a, b) => a * b, 1) : base.embeddingSize;
   return makeFeatureBase(base, boundary, boundaryFeatureKey(base, boundary), size);
+}
+
+/**
+ * The base's own features and those at every boundary of `stages` inside the base, from one pass:
+ * a boundary lies on the way to the base's output, so taking its features while the output's are
+ * computed costs a copy instead of another run of the frozen bottom (for MobileNetV2's top two
+ * blocks, ~95 % of the base's work). Boundaries at the input are left out (their features are the
+ * input itself). `null` when no stage cuts inside the base, or the base is not a LayersModel whose
+ * output is its embedding.
+ */
+export function jointFeatureBases(base: FrozenBase, stages: readonly TrainableStage[]): JointEmbedder | null {
+  const model = base.model;
+  const output = model?.outputs.length === 1 ? model.outputs[0]! : null;
+  if (!model || !output || output.shape.length !== 2 || output.shape[1] !== base.embeddingSize) return null;
+  const inner = new Map<string, Boundary>();
+  for (const stage of stages) {
+    if (stage.layers.length === 0) continue;
+    const boundary = findBoundary(model, stage);
+    if (boundary.layerIndex > 0 && boundary.layerIndex < model.layers.length - 1) inner.set(boundary.layerName, boundary);
+  }
+  if (inner.size === 0) return null;
+  const boundaries = [...inner.values()];
+  const bases = [base, ...boundaries.map((b) => makeFeatureBase(base, b, boundaryFeatureKey(base, b), b.shape.reduce((x, y) => x * y, 1)))];
+  // Shares the base's layers: never disposed (that would free the base's weights).
+  const joint = tf.model({ inputs: model.inputs, outputs: [output, ...boundaries.map((b) => b.tensor)], name: `${base.name}_joint_features` });
+  return {
+    bases,
+    embed(batch: tf.Tensor): tf.Tensor2D[] {
+      return tf.tidy(() => {
+        const outs = joint.predict(base.input.kind === 'text' ? tf.cast(batch, 'int32') : batch) as tf.Tensor[];
+        return outs.map((out, i) => tf.reshape(out, [out.shape[0]!, bases[i]!.embeddingSize]) as tf.Tensor2D);
+      });
+    },
+  };
 }
 
 function makeFeatureBase(base: FrozenBase, boundary: Boundary | null, key: string, size: number): FrozenBase {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../../shared/core/log.ts';
 import { resolveConfig, type SimulationConfig } from '../../../scripts/simulation/presets.ts';
-import type { runSimulation } from '../../../scripts/simulation/run-simulation.ts';
+import type { RunSimulationOptions, runSimulation } from '../../../scripts/simulation/run-simulation.ts';
 import { configAtSize, curveLines, parseCurveSizes, renderCurveHtml, runTransferCurve, type TransferCurve } from '../../../scripts/simulation/transfer-curve.ts';
 
 describe('transfer curve', () => {
@@ -49,10 +49,12 @@ describe('transfer curve', () => {
   it('runs feature extraction with its baselines, then the same federation fine-tuning with the preset recipe', async () => {
     const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
     const calls: SimulationConfig[] = [];
+    const prefetched: unknown[] = [];
     // Stands in for the whole simulation (tested in run-simulation and fine-tune-modes tests): it
     // records what the curve asks for and answers with a report whose accuracy says which run it was.
-    const simulate = (async (config: SimulationConfig) => {
+    const simulate = (async (config: SimulationConfig, options: RunSimulationOptions) => {
       calls.push(config);
+      prefetched.push(options.prefetch);
       const accuracy = (config.trainable ? 0.75 : 0.5) + (config.trainExamples === 100 ? 0 : 0.125); // exact in binary
       const centralized = config.baselines.centralized ? { centralized: { accuracy: config.trainable ? 0.875 : 0.75 } } : {};
       return { report: { finalAccuracy: accuracy, wallSeconds: 1, baselines: { ...centralized, ...(config.baselines.scratch ? { scratch: { features: 'tf-idf', accuracy: 0.6, rounds: [] } } : {}) } } };
@@ -68,6 +70,8 @@ describe('transfer curve', () => {
         [2000, 'ft', true, false],
       ]);
       expect(calls[1]!.trainable).toEqual(config.fineTune);
+      // The feature-extraction run takes the recipe's boundary features in its own pass of the base.
+      expect(prefetched).toEqual([config.fineTune, undefined, config.fineTune, undefined]);
       // The recipe's own strategy for the fine-tuning run; the preset's for feature extraction.
       expect([calls[0]!.strategy, calls[1]!.strategy]).toEqual([config.strategy, config.fineTuneStrategy!.strategy]);
       // The fine-tuned run is the same federation: clients, rounds and seed as its feature-extraction run.

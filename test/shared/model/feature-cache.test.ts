@@ -144,3 +144,39 @@ describe('FeatureCache', () => {
     expect(calls()).toBe(3);
   });
 });
+
+describe('FeatureCache.getJoint', () => {
+  it('computes several bases\' features in one call when any is missing, stores the missing ones, and reads them back from disk', async () => {
+    // Prepare: base "a" already cached, "b" and "c" not
+    const cacheDir = path.join(dir, 'joint');
+    const first = new FeatureCache({ directory: cacheDir });
+    const a = counted();
+    await first.get('a'.repeat(64), 'data-j', ROWS, a.compute);
+    let calls = 0;
+    const matrix = (offset: number): FeatureMatrix => ({ values: Float32Array.from({ length: ROWS * 2 }, (_, i) => i + offset), rows: ROWS, cols: 2 });
+    const compute = async () => {
+      calls++;
+      return [matrix(1000), matrix(2000), matrix(3000)];
+    };
+    const hashes = ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)];
+
+    // Execute
+    const joint = await first.getJoint(hashes, 'data-j', ROWS, compute);
+    const again = await new FeatureCache({ directory: cacheDir }).getJoint(hashes, 'data-j', ROWS, compute);
+
+    // Assert: one computation; the cached "a" kept (not overwritten by the joint pass), b and c stored
+    expect(calls).toBe(1);
+    expect(first.baseRuns).toBe(2 * ROWS);
+    expect(joint[0]!.values).toEqual((await a.compute()).values);
+    expect(joint[1]!.values).toEqual(matrix(2000).values);
+    expect(joint[2]!.values).toEqual(matrix(3000).values);
+    expect(again.map((m) => Array.from(m.values))).toEqual(joint.map((m) => Array.from(m.values)));
+  });
+
+  it('refuses a joint computation that returns the wrong number of matrices or rows, storing nothing', async () => {
+    const cache = new FeatureCache({ directory: path.join(dir, 'joint-bad') });
+    const one = async () => [{ values: new Float32Array(ROWS * 2), rows: ROWS, cols: 2 }];
+    await expect(cache.getJoint(['d'.repeat(64), 'e'.repeat(64)], 'data-k', ROWS, one)).rejects.toMatchObject({ code: 'BAD_SHAPE' });
+    await expect(readdir(path.join(dir, 'joint-bad'))).rejects.toThrow();
+  });
+});

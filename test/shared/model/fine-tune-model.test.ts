@@ -6,12 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBase } from '../../../shared/bases/prepare-base.ts';
 import { Tokenizer } from '../../../shared/bases/tokenizer.ts';
 import { fileLoadHandler, type LoadedBase } from '../../../shared/model/base-loader.ts';
-import { extractFeatures } from '../../../shared/model/feature-cache.ts';
+import { extractFeatures, extractJointFeatures } from '../../../shared/model/feature-cache.ts';
 import {
   exportFineTunedModel,
   findBoundary,
   gatherWeights,
   initialModelWeights,
+  jointFeatureBases,
   scatterWeights,
   stageFeatureBase,
   tokenIdsOf,
@@ -195,25 +196,9 @@ describe('TrainableTop on the GloVe base', () => {
 
 describe('findBoundary on a residual network', () => {
   it('never cuts inside a residual block, and the top reproduces the whole model', async () => {
-    // Prepare: input → conv → bn → [conv → bn] + skip → relu → gap
-    const input = tf.input({ shape: [8, 8, 3] });
-    const c1 = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'stem_conv' }).apply(input) as tf.SymbolicTensor;
-    const b1 = tf.layers.batchNormalization({ name: 'stem_conv_bn' }).apply(c1) as tf.SymbolicTensor;
-    const c2 = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'block_1_conv' }).apply(b1) as tf.SymbolicTensor;
-    const b2 = tf.layers.batchNormalization({ name: 'block_1_bn' }).apply(c2) as tf.SymbolicTensor;
-    const added = tf.layers.add({ name: 'block_1_add' }).apply([b1, b2]) as tf.SymbolicTensor;
-    const relu = tf.layers.reLU({ name: 'out_relu' }).apply(added) as tf.SymbolicTensor;
-    const pooled = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(relu) as tf.SymbolicTensor;
-    const baseModel = tf.model({ inputs: input, outputs: pooled });
-    const base: FrozenBase = {
-      name: 'tiny-resnet',
-      hash: 'a'.repeat(64),
-      input: { kind: 'image', size: 8, channels: 3, range: [0, 1] },
-      embeddingSize: 4,
-      model: baseModel,
-      embed: (x) => baseModel.predict(x) as tf.Tensor2D,
-      dispose: () => baseModel.dispose(),
-    };
+    // Prepare
+    const base = tinyResnet();
+    const baseModel = base.model!;
     const schedule = resolveTrainableSet({ stages: [{ fromRound: 1, groups: [{ select: 'top', count: 1, unit: 'blocks', lrMultiplier: 0.1 }] }] }, baseModel);
     const model = initialModelWeights(base, HEAD, 2);
     const x = tf.randomUniform([5, 8, 8, 3], 0, 1, 'float32', 9);
@@ -232,6 +217,58 @@ describe('findBoundary on a residual network', () => {
     expect(boundary.layerName).toBe('stem_conv_bn');
     expect(top.manifest.entries.map((e) => e.name)).toEqual(['block_1_conv/kernel', 'block_1_conv/bias', 'block_1_bn/gamma', 'block_1_bn/beta', 'head_output/kernel', 'head_output/bias']);
     expect(maxAbsDiff(actual, expected)).toBeLessThan(1e-5);
+  });
+});
+
+/** input → conv → bn → [conv → bn] + skip → relu → gap: a residual network in miniature. */
+function tinyResnet(): FrozenBase {
+  const input = tf.input({ shape: [8, 8, 3] });
+  const c1 = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'stem_conv' }).apply(input) as tf.SymbolicTensor;
+  const b1 = tf.layers.batchNormalization({ name: 'stem_conv_bn' }).apply(c1) as tf.SymbolicTensor;
+  const c2 = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'block_1_conv' }).apply(b1) as tf.SymbolicTensor;
+  const b2 = tf.layers.batchNormalization({ name: 'block_1_bn' }).apply(c2) as tf.SymbolicTensor;
+  const added = tf.layers.add({ name: 'block_1_add' }).apply([b1, b2]) as tf.SymbolicTensor;
+  const relu = tf.layers.reLU({ name: 'out_relu' }).apply(added) as tf.SymbolicTensor;
+  const pooled = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(relu) as tf.SymbolicTensor;
+  const baseModel = tf.model({ inputs: input, outputs: pooled });
+  const base: FrozenBase = {
+    name: 'tiny-resnet',
+    hash: 'a'.repeat(64),
+    input: { kind: 'image', size: 8, channels: 3, range: [0, 1] },
+    embeddingSize: 4,
+    model: baseModel,
+    embed: (x) => baseModel.predict(x) as tf.Tensor2D,
+    dispose: () => baseModel.dispose(),
+  };
+  return base;
+}
+
+describe('jointFeatureBases', () => {
+  it('gives the base output and a stage boundary from one pass, equal to each taken alone', async () => {
+    // Prepare: a linear probe, then block_1 (boundary stem_conv_bn)
+    const base = tinyResnet();
+    const schedule = resolveTrainableSet(
+      { stages: [{ fromRound: 1, groups: [{ select: 'head' }] }, { fromRound: 2, groups: [{ select: 'top', count: 1, unit: 'blocks' }] }] },
+      base.model,
+    );
+    const x = tf.randomUniform([7, 8, 8, 3], 0, 1, 'float32', 3);
+    const alone = [await featuresOf(base, x), await featuresOf(stageFeatureBase(base, schedule.stages[1]!), x)];
+    const before = tf.memory().numTensors;
+
+    // Execute
+    const joint = jointFeatureBases(base, schedule.stages)!;
+    const together = await extractJointFeatures(joint, 7, (start, end) => x.slice([start], [end - start]), { batchSize: 3 });
+
+    // Assert: same keys as the stage feature bases, identical values, nothing left on the backend
+    const after = tf.memory().numTensors;
+    expect(joint.bases.map((b) => b.hash)).toEqual([base.hash, stageFeatureBase(base, schedule.stages[1]!).hash]);
+    expect(together.map((m) => [m.rows, m.cols])).toEqual([[7, 4], [7, 8 * 8 * 4]]);
+    expect(maxAbsDiff(together[0]!.values, alone[0]!.values)).toBe(0);
+    expect(maxAbsDiff(together[1]!.values, alone[1]!.values)).toBe(0);
+    expect(after).toBe(before);
+    expect(jointFeatureBases(base, [schedule.stages[0]!])).toBeNull();
+    x.dispose();
+    base.dispose();
   });
 });
 
