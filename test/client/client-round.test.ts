@@ -10,7 +10,8 @@ import { trainHead } from '../../shared/model/head-training.ts';
 import { parseEvaluateRequest, parseFitRequest, roundSignedText, roundWeightsDigest, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
-import { float32ToBytes } from '../../shared/weights/flat-weights.ts';
+import { float32ToBytes, manifestFromShapes } from '../../shared/weights/flat-weights.ts';
+import { openUpdate } from '../../shared/crypto/update-envelope.ts';
 import { createHash } from 'node:crypto';
 
 const SPEC: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
@@ -155,5 +156,45 @@ describe('FedProx proximal term in local training', () => {
     expect(w2mu.some((v, j) => Math.abs(v - w2[j]!) > 1e-4)).toBe(true);
     expect(tf.memory().numTensors).toBe(before);
     head.dispose();
+  });
+});
+
+describe('sealing a fine-tuned embedding table', () => {
+  // A stage's manifest and a delta a stage trainer returned over it: rows 3 and 7 of the table moved, and the head.
+  const manifest = manifestFromShapes([
+    { name: 'glove_embedding/embeddings', shape: [50, 4] },
+    { name: 'head_output/kernel', shape: [4, 2] },
+    { name: 'head_output/bias', shape: [2] },
+  ]);
+  const trained = (): Float32Array => {
+    const delta = new Float32Array(manifest.parameterCount);
+    delta.fill(0.01, 12, 16);
+    delta.fill(-0.02, 28, 32);
+    delta.fill(0.005, 200);
+    return delta;
+  };
+  const stageContext = (): ClientRoundContext => ({
+    ...context(),
+    trainer: { fit: async () => ({ delta: trained(), manifest, exampleCount: 5, metrics: { loss: 0.5, accuracy: 0.5 } }), evaluate: (w, d) => trainer.evaluate(w, d) },
+  });
+  const plain: FitConfig = { epochs: 1, batchSize: 2, learningRate: 0.1, optimizer: 'sgd' };
+  const secure: FitConfig = { ...plain, extra: { secagg: true } };
+
+  it.each([
+    ['a plain round: row-sparse', plain, false, 'row-sparse'],
+    ['secure aggregation asked for: dense', secure, false, undefined],
+    ['a transformed delta (a mask): dense', plain, true, undefined],
+  ])('%s', async (_name, config, transform, encoding) => {
+    // Prepare
+    const request = signed<FitRequest>({ roundId: 'r-1', round: 1, weights: float32ToBytes(new Float32Array(manifest.parameterCount)), config, deadline: Date.now() + 60_000 }, config);
+    const ctx = transform ? { ...stageContext(), transformDelta: (delta: Float32Array) => Float32Array.from(delta) } : stageContext();
+
+    // Execute
+    const result = await runFitRound(ctx, request);
+    const opened = openUpdate(result.sealed, { coordinatorIdentity: coordinator, expected: { roundId: 'r-1', parameterCount: manifest.parameterCount, rowSparse: manifest }, resolveClient: () => publicIdentity(client) });
+
+    // Assert
+    expect(opened.header.encoding).toBe(encoding);
+    expect(Array.from(opened.delta)).toEqual(Array.from(trained()));
   });
 });

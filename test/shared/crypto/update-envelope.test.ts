@@ -10,8 +10,11 @@ import {
   openUpdate,
   openUpdateAsync,
   openUpdateInto,
+  openUpdateRows,
   sealUpdate,
 } from '../../../shared/crypto/update-envelope.ts';
+import { manifestFromShapes } from '../../../shared/weights/flat-weights.ts';
+import { sparseToDense, type SparseDelta } from '../../../shared/weights/sparse-rows.ts';
 
 const coordinator = generateIdentity();
 const client = generateIdentity();
@@ -345,3 +348,69 @@ function sealUpdateWithPatch(delta: Float32Array, patch: () => void): Uint8Array
     { clientIdentity: client, coordinatorBoxKey: publicIdentity(coordinator).boxKey },
   );
 }
+
+describe('row-sparse payloads', () => {
+  // A 40-row × 20 table, then a 20 × 2 kernel and a bias: 842 parameters.
+  const manifest = manifestFromShapes([
+    { name: 'words/embeddings', shape: [40, 20] },
+    { name: 'head_output/kernel', shape: [20, 2] },
+    { name: 'head_output/bias', shape: [2] },
+  ]);
+  const expected = { parameterCount: manifest.parameterCount, rowSparse: manifest };
+  function tableDelta(rows: readonly number[]): Float32Array {
+    const delta = new Float32Array(manifest.parameterCount);
+    for (const row of rows) for (let d = 0; d < 20; d++) delta[row * 20 + d] = Math.cos(row + d) / 100;
+    for (let i = 800; i < delta.length; i++) delta[i] = Math.sin(i) / 100;
+    return delta;
+  }
+  const sealRows = (delta: Float32Array, rowSparse?: typeof manifest) =>
+    sealUpdate({ header: { roundId: 'r1', exampleCount: 7 }, delta }, { clientIdentity: client, coordinatorBoxKey: publicIdentity(coordinator).boxKey, ...(rowSparse ? { rowSparse } : {}) });
+
+  it('seals the table row-sparse when smaller; openUpdate gives the dense delta, openUpdateRows the sent rows, with the same norm', () => {
+    // Prepare
+    const delta = tableDelta([2, 3, 39]);
+
+    // Execute
+    const sparse = sealRows(delta, manifest);
+    const dense = sealRows(delta);
+    const opened = openUpdate(sparse, options({}, expected));
+    const rows = openUpdateRows(sparse, options({}, expected));
+
+    // Assert: 3 rows of (index + 20 floats) + the row count + magic + the head, not 842 floats
+    expect(opened.header.encoding).toBe('row-sparse');
+    expect(new DataView(sparse.buffer, sparse.byteOffset).getUint32(12, true)).toBe(4 * (1 + 1 + 3 * 21 + 42));
+    expect(Array.from(opened.delta)).toEqual(Array.from(delta));
+    expect(rows.delta).not.toBeInstanceOf(Float32Array);
+    expect(Array.from(sparseToDense(rows.delta as SparseDelta))).toEqual(Array.from(delta));
+    expect(opened.stats.l2Norm).toBeCloseTo(openUpdate(dense, options({}, expected)).stats.l2Norm, 12);
+    expect(openUpdate(dense, options({}, expected)).header.encoding).toBeUndefined();
+  });
+
+  it('stays dense when the rows are not smaller (every row moved) or the manifest has no table', () => {
+    const all = tableDelta(Array.from({ length: 40 }, (_, i) => i));
+    expect(openUpdate(sealRows(all, manifest), options({}, expected)).header.encoding).toBeUndefined();
+    const headOnly = manifestFromShapes([{ name: 'head_output/kernel', shape: [421, 2] }]);
+    expect(openUpdate(sealRows(new Float32Array(842), headOnly), options({}, expected)).header.encoding).toBeUndefined();
+  });
+
+  it('a round that takes dense updates only refuses a row-sparse one → BAD_MESSAGE', () => {
+    expect(code(() => openUpdate(sealRows(tableDelta([1]), manifest), options({}, { parameterCount: manifest.parameterCount })))).toBe('BAD_MESSAGE');
+  });
+
+  it('names the dense index of the first bad sent value, as the dense scan does', () => {
+    const bad = tableDelta([4, 9]);
+    bad[9 * 20 + 3] = 2;
+    const message = (sealed: Uint8Array) => {
+      try {
+        openUpdate(sealed, options({}, { ...expected, maxAbs: 1 }));
+      } catch (error) {
+        return (error as FedtlError).message;
+      }
+      return 'opened';
+    };
+    const sparse = sealRows(bad, manifest);
+    expect(openUpdate(sparse, options({}, expected)).header.encoding).toBe('row-sparse');
+    expect(message(sparse)).toBe(message(sealRows(bad)));
+    expect(message(sparse)).toContain(`delta[${9 * 20 + 3}] = 2`);
+  });
+});
