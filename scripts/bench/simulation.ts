@@ -179,7 +179,7 @@ async function imdbRound(rounds: number): Promise<{ clients: number; perRound: n
  * mnist-mlp (100 clients over 20,000 images, C = 0.1, E = 1, B = 10, IID) or imdb-glove (1,000
  * clients over 20,000 reviews, C = 0.1). Same seed, so both pool sizes do exactly the same work.
  */
-async function poolRound(preset: string, workers: number, rounds: number): Promise<{ preset: string; workers: number; secondsPerRound: number[]; medianSeconds: number; finalAccuracy: number | null; mainBusySecondsPerRound: number }> {
+async function poolRound(preset: string, workers: number, rounds: number): Promise<{ preset: string; workers: number; secondsPerRound: number[]; medianSeconds: number; finalAccuracy: number | null; mainBusySecondsPerRound: number; coresUsed: number }> {
   await selectBackend({ log: false });
   const config =
     preset === 'mnist-mlp'
@@ -196,14 +196,19 @@ async function poolRound(preset: string, workers: number, rounds: number): Promi
   const federation = new VirtualFederation({ config, base, baseDirectory: null, shards, pool, testFeatures, testLabels: data.test.labels, mode: 'virtual', label: 'bench', logger: quiet });
   // What stays serial: the time the main thread (sealing, opening, aggregation, server evaluation) was busy.
   const idleBefore = performance.eventLoopUtilization();
+  // CPU time of every thread of this process over wall time: the cores the run really got.
+  const cpuBefore = process.cpuUsage();
+  const wallBefore = performance.now();
   const history = (await federation.run()).history;
   const mainBusy = performance.eventLoopUtilization(idleBefore).active / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const coresUsed = (cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore);
   federation.dispose();
   await pool.close();
   base.dispose();
   const seconds = history.map((r) => r.seconds);
   const sorted = [...seconds].sort((a, b) => a - b);
-  return { preset, workers, secondsPerRound: seconds, medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN, finalAccuracy: history.at(-1)?.serverAccuracy ?? null, mainBusySecondsPerRound: mainBusy / Math.max(1, history.length) };
+  return { preset, workers, secondsPerRound: seconds, medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN, finalAccuracy: history.at(-1)?.serverAccuracy ?? null, mainBusySecondsPerRound: mainBusy / Math.max(1, history.length), coresUsed };
 }
 
 /** Runs this script again with `--worker <what>` and parses the JSON line it prints. */
@@ -275,7 +280,7 @@ if (worker === 'scale') {
   }
   const poolRows = pools.map((p) => {
     const one = pools.find((q) => q.preset === p.preset && q.workers === 1);
-    return { preset: p.preset, workers: p.workers, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy), 'main thread busy s/round': round3(p.mainBusySecondsPerRound) };
+    return { preset: p.preset, workers: p.workers, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy), 'main thread busy s/round': round3(p.mainBusySecondsPerRound), 'cores used': round3(p.coresUsed) };
   });
   if (poolRows.length > 0) printTable(poolRows);
   for (const row of poolRows.filter((r) => r.workers === 2)) {

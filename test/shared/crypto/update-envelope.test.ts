@@ -167,7 +167,7 @@ describe('update envelope rejections', () => {
     expect(code(() => openUpdate(bytes, options()))).toBe('BAD_SIGNATURE');
   });
 
-  it('tampered ciphertext or tag → BAD_SIGNATURE before any decryption', async () => {
+  it('tampered ciphertext or tag → BAD_SIGNATURE, reported before the failed AEAD tag', async () => {
     const bytes = seal();
     const { ctStart } = layout(bytes);
     for (const at of [ctStart + 5, bytes.length - 1]) {
