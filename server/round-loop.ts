@@ -269,8 +269,10 @@ export class RoundLoop {
     let trained = this.#completedRounds;
     let completing: Promise<void> = Promise.resolve();
     let completedAt = Date.now();
+    // The first overlapped evaluation or completion that failed: it stops the run before the next round.
+    const overlapFailure: { error?: unknown; failed: boolean } = { failed: false };
     try {
-      while (trained < options.rounds && !this.#stopped) {
+      while (trained < options.rounds && !this.#stopped && !overlapFailure.failed) {
         const round = trained + 1;
         // One stream per round: selection after a resume draws exactly what an uninterrupted run draws.
         const roundRandom = random.fork(`round-${round}`);
@@ -296,6 +298,8 @@ export class RoundLoop {
           // Handled where `completing` is awaited; until then a failure must not go unhandled.
           evaluation.catch(() => undefined);
           completing = completing.then(async () => {
+            // After a failure no later round is recorded: the history and checkpoint end at the last round completed.
+            if (overlapFailure.failed) return;
             const result = await evaluation;
             done.serverLoss = result.loss;
             done.serverAccuracy = result.accuracy;
@@ -303,8 +307,11 @@ export class RoundLoop {
             done.seconds = (now - Math.max(started, completedAt) - waited) / 1000;
             completedAt = now;
             await this.#complete(done, weights, () => state);
+          }).catch((error: unknown) => {
+            if (overlapFailure.failed) return;
+            overlapFailure.failed = true;
+            overlapFailure.error = error;
           });
-          completing.catch(() => undefined);
           continue;
         }
         await this.#evaluateRound(record);
@@ -314,8 +321,10 @@ export class RoundLoop {
       }
     } finally {
       // Rounds already trained complete even when a later one fails (their records and checkpoints stand).
+      // `completing` never rejects, so an error of the round loop itself is the one that propagates.
       await completing;
     }
+    if (overlapFailure.failed) throw overlapFailure.error;
     return this.#history;
   }
 

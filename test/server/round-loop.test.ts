@@ -39,7 +39,8 @@ function loop(checkpointDir: string, overrides: Partial<RoundLoopOptions> = {}):
 }
 
 /** Adds `clients` to `rounds`, each answering every fit with a delta of 0.5 over 10 examples, after telling `onFit`. */
-function addAnsweringClients(rounds: RoundLoop, coordinator: Identity, clients: Identity[], onFit: (index: number, request: FitRequest) => void): void {
+/** Clients that answer every fit with a delta of 0.5: at once, or after `answerAfterMs` (a round then lasts that long). */
+function addAnsweringClients(rounds: RoundLoop, coordinator: Identity, clients: Identity[], onFit: (index: number, request: FitRequest) => void, answerAfterMs?: number): void {
   clients.forEach((identity, index) => {
     const clientId = publicIdentity(identity).clientId;
     rounds.addParticipant(
@@ -48,7 +49,9 @@ function addAnsweringClients(rounds: RoundLoop, coordinator: Identity, clients: 
         sendFit: (request) => {
           onFit(index, request);
           const delta = new Float32Array(MANIFEST.parameterCount).fill(0.5);
-          queueMicrotask(() => rounds.receiveUpdate(clientId, sealUpdate({ header: { roundId: request.roundId, exampleCount: 10 }, delta }, { clientIdentity: identity, coordinatorBoxKey: coordinator.box.publicKey })));
+          const answer = () => rounds.receiveUpdate(clientId, sealUpdate({ header: { roundId: request.roundId, exampleCount: 10 }, delta }, { clientIdentity: identity, coordinatorBoxKey: coordinator.box.publicKey }));
+          if (answerAfterMs === undefined) queueMicrotask(answer);
+          else setTimeout(answer, answerAfterMs);
         },
         sendEvaluate: () => undefined,
       },
@@ -185,5 +188,48 @@ describe('RoundLoop with the server evaluation overlapping the next round', () =
     expect(checkpoint?.round).toBe(3);
     expect(Array.from(checkpoint!.weights)).toEqual(new Array(MANIFEST.parameterCount).fill(1.5));
     expect(checkpoint?.history.map((r) => r.serverAccuracy)).toEqual([0.1, 0.2, 0.3]);
+  });
+
+  it('stops at a failed evaluation: the error propagates, no later round is trained or recorded, the checkpoint is the last completed round', async () => {
+    // Prepare: rounds that last 20 ms (the clients answer after that), and a server evaluation that fails at once for round 2.
+    dir = await mkdtemp(path.join(os.tmpdir(), 'fedtl-overlap-'));
+    const coordinator = generateIdentity();
+    const clients = [generateIdentity(), generateIdentity()];
+    const keys = new Map(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
+    const fits: number[] = [];
+    const reported: number[] = [];
+    const rounds = new RoundLoop({
+      strategy: new FedAvg({ minClients: 2 }),
+      headSpec: SPEC,
+      manifest: MANIFEST,
+      initialWeights: new Float32Array(MANIFEST.parameterCount),
+      baseHash: 'a'.repeat(64),
+      rounds: 6,
+      openUpdate: createUpdateOpener(coordinator, (id) => keys.get(id)),
+      sign: () => 'signature',
+      federatedEvaluation: false,
+      overlapServerEvaluation: true,
+      checkpointDir: dir,
+      evaluateGlobal: async (_weights, round) => {
+        if (round === 2) throw new FedtlError('INTERNAL', 'evaluation of round 2 failed');
+        return { loss: 1 / round, accuracy: round / 10 };
+      },
+      onRound: (record) => reported.push(record.round),
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    addAnsweringClients(rounds, coordinator, clients, (index, request) => {
+      if (index === 0) fits.push(request.round);
+    }, 20);
+
+    // Execute
+    const failure = await rounds.run().then(() => null, (error: unknown) => error);
+
+    // Assert: the evaluation's own error, rounds after the failure not trained, round 1 alone recorded and checkpointed.
+    expect(failure).toBeInstanceOf(FedtlError);
+    expect((failure as FedtlError).message).toMatch(/evaluation of round 2 failed/);
+    expect(Math.max(...fits)).toBeLessThanOrEqual(3);
+    expect(reported).toEqual([1]);
+    const checkpoint = await loadCheckpoint(dir);
+    expect(checkpoint?.round).toBe(1);
   });
 });
