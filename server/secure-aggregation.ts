@@ -87,10 +87,7 @@ export class SocketSecureAggregation extends StrategyWrapper {
     }
     const ring = this.#ring();
     // The ring is part of the signed fit config, so a client quantizes exactly as the coordinator decodes.
-    return instructions.map((i) => ({
-      ...i,
-      config: { ...i.config, extra: { ...i.config.extra, secagg: true, 'secagg.bits': ring.bits, 'secagg.clipRange': ring.clipRange, 'secagg.maxWeight': ring.maxWeight } },
-    }));
+    return StrategyWrapper.withExtra(instructions, { secagg: true, 'secagg.bits': ring.bits, 'secagg.clipRange': ring.clipRange, 'secagg.maxWeight': ring.maxWeight });
   }
 
   override aggregateFit(round: number, global: Float32Array): Aggregation {

@@ -52,6 +52,8 @@ interface Queued {
 interface Slot {
   worker: Worker;
   running: Queued | null;
+  /** The worker crashed or exited: it gets no more jobs. */
+  dead: boolean;
 }
 
 export interface BaselinePoolOptions {
@@ -78,7 +80,7 @@ export class BaselinePool {
     const ready: Promise<void>[] = [];
     for (let i = 0; i < workers; i++) {
       const worker = new Worker(entry, { workerData: setup });
-      const slot: Slot = { worker, running: null };
+      const slot: Slot = { worker, running: null, dead: false };
       pool.#slots.push(slot);
       ready.push(
         new Promise<void>((resolve, reject) => {
@@ -95,11 +97,21 @@ export class BaselinePool {
           });
         }),
       );
-      // A worker that dies fails the job it held instead of leaving it waiting forever.
-      worker.on('error', (error) => {
-        slot.running?.reject(new FedtlError('INTERNAL', `baseline worker crashed: ${error.message}`, { cause: error }));
+      // A worker that dies fails the job it held instead of leaving it waiting forever, and gets no more
+      // jobs (a message posted to an exited worker is dropped); with no worker left the queue fails too.
+      const retire = (error: FedtlError): void => {
+        if (slot.dead || pool.#closed) return;
+        slot.dead = true;
+        slot.running?.reject(error);
         slot.running = null;
-      });
+        if (pool.#slots.every((s) => s.dead)) {
+          for (const queued of pool.#queue.splice(0)) queued.reject(new FedtlError('INTERNAL', 'every baseline worker has died', { cause: error }));
+        } else {
+          pool.#dispatch();
+        }
+      };
+      worker.on('error', (error) => retire(new FedtlError('INTERNAL', `baseline worker crashed: ${error.message}`, { cause: error })));
+      worker.on('exit', (code) => retire(new FedtlError('INTERNAL', `baseline worker exited with code ${code}`)));
     }
     try {
       await Promise.all(ready);
@@ -117,6 +129,7 @@ export class BaselinePool {
   /** Queues `job`; it starts in the first worker that comes free, in the order jobs were queued. */
   run(job: BaselineJob): Promise<BaselineJobResult> {
     if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the baseline pool is closed'));
+    if (this.#slots.every((slot) => slot.dead)) return Promise.reject(new FedtlError('INTERNAL', 'every baseline worker has died'));
     return new Promise<BaselineJobResult>((resolve, reject) => {
       this.#queue.push({ id: this.#nextId++, job, resolve, reject });
       this.#dispatch();
@@ -125,7 +138,7 @@ export class BaselinePool {
 
   #dispatch(): void {
     for (const slot of this.#slots) {
-      if (slot.running) continue;
+      if (slot.running || slot.dead) continue;
       const next = this.#queue.shift();
       if (!next) return;
       slot.running = next;

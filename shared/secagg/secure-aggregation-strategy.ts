@@ -64,7 +64,7 @@ export class SecureAggregation extends StrategyWrapper {
     }
     // Marked as the socket variant marks it: clients then seal dense deltas (no row indices in the
     // clear, SECURITY.md), and the round refuses row-sparse ones.
-    return instructions.map((i) => ({ ...i, config: { ...i.config, extra: { ...i.config.extra, secagg: true } } }));
+    return StrategyWrapper.withExtra(instructions, { secagg: true });
   }
 
   override aggregateFit(round: number, global: Float32Array): Aggregation {

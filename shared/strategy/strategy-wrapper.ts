@@ -14,7 +14,7 @@
  */
 import type { StrategyState } from './strategy-state.ts';
 import { stateChild } from './strategy-state.ts';
-import type { Aggregation, Candidate, ClientUpdate, FitInstruction, MetricAggregation, Strategy } from './strategy.ts';
+import type { Aggregation, Candidate, ClientUpdate, ConfigValue, FitConfig, FitInstruction, MetricAggregation, Strategy } from './strategy.ts';
 
 export abstract class StrategyWrapper implements Strategy {
   protected readonly inner: Strategy;
@@ -36,6 +36,23 @@ export abstract class StrategyWrapper implements Strategy {
 
   get minUpdates(): number {
     return this.inner.minUpdates;
+  }
+
+  /**
+   * The instructions with `extra` added to their configs: one new config per distinct config, so
+   * clients told the same thing still share one config object (the round loop signs one request
+   * per config object, not one per client).
+   */
+  protected static withExtra(instructions: readonly FitInstruction[], extra: Readonly<Record<string, ConfigValue>>): FitInstruction[] {
+    const marked = new Map<FitConfig, FitConfig>();
+    return instructions.map((instruction) => {
+      let config = marked.get(instruction.config);
+      if (!config) {
+        config = { ...instruction.config, extra: { ...instruction.config.extra, ...extra } };
+        marked.set(instruction.config, config);
+      }
+      return { ...instruction, config };
+    });
   }
 
   configureFit(round: number, global: Float32Array, candidates: readonly Candidate[], random: () => number): FitInstruction[] {

@@ -57,6 +57,22 @@ describe('StrategyWrapper', () => {
     expect(instructions).toHaveLength(2);
     expect(instructions.every((i) => i.config.extra?.['tag'] === 'x' && i.config.learningRate === 0.01)).toBe(true);
   });
+
+  it('withExtra keeps one config object per distinct config, so the round loop signs one request for clients told the same', () => {
+    class Marking extends StrategyWrapper {
+      readonly wrapperName = 'marking';
+      override configureFit(...args: Parameters<Strategy['configureFit']>): FitInstruction[] {
+        return StrategyWrapper.withExtra(this.inner.configureFit(...args), { mark: 1 });
+      }
+    }
+    const candidates = ['a', 'b', 'c'].map((clientId) => ({ clientId }));
+    const inner = new FedAvg({ minClients: 3 }).configureFit(1, new Float32Array(1), candidates, () => 0.5);
+    const marked = new Marking(new FedAvg({ minClients: 3 })).configureFit(1, new Float32Array(1), candidates, () => 0.5);
+    expect(new Set(inner.map((i) => i.config)).size).toBe(1);
+    expect(new Set(marked.map((i) => i.config)).size).toBe(1);
+    expect(marked[0]!.config).toEqual({ ...inner[0]!.config, extra: { mark: 1 } });
+    expect(marked.map((i) => i.clientId)).toEqual(inner.map((i) => i.clientId));
+  });
 });
 
 describe('FedAvgM', () => {
