@@ -21,7 +21,7 @@
  *   collision resistant for whoever knows the message key, so a tag-only signature would let a
  *   holder of a leaked box key swap the content under a valid signature. The coordinator hashes
  *   and decrypts each 64 KiB block in the same pass (the bulk is read from memory once), but
- *   nothing decrypted is looked at or returned before the signature, the header and the AEAD tag
+ *   nothing decrypted is used or returned before the signature, the header and the AEAD tag
  *   have all verified, and the signature's verdict is reported first; a forged bulk costs one
  *   extra ChaCha20 pass over at most one update per admitted client and round.
  *
@@ -188,8 +188,10 @@ export interface OpenUpdateOptions {
   readonly limits?: EnvelopeLimits;
   /**
    * Decrypt into this array (exactly `parameterCount` values) instead of a new one: for a caller
-   * that folds each delta into a sum and reuses its buffer (the ingest workers). The returned
-   * `delta` is then `into`; if opening fails, its contents are unspecified. @default a new array
+   * that folds each delta into a sum and reuses its buffer (the ingest workers). Fold the returned
+   * `delta`, never `into` itself: a dense payload's `delta` is `into`, but a row-sparse payload is
+   * decoded into a new array and leaves `into` as it was. If opening fails, the contents of `into`
+   * are unspecified. @default a new array
    */
   readonly into?: Float32Array;
 }
