@@ -61,6 +61,8 @@ export interface BaselinePoolOptions {
   setup: BaselineWorkerSetup;
   /** Where the workers' log lines go. */
   log: Logger;
+  /** The worker module (a test starts one that dies, to check the pool survives it). @default the baseline worker */
+  workerUrl?: URL;
 }
 
 export class BaselinePool {
@@ -76,7 +78,7 @@ export class BaselinePool {
     const { workers, setup, log } = options;
     if (!Number.isSafeInteger(workers) || workers < 1) throw new FedtlError('BAD_CONFIG', `a baseline pool needs at least one worker, got ${workers}`);
     const pool = new BaselinePool();
-    const entry = workerEntry(WORKER_URL);
+    const entry = workerEntry(options.workerUrl ?? WORKER_URL);
     const ready: Promise<void>[] = [];
     for (let i = 0; i < workers; i++) {
       const worker = new Worker(entry, { workerData: setup });

@@ -126,6 +126,24 @@ describe('baseline jobs', () => {
     await expect(pool.run({ kind: 'local-only' })).rejects.toThrow(/closed/);
   }, 120_000);
 
+  it('fails the job of a worker that dies, and every queued job once no worker is left, instead of waiting forever', async () => {
+    const pool = await BaselinePool.start({
+      workers: 1,
+      setup: { config, baseDirectory: null, train: context.train, test: context.test, order: context.order, shards: context.shards, testFeatures: context.testFeatures },
+      log: quiet,
+      workerUrl: new URL('../../support/dying-baseline-worker.ts', import.meta.url),
+    });
+    try {
+      const running = pool.run({ kind: 'local-only' });
+      const queued = pool.run({ kind: 'centralized-feature-extraction' });
+      await expect(running).rejects.toThrow(/exited with code 3/);
+      await expect(queued).rejects.toThrow(/every baseline worker has died/);
+      await expect(pool.run({ kind: 'local-only' })).rejects.toThrow(/every baseline worker has died/);
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
+
   it('refuses centralized fine-tuning for a run without a trainable schedule', async () => {
     await expect(runBaselineJob({ kind: 'centralized-fine-tuning' }, { ...context, config: { ...config, trainable: null } })).rejects.toThrow(/has none/);
   });
