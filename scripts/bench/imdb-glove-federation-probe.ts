@@ -13,15 +13,11 @@
  * k-th round; drop: token dropout; len: tokens kept per review; avg=k: also the test accuracy of the
  * mean of the last k global models.)
  */
-import { resolveConfig } from '../simulation/presets.ts';
-import { loadSimulationData, openSimulationBase } from '../simulation/simulation-data.ts';
-import { Tokenizer } from '../../shared/bases/tokenizer.ts';
 import { createRandom } from '../../shared/math/random.ts';
 import { partition } from '../../shared/math/partition.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { loadImdbGloveProbe, probeArgs, type Doc } from './imdb-glove-probe-setup.ts';
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => a.split('=') as [string, string]));
-const num = (k: string, d: number) => (args[k] !== undefined ? Number(args[k]) : d);
+const num = probeArgs();
 const lr = num('lr', 0.02);
 const mult = num('mult', 1);
 const headRounds = num('hr', 4);
@@ -35,24 +31,10 @@ const avg = num('avg', 0); // report the mean of the last `avg` global models to
 const D = 100;
 const seqLen = num('len', 256);
 
-await selectBackend();
-const config = resolveConfig('imdb-glove', { seed });
-const data = await loadSimulationData(config);
-const { base } = await openSimulationBase('glove-100d');
-if (base.input.kind !== 'text' || !base.model) throw new Error('text base');
-if (data.train.examples.kind !== 'text' || data.test.examples.kind !== 'text') throw new Error('text');
-const tokenizer = new Tokenizer(base.input.vocabulary, { sequenceLength: seqLen });
-const table = (base.model.getLayer('glove_embedding').getWeights()[0]!.dataSync() as Float32Array).slice();
-
-type Doc = { ids: Int32Array; counts: Float32Array; label: number };
-const docOf = (t: string, label: number): Doc => {
-  const m = new Map<number, number>();
-  for (const id of tokenizer.encode(t)) if (id !== 0) m.set(id, (m.get(id) ?? 0) + 1);
-  return { ids: Int32Array.from(m.keys()), counts: Float32Array.from(m.values()), label };
-};
-const trainDocs = data.train.examples.texts.map((t, i) => docOf(t, data.train.labels[i]!));
-const test = data.test.examples.texts.map((t, i) => docOf(t, data.test.labels[i]!));
-const parts = partition(data.train.labels, { scheme: 'dirichlet', numClients: config.clients, seed, numClasses: 2, alpha: 0.5, beta: 0.5, shardsPerClient: 2 });
+const { config, train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen);
+const trainDocs = trainData.texts.map((t, i) => docOf(t, trainData.labels[i]!));
+const test = testData.texts.map((t, i) => docOf(t, testData.labels[i]!));
+const parts = partition(trainData.labels, { scheme: 'dirichlet', numClients: config.clients, seed, numClasses: 2, alpha: 0.5, beta: 0.5, shardsPerClient: 2 });
 
 // Client-local docs: ids remapped to the client's own rows.
 const clients = parts.map((idx) => {

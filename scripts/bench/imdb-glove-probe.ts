@@ -14,14 +14,11 @@
  * per review, the base's sequence length; drop: token dropout in the table stage; lazy=1: Adam
  * updates only the rows of the batch's words.)
  */
-import { resolveConfig } from '../simulation/presets.ts';
-import { loadSimulationData, openSimulationBase } from '../simulation/simulation-data.ts';
-import { Tokenizer, tokenize } from '../../shared/bases/tokenizer.ts';
+import { tokenize } from '../../shared/bases/tokenizer.ts';
 import { createRandom } from '../../shared/math/random.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { loadImdbGloveProbe, probeArgs, type Doc } from './imdb-glove-probe-setup.ts';
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => a.split('=') as [string, string]));
-const num = (k: string, d: number) => (args[k] !== undefined ? Number(args[k]) : d);
+const num = probeArgs();
 const lr = num('lr', 0.02);
 const mult = num('mult', 1);
 const headEpochs = num('he', 3);
@@ -33,31 +30,16 @@ const seed = num('seed', 42);
 const lazy = num('lazy', 0);
 const D = 100;
 
-await selectBackend();
-const config = resolveConfig('imdb-glove', { seed });
-const data = await loadSimulationData(config);
-const { base } = await openSimulationBase('glove-100d');
-if (base.input.kind !== 'text' || !base.model) throw new Error('text base');
-if (data.train.examples.kind !== 'text' || data.test.examples.kind !== 'text') throw new Error('text');
-const tokenizer = new Tokenizer(base.input.vocabulary, { sequenceLength: seqLen });
-const full = base.model.getLayer('glove_embedding').getWeights()[0]!.dataSync() as Float32Array;
+const { train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen);
 
-type Doc = { ids: Int32Array; counts: Float32Array; label: number };
-const docsOf = (texts: string[], labels: Int32Array): Doc[] =>
-  texts.map((t, r) => {
-    const m = new Map<number, number>();
-    for (const id of tokenizer.encode(t)) if (id !== 0) m.set(id, (m.get(id) ?? 0) + 1);
-    return { ids: Int32Array.from(m.keys()), counts: Float32Array.from(m.values()), label: labels[r]! };
-  });
 // How much of the training reviews the sequence length cuts.
-const lengths = data.train.examples.texts.map((text) => tokenize(text).length);
+const lengths = trainData.texts.map((text) => tokenize(text).length);
 const tokens = lengths.reduce((a, b) => a + b, 0);
 const kept = lengths.reduce((a, b) => a + Math.min(b, seqLen), 0);
 console.log(`training reviews longer than ${seqLen} tokens: ${((100 * lengths.filter((n) => n > seqLen).length) / lengths.length).toFixed(1)} %; tokens cut: ${((100 * (tokens - kept)) / tokens).toFixed(1)} %; median length ${[...lengths].sort((a, b) => a - b)[lengths.length >> 1]}`);
-const train = docsOf(data.train.examples.texts, data.train.labels);
-const test = docsOf(data.test.examples.texts, data.test.labels);
+const train = trainData.texts.map((text, i) => docOf(text, trainData.labels[i]!));
+const test = testData.texts.map((text, i) => docOf(text, testData.labels[i]!));
 
-const table = full.slice();
 const rand = createRandom(`${seed}-init`);
 const limit = Math.sqrt(6 / (D + 2));
 const W = Float32Array.from({ length: D * 2 }, () => (rand.nextFloat() * 2 - 1) * limit);

@@ -76,7 +76,8 @@ export function localOnlyEpochs(config: Pick<SimulationConfig, 'rounds' | 'epoch
   return Math.min(50, config.rounds * config.epochs);
 }
 
-function percent(value: number | null | undefined): string {
+/** A fraction as a log line's percent (`83.6%`, `n/a`): the simulation's progress lines share it. */
+export function percent(value: number | null | undefined): string {
   return value === null || value === undefined ? 'n/a' : `${(100 * value).toFixed(1)}%`;
 }
 

@@ -10,7 +10,7 @@ import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { RoundRecord as CoordinatorRound } from '../../server/round-record.ts';
 import { clientOrder, groupByClient, trainingParts } from './client-shards.ts';
 import type { LocalOnlyResult } from './baselines.ts';
-import { baselineJobs, localOnlyEpochs, longestFirst, reportRounds, runBaselineJob, baselineLine, type BaselineContext, type BaselineJobResult } from './baseline-jobs.ts';
+import { baselineJobs, localOnlyEpochs, longestFirst, reportRounds, runBaselineJob, baselineLine, percent as logPercent, type BaselineContext, type BaselineJobResult } from './baseline-jobs.ts';
 import { BaselinePool } from './baseline-pool.ts';
 import type { SimulationConfig } from './presets.ts';
 import { comparisonOf, renderReportHtml, type RoundRecord as ReportRound, type SimulationReport } from './report-html.ts';
@@ -43,8 +43,9 @@ export interface RunSimulationOptions {
   prefetch?: TrainableSetSpec;
 }
 
+/** {@link logPercent}, padded to the width of `99.9%` so the summary's columns line up. */
 function percent(value: number | null | undefined): string {
-  return value === null || value === undefined ? '  n/a' : `${(100 * value).toFixed(1)}%`;
+  return logPercent(value).padStart(5);
 }
 
 export async function runSimulation(config: SimulationConfig, options: RunSimulationOptions): Promise<SimulationResult> {
