@@ -6,7 +6,7 @@
  * in its own thread with `--in-process`. Both baselines run in the same topology.
  *
  * As a child (`fork` with `serialization: 'advanced'`) it answers each {@link ClientJob} message
- * with `{ ms }` or `{ error }`.
+ * with a {@link ClientTiming} or `{ error }`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -33,8 +33,8 @@ export type ClientJob =
     };
 
 /** K raw sockets, each counting what the server streams until it ends; ms until the last ended. */
-export async function rawClients(job: Extract<ClientJob, { type: 'raw' }>): Promise<number> {
-  const t = performance.now();
+export async function rawClients(job: Extract<ClientJob, { type: 'raw' }>): Promise<ClientTiming> {
+  const read = stopwatch();
   const received = await Promise.all(
     Array.from({ length: job.clients }, () =>
       new Promise<number>((resolve, reject) => {
@@ -46,9 +46,9 @@ export async function rawClients(job: Extract<ClientJob, { type: 'raw' }>): Prom
       }),
     ),
   );
-  const ms = performance.now() - t;
+  const timing = read();
   for (const bytes of received) if (bytes !== job.expectBytes) throw new Error(`raw client received ${bytes} bytes, expected ${job.expectBytes}`);
-  return ms;
+  return timing;
 }
 
 type BenchSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -68,12 +68,12 @@ function connectClient(url: string, identity: Identity, coordinatorSigningKey: s
 }
 
 /** K admitted fedtl clients pulling the base into empty caches; ms from the first request until the last client has it verified. */
-export async function fedtlClients(job: Extract<ClientJob, { type: 'fedtl' }>): Promise<number> {
+export async function fedtlClients(job: Extract<ClientJob, { type: 'fedtl' }>): Promise<ClientTiming> {
   const { descriptor } = job;
   const sockets = await Promise.all(job.identities.map((id) => connectClient(job.url, id, job.coordinatorSigningKey)));
   const roots = await Promise.all(job.identities.map((_, i) => mkdtemp(path.join(job.work, `client-${i}-`))));
   try {
-    const t = performance.now();
+    const read = stopwatch();
     await Promise.all(
       sockets.map((socket, i) =>
         ensureBase(
@@ -88,14 +88,30 @@ export async function fedtlClients(job: Extract<ClientJob, { type: 'fedtl' }>): 
         ),
       ),
     );
-    return performance.now() - t;
+    return read();
   } finally {
     for (const socket of sockets) socket.disconnect();
     await Promise.all(roots.map((root) => rm(root, { recursive: true, force: true })));
   }
 }
 
-export function runClientJob(job: ClientJob): Promise<number> {
+/** What one job took: wall ms, and the CPU ms of the clients' process (all its threads) in that time. */
+export interface ClientTiming {
+  ms: number;
+  cpuMs: number;
+}
+
+/** Starts a wall-clock and CPU stopwatch; the returned function reads both. */
+export function stopwatch(): () => ClientTiming {
+  const t = performance.now();
+  const cpu = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(cpu);
+    return { ms: performance.now() - t, cpuMs: (used.user + used.system) / 1000 };
+  };
+}
+
+export function runClientJob(job: ClientJob): Promise<ClientTiming> {
   return job.type === 'raw' ? rawClients(job) : fedtlClients(job);
 }
 
@@ -104,7 +120,7 @@ const send = process.send?.bind(process);
 if (send !== undefined && process.env['FEDTL_BENCH_BASE_CLIENTS'] === '1') {
   process.on('message', (job: ClientJob) => {
     runClientJob(job).then(
-      (ms) => send({ ms }),
+      (timing) => send(timing),
       (error: unknown) => send({ error: error instanceof Error ? error.message : String(error) }),
     );
   });
