@@ -14,16 +14,23 @@ import { Worker } from 'node:worker_threads';
 import { FedtlError } from '../shared/core/errors.ts';
 
 /** A request to the worker; each gets exactly one {@link SinkReply}, in order. */
-type SinkRequest =
+type SinkRequest = { seq: number } & (
   | { type: 'open'; id: number; path: string; keptBytes: number }
   | { type: 'chunk'; id: number; bytes: Uint8Array }
-  | { type: 'close'; id: number };
+  | { type: 'close'; id: number }
+);
 
-type SinkReply = { type: 'ok'; sha256?: string } | { type: 'error'; message: string; errno?: string };
+type SinkOk = { seq: number; type: 'ok'; sha256?: string };
+type SinkReply = SinkOk | { seq: number; type: 'error'; message: string; errno?: string };
+type Waiter = { resolve: (reply: SinkOk) => void; reject: (error: Error) => void };
+/** A request as {@link PartFileSink} makes it, before it is numbered. */
+type Unnumbered<T> = T extends unknown ? Omit<T, 'seq'> : never;
 
-// Files are named by an id the main thread picks. `open` hashes the kept prefix of a resumed
-// `.part` file (it is read once, as when it was first written); `chunk` appends and hashes; `close`
-// closes the file and answers the SHA-256 of everything written since `open`, prefix included.
+// Files are named by an id the main thread picks; every request carries a sequence number that
+// its reply repeats. `open` hashes the kept prefix of a resumed `.part` file (it is read once, as
+// when it was first written); `chunk` hashes the bytes on this thread while the libuv thread pool
+// appends them (a file's writes strictly one after another, in order); `close` waits for the
+// file's writes, closes it and answers the SHA-256 of everything since `open`, prefix included.
 // After an error that file is closed and its later requests fail; other files go on.
 const WORKER_SOURCE = `
 'use strict';
@@ -35,7 +42,9 @@ const READ_BLOCK = 1024 * 1024;
 function drop(id) {
   const file = files.get(id);
   files.delete(id);
-  if (file) { try { fs.closeSync(file.fd); } catch {} }
+  if (!file) return;
+  if (file.writing) file.idle.push(() => fs.close(file.fd, () => {}));
+  else fs.close(file.fd, () => {});
 }
 function opened(id) {
   const file = files.get(id);
@@ -59,30 +68,72 @@ function open(id, path, keptBytes) {
       fs.closeSync(reader);
     }
   }
-  files.set(id, { fd: fs.openSync(path, 'a'), hash });
+  files.set(id, { fd: fs.openSync(path, 'a'), hash, queue: [], writing: null, failed: null, idle: [] });
+}
+// Chunks that arrive while a write runs are written together by the next one (one writev), so
+// a busy disk gets fewer, larger writes.
+function flush(file) {
+  const batch = file.queue.splice(0);
+  let buffers = batch.map((entry) => entry.bytes);
+  const settle = (error) => {
+    for (const entry of batch) (error ? entry.reject : entry.resolve)(error);
+    if (error) file.failed = error;
+    if (file.queue.length > 0 && !file.failed) flush(file);
+    else {
+      file.writing = null;
+      if (file.failed) for (const entry of file.queue.splice(0)) entry.reject(file.failed);
+      for (const wake of file.idle.splice(0)) wake();
+    }
+  };
+  file.writing = batch;
+  const next = () => fs.writev(file.fd, buffers, null, (error, written) => {
+    if (error) return settle(error);
+    while (written > 0 && buffers.length > 0) {
+      const first = buffers[0];
+      if (written >= first.byteLength) { written -= first.byteLength; buffers.shift(); }
+      else { buffers[0] = first.subarray(written); written = 0; }
+    }
+    if (buffers.length > 0) next();
+    else settle(null);
+  });
+  next();
 }
 function append(id, bytes) {
   const file = opened(id);
-  for (let done = 0; done < bytes.byteLength; ) done += fs.writeSync(file.fd, bytes, done, bytes.byteLength - done);
+  if (file.failed) throw file.failed;
   file.hash.update(bytes);
+  return new Promise((resolve, reject) => {
+    file.queue.push({ bytes, resolve, reject });
+    if (!file.writing) flush(file);
+  });
 }
-function close(id) {
+async function close(id) {
   const file = opened(id);
+  if (file.writing) await new Promise((wake) => file.idle.push(wake));
   files.delete(id);
-  const sha256 = file.hash.digest('hex');
   fs.closeSync(file.fd);
-  return sha256;
+  if (file.failed) throw file.failed;
+  return { sha256: file.hash.digest('hex') };
+}
+function handle(request) {
+  if (request.type === 'open') return open(request.id, request.path, request.keptBytes);
+  if (request.type === 'chunk') return append(request.id, request.bytes);
+  return close(request.id);
 }
 parentPort.on('message', (request) => {
+  let result;
   try {
-    if (request.type === 'open') open(request.id, request.path, request.keptBytes);
-    else if (request.type === 'chunk') append(request.id, request.bytes);
-    else { parentPort.postMessage({ type: 'ok', sha256: close(request.id) }); return; }
-    parentPort.postMessage({ type: 'ok' });
+    result = Promise.resolve(handle(request));
   } catch (error) {
-    drop(request.id);
-    parentPort.postMessage({ type: 'error', message: String(error && error.message), errno: error && error.code });
+    result = Promise.reject(error);
   }
+  result.then(
+    (value) => parentPort.postMessage({ seq: request.seq, type: 'ok', ...value }),
+    (error) => {
+      drop(request.id);
+      parentPort.postMessage({ seq: request.seq, type: 'error', message: String(error && error.message), errno: error && error.code });
+    },
+  );
 });
 `;
 
@@ -122,21 +173,24 @@ export class PartFileSink {
   }
 
   readonly #worker: Worker;
-  readonly #waiting: { resolve: (reply: SinkReply & { type: 'ok' }) => void; reject: (error: Error) => void }[] = [];
+  readonly #waiting = new Map<number, Waiter>();
   #nextId = 0;
+  #nextSeq = 0;
   #dead: Error | null = null;
 
   private constructor() {
     this.#worker = new Worker(WORKER_SOURCE, { eval: true });
     this.#worker.on('message', (reply: SinkReply) => {
-      const waiter = this.#waiting.shift();
+      const waiter = this.#waiting.get(reply.seq);
       if (!waiter) return;
+      this.#waiting.delete(reply.seq);
       if (reply.type === 'ok') waiter.resolve(reply);
       else waiter.reject(new FedtlError('STORAGE', `base download: ${reply.message}`, { cause: reply.errno }));
     });
     const fail = (error: Error) => {
       this.#dead ??= error;
-      for (const waiter of this.#waiting.splice(0)) waiter.reject(error);
+      for (const waiter of this.#waiting.values()) waiter.reject(error);
+      this.#waiting.clear();
     };
     this.#worker.on('error', (error) => fail(new FedtlError('INTERNAL', `base download: the writing thread failed: ${error.message}`, { cause: error })));
     this.#worker.on('exit', () => fail(new FedtlError('INTERNAL', 'base download: the writing thread has stopped')));
@@ -164,11 +218,12 @@ export class PartFileSink {
     return { file, opened };
   }
 
-  #send(request: SinkRequest, transfer: ArrayBuffer[] = []): Promise<SinkReply & { type: 'ok' }> {
+  #send(request: Unnumbered<SinkRequest>, transfer: ArrayBuffer[] = []): Promise<SinkOk> {
     if (this.#dead) return Promise.reject(this.#dead);
+    const seq = this.#nextSeq++;
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ resolve, reject });
-      this.#worker.postMessage(request, transfer);
+      this.#waiting.set(seq, { resolve, reject });
+      this.#worker.postMessage({ ...request, seq } satisfies SinkRequest, transfer);
     });
   }
 }
