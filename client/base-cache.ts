@@ -12,11 +12,7 @@ import { FedtlError } from '../shared/core/errors.ts';
 import type { BaseDescriptor, BaseFile } from '../shared/protocol/protocol.ts';
 import { PartFileSink } from './part-file-sink.ts';
 
-/**
- * Reads `length` bytes of `file` at `offset` from the coordinator. The download takes the returned
- * bytes: a chunk that spans its whole ArrayBuffer is moved to the writing thread, leaving the
- * caller's view empty.
- */
+/** Reads `length` bytes of `file` at `offset` from the coordinator. */
 export type ChunkReader = (file: string, offset: number, length: number) => Promise<Uint8Array>;
 
 export interface EnsureBaseOptions {
@@ -28,6 +24,13 @@ export interface EnsureBaseOptions {
    */
   inFlight?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /**
+   * The reader's chunks are memory nobody else holds (as the attachments socket.io decodes from
+   * the wire are): each is then moved to the writing thread, not copied, and the view the reader
+   * returned is left empty. Leave it off for a reader that returns views of memory it keeps.
+   * @default false
+   */
+  ownsChunks?: boolean;
 }
 
 const DEFAULT_IN_FLIGHT = 4;
@@ -102,7 +105,7 @@ async function downloadFile(directory: string, file: BaseFile, read: ChunkReader
       const chunk = await pending.shift()!;
       requestMore();
       const bytes = chunk.byteLength;
-      const written = writer.write(chunk).then(() => {
+      const written = writer.write(chunk, options.ownsChunks ?? false).then(() => {
         counter.done += bytes;
         progress();
       });

@@ -140,11 +140,11 @@ parentPort.on('message', (request) => {
 /** One `.part` file open on the sink's worker; see {@link PartFileSink.open}. */
 export interface PartFile {
   /**
-   * Appends `chunk` and hashes it; resolves once it is written (to the page cache) and hashed. The
-   * file takes the chunk: when it alone spans its memory, that memory moves to the worker (the
-   * caller's view is left empty); otherwise it is copied first.
+   * Appends `chunk` and hashes it; resolves once it is written (to the page cache) and hashed.
+   * With `take`, a chunk that alone spans its memory moves to the worker (the caller's view is
+   * left empty); any other chunk is copied.
    */
-  write(chunk: Uint8Array): Promise<void>;
+  write(chunk: Uint8Array, take: boolean): Promise<void>;
   /** Closes the file once every chunk before is written; the SHA-256 (hex) of the whole file. */
   close(): Promise<string>;
 }
@@ -162,6 +162,11 @@ export class PartFileSink {
     const shared = (PartFileSink.#shared ??= { sink: new PartFileSink(), users: 0 });
     shared.users++;
     return shared.sink;
+  }
+
+  /** Worker threads running for downloads: 1 while a download holds the sink, else 0. */
+  static get threads(): number {
+    return PartFileSink.#shared ? 1 : 0;
   }
 
   /** Gives back a sink from {@link PartFileSink.acquire}; the last release stops its worker. */
@@ -205,8 +210,9 @@ export class PartFileSink {
     const id = this.#nextId++;
     const opened = this.#send({ type: 'open', id, path, keptBytes }).then(() => undefined);
     const file: PartFile = {
-      write: async (chunk) => {
-        const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer ? chunk : chunk.slice();
+      write: async (chunk, take) => {
+        // A copy with memory of its own (Buffer#slice would be a view of the same memory).
+        const owned = take && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer ? chunk : new Uint8Array(chunk);
         await this.#send({ type: 'chunk', id, bytes: owned }, [owned.buffer as ArrayBuffer]);
       },
       close: async () => {

@@ -84,7 +84,7 @@ export async function fedtlClients(job: Extract<ClientJob, { type: 'fedtl' }>): 
             if (!reply.ok) throw new Error(`base:read refused: ${reply.code}: ${reply.message}`);
             return reply.bytes instanceof Uint8Array ? reply.bytes : new Uint8Array(reply.bytes as ArrayBuffer);
           },
-          { chunkBytes: job.chunkBytes, inFlight: job.inFlight },
+          { chunkBytes: job.chunkBytes, inFlight: job.inFlight, ownsChunks: true },
         ),
       ),
     );
