@@ -8,6 +8,8 @@
  * As a child (`fork` with `serialization: 'advanced'`) it answers each {@link ClientJob} message
  * with a {@link ClientTiming} or `{ error }`.
  */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -19,7 +21,17 @@ import type { BaseDescriptor, BaseReadReply, ClientToServerEvents, ServerToClien
 
 /** What the benchmark asks the clients to do. */
 export type ClientJob =
-  | { type: 'raw'; port: number; clients: number; expectBytes: number }
+  | {
+      type: 'raw';
+      port: number;
+      clients: number;
+      expectBytes: number;
+      /**
+       * Also do what any verified download must: hash every byte (SHA-256) and write it to a file
+       * (under this folder), as a plain Node program would (a write stream, the hash on this thread).
+       */
+      verifyInto?: string;
+    }
   | {
       type: 'fedtl';
       url: string;
@@ -32,21 +44,39 @@ export type ClientJob =
       work: string;
     };
 
-/** K raw sockets, each counting what the server streams until it ends; ms until the last ended. */
+/**
+ * K raw sockets, each counting what the server streams until it ends (and with `verifyInto`,
+ * hashing it and writing it to a file); timing until the last one ended (and its file was closed).
+ */
 export async function rawClients(job: Extract<ClientJob, { type: 'raw' }>): Promise<ClientTiming> {
   const read = stopwatch();
   const received = await Promise.all(
-    Array.from({ length: job.clients }, () =>
+    Array.from({ length: job.clients }, (_, i) =>
       new Promise<number>((resolve, reject) => {
         let bytes = 0;
         const socket = net.connect(job.port, '127.0.0.1');
-        socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        socket.on('end', () => resolve(bytes));
+        const hash = job.verifyInto === undefined ? null : createHash('sha256');
+        socket.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          hash?.update(chunk);
+        });
         socket.on('error', reject);
+        if (job.verifyInto === undefined) {
+          socket.on('end', () => resolve(bytes));
+        } else {
+          const file = createWriteStream(path.join(job.verifyInto, `raw-${i}.bin`));
+          file.on('error', reject);
+          file.on('close', () => {
+            hash?.digest('hex');
+            resolve(bytes);
+          });
+          socket.pipe(file);
+        }
       }),
     ),
   );
   const timing = read();
+  if (job.verifyInto !== undefined) await rm(job.verifyInto, { recursive: true, force: true });
   for (const bytes of received) if (bytes !== job.expectBytes) throw new Error(`raw client received ${bytes} bytes, expected ${job.expectBytes}`);
   return timing;
 }
