@@ -32,6 +32,12 @@ export interface Checkpoint {
    * FedAvgM's velocity, the server optimizers' moments. Absent in checkpoints of older versions.
    */
   strategy?: { name: string; state: unknown };
+  /**
+   * The running sum of server-side iterate averaging in JSON form (its `from`, `count` and float64
+   * `sum`; parsed by the round loop); absent when the run does not average. `weights` stay the
+   * last round's global model, which clients resume training from.
+   */
+  averaging?: unknown;
 }
 
 /** Temporary name a file is written under before it is renamed into place. */
@@ -102,6 +108,7 @@ async function writeCheckpoint(directory: string, checkpoint: Checkpoint): Promi
     weightsSha256: createHash('sha256').update(weightBytes).digest('hex'),
     history: checkpoint.history,
     ...(checkpoint.strategy ? { strategy: checkpoint.strategy } : {}),
+    ...(checkpoint.averaging !== undefined ? { averaging: checkpoint.averaging } : {}),
   };
   await writeFileDurably(path.join(directory, CHECKPOINT_FILE), JSON.stringify(meta, null, 1));
   // Older weight files are no longer referenced, and temporary files of writers that were killed
@@ -165,7 +172,18 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
   const strategy = meta['strategy'];
   if (strategy !== undefined && (typeof strategy !== 'object' || strategy === null || typeof (strategy as Record<string, unknown>)['name'] !== 'string')) return corrupt('strategy is not { name, state }');
   const saved = strategy as { name: string; state?: unknown } | undefined;
-  return { round, runId, baseHash, headSpec, manifest, weights, history: history as RoundRecord[], ...(saved ? { strategy: { name: saved.name, state: saved.state ?? null } } : {}) };
+  const averaging = meta['averaging'];
+  return {
+    round,
+    runId,
+    baseHash,
+    headSpec,
+    manifest,
+    weights,
+    history: history as RoundRecord[],
+    ...(saved ? { strategy: { name: saved.name, state: saved.state ?? null } } : {}),
+    ...(averaging !== undefined ? { averaging } : {}),
+  };
 }
 
 /**

@@ -126,7 +126,7 @@ export interface CoordinatorOptions {
   /** Messages one client may send per second, averaged over 10 s, before it is cut off. @default 200 */
   maxMessagesPerSecond?: number;
   logger?: Logger;
-  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound' | 'trainable' | 'earlyStopping'>>;
+  loop?: Partial<Pick<RoundLoopOptions, 'roundTimeoutMs' | 'evaluateTimeoutMs' | 'federatedEvaluation' | 'waitForClientsMs' | 'maxRoundAttempts' | 'checkpointDir' | 'seed' | 'evaluateGlobal' | 'onRound' | 'trainable' | 'earlyStopping' | 'iterateAveraging'>>;
 }
 
 const RATE_WINDOW_MS = 10_000;

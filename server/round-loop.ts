@@ -21,8 +21,9 @@ import type { Ack, EvaluationResult, FitRequest } from '../shared/protocol/proto
 import { errorAck, roundSignedText, roundWeightsDigest } from '../shared/protocol/protocol.ts';
 import type { ModelSchedule } from '../shared/model/model-schedule.ts';
 import type { EarlyStopping } from '../shared/model/early-stopping.ts';
+import { IterateAverage, type IterateAveragingOptions } from '../shared/model/iterate-averaging.ts';
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
-import { decodeState, encodeState } from '../shared/strategy/strategy-state.ts';
+import { decodeState, encodeState, stateArray, stateNumber } from '../shared/strategy/strategy-state.ts';
 import type { Aggregation, FitConfig, FitInstruction, SparseClientUpdate, Strategy } from '../shared/strategy/strategy.ts';
 import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
 import { embeddingEntryNames, type SparseDelta } from '../shared/weights/sparse-rows.ts';
@@ -96,6 +97,14 @@ export interface RoundLoopOptions {
    * @default none
    */
   earlyStopping?: EarlyStopping;
+  /**
+   * Server-side iterate averaging (shared/model/iterate-averaging.ts): over the last rounds of each
+   * stage, the model the loop evaluates, hands to `onRound` and early stopping, and exports
+   * ({@link RoundLoop.bestWeights}) is the mean of those rounds' global models; clients keep
+   * training from the last one. Its sum is checkpointed with the round, so a resumed run averages
+   * exactly as an uninterrupted one. @default null (off: the last round's model)
+   */
+  iterateAveraging?: IterateAveragingOptions | null;
   /** Called after every completed round (after its checkpoint is on disk). */
   onRound?: (record: RoundRecord, weights: Float32Array) => void;
   logger?: Logger;
@@ -108,6 +117,10 @@ export class RoundLoop {
   readonly #strategy: Strategy;
   readonly #log: Logger;
   #weights: Float32Array;
+  /** The tail average of the global models, when the loop averages them. */
+  readonly #average: IterateAverage | null;
+  /** What the last round yields to evaluate and export: the tail average once its window began, else {@link #weights}. */
+  #exported: Float32Array;
   #history: RoundRecord[] = [];
   #completedRounds = 0;
   #runId: string;
@@ -127,6 +140,9 @@ export class RoundLoop {
     this.#strategy = options.strategy;
     this.#log = options.logger ?? createLogger('coordinator');
     this.#weights = options.initialWeights;
+    this.#exported = options.initialWeights;
+    const stageStarts = options.trainable ? options.trainable.schedule.stages.map((stage) => stage.fromRound) : [1];
+    this.#average = options.iterateAveraging ? new IterateAverage(options.iterateAveraging, stageStarts, options.rounds) : null;
     this.#runId = randomBytes(6).toString('hex');
     if (options.initialWeights.length !== options.manifest.parameterCount) {
       throw new FedtlError('BAD_SHAPE', `initial head has ${options.initialWeights.length} values, manifest says ${options.manifest.parameterCount}`);
@@ -142,9 +158,12 @@ export class RoundLoop {
     return this.#options.trainable ?? null;
   }
 
-  /** The model to export: with early stopping the best round's, else the last. */
+  /**
+   * The model to export: with early stopping the best round's (as evaluated), else the last
+   * round's — with iterate averaging the mean of its window's global models.
+   */
   get bestWeights(): Float32Array {
-    return this.#options.earlyStopping?.bestWeights ?? this.#weights;
+    return this.#options.earlyStopping?.bestWeights ?? this.#exported;
   }
 
   get history(): readonly RoundRecord[] {
@@ -181,6 +200,7 @@ export class RoundLoop {
     if (!checkpoint) return 0;
     this.#strategy.restore(checkpoint.strategy ? decodeState(checkpoint.strategy.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
+    this.#restoreAverage(checkpoint.averaging, directory);
     this.#history = checkpoint.history;
     this.#completedRounds = checkpoint.round;
     this.#runId = checkpoint.runId;
@@ -291,10 +311,10 @@ export class RoundLoop {
         if (overlap) {
           // What the checkpoint holds is taken now, before the next round changes it.
           const done = record;
-          const weights = this.#weights;
-          const state = options.checkpointDir ? encodeState(this.#strategy.state()) : null;
+          const snapshot = this.#snapshot();
+          const state = options.checkpointDir ? snapshot.state() : null;
           const waited = this.#waitedMs;
-          const evaluation = options.evaluateGlobal!(weights, round);
+          const evaluation = options.evaluateGlobal!(snapshot.exported, round);
           // Handled where `completing` is awaited; until then a failure must not go unhandled.
           evaluation.catch(() => undefined);
           completing = completing.then(async () => {
@@ -306,7 +326,7 @@ export class RoundLoop {
             const now = Date.now();
             done.seconds = (now - Math.max(started, completedAt) - waited) / 1000;
             completedAt = now;
-            await this.#complete(done, weights, () => state);
+            await this.#complete(done, { ...snapshot, state: () => state! });
           }).catch((error: unknown) => {
             if (overlapFailure.failed) return;
             overlapFailure.failed = true;
@@ -317,7 +337,7 @@ export class RoundLoop {
         await this.#evaluateRound(record);
         // A round's time is its work: the wait for enough ready clients (round 1 waits for everyone to connect) is not part of it.
         record.seconds = (Date.now() - started - this.#waitedMs) / 1000;
-        if (await this.#complete(record, this.#weights, () => encodeState(this.#strategy.state()))) break;
+        if (await this.#complete(record, this.#snapshot())) break;
       }
     } finally {
       // Rounds already trained complete even when a later one fails (their records and checkpoints stand).
@@ -328,12 +348,37 @@ export class RoundLoop {
     return this.#history;
   }
 
+  /**
+   * The loop's state after a round, as the checkpoint and the evaluation need it: the global model
+   * clients train from, the model to evaluate and export, and the server state (encoded lazily, as
+   * only a run with checkpoints needs it).
+   */
+  #snapshot(): RoundSnapshot {
+    const average = this.#average;
+    return {
+      weights: this.#weights,
+      exported: this.#exported,
+      state: () => ({ strategy: encodeState(this.#strategy.state()), averaging: average ? encodeState({ ...average.state() }) : undefined }),
+    };
+  }
+
+  /** Restores the average from a checkpoint's `averaging` (absent in checkpoints of runs without it: the average starts anew). */
+  #restoreAverage(saved: unknown, directory: string): void {
+    const average = this.#average;
+    if (!average) return;
+    const state = decodeState(saved ?? null, `${directory} iterate averaging state`);
+    const owner = 'iterate averaging';
+    average.restore(state ? { from: stateNumber(state, 'from', owner), count: stateNumber(state, 'count', owner), sum: stateArray(state, 'sum', this.#weights.length, owner) } : { from: 0, count: 0, sum: null }, this.#weights.length);
+    this.#exported = average.model ?? this.#weights;
+  }
+
   /** Records a round whose evaluation is done: history, checkpoint, `onRound`; true when early stopping ends the run. */
-  async #complete(record: RoundRecord, weights: Float32Array, strategyState: () => unknown): Promise<boolean> {
+  async #complete(record: RoundRecord, snapshot: RoundSnapshot): Promise<boolean> {
     const round = record.round;
+    const weights = snapshot.exported;
     this.#history.push(record);
     this.#completedRounds = round;
-    await this.#checkpoint(round, weights, strategyState);
+    await this.#checkpoint(round, snapshot);
     this.#options.onRound?.(record, weights);
     const stopping = this.#options.earlyStopping;
     if (stopping?.observe(round, record.evalAccuracy, weights).stop) {
@@ -343,17 +388,19 @@ export class RoundLoop {
     return false;
   }
 
-  async #checkpoint(round: number, weights: Float32Array, strategyState: () => unknown): Promise<void> {
+  async #checkpoint(round: number, snapshot: RoundSnapshot): Promise<void> {
     if (!this.#options.checkpointDir) return;
+    const { strategy, averaging } = snapshot.state();
     await saveCheckpoint(this.#options.checkpointDir, {
       round,
       runId: this.#runId,
       baseHash: this.#options.baseHash,
       headSpec: this.#options.headSpec,
       manifest: this.#options.manifest,
-      weights,
+      weights: snapshot.weights,
       history: this.#history,
-      strategy: { name: this.#strategy.name, state: strategyState() },
+      strategy: { name: this.#strategy.name, state: strategy },
+      ...(averaging !== undefined ? { averaging } : {}),
     });
   }
 
@@ -456,6 +503,13 @@ export class RoundLoop {
       return null;
     }
     this.#weights = next;
+    const average = this.#average;
+    if (average) {
+      average.observe(round, next);
+      this.#exported = average.model ?? next;
+    } else {
+      this.#exported = next;
+    }
     const train = state.metrics.finish();
     this.#log.info(`round ${round}: aggregated ${aggregation.count} update(s) over ${aggregation.exampleCount} examples; ${state.missing} dropped`);
     if (state.capped > 0) this.#log.warn(`round ${round}: ${state.capped} update(s) claimed more examples than ${this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO}× the median declared size and were weighed at that bound`);
@@ -478,12 +532,13 @@ export class RoundLoop {
       bytesDown,
       bytesUp: state.bytesUp,
       seconds: (Date.now() - started) / 1000,
+      ...(average && average.count > 0 ? { averagedRounds: average.count } : {}),
     };
   }
 
   async #evaluateRound(record: RoundRecord): Promise<void> {
     if (this.#options.evaluateGlobal) {
-      const result = await this.#options.evaluateGlobal(this.#weights, record.round);
+      const result = await this.#options.evaluateGlobal(this.#exported, record.round);
       record.serverLoss = result.loss;
       record.serverAccuracy = result.accuracy;
     }
@@ -501,7 +556,7 @@ export class RoundLoop {
     });
     const schedule = this.#options.trainable;
     const stage = schedule?.stageFor(record.round);
-    const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
+    const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#exported, stage) : this.#exported);
     const { digest, sign } = this.#signer('evaluate', state.roundId, record.round, state.deadline, weights, stage);
     const request = { roundId: state.roundId, round: record.round, weights, deadline: state.deadline, signature: sign(), ...(stage ? { trainable: stage } : {}) };
     record.bytesDown += await this.#collect(state, weights.byteLength, (participant) => participant.sendEvaluate(request, digest));
@@ -513,6 +568,16 @@ export class RoundLoop {
       record.evalExamples = examples;
     }
   }
+}
+
+/** The loop's state after a round (see `RoundLoop.#snapshot`). */
+interface RoundSnapshot {
+  /** The global model clients train from (what a checkpoint resumes). */
+  weights: Float32Array;
+  /** The model to evaluate and export (the tail average once its window began). */
+  exported: Float32Array;
+  /** The strategy's and the average's state in JSON form. */
+  state: () => { strategy: unknown; averaging: unknown };
 }
 
 /**

@@ -24,6 +24,11 @@ export interface RoundRecord {
   /** Server-side evaluation, when the coordinator has a test set (simulations). */
   serverLoss: number | null;
   serverAccuracy: number | null;
+  /**
+   * Global models averaged into the model this round evaluated and would export (server-side
+   * iterate averaging, shared/model/iterate-averaging.ts); absent when it is the round's own model.
+   */
+  averagedRounds?: number;
   /** Bytes of weights sent to clients and received from them this round. */
   bytesDown: number;
   bytesUp: number;

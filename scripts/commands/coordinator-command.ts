@@ -145,6 +145,7 @@ export function registerCoordinatorCommand(program: Command): void {
           evaluateTimeoutMs: config.deadline * 1000,
           checkpointDir: path.join(config.out, 'checkpoint'),
           ...(config.earlyStopping ? { earlyStopping: new EarlyStopping(config.earlyStopping) } : {}),
+          ...(config.iterateAveraging ? { iterateAveraging: config.iterateAveraging } : {}),
           onRound: (record) => {
             annotatePrivacy(strategy, record);
             const dpText = record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : '';

@@ -72,6 +72,7 @@ export const coordinatorFileSchema = z.strictObject({
   // Checked against the base when the coordinator starts (shared/model/trainable-set.ts), where the layer names are known.
   trainable: z.unknown().optional(),
   earlyStopping: z.strictObject({ patience: positiveInt.optional(), minDelta: z.number().min(0).optional() }).optional(),
+  iterateAveraging: z.strictObject({ tailFraction: z.number().gt(0).max(1).optional() }).optional(),
   // Differential privacy (range checks with their messages are in shared/privacy resolveDp).
   dpClip: z.number().optional(),
   dpNoiseMultiplier: z.number().optional(),
@@ -125,6 +126,11 @@ export interface CoordinatorConfig {
   trainable?: unknown;
   /** Stop when the federated validation accuracy has not improved for `patience` rounds; export the best round. @default off */
   earlyStopping?: { patience?: number; minDelta?: number };
+  /**
+   * Server-side iterate averaging: export (and evaluate) the mean of the global models of the last
+   * `tailFraction` of each stage's rounds (shared/model/iterate-averaging.ts). @default off
+   */
+  iterateAveraging?: { tailFraction?: number };
   /** Strategy parameters given (by config key); the rest take the strategy's defaults. */
   strategyParams: Record<string, number>;
   /** Differential privacy (`--dp-*`); absent is off. */

@@ -43,6 +43,7 @@ interface SimulateFlags extends Record<string, unknown> {
   trainable?: string;
   fineTune?: boolean;
   tokenDropout?: number;
+  averageTail?: number;
   secureAggregation?: boolean;
   secaggThreshold?: number;
   secaggClipRange?: number;
@@ -114,6 +115,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--no-baselines', 'skip the centralized, local-only and from-scratch baselines')
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table; fashion-mobilenet: then MobileNetV2's top two blocks)")
+    .option('--average-tail <f>', "server-side iterate averaging: evaluate and export the mean of the global models of the last fraction f of each stage's rounds, in (0, 1]; 0 turns it off (default: the preset's)", fraction('average-tail'))
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart federated feature extraction, federated fine-tuning (the preset\'s recipe or --trainable), federated from scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
@@ -172,6 +174,7 @@ export function registerSimulateCommand(program: Command): void {
         }
       }
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
+      if (flags.averageTail !== undefined) overrides.iterateAveraging = flags.averageTail === 0 ? null : { tailFraction: flags.averageTail };
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (flags.secureAggregation) {

@@ -92,6 +92,7 @@ function toReportRound(record: CoordinatorRound): ReportRound {
     bytesDown: record.bytesDown,
     seconds: record.seconds,
     ...(record.privacy ? { epsilon: record.privacy.epsilonTotal, delta: record.privacy.delta } : {}),
+    ...(record.averagedRounds !== undefined ? { averagedRounds: record.averagedRounds } : {}),
   };
 }
 

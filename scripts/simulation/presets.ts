@@ -17,6 +17,7 @@ import type { PartitionScheme } from '../../shared/math/partition.ts';
 import type { ConvFrontSpec, HeadSpec } from '../../shared/model/head.ts';
 import type { AugmentationSpec } from '../../shared/model/augmentation.ts';
 import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { checkedTailFraction, type IterateAveragingOptions } from '../../shared/model/iterate-averaging.ts';
 import type { OptimizerName } from '../../shared/model/training-defaults.ts';
 import { createStrategy } from '../../shared/strategy/registry.ts';
 import { FASHION_CNN_BASE, FASHION_CNN_CONV, FASHION_TARGET_CLASSES } from '../bases/fashion-split-cnn.ts';
@@ -110,6 +111,13 @@ export interface SimulationConfig {
    * @default the preset's `strategy` and `strategyParams`
    */
   fineTuneStrategy?: { strategy: string; strategyParams: Record<string, number> };
+  /**
+   * Server-side iterate averaging (shared/model/iterate-averaging.ts) in every federation of the
+   * run — the from-scratch ones too, as they share this config: the evaluated and exported model is
+   * the mean of the global models of the last `tailFraction` of each stage's rounds.
+   * @default none (the last round's model)
+   */
+  iterateAveraging?: IterateAveragingOptions | null;
   /** Augmentation where a stage's features are the raw input (token dropout for text). @default none */
   augmentation?: AugmentationSpec;
   /** Deadline of one round in socket and process modes, ms. */
@@ -318,6 +326,7 @@ export function resolveConfig(preset: string, overrides: Partial<SimulationConfi
   if (config.scratchFeatures.includes('cnn') && !config.scratchCnn) throw new FedtlError('BAD_CONFIG', 'the cnn from-scratch baseline needs scratchCnn (its convolutions)');
   if (new Set(config.scratchFeatures).size !== config.scratchFeatures.length) throw new FedtlError('BAD_CONFIG', `from-scratch baselines listed twice: ${config.scratchFeatures.join(', ')}`);
   if (config.clients > config.trainExamples) throw new FedtlError('BAD_CONFIG', `${config.clients} clients cannot share ${config.trainExamples} training examples`);
+  if (config.iterateAveraging) checkedTailFraction(config.iterateAveraging.tailFraction);
   // Builds the strategy once to check its name and parameters at the boundary (BAD_CONFIG naming them).
   createStrategy(config.strategy, { minClients: 1 }, config.strategyParams);
   if (config.minClients > config.clients) throw new FedtlError('BAD_CONFIG', `minClients (${config.minClients}) is more than clients (${config.clients})`);

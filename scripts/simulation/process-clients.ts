@@ -371,7 +371,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
     clearTimeout(deadline);
     const failed = exitCodes.map((code, i) => ({ code, i })).filter((c) => c.code !== 0);
     if (failed.length > 0) log.warn(`client processes exited non-zero after the run: ${failed.map((c) => `client ${c.i} (${c.code})`).join(', ')}`);
-    return { history: [...history], weights: live.loop.weights, seconds: (Date.now() - started) / 1000, exitCodes, injectedFaults };
+    return { history: [...history], weights: live.loop.bestWeights, seconds: (Date.now() - started) / 1000, exitCodes, injectedFaults };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -43,6 +43,8 @@ export interface RoundRecord {
   seconds: number;
   /** Cumulative ε after the round, with its δ, when the run is differentially private. */
   epsilon?: number;
+  /** The accuracy and loss are those of the mean of this many rounds' global models (iterate averaging); absent: the round's own. */
+  averagedRounds?: number;
   delta?: number;
 }
 

@@ -76,6 +76,7 @@ export interface FederatedRunInput {
 
 export interface FederatedRunResult {
   history: RoundRecord[];
+  /** The model the coordinator exports (with iterate averaging, the tail average). */
   weights: Float32Array;
   seconds: number;
 }
@@ -112,6 +113,7 @@ export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.
     roundTimeoutMs: config.roundTimeoutMs,
     evaluateTimeoutMs: config.roundTimeoutMs,
     waitForClientsMs: 600_000,
+    ...(config.iterateAveraging ? { iterateAveraging: config.iterateAveraging } : {}),
     evaluateGlobal: spec ? stageEvaluator(input, coordinatorModelSchedule(input, spec)).evaluate : makeEvaluator(input, serverHead, manifest),
     onRound: (record: RoundRecord) => {
       if (strategy) annotatePrivacy(strategy, record);
@@ -278,6 +280,7 @@ export class VirtualFederation {
       // per-round record is read when the round completes, so privacy runs keep the serial order.
       overlapServerEvaluation: this.#pool !== null && !(strategy instanceof DifferentialPrivacy),
       ...(fineTuning ? { trainable: fineTuning.schedule } : {}),
+      ...(config.iterateAveraging ? { iterateAveraging: config.iterateAveraging } : {}),
       roundTimeoutMs: 3_600_000,
       waitForClientsMs: 1_000,
       seed: config.seed,
@@ -371,7 +374,7 @@ export class VirtualFederation {
       if (!isBudgetStop(error)) throw error;
       this.#log.warn(error.message);
     }
-    return { history: [...this.loop.history], weights: this.loop.weights, seconds: (Date.now() - started) / 1000 };
+    return { history: [...this.loop.history], weights: this.loop.bestWeights, seconds: (Date.now() - started) / 1000 };
   }
 
   dispose(): void {
@@ -527,7 +530,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
       if (!isBudgetStop(error)) throw error;
       (input.logger ?? quiet).warn(error.message);
     }
-    return { history: [...coordinator.loop.history], weights: coordinator.loop.weights, seconds: (Date.now() - started) / 1000 };
+    return { history: [...coordinator.loop.history], weights: coordinator.loop.bestWeights, seconds: (Date.now() - started) / 1000 };
   } finally {
     for (const client of clients) client.close();
     await coordinator.close();

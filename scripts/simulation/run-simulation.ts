@@ -117,6 +117,7 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
       log.info(
         `${label} round ${record.round}/${config.rounds} · ${record.accepted}/${record.selected} clients · ${record.examples} examples · ` +
           `test accuracy ${percent(record.serverAccuracy)} · loss ${record.serverLoss?.toFixed(4) ?? 'n/a'}` +
+          `${(record.averagedRounds ?? 1) > 1 ? ` (mean of the last ${record.averagedRounds} rounds' models)` : ''}` +
           `${record.privacy ? ` · ε ${record.privacy.epsilonRound.toFixed(3)} this round, ${record.privacy.epsilonTotal.toFixed(3)} in all (δ ${record.privacy.delta})` : ''} · ${record.seconds.toFixed(1)} s`,
       );
     };
@@ -258,6 +259,12 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
   }
 }
 
+/** `, mean of the last 3 rounds' models` when a federation's final model is a tail average (iterate averaging). */
+function averagedNote(round: ReportRound | undefined): string {
+  const averaged = round?.averagedRounds ?? 1;
+  return averaged > 1 ? `  (mean of the last ${averaged} rounds' models)` : '';
+}
+
 function privacyNotes(config: SimulationConfig, rounds: readonly ReportRound[]): string[] {
   const notes: string[] = [];
   if (config.secureAggregation) notes.push('Secure aggregation (SecAgg+): each round\'s deltas were quantized, masked and unmasked in aggregate; the model saw only their sum.');
@@ -279,13 +286,13 @@ export function summaryLines(result: SimulationResult, outDir: string): string[]
   return [
     '',
     `== ${report.title} (${report.backend} backend, ${report.wallSeconds.toFixed(0)} s, peak RSS ${formatBytes(report.peakRssMb * 1024 * 1024)})`,
-    line(report.federatedLabel ?? 'federated', `${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds`),
+    line(report.federatedLabel ?? 'federated', `${percent(report.finalAccuracy)}  after ${report.rounds.length} rounds${averagedNote(report.rounds.at(-1))}`),
     ...(report.baselines.centralized ? [line(report.baselines.centralized.label ?? 'centralized', percent(report.baselines.centralized.accuracy))] : []),
     ...(report.baselines.centralizedFeatureExtraction ? [line(report.baselines.centralizedFeatureExtraction.label ?? CENTRALIZED_FEATURE_EXTRACTION_LABEL, percent(report.baselines.centralizedFeatureExtraction.accuracy))] : []),
     ...(local ? [line('local-only (mean ± std)', `${percent(local.mean)} ± ${percent(local.std)}  (min ${percent(local.min)}, max ${percent(local.max)})`)] : []),
     ...(gains.compared > 0 ? [line('federated vs alone (own label mix)', `better for ${gains.helped} of ${gains.compared} clients, by ${formatPoints(gains.meanGain).replace(NBSP, ' ')} on average`)] : []),
     ...scratchRuns.map((run) =>
-      line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}`),
+      line(`federated from scratch, ${run.features ?? 'scratch'}`, `${percent(run.rounds.at(-1)?.accuracy)}${run === report.baselines.scratch && scratchRuns.length > 1 ? '  (strongest)' : ''}${averagedNote(run.rounds.at(-1))}`),
     ),
     ...(negative ? [`WARNING ${negative.message}`] : []),
     ...(report.rounds.at(-1)?.epsilon !== undefined ? [line('privacy spent', `ε = ${report.rounds.at(-1)!.epsilon!.toFixed(3)}, δ = ${report.rounds.at(-1)!.delta}`)] : []),

@@ -12,6 +12,14 @@ describe('coordinator config', () => {
     expect(() => parseCoordinatorFile('[1]', 'c.json')).toThrow(/c\.json/);
   });
 
+  it('takes iterate averaging with a tail fraction in (0, 1] and refuses others, naming the key', () => {
+    expect(parseCoordinatorFile('{"iterateAveraging": {"tailFraction": 0.5}}', 'c.json')).toEqual({ iterateAveraging: { tailFraction: 0.5 } });
+    expect(parseCoordinatorFile('{"iterateAveraging": {}}', 'c.json')).toEqual({ iterateAveraging: {} });
+    expect(() => parseCoordinatorFile('{"iterateAveraging": {"tailFraction": 0}}', 'c.json')).toThrow(/"iterateAveraging\.tailFraction": Too small/);
+    expect(() => parseCoordinatorFile('{"iterateAveraging": {"tailFraction": 1.5}}', 'c.json')).toThrow(/"iterateAveraging\.tailFraction": Too big/);
+    expect(() => parseCoordinatorFile('{"iterateAveraging": {"fraction": 0.5}}', 'c.json')).toThrow(/unknown key "fraction"/);
+  });
+
   it('layers defaults < file < flags, with strategy parameters as keys and flags', () => {
     const file = parseCoordinatorFile(JSON.stringify({ identity: 'id.key', allow: 'a.allow', classNames: ['no', 'yes'], rounds: 4, strategy: 'fedavgm', serverMomentum: 0.5 }), 'c.json');
     const config = resolveCoordinatorConfig(file, { rounds: 7, hidden: '16,8' }, { serverLearningRate: 0.9 });

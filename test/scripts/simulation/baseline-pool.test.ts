@@ -144,6 +144,22 @@ describe('baseline jobs', () => {
     }
   }, 60_000);
 
+  it('averages a from-scratch federation’s global models when the run averages its own (they share the config)', async () => {
+    // Prepare: the whole of the one stage (rounds 1–3) averaged
+    const averaging = { ...context, config: { ...config, iterateAveraging: { tailFraction: 1 } } };
+
+    // Execute
+    const plain = await runBaselineJob({ kind: 'scratch', features: 'pixels' }, context);
+    const averaged = await runBaselineJob({ kind: 'scratch', features: 'pixels' }, averaging);
+
+    // Assert: the rounds say how many models each evaluated one averages; without averaging they say nothing
+    if (plain.kind !== 'scratch' || averaged.kind !== 'scratch') throw new Error('expected scratch results');
+    expect(plain.baseline.rounds.map((round) => round.averagedRounds)).toEqual([undefined, undefined, undefined]);
+    expect(averaged.baseline.rounds.map((round) => round.averagedRounds)).toEqual([1, 2, 3]);
+    // Round 1 is one model either way: the same accuracy; the training itself is unchanged by averaging.
+    expect(averaged.baseline.rounds[0]!.accuracy).toBe(plain.baseline.rounds[0]!.accuracy);
+  });
+
   it('refuses centralized fine-tuning for a run without a trainable schedule', async () => {
     await expect(runBaselineJob({ kind: 'centralized-fine-tuning' }, { ...context, config: { ...config, trainable: null } })).rejects.toThrow(/has none/);
   });

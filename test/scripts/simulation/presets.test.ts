@@ -1,0 +1,12 @@
+import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../../scripts/simulation/presets.ts';
+
+describe('a simulation config’s iterate averaging', () => {
+  it('keeps a tail fraction in (0, 1] and refuses one outside with BAD_CONFIG', () => {
+    expect(resolveConfig('mnist-mlp', { iterateAveraging: { tailFraction: 0.25 } }).iterateAveraging).toEqual({ tailFraction: 0.25 });
+    expect(resolveConfig('mnist-mlp', { iterateAveraging: null }).iterateAveraging).toBeNull();
+    for (const bad of [0, 1.5, Number.NaN]) {
+      expect(() => resolveConfig('mnist-mlp', { iterateAveraging: { tailFraction: bad } })).toThrow(/iterate averaging tailFraction must be in \(0, 1\]/);
+    }
+  });
+});
