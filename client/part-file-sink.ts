@@ -2,9 +2,11 @@
  * Writing downloaded files to their `.part` files and hashing them, on one worker thread. A client
  * receiving the base spends its thread decoding socket.io frames; SHA-256 of every byte (about
  * 0.8 ms per MB here, with SHA-NI) and the file writes would otherwise queue behind that work on the
- * same thread. The worker receives each chunk by transfer (no copy when the chunk owns its memory),
- * appends it, hashes it, and answers; chunks are handled strictly in the order they were given, so
- * the `.part` file is always a prefix of the file, whatever fails and wherever.
+ * same thread. The worker receives each chunk by transfer (no copy when the chunk owns its memory)
+ * and hashes it while the libuv thread pool appends it to the file; chunks that arrive during a
+ * write go out together in the next one (one `writev`). A file's chunks are hashed and written
+ * strictly in the order they were given, and nothing after a failed write is written, so the
+ * `.part` file is always a prefix of the file, whatever fails and wherever.
  *
  * The worker is plain JavaScript evaluated from a string: it needs only Node's own `fs` and
  * `crypto`, and a TypeScript entry would first have to load the TypeScript loader inside the
@@ -13,7 +15,7 @@
 import { Worker } from 'node:worker_threads';
 import { FedtlError } from '../shared/core/errors.ts';
 
-/** A request to the worker; each gets exactly one {@link SinkReply}, in order. */
+/** A request to the worker; each gets exactly one {@link SinkReply}, with the same `seq`. */
 type SinkRequest = { seq: number } & (
   | { type: 'open'; id: number; path: string; keptBytes: number }
   | { type: 'chunk'; id: number; bytes: Uint8Array }
@@ -29,8 +31,9 @@ type Unnumbered<T> = T extends unknown ? Omit<T, 'seq'> : never;
 // Files are named by an id the main thread picks; every request carries a sequence number that
 // its reply repeats. `open` hashes the kept prefix of a resumed `.part` file (it is read once, as
 // when it was first written); `chunk` hashes the bytes on this thread while the libuv thread pool
-// appends them (a file's writes strictly one after another, in order); `close` waits for the
-// file's writes, closes it and answers the SHA-256 of everything since `open`, prefix included.
+// appends them (a file's writes strictly one after another, in order, batched while one runs);
+// `close` waits for the file's writes, closes it and answers the SHA-256 of everything since
+// `open`, prefix included.
 // After an error that file is closed and its later requests fail; other files go on.
 const WORKER_SOURCE = `
 'use strict';

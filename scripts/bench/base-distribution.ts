@@ -15,7 +15,7 @@
  * The fedtl path does what the second does (every byte hashed once, SHA-256, and written to the
  * `.part` file, on the client's writing thread) and also pays a request/ack per chunk (hidden by
  * keeping several in flight) and socket.io framing; its server sends views of memory it hashed once
- * at start instead of reading the files per client.
+ * at start instead of reading the files per client (`--raw-from-memory` gives the raw server that too).
  *
  * Topology: the clients run in a child process by default (`base-distribution-clients.ts`), as a
  * real client runs on another machine, so the coordinator's thread serves and the clients' thread
@@ -27,13 +27,15 @@
  * layout of a real base) unless `--dir` names a real base directory (e.g. `.fedtl-cache/glove-100d`).
  *
  * Run: `npx tsx scripts/bench/base-distribution.ts [--clients 4] [--mb 40] [--chunks 256k,1M]
- *   [--in-flight 1,4] [--reps 2] [--dir path] [--in-process]` (`--in-flight`: chunk requests a client keeps in flight)
+ *   [--in-flight 1,4] [--reps 2] [--dir path] [--in-process] [--raw-from-memory]` (`--in-flight`: chunk requests a
+ *   client keeps in flight; `--raw-from-memory`: the raw server sends files it read once, as the coordinator does)
  * Writes `scripts/bench/results/base-distribution.json` (`base-distribution-in-process.json` with --in-process).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -116,10 +118,19 @@ async function clients(job: ClientJob): Promise<RunTiming> {
 }
 
 // ---- raw baseline: net server streaming the files ----------------------------------------------
+// With --raw-from-memory the raw server sends files it read once, as the coordinator does, instead
+// of reading them (from the page cache) for every client.
+const rawHeld = args.has('raw-from-memory') ? new Map(await Promise.all(descriptor.files.map(async (f) => [f.name, await readFile(path.join(baseDir, f.name))] as const))) : null;
 async function rawRun(verify = false): Promise<RunTiming> {
   const server = net.createServer((socket) => {
     void (async () => {
       for (const file of descriptor.files) {
+        const bytes = rawHeld?.get(file.name);
+        if (bytes !== undefined) {
+          // From memory, as the coordinator serves: 1 MiB writes, waiting whenever the socket is full.
+          for (let at = 0; at < bytes.length; at += 1024 * 1024) if (!socket.write(bytes.subarray(at, at + 1024 * 1024))) await once(socket, 'drain');
+          continue;
+        }
         await new Promise<void>((resolve, reject) => {
           const stream = createReadStream(path.join(baseDir, file.name), { highWaterMark: 1024 * 1024 });
           stream.on('error', reject);
@@ -210,7 +221,7 @@ console.log(`\nfastest here: ${fastestRow['chunk']} chunks, ${fastestRow['in fli
 child?.disconnect();
 await rm(work, { recursive: true, force: true });
 const out = writeResults(inProcess ? 'base-distribution-in-process' : 'base-distribution', {
-  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
+  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', rawServer: rawHeld ? 'files held in memory' : 'files read per client (page cache)', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
   results: rows,
   fastest: fastestRow,
   totalSeconds: round3((performance.now() - started) / 1000),

@@ -17,7 +17,7 @@
  *
  * - **worker pool**: seconds per round of mnist-mlp (100 clients, C = 0.1, E = 1, B = 10) and
  *   imdb-glove (1,000 clients, C = 0.1) with virtual clients trained by 1 and by 2 worker threads
- *   (`--pool 1,2`), each in a fresh process: 5 (mnist-mlp) or 15 (imdb-glove) warm-up rounds, then
+ *   (`--pool 1,2`), each in a fresh process: 8 (mnist-mlp) or 30 (imdb-glove) warm-up rounds, then
  *   at least 7 measured ones; the speed-up is the ratio of the measured rounds' medians (that of
  *   all rounds is printed beside it). Also the main thread's busy seconds per measured round
  *   (event-loop utilization): what stays on it whatever the pool size, and the cores the process
@@ -54,12 +54,13 @@ const POOL_ROUNDS = 7;
 /**
  * Rounds each pool run trains before the measured ones: every training worker is a fresh V8
  * isolate that compiles TensorFlow.js's JavaScript for itself, on V8's background threads, which
- * compete with the workers for the cores. Sampled per thread (/proc) on imdb-glove, that
- * compilation cost 0.13–0.22 CPU-s a round for the first 15 rounds (100 clients a round) and about
- * 0.02 from round 20; on mnist-mlp (10 clients a round of 20 steps each) it settled within 5 rounds.
- * The speed-up of all rounds is reported beside the steady one.
+ * compete with the workers for the cores. Sampled per thread (/proc) on imdb-glove with one
+ * worker, that compilation cost 0.13–0.22 CPU-s a round for the first 15 rounds (100 clients a
+ * round) and about 0.04 from round 17; with two workers each sees half the jobs, so it takes about
+ * twice as many rounds to settle. On mnist-mlp (10 clients a round of 20 steps each) it settled
+ * within 5 rounds. The speed-up of all rounds is reported beside the steady one.
  */
-const POOL_WARM_UP_ROUNDS: Record<string, number> = { 'mnist-mlp': 5, 'imdb-glove': 15 };
+const POOL_WARM_UP_ROUNDS: Record<string, number> = { 'mnist-mlp': 8, 'imdb-glove': 30 };
 const FEATURES = 100;
 
 v8.setFlagsFromString('--expose-gc');
