@@ -4,12 +4,13 @@
  * directory named by the base's content hash that already holds every verified file is used as is,
  * so reconnects and later rounds download nothing.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { FedtlError } from '../shared/core/errors.ts';
 import type { BaseDescriptor, BaseFile } from '../shared/protocol/protocol.ts';
+import { PartFileSink } from './part-file-sink.ts';
 
 /** Reads `length` bytes of `file` at `offset` from the coordinator. */
 export type ChunkReader = (file: string, offset: number, length: number) => Promise<Uint8Array>;
@@ -23,6 +24,13 @@ export interface EnsureBaseOptions {
    */
   inFlight?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /**
+   * The reader's chunks are memory nobody else holds (as the attachments socket.io decodes from
+   * the wire are): each is then moved to the writing thread, not copied, and the view the reader
+   * returned is left empty. Leave it off for a reader that returns views of memory it keeps.
+   * @default false
+   */
+  ownsChunks?: boolean;
 }
 
 const DEFAULT_IN_FLIGHT = 4;
@@ -46,13 +54,7 @@ async function sizeOf(file: string): Promise<number> {
   }
 }
 
-/** Hashes the first `bytes` of `file` into `hash` (the part of a `.part` file a resume keeps). */
-async function hashPrefix(hash: Hash, file: string, bytes: number): Promise<void> {
-  if (bytes === 0) return;
-  for await (const chunk of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-}
-
-async function downloadFile(directory: string, file: BaseFile, read: ChunkReader, options: EnsureBaseOptions, progress: () => void, counter: { done: number }): Promise<void> {
+async function downloadFile(directory: string, file: BaseFile, read: ChunkReader, options: EnsureBaseOptions, progress: () => void, counter: { done: number }, sink: () => PartFileSink): Promise<void> {
   const target = path.join(directory, file.name);
   // A file already in place is the only one hashed from disk: it was verified when it arrived, but
   // the cache may have been altered since.
@@ -68,11 +70,11 @@ async function downloadFile(directory: string, file: BaseFile, read: ChunkReader
     offset = 0;
   }
   counter.done += offset;
-  // The file is hashed as it arrives (after the kept prefix of a resumed .part): one pass, no re-read.
-  const hash = createHash('sha256');
-  await hashPrefix(hash, partial, offset);
   const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT);
-  const handle = await open(partial, 'a');
+  // The file is written and hashed as it arrives, on the sink's worker thread (after the kept
+  // prefix of a resumed .part): one pass, no re-read, and this thread only receives.
+  const { file: writer, opened } = sink().open(partial, offset);
+  opened.catch(() => undefined); // observed below, before the first chunk is awaited
   // Requests go out up to `inFlight` chunks ahead; replies are written strictly in order, so the
   // .part file is always a prefix of the file and a dropped connection resumes from its end.
   const pending: Promise<Uint8Array>[] = [];
@@ -92,23 +94,34 @@ async function downloadFile(directory: string, file: BaseFile, read: ChunkReader
       requested += length;
     }
   };
+  // Chunks handed to the worker and not yet written: at most `inFlight`, so a slow disk holds
+  // back the requests instead of letting received chunks pile up in memory.
+  const writing: Promise<void>[] = [];
+  let sha256: string;
   try {
     requestMore();
+    await opened;
     while (pending.length > 0) {
       const chunk = await pending.shift()!;
       requestMore();
-      // The write runs on the thread pool while this thread hashes the same (unchanged) bytes.
-      const writing = handle.write(chunk);
-      hash.update(chunk);
-      await writing;
-      offset += chunk.byteLength;
-      counter.done += chunk.byteLength;
-      progress();
+      const bytes = chunk.byteLength;
+      const written = writer.write(chunk, options.ownsChunks ?? false).then(() => {
+        counter.done += bytes;
+        progress();
+      });
+      written.catch(() => undefined); // observed in order below
+      writing.push(written);
+      while (writing.length >= inFlight) await writing.shift();
     }
-  } finally {
-    await handle.close();
+    for (const written of writing.splice(0)) await written;
+    sha256 = await writer.close();
+  } catch (thrown) {
+    // Closing waits for every chunk handed over before (the worker handles requests in order),
+    // so after a failure the .part file holds exactly the chunks that arrived before it.
+    await writer.close().catch(() => undefined);
+    throw thrown;
   }
-  if (hash.digest('hex') !== file.sha256) {
+  if (sha256 !== file.sha256) {
     await rm(partial, { force: true });
     throw new FedtlError('HASH_MISMATCH', `downloaded ${file.name} does not match its SHA-256; it was discarded and will be fetched again`);
   }
@@ -122,6 +135,12 @@ export async function ensureBase(cacheRoot: string, descriptor: BaseDescriptor, 
   const total = descriptor.files.reduce((sum, f) => sum + f.bytes, 0);
   const counter = { done: 0 };
   const progress = () => options.onProgress?.(counter.done, total);
-  for (const file of descriptor.files) await downloadFile(directory, file, read, options, progress, counter);
+  // The process's writing thread, held only if some file has to be downloaded.
+  let sink: PartFileSink | null = null;
+  try {
+    for (const file of descriptor.files) await downloadFile(directory, file, read, options, progress, counter, () => (sink ??= PartFileSink.acquire()));
+  } finally {
+    if (sink) await PartFileSink.release(sink);
+  }
   return directory;
 }

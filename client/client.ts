@@ -347,6 +347,8 @@ export class FedtlClient {
       const progress = new DownloadProgress();
       const directory = await ensureBase(path.join(this.#options.cacheDir, 'bases'), descriptor, (file, offset, length) => this.#readChunk(descriptor.hash, file, offset, length), {
         chunkBytes: welcome.limits.chunkBytes,
+        // Attachments socket.io decoded from the wire: this client holds no other reference.
+        ownsChunks: true,
         onProgress: (done, total) => {
           // At most one line per tenth of the download, each with its true share (download-progress.ts).
           const line = progress.update(done, total);

@@ -226,6 +226,10 @@ export class Coordinator {
       // while anything larger is cut off by the transport before it is buffered.
       maxHttpBufferSize: this.#limits.maxMessageBytes,
       serveClient: false,
+      // Spelled out although it is socket.io's default: base chunks and sealed updates look random,
+      // so compressing them would spend CPU on both sides for nothing (and hold a zlib context per
+      // connection).
+      perMessageDeflate: false,
       pingInterval: 10_000,
       pingTimeout: 20_000,
       // The gate closes late hellos itself, with a code; socket.io's own timer is only a backstop.

@@ -53,6 +53,13 @@ export interface RoundLoopOptions {
    * owner starts and closes it. @default null (the serial path)
    */
   ingest?: UpdateIngest | null;
+  /**
+   * With an {@link ingest}: its workers fold updates into partial sums when the strategy takes
+   * them. `false` has them only open (verify, decrypt, check) each update, and this thread adds the
+   * deltas in the order they were submitted, as the serial path does, so the head is bit for bit
+   * the serial path's (a simulation keeps its numbers independent of its pool size so). @default true
+   */
+  ingestFolds?: boolean;
   /** Signs a round message's text with the coordinator's key (base64 signature). */
   sign: (text: string) => string;
   /** Time each selected client has to send its update, in ms. @default 60000 */
@@ -466,8 +473,9 @@ export class RoundLoop {
       exampleCap: exampleCountCap(declared, this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO),
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
       ingest: this.#options.ingest ?? null,
+      ...(this.#options.ingestFolds === false ? { ingestFolds: false } : {}),
     });
-    if (state.ingestMode === 'open' && !this.#warnedOpenOnly) {
+    if (state.ingestMode === 'open' && this.#options.ingestFolds !== false && !this.#warnedOpenOnly) {
       this.#warnedOpenOnly = true;
       this.#log.warn(`strategy ${strategy.name}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
     }

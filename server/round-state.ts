@@ -152,6 +152,8 @@ export interface FitRoundOptions extends RoundStateOptions {
    * before its aggregation is read. @default null (the serial path, {@link FitRound.accept})
    */
   ingest?: UpdateIngest | null;
+  /** Workers fold updates into partial sums when the aggregation takes them (`false`: they only open them). @default true */
+  ingestFolds?: boolean;
   /**
    * The round's manifest, when it accepts row-sparse uploads of its embedding tables: set by the
    * round loop when the manifest has one and secure aggregation does not run (masks need every
@@ -196,7 +198,7 @@ export class FitRound extends RoundState {
     this.#rowSparse = options.rowSparse ?? null;
     this.#exampleCap = options.exampleCap ?? Number.POSITIVE_INFINITY;
     this.#ingest = options.ingest ?? null;
-    this.#fold = typeof this.aggregation.addPartial === 'function';
+    this.#fold = options.ingestFolds !== false && typeof this.aggregation.addPartial === 'function';
     this.#ingest?.begin({ roundId: this.roundId, parameterCount: this.#parameterCount, exampleCap: this.#exampleCap, ...(this.#rowSparse ? { rowSparse: this.#rowSparse } : {}) });
   }
 

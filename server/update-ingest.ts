@@ -34,7 +34,7 @@
  * {@link UpdateIngest.finish}. The owner must {@link UpdateIngest.close} it.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { Worker, type MessagePort } from 'node:worker_threads';
 import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.ts';
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
@@ -148,8 +148,19 @@ function peekClientId(bytes: Uint8Array): string | undefined {
 type JobReply = Extract<IngestReply, { type: 'job' }>;
 type FinishReply = Extract<IngestReply, { type: 'finish' }>;
 
+/** The ingest's side of one opening service: its own worker thread, or a port into a thread that hosts it. */
+interface Endpoint {
+  postMessage(message: IngestRequest, transfer?: ArrayBuffer[]): void;
+  ref(): void;
+  unref(): void;
+}
+
 interface Slot {
-  worker: Worker;
+  endpoint: Endpoint;
+  /** Terminates the worker or closes the port. */
+  close: () => Promise<unknown>;
+  /** A hosted service whose thread went away: it gets no more jobs (own workers are respawned instead). */
+  dead: boolean;
   jobs: Map<number, (reply: JobReply) => void>;
   finishes: Map<number, (reply: FinishReply | null) => void>;
   ready: Promise<void>;
@@ -161,6 +172,8 @@ interface OpenRound {
   exampleCap: number;
   /** Set when a worker died while the round was open: its partial sum is lost. */
   broken: FedtlError | null;
+  /** Folding jobs submitted this round: with none, no worker holds anything to merge. */
+  folds: number;
 }
 
 export class UpdateIngest {
@@ -175,11 +188,24 @@ export class UpdateIngest {
   #fatal: FedtlError | null = null;
   #round: OpenRound | null = null;
 
-  private constructor(options: UpdateIngestOptions, count: number) {
+  private constructor(options: UpdateIngestOptions, count: number, host?: (setup: IngestWorkerSetup) => MessagePort[]) {
     this.#options = options;
     this.#entry = workerEntry();
     this.#setup = { boxPublicKey: options.identity.box.publicKey, boxSecretKey: options.identity.box.secretKey, signingPublicKey: options.identity.signing.publicKey };
-    for (let i = 0; i < count; i++) this.#spawn(i);
+    if (host) host(this.#setup).forEach((port, i) => this.#attachPort(i, port));
+    else for (let i = 0; i < count; i++) this.#spawn(i);
+    if (this.#slots.length === 0) throw new FedtlError('BAD_CONFIG', 'an update ingest needs at least one opening service');
+  }
+
+  /**
+   * An ingest whose opening services run in threads someone else owns: `host` starts one
+   * ({@link serveIngest}) per thread on a port it returns the other end of. A simulation's training
+   * pool hosts them, so opening shares the training workers' cores instead of adding threads. A
+   * port that closes (its thread died) gets no more jobs and breaks the open round, as a crashed
+   * worker does; there is no respawn. Requests posted before a service attached wait in its port.
+   */
+  static hosted(host: (setup: IngestWorkerSetup) => MessagePort[], options: Omit<UpdateIngestOptions, 'workers'>): UpdateIngest {
+    return new UpdateIngest(options, 0, host);
   }
 
   /** Starts the workers; resolves once every one has loaded. */
@@ -206,8 +232,8 @@ export class UpdateIngest {
     const epoch = ++this.#epoch;
     const expected = expectedUpdate(round, this.#options.validation);
     const exampleCap = round.exampleCap ?? Number.POSITIVE_INFINITY;
-    this.#round = { epoch, expected, exampleCap, broken: null };
-    for (const slot of this.#slots) slot.worker.postMessage({ type: 'begin', epoch, expected, exampleCap } satisfies IngestRequest);
+    this.#round = { epoch, expected, exampleCap, broken: null, folds: 0 };
+    for (const slot of this.#live()) slot.endpoint.postMessage({ type: 'begin', epoch, expected, exampleCap } satisfies IngestRequest);
   }
 
   /**
@@ -234,14 +260,17 @@ export class UpdateIngest {
     const whole = sealed.buffer instanceof ArrayBuffer && sealed.byteOffset === 0 && sealed.byteLength === sealed.buffer.byteLength;
     const bytes = whole ? sealed : new Uint8Array(sealed); // never detach memory we do not own entirely
     // Least-loaded worker; ties go to the lowest index.
-    let slot = this.#slots[0] as Slot;
-    for (const candidate of this.#slots) if (candidate.jobs.size < slot.jobs.size) slot = candidate;
+    const live = this.#live();
+    if (live.length === 0) return refuse('INTERNAL', 'every update-ingest service has failed');
+    let slot = live[0] as Slot;
+    for (const candidate of live) if (candidate.jobs.size < slot.jobs.size) slot = candidate;
     const id = this.#nextId++;
     const request: IngestRequest = { type: 'job', id, epoch: round.epoch, bytes, clientId, keys: keys ?? null, fold };
+    if (fold) round.folds++;
     const reply = await new Promise<JobReply>((resolve) => {
       this.#owe(slot, +1);
       slot.jobs.set(id, resolve);
-      slot.worker.postMessage(request, [bytes.buffer as ArrayBuffer]);
+      slot.endpoint.postMessage(request, [bytes.buffer as ArrayBuffer]);
     });
     if (!reply.ok) return { ok: false, code: isErrorCode(reply.code) ? reply.code : 'INTERNAL', message: reply.message };
     return { ok: true, header: reply.header, weight: reply.weight, delta: reply.delta };
@@ -256,14 +285,20 @@ export class UpdateIngest {
     const round = this.#round;
     if (round === null) throw new FedtlError('INTERNAL', 'no ingest round is open');
     this.#round = null;
+    // Open-only rounds leave nothing on the workers: no round trip (a worker busy with other work,
+    // such as a hosting training thread, would hold the round's end up); the next begin resets them.
+    if (round.folds === 0) {
+      if (round.broken) throw round.broken;
+      return { sum: null, exampleCount: 0, count: 0 };
+    }
     const replies = await Promise.all(
-      this.#slots.map(
+      this.#live().map(
         (slot) =>
           new Promise<FinishReply | null>((resolve) => {
             const id = this.#nextId++;
             this.#owe(slot, +1);
             slot.finishes.set(id, resolve);
-            slot.worker.postMessage({ type: 'finish', id, epoch: round.epoch } satisfies IngestRequest);
+            slot.endpoint.postMessage({ type: 'finish', id, epoch: round.epoch } satisfies IngestRequest);
           }),
       ),
     );
@@ -291,7 +326,12 @@ export class UpdateIngest {
     if (this.#closed) return;
     this.#closed = true;
     for (const slot of this.#slots) this.#failSlot(slot, 'the update ingest was closed');
-    await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
+    await Promise.all(this.#slots.map((slot) => slot.close()));
+  }
+
+  /** The slots that take jobs. */
+  #live(): Slot[] {
+    return this.#slots.filter((slot) => !slot.dead);
   }
 
   #usable(): void {
@@ -303,8 +343,8 @@ export class UpdateIngest {
   #owe(slot: Slot, change: 1 | -1): void {
     const owed = slot.jobs.size + slot.finishes.size;
     if (owed === 0) {
-      if (change === 1) slot.worker.ref();
-      else slot.worker.unref();
+      if (change === 1) slot.endpoint.ref();
+      else slot.endpoint.unref();
     }
   }
 
@@ -317,6 +357,34 @@ export class UpdateIngest {
 
   #spawn(index: number): void {
     const worker = new Worker(this.#entry, { workerData: this.#setup });
+    const fail = this.#attach(index, worker, async () => worker.terminate(), (slot, why, cause) => {
+      if (++this.#crashes >= MAX_CONSECUTIVE_CRASHES) {
+        this.#fatal = new FedtlError('INTERNAL', `update-ingest workers failed ${this.#crashes} times in a row; last: ${why}`, { cause });
+        return;
+      }
+      this.#spawn(index);
+      const round = this.#round;
+      // The replacement joins the open round so finish() hears from every slot; the round is refused anyway (broken).
+      if (round) this.#slots[index]!.endpoint.postMessage({ type: 'begin', epoch: round.epoch, expected: round.expected, exampleCap: round.exampleCap } satisfies IngestRequest);
+    });
+    worker.on('error', (error) => fail(`crashed: ${error.message}`, error));
+    worker.on('exit', (code) => fail(`exited with code ${code}`));
+  }
+
+  #attachPort(index: number, port: MessagePort): void {
+    const fail = this.#attach(index, port, async () => port.close(), (slot) => {
+      slot.dead = true;
+      if (this.#live().length === 0) this.#fatal = new FedtlError('INTERNAL', 'every update-ingest service has failed');
+    });
+    port.on('close', () => fail('closed its port'));
+  }
+
+  /**
+   * Registers `endpoint` as slot `index` and listens to its replies; returns what to call when it
+   * fails (once): its jobs are refused, the open round is broken, then `afterFailure` decides what
+   * becomes of the slot.
+   */
+  #attach(index: number, endpoint: Endpoint & { on(event: 'message', listener: (reply: IngestReply) => void): unknown }, close: () => Promise<unknown>, afterFailure: (slot: Slot, why: string, cause?: unknown) => void): (why: string, cause?: unknown) => void {
     let markReady!: () => void;
     let failReady!: (error: FedtlError) => void;
     const ready = new Promise<void>((resolve, reject) => {
@@ -324,11 +392,11 @@ export class UpdateIngest {
       failReady = reject;
     });
     ready.catch(() => {}); // observed by start(); a respawned worker's readiness is not awaited
-    const slot: Slot = { worker, jobs: new Map(), finishes: new Map(), ready };
+    const slot: Slot = { endpoint, close, dead: false, jobs: new Map(), finishes: new Map(), ready };
     this.#slots[index] = slot;
-    worker.on('message', (reply: IngestReply) => {
+    endpoint.on('message', (reply: IngestReply) => {
       if (reply.type === 'ready') {
-        if (slot.jobs.size + slot.finishes.size === 0) worker.unref();
+        if (slot.jobs.size + slot.finishes.size === 0) endpoint.unref();
         markReady();
         return;
       }
@@ -340,23 +408,14 @@ export class UpdateIngest {
       if (reply.type === 'job') this.#crashes = 0;
       resolve(reply);
     });
-    const fail = (why: string, cause?: unknown): void => {
-      if (this.#slots[index] !== slot) return;
+    return (why, cause) => {
+      if (this.#slots[index] !== slot || slot.dead) return;
       const error = new FedtlError('INTERNAL', `update-ingest worker ${why}`, { cause });
       failReady(error);
       this.#failSlot(slot, error.message);
       if (this.#closed) return;
       if (this.#round && !this.#round.broken) this.#round.broken = new FedtlError('INTERNAL', `the round lost a partial sum: ${error.message}`, { cause });
-      if (++this.#crashes >= MAX_CONSECUTIVE_CRASHES) {
-        this.#fatal = new FedtlError('INTERNAL', `update-ingest workers failed ${this.#crashes} times in a row; last: ${why}`, { cause });
-        return;
-      }
-      this.#spawn(index);
-      const round = this.#round;
-      // The replacement joins the open round so finish() hears from every slot; the round is refused anyway (broken).
-      if (round) this.#slots[index]!.worker.postMessage({ type: 'begin', epoch: round.epoch, expected: round.expected, exampleCap: round.exampleCap } satisfies IngestRequest);
+      afterFailure(slot, why, cause);
     };
-    worker.on('error', (error) => fail(`crashed: ${error.message}`, error));
-    worker.on('exit', (code) => fail(`exited with code ${code}`));
   }
 }

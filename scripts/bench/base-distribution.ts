@@ -6,10 +6,16 @@
  * (K × base size / wall time until the last client finished) and the ratio fedtl/raw, for several
  * chunk sizes.
  *
- * The raw baseline is the transport's ceiling: bytes are read from disk and written to the socket,
- * the receiver only counts them. The fedtl path additionally pays a request/ack round trip per
- * chunk (hidden by keeping several requests in flight), socket.io framing, writing the chunks to
- * disk and hashing them as they arrive (one pass; the coordinator hashed its files once at start).
+ * Two baselines, both a plain `net` server streaming the files from disk (page cache) to K sockets:
+ * - **raw** (the ratio the target is set on, `x raw`): the receiver only counts the bytes. This is
+ *   the transport's ceiling; it neither verifies nor keeps anything.
+ * - **raw + SHA-256 + file** (`x raw+verify`): the receiver also hashes every byte on its thread and
+ *   writes it to a file through a write stream — the least any download that keeps a verified copy
+ *   does, written the plain Node way.
+ * The fedtl path does what the second does (every byte hashed once, SHA-256, and written to the
+ * `.part` file, on the client's writing thread) and also pays a request/ack per chunk (hidden by
+ * keeping several in flight) and socket.io framing; its server sends views of memory it hashed once
+ * at start instead of reading the files per client (`--raw-from-memory` gives the raw server that too).
  *
  * Topology: the clients run in a child process by default (`base-distribution-clients.ts`), as a
  * real client runs on another machine, so the coordinator's thread serves and the clients' thread
@@ -21,13 +27,15 @@
  * layout of a real base) unless `--dir` names a real base directory (e.g. `.fedtl-cache/glove-100d`).
  *
  * Run: `npx tsx scripts/bench/base-distribution.ts [--clients 4] [--mb 40] [--chunks 256k,1M]
- *   [--in-flight 1,4] [--reps 2] [--dir path] [--in-process]` (`--in-flight`: chunk requests a client keeps in flight)
+ *   [--in-flight 1,4] [--reps 2] [--dir path] [--in-process] [--raw-from-memory]` (`--in-flight`: chunk requests a
+ *   client keeps in flight; `--raw-from-memory`: the raw server sends files it read once, as the coordinator does)
  * Writes `scripts/bench/results/base-distribution.json` (`base-distribution-in-process.json` with --in-process).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,7 +46,7 @@ import type { Logger } from '../../shared/core/log.ts';
 import { encodeKey, generateIdentity } from '../../shared/crypto/identity.ts';
 import type { BaseDescriptor } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
-import { type ClientJob, runClientJob } from './base-distribution-clients.ts';
+import { type ClientJob, type ClientTiming, runClientJob, stopwatch } from './base-distribution-clients.ts';
 import { mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
@@ -87,21 +95,42 @@ if (!inProcess) {
   });
 }
 
-/** Runs `job` in the client process (or this thread with --in-process); ms the clients took. */
-function clients(job: ClientJob): Promise<number> {
-  if (child === null) return runClientJob(job);
-  const proc = child;
-  return new Promise((resolve, reject) => {
-    proc.once('message', (reply: { ms?: number; error?: string }) => (reply.ms !== undefined ? resolve(reply.ms) : reject(new Error(`clients: ${reply.error}`))));
-    proc.send(job);
-  });
+/** One measured run: the clients' wall time and CPU, and this (serving) process's CPU meanwhile. */
+interface RunTiming extends ClientTiming {
+  /** CPU ms of this process while the clients ran; with --in-process it holds the clients too. */
+  serverCpuMs: number;
+}
+
+/** Runs `job` in the client process (or this thread with --in-process). */
+async function clients(job: ClientJob): Promise<RunTiming> {
+  const serving = stopwatch();
+  let timing: ClientTiming;
+  if (child === null) {
+    timing = await runClientJob(job);
+  } else {
+    const proc = child;
+    timing = await new Promise((resolve, reject) => {
+      proc.once('message', (reply: Partial<ClientTiming> & { error?: string }) => (reply.ms !== undefined && reply.cpuMs !== undefined ? resolve({ ms: reply.ms, cpuMs: reply.cpuMs }) : reject(new Error(`clients: ${reply.error}`))));
+      proc.send(job);
+    });
+  }
+  return { ...timing, serverCpuMs: serving().cpuMs };
 }
 
 // ---- raw baseline: net server streaming the files ----------------------------------------------
-async function rawRun(): Promise<number> {
+// With --raw-from-memory the raw server sends files it read once, as the coordinator does, instead
+// of reading them (from the page cache) for every client.
+const rawHeld = args.has('raw-from-memory') ? new Map(await Promise.all(descriptor.files.map(async (f) => [f.name, await readFile(path.join(baseDir, f.name))] as const))) : null;
+async function rawRun(verify = false): Promise<RunTiming> {
   const server = net.createServer((socket) => {
     void (async () => {
       for (const file of descriptor.files) {
+        const bytes = rawHeld?.get(file.name);
+        if (bytes !== undefined) {
+          // From memory, as the coordinator serves: 1 MiB writes, waiting whenever the socket is full.
+          for (let at = 0; at < bytes.length; at += 1024 * 1024) if (!socket.write(bytes.subarray(at, at + 1024 * 1024))) await once(socket, 'drain');
+          continue;
+        }
         await new Promise<void>((resolve, reject) => {
           const stream = createReadStream(path.join(baseDir, file.name), { highWaterMark: 1024 * 1024 });
           stream.on('error', reject);
@@ -114,13 +143,14 @@ async function rawRun(): Promise<number> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const ms = await clients({ type: 'raw', port, clients: K, expectBytes: totalBytes });
+  const verifyInto = verify ? await mkdtemp(path.join(work, 'raw-')) : undefined;
+  const timing = await clients({ type: 'raw', port, clients: K, expectBytes: totalBytes, ...(verifyInto ? { verifyInto } : {}) });
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  return ms;
+  return timing;
 }
 
 // ---- fedtl: the coordinator's base:read + ensureBase -------------------------------------------
-async function fedtlRun(chunkBytes: number, inFlight: number): Promise<number> {
+async function fedtlRun(chunkBytes: number, inFlight: number): Promise<RunTiming> {
   const coordinatorIdentity = generateIdentity();
   const identities = Array.from({ length: K }, () => generateIdentity());
   const allowed = new Set(identities.map((id) => encodeKey(id.signing.publicKey)));
@@ -147,42 +177,51 @@ async function fedtlRun(chunkBytes: number, inFlight: number): Promise<number> {
 }
 
 // ---- measure, interleaved -----------------------------------------------------------------------
-const best = new Map<string, number>();
-const keep = (key: string, ms: number): void => void best.set(key, Math.min(best.get(key) ?? Infinity, ms));
+const best = new Map<string, RunTiming>();
+const keep = (key: string, timing: RunTiming): void => {
+  const known = best.get(key);
+  if (known === undefined || timing.ms < known.ms) best.set(key, timing);
+};
 await rawRun(); // warm-up
 for (let r = 0; r < reps; r++) {
   keep('raw', await rawRun());
+  keep('raw-verified', await rawRun(true));
   for (const chunk of chunkSizes) for (const n of inFlights) keep(`fedtl-${chunk}-${n}`, await fedtlRun(chunk, n));
 }
 
 const aggregate = K * totalBytes;
-const rawMs = best.get('raw') as number;
+const rawMs = (best.get('raw') as RunTiming).ms;
+const verifiedMs = (best.get('raw-verified') as RunTiming).ms;
+/** A table row for one path's best run, with the CPU each side spent per MB delivered. */
+const row = (label: Record<string, string | number>, timing: RunTiming): Record<string, string | number> => ({
+  ...label,
+  'aggregate MB/s': round3(mbPerSecond(aggregate, timing.ms)),
+  'per-client MB/s': round3(mbPerSecond(totalBytes, timing.ms)),
+  s: round3(timing.ms / 1000),
+  'x raw': round3(rawMs / timing.ms),
+  'x raw+verify': round3(verifiedMs / timing.ms),
+  'server CPU ms/MB': inProcess ? '-' : round3(timing.serverCpuMs / (aggregate / 1e6)),
+  'client CPU ms/MB': round3(timing.cpuMs / (aggregate / 1e6)),
+});
 const rows: Record<string, string | number>[] = [
-  { path: 'raw net socket', chunk: '-', 'in flight': '-', 'aggregate MB/s': round3(mbPerSecond(aggregate, rawMs)), 'per-client MB/s': round3(mbPerSecond(totalBytes, rawMs)), 's': round3(rawMs / 1000), 'x raw': 1 },
+  row({ path: 'raw net socket', chunk: '-', 'in flight': '-' }, best.get('raw') as RunTiming),
+  row({ path: 'raw net socket + SHA-256 + file', chunk: '-', 'in flight': '-' }, best.get('raw-verified') as RunTiming),
 ];
 for (const chunk of chunkSizes) {
   for (const n of inFlights) {
-    const ms = best.get(`fedtl-${chunk}-${n}`) as number;
-    rows.push({
-      path: 'fedtl base:read + ensureBase',
-      chunk: chunk >= 1024 * 1024 ? `${chunk / 1024 / 1024} MiB` : `${chunk / 1024} KiB`,
-      'in flight': n,
-      'aggregate MB/s': round3(mbPerSecond(aggregate, ms)),
-      'per-client MB/s': round3(mbPerSecond(totalBytes, ms)),
-      s: round3(ms / 1000),
-      'x raw': round3(rawMs / ms),
-    });
+    const label = { path: 'fedtl base:read + ensureBase', chunk: chunk >= 1024 * 1024 ? `${chunk / 1024 / 1024} MiB` : `${chunk / 1024} KiB`, 'in flight': n };
+    rows.push(row(label, best.get(`fedtl-${chunk}-${n}`) as RunTiming));
   }
 }
-const fedtlRows = rows.slice(1);
+const fedtlRows = rows.slice(2);
 const fastestRow = fedtlRows.reduce((a, b) => ((a['x raw'] as number) >= (b['x raw'] as number) ? a : b));
 console.log();
 printTable(rows);
-console.log(`\nfastest here: ${fastestRow['chunk']} chunks, ${fastestRow['in flight']} in flight, ${fastestRow['x raw']}× raw`);
+console.log(`\nfastest here: ${fastestRow['chunk']} chunks, ${fastestRow['in flight']} in flight, ${fastestRow['x raw']}× raw, ${fastestRow['x raw+verify']}× raw + SHA-256 + file`);
 child?.disconnect();
 await rm(work, { recursive: true, force: true });
 const out = writeResults(inProcess ? 'base-distribution-in-process' : 'base-distribution', {
-  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
+  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', rawServer: rawHeld ? 'files held in memory' : 'files read per client (page cache)', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
   results: rows,
   fastest: fastestRow,
   totalSeconds: round3((performance.now() - started) / 1000),

@@ -8,10 +8,17 @@
  * Prints test accuracy after every round.
  *
  * Usage: node --import tsx scripts/bench/imdb-glove-federation-probe.ts [hr=4] [r=30] [e=2] [b=32]
- *   [lr=0.02] [mult=1] [decay=0] [drop=0] [len=256] [avg=0] [seed=42]
+ *   [lr=0.02] [mult=1] [decay=0] [drop=0] [len=256] [avg=0] [hmult=1] [tsgd=0] [sp=0] [val=0]
+ *   [patience=5] [seed=42]
  * (hr: head-only rounds; mult: the table's rate multiplier; decay: the table's rate × decay^k in its
  * k-th round; drop: token dropout; len: tokens kept per review; avg=k: also the test accuracy of the
- * mean of the last k global models.)
+ * mean of the last k global models; hmult: the head's rate multiplier once the table trains; tsgd:
+ * the table trains with plain SGD at this rate, so a word's step scales with its gradient instead of
+ * Adam's per-coordinate normalization; sp: a decoupled pull of the table toward GloVe, rate × sp per
+ * step (L2-SP, Li, Grandvalet & Davoine 2018, https://arxiv.org/abs/1802.01483); val: the fraction
+ * of each client's reviews held out for federated validation, with the test accuracy of the round
+ * early stopping would keep (best validation accuracy; Prechelt 1998). PROBE_PROGRESS=1 prints every
+ * round on stderr as it ends.)
  */
 import { createRandom } from '../../shared/math/random.ts';
 import { partition } from '../../shared/math/partition.ts';
@@ -28,16 +35,31 @@ const seed = num('seed', 42);
 const drop = num('drop', 0);
 const decay = num('decay', 0); // table lr × decay^(rounds into the table stage)
 const avg = num('avg', 0); // report the mean of the last `avg` global models too
+const tsgd = num('tsgd', 0); // > 0: the table trains with plain SGD at this rate instead of Adam
+const sp = num('sp', 0); // > 0: decoupled L2-SP pull of the table toward GloVe, rate × sp per step
+const hmult = num('hmult', 1); // the head's rate multiplier once the table trains
+const val = num('val', 0); // > 0: each client holds out this fraction of its reviews for validation (early stopping)
+const patience = num('patience', 5); // early stopping: rounds without a better validation accuracy
 const D = 100;
 const seqLen = num('len', 256);
 
 const { config, train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen);
+const pretrained = table.slice();
 const trainDocs = trainData.texts.map((t, i) => docOf(t, trainData.labels[i]!));
 const test = testData.texts.map((t, i) => docOf(t, testData.labels[i]!));
 const parts = partition(trainData.labels, { scheme: 'dirichlet', numClients: config.clients, seed, numClasses: 2, alpha: 0.5, beta: 0.5, shardsPerClient: 2 });
 
+// With `val`, each client's held-out reviews (a seeded draw) are pooled into one validation set: the
+// example-weighted mean of the clients' own validation accuracies, as federated evaluation reports it.
+const validation: Doc[] = [];
+const valDraw = createRandom(`${seed}-validation`);
 // Client-local docs: ids remapped to the client's own rows.
-const clients = parts.map((idx) => {
+const clients = parts.map((all) => {
+  const shuffled = Array.from(all);
+  valDraw.shuffle(shuffled);
+  const held = val > 0 ? Math.round(shuffled.length * val) : 0;
+  for (const i of shuffled.slice(0, held)) validation.push(trainDocs[i]!);
+  const idx = held > 0 ? shuffled.slice(held) : Array.from(all);
   const rowOf = new Map<number, number>();
   const docs = Array.from(idx, (i) => {
     const d = trainDocs[i]!;
@@ -73,14 +95,14 @@ function forward(tab: Float32Array, h: Float32Array, doc: Doc, counts: Float32Ar
   return { z, s, p0: e0 / (e0 + e1), p1: e1 / (e0 + e1) };
 }
 
-function evaluate(tab: Float32Array, h: Float32Array): [number, number] {
+function evaluate(tab: Float32Array, h: Float32Array, docs: readonly Doc[] = test): [number, number] {
   let c = 0, loss = 0;
-  for (const doc of test) {
+  for (const doc of docs) {
     const { p0, p1 } = forward(tab, h, doc, doc.counts);
     if ((p1 > p0 ? 1 : 0) === doc.label) c++;
     loss -= Math.log(Math.max(1e-7, doc.label ? p1 : p0));
   }
-  return [c / test.length, loss / test.length];
+  return [c / docs.length, loss / docs.length];
 }
 
 function adam(n: number, rate: number) {
@@ -97,9 +119,16 @@ function adam(n: number, rate: number) {
   };
 }
 
+function sgd(rate: number) {
+  return (w: Float32Array, g: Float32Array) => {
+    for (let i = 0; i < w.length; i++) w[i]! -= rate * g[i]!;
+  };
+}
+
 function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Array | null, tableRate: number, rng: ReturnType<typeof createRandom>) {
-  const stepHead = adam(h.length, lr);
-  const stepTable = tab ? adam(tab.length, tableRate) : null;
+  const stepHead = adam(h.length, tab ? lr * hmult : lr);
+  const stepTable = tab ? (tsgd > 0 ? sgd(tableRate) : adam(tab.length, tableRate)) : null;
+  const tab0 = tab && sp > 0 ? Float32Array.from({ length: c.rows.length * D }, (_, k) => pretrained[c.rows[Math.floor(k / D)]! * D + (k % D)]!) : null;
   const gh = new Float32Array(h.length);
   const gt = tab ? new Float32Array(tab.length) : null;
   const order = new Int32Array(c.docs.length).map((_, i) => i);
@@ -133,16 +162,21 @@ function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Ar
       }
       stepHead(h, gh);
       if (stepTable && tab && gt) stepTable(tab, gt);
+      if (tab && tab0) for (let k = 0; k < tab.length; k++) tab[k]! -= tableRate * sp * (tab[k]! - tab0[k]!);
     }
   }
 }
 
 const log: string[] = [];
+// Early stopping as the coordinator's EarlyStopping does it: keep the best validation round; stop after `patience` without a gain.
+let best = { val: -1, round: 0, test: 0 };
+let stoppedAt = 0;
+let atStop = best;
 const history: Array<{ head: Float32Array; table: Float32Array | null }> = [];
 const faults = createRandom(`${seed}-faults`);
 for (let round = 1; round <= rounds; round++) {
   const trainTable = round > headRounds;
-  const tableRate = lr * mult * (decay > 0 ? decay ** (round - headRounds - 1) : 1);
+  const tableRate = (tsgd > 0 ? tsgd : lr * mult) * (decay > 0 ? decay ** (round - headRounds - 1) : 1);
   const newHead = new Float64Array(head.length);
   const tableDelta = trainTable ? new Float64Array(table.length) : null;
   let total = 0;
@@ -160,6 +194,16 @@ for (let round = 1; round <= rounds; round++) {
   if (tableDelta) for (let k = 0; k < table.length; k++) table[k]! += tableDelta[k]!;
   const [acc, loss] = evaluate(table, head);
   log.push(`${(acc * 100).toFixed(1)}`);
+  if (val > 0) {
+    const [vAcc] = evaluate(table, head, validation);
+    if (vAcc > best.val) best = { val: vAcc, round, test: acc };
+    if (!stoppedAt && round - best.round >= patience) {
+      stoppedAt = round;
+      atStop = best;
+    }
+    if (round === rounds) log.push(`| validation ${validation.length} reviews: best round ${best.round} (val ${(best.val * 100).toFixed(1)}), its test ${(best.test * 100).toFixed(1)}${stoppedAt ? `; patience ${patience} stops after round ${stoppedAt} with round ${atStop.round}'s model, test ${(atStop.test * 100).toFixed(1)}` : ''}`);
+  }
+  if (process.env['PROBE_PROGRESS']) console.error(`round ${round}: ${(acc * 100).toFixed(1)} (loss ${loss.toFixed(3)})`);
   if (avg > 0) {
     history.push({ head: head.slice(), table: table.slice() });
     if (history.length > avg) history.shift();

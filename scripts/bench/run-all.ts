@@ -143,7 +143,7 @@ const BENCHES: Bench[] = [
         benchmark: 'base-distribution',
         measurement: `${fmt(params['clients'])} clients × ${fmt(num(params['baseBytes']) / 1e6)} MB, ${fmt(row['path'])}${row['chunk'] === '-' ? '' : `, chunk ${fmt(row['chunk'])}, ${fmt(row['in flight'])} in flight`}`,
         result: `${fmt(row['aggregate MB/s'])} MB/s aggregate (${fmt(row['per-client MB/s'])} per client)`,
-        ratio: `${x(row['x raw'])} raw socket`,
+        ratio: `${x(row['x raw'])} raw socket${row['x raw+verify'] === undefined ? '' : `; ${x(row['x raw+verify'])} raw socket + SHA-256 + file`}`,
         target: row['chunk'] === '-' ? '—' : '≥ 0.5× raw',
         status: row['chunk'] === '-' ? '—' : num(row['x raw']) >= 0.5 ? 'met' : 'missed',
       }));

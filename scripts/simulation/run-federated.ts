@@ -25,6 +25,7 @@ import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import { initialHeadWeights, startCoordinator, type StartCoordinatorOptions } from '../../server/start-coordinator.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
+import { UpdateIngest } from '../../server/update-ingest.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
@@ -226,6 +227,8 @@ export class VirtualFederation {
   readonly #serverHead: tf.LayersModel;
   readonly #faults: Random;
   readonly #pool: TrainingPool | null;
+  /** With a pool: the coordinator's opening of updates, hosted in the pool's workers. */
+  readonly #ingest: UpdateIngest | null;
   readonly #log: Logger;
   readonly #fineTuning: VirtualFineTuning | null;
   #queue: Promise<void> = Promise.resolve();
@@ -258,6 +261,12 @@ export class VirtualFederation {
     this.#faults = createRandom(`${config.seed}-faults-${input.label}`);
     const identities = this.identities;
     const indexOf = new Map(identities.clientIds.map((id, i) => [id, i]));
+    // With a pool, the coordinator's opening service (verify, decrypt, check) runs in its workers
+    // between their training jobs, so per-update work scales with the pool instead of queuing on
+    // this thread. They only open: this thread adds the deltas in delivery order, as without a
+    // pool, so the numbers do not depend on the pool size.
+    const pool = this.#pool;
+    this.#ingest = pool ? UpdateIngest.hosted((setup) => pool.hostIngest(setup), { identity: coordinator, resolveClient: (clientId) => identities.resolve(clientId) }) : null;
     const strategy = privateStrategyOf(config, {
       coordinator,
       identityOf: (clientId) => {
@@ -273,6 +282,7 @@ export class VirtualFederation {
       baseHash: input.base.hash,
       rounds: config.rounds,
       openUpdate: createUpdateOpener(coordinator, (clientId) => identities.resolve(clientId)),
+      ...(this.#ingest ? { ingest: this.#ingest, ingestFolds: false } : {}),
       sign: (text) => encodeKey(signText(text, coordinator.signing.secretKey)),
       federatedEvaluation: false,
       evaluateGlobal: fineTuning ? fineTuning.evaluate : this.#pool ? poolEvaluator(this.#pool, input) : makeEvaluator(input, this.#serverHead, initial.manifest),
@@ -361,8 +371,11 @@ export class VirtualFederation {
       return this.loop.reportDropped(clientId, 'failed');
     }
     this.updates++;
-    const ack = this.loop.receiveUpdate(clientId, outcome.sealed);
-    if (!ack.ok) this.#log.warn(`virtual client ${index}: update rejected: ${ack.code}: ${ack.message}`);
+    // Not awaited: the next delivery need not wait for this one's opening (the loop adds opened
+    // deltas in submission order, and the round settles once every submission was answered).
+    void Promise.resolve(this.loop.ingestUpdate(clientId, outcome.sealed)).then((ack) => {
+      if (!ack.ok) this.#log.warn(`virtual client ${index}: update rejected: ${ack.code}: ${ack.message}`);
+    });
   }
 
   async run(): Promise<FederatedRunResult> {
@@ -379,6 +392,7 @@ export class VirtualFederation {
 
   dispose(): void {
     this.loop.stop();
+    void this.#ingest?.close();
     this.#serverHead.dispose();
     this.#trainer.head.dispose();
   }

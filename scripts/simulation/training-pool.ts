@@ -18,7 +18,7 @@
  */
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-root.ts';
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { LabeledFeatures, LocalFitResult } from '../../client/local-trainer.ts';
 import type { Identity } from '../../shared/crypto/identity.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
@@ -26,6 +26,7 @@ import type { HeadSpec } from '../../shared/model/head.ts';
 import type { EvalResult } from '../../shared/model/head-training.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
 import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
+import type { IngestWorkerSetup } from '../../server/update-ingest.ts';
 import type { ClientShards } from './client-shards.ts';
 
 /** What every worker receives once, at start. */
@@ -66,6 +67,16 @@ export interface EvaluationJob {
 }
 
 export type PoolJob = TrainingJob | EvaluationJob;
+
+/** Starts the coordinator's update-opening service (server/update-ingest-service.ts) on `port` in the worker. */
+export interface IngestHosting {
+  type: 'ingest';
+  port: MessagePort;
+  setup: IngestWorkerSetup;
+}
+
+/** What the pool posts to a worker. */
+export type PoolMessage = PoolJob | IngestHosting;
 
 type FitReply = { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number }; sealed?: Uint8Array };
 type EvaluationReply = { type: 'evaluate'; id: number; ok: true; result: EvalResult };
@@ -220,6 +231,21 @@ export class TrainingPool {
     const reply = await this.#post({ id: this.#nextId++, type: 'evaluate', rows, weights });
     if (reply.type !== 'evaluate') throw new FedtlError('INTERNAL', `training worker answered an evaluation with a ${reply.type} reply`);
     return reply.result;
+  }
+
+  /**
+   * Hosts the coordinator's update-opening service in every live worker (`UpdateIngest.hosted`):
+   * returns one port per worker. Opening then shares the training workers' cores, between their
+   * training jobs, instead of queuing on the coordinator's thread or adding threads.
+   */
+  hostIngest(setup: IngestWorkerSetup): MessagePort[] {
+    return this.#slots
+      .filter((slot) => !slot.dead)
+      .map((slot) => {
+        const { port1, port2 } = new MessageChannel();
+        slot.worker.postMessage({ type: 'ingest', port: port2, setup } satisfies IngestHosting, [port2]);
+        return port1;
+      });
   }
 
   async #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {

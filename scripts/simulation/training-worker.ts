@@ -9,7 +9,8 @@ import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
 import { buildHead } from '../../shared/model/head.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { clientRows } from './client-shards.ts';
-import type { EvaluationJob, PoolJob, TrainingJob, TrainingReply, TrainingWorkerSetup } from './training-pool.ts';
+import { serveIngest } from '../../server/update-ingest-service.ts';
+import type { EvaluationJob, PoolJob, PoolMessage, TrainingJob, TrainingReply, TrainingWorkerSetup } from './training-pool.ts';
 
 const setup = workerData as TrainingWorkerSetup;
 const port = parentPort!;
@@ -49,7 +50,16 @@ function fail(job: PoolJob, thrown: unknown): void {
   port.postMessage(reply);
 }
 
-port.on('message', (job: PoolJob) => {
-  queue = queue.then(() => (job.type === 'evaluate' ? evaluate(job) : run(job)));
+/** Resolves after the event loop's pending messages (the hosted ingest's requests) were handled. */
+function yieldToMessages(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+port.on('message', (message: PoolMessage) => {
+  if (message.type === 'ingest') return serveIngest(message.port, message.setup);
+  const job = message;
+  // Between jobs the thread yields, so updates waiting on the hosted ingest's port are opened as
+  // they come instead of after the worker's last queued job.
+  queue = queue.then(yieldToMessages).then(() => (job.type === 'evaluate' ? evaluate(job) : run(job)));
 });
 port.postMessage({ type: 'ready' } satisfies TrainingReply);

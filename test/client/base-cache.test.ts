@@ -114,6 +114,29 @@ describe('ensureBase', () => {
     expect((await readFile(path.join(out, 'weights.bin'))).equals(files['weights.bin']!)).toBe(true);
   });
 
+  it('moves chunks the reader owns to the writing thread and copies the others, verifying both', async () => {
+    // Prepare: a reader that keeps what it returned, to see which chunks were moved.
+    const returned: Uint8Array[] = [];
+    const keeping: ChunkReader = async (file, offset, length) => {
+      const chunk = Buffer.from(files[file]!.subarray(offset, offset + length));
+      returned.push(chunk);
+      return chunk;
+    };
+    const copyDir = path.join(dir, 'copied');
+    const moveDir = path.join(dir, 'moved');
+
+    const copied = await ensureBase(copyDir, descriptor, keeping, { chunkBytes: CHUNK });
+    const copiedViews = returned.splice(0);
+    const moved = await ensureBase(moveDir, descriptor, keeping, { chunkBytes: CHUNK, ownsChunks: true });
+
+    for (const out of [copied, moved]) expect((await readFile(path.join(out, 'weights.bin'))).equals(files['weights.bin']!)).toBe(true);
+    expect(copiedViews.every((chunk) => chunk.byteLength > 0)).toBe(true);
+    // Every chunk of weights spans its own memory and was moved; model.json (a view of Node's
+    // shared pool) was copied.
+    const movedWeights = returned.filter((chunk) => chunk.byteLength === 0);
+    expect(movedWeights).toHaveLength(Math.ceil(files['weights.bin']!.length / CHUNK));
+  });
+
   it('refuses a chunk of the wrong length (BAD_MESSAGE) and keeps only the chunks before it', async () => {
     const short = reader(files, (call, chunk) => (call === 2 ? chunk.subarray(1) : chunk));
     await expect(ensureBase(dir, descriptor, short, { chunkBytes: CHUNK })).rejects.toMatchObject({ code: 'BAD_MESSAGE' });

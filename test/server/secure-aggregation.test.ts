@@ -78,7 +78,7 @@ describe('secure aggregation over sockets', () => {
     expect(federation.tensorsAfterRound[1]).toBe(federation.tensorsAfterRound[0]);
     // A message of a finished round is stale.
     expect(() => wrapper.receive('0123456789abcdef', 'secagg-r1-000000000000', new Uint8Array(8))).toThrow(/no secure-aggregation phase/);
-  }, 25_000);
+  }, 60_000);
 
   /** A wrapper that replays every accepted message once (recording the refusal) and closes client 3 after its `dropAt`-th message. */
   function dropping(refusals: string[], dropAt: number, options: { threshold?: number } = {}) {
@@ -116,7 +116,7 @@ describe('secure aggregation over sockets', () => {
     // Every phase message of every client was replayed once and refused.
     expect(refusals.length).toBeGreaterThanOrEqual(3 * 4 + 2);
     expect(new Set(refusals)).toEqual(new Set(['DUPLICATE_UPDATE']));
-  }, 25_000);
+  }, 60_000);
 
   it('a round whose sum cannot be recovered fails with SECAGG_FAILED and keeps the last good model', async () => {
     // t = 4 of 4: once client 3 has shared its keys and left (round 2), its mask cannot be removed.
@@ -130,7 +130,7 @@ describe('secure aggregation over sockets', () => {
     await expect(federation.coordinator.run()).rejects.toThrow(/round 2 failed/);
     expect(federation.roundWeights).toHaveLength(1);
     expect(Array.from(federation.coordinator.loop.weights)).toEqual(Array.from(federation.roundWeights[0]!));
-  }, 25_000);
+  }, 60_000);
 
   it('parses phase messages at the boundary', () => {
     expect(() => parseSecAggUp('x', 100)).toThrow(FedtlError);

@@ -6,9 +6,11 @@
  * - bad updates are refused with the serial path's codes and leave no trace in the aggregate;
  * - a strategy that needs every update is announced with a warning.
  */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FitRound } from '../../server/round-state.ts';
 import { defaultIngestWorkers, INGEST_DEFAULTS, UpdateIngest } from '../../server/update-ingest.ts';
+import { serveIngest } from '../../server/update-ingest-service.ts';
 import { createUpdateOpener } from '../../server/update-opener.ts';
 import { generateIdentity, publicIdentity, type Identity, type PublicIdentity } from '../../shared/crypto/identity.ts';
 import { sealUpdate } from '../../shared/crypto/update-envelope.ts';
@@ -48,14 +50,14 @@ function roundEnvelopes(round: number, roundId: string): Array<[string, Uint8Arr
 }
 
 /** Two rounds of `strategy` through FitRound: serially, or through `ingest`. Returns the heads and the acks' codes. */
-async function twoRounds(strategy: Strategy, ingest: UpdateIngest | null): Promise<{ heads: Float32Array[]; codes: string[]; modes: string[] }> {
+async function twoRounds(strategy: Strategy, ingest: UpdateIngest | null, ingestFolds = true): Promise<{ heads: Float32Array[]; codes: string[]; modes: string[] }> {
   let global = makeDelta(P, 1);
   const heads: Float32Array[] = [];
   const codes: string[] = [];
   const modes: string[] = [];
   for (let round = 1; round <= 2; round++) {
     const roundId = `run-r${round}-a1-fit`;
-    const fit = new FitRound({ round, roundId, selected: ids, timeoutMs: 60_000, aggregation: strategy.aggregateFit(round, global), metrics: strategy.aggregateFitMetrics(round), openUpdate: opener, parameterCount: P, ingest });
+    const fit = new FitRound({ round, roundId, selected: ids, timeoutMs: 60_000, aggregation: strategy.aggregateFit(round, global), metrics: strategy.aggregateFitMetrics(round), openUpdate: opener, parameterCount: P, ingest, ingestFolds });
     modes.push(fit.ingestMode);
     const acks: Ack[] = [];
     // Sent one after another per client (as a socket delivers them), all clients at once.
@@ -108,6 +110,64 @@ describe('worker ingest against the serial path (FitRound, real worker threads)'
     expect(await modeOf(createStrategy('fedavgm', { minClients: 1 }))).toBe('fold');
     expect(await modeOf(createStrategy('fedadam', { minClients: 1 }))).toBe('fold');
     expect(await modeOf(createStrategy('median', { minClients: 1 }))).toBe('open');
+  });
+});
+
+describe('an ingest hosted on message ports (a simulation hosts it in its training workers)', () => {
+  /** Services on real MessagePorts, served in this thread; returns the ingest and the services' ends. */
+  function hosted(count: number): { ingest: UpdateIngest; services: MessagePort[]; ends: MessagePort[] } {
+    const services: MessagePort[] = [];
+    const ends: MessagePort[] = [];
+    const ingest = UpdateIngest.hosted(
+      (setup) =>
+        Array.from({ length: count }, () => {
+          const { port1, port2 } = new MessageChannel();
+          serveIngest(port2, setup);
+          services.push(port2);
+          ends.push(port1);
+          return port1;
+        }),
+      { identity: coordinator, resolveClient: (id) => directory.get(id) },
+    );
+    return { ingest, services, ends };
+  }
+
+  it('only opening (ingestFolds: false), gives the serial head bit for bit and the same refusals, even for FedAvg', async () => {
+    const { ingest } = hosted(2);
+    try {
+      const serial = await twoRounds(createStrategy('fedavg', { minClients: 1 }), null);
+      const open = await twoRounds(createStrategy('fedavg', { minClients: 1 }), ingest, false);
+      expect(open.modes).toEqual(['open', 'open']);
+      expect(open.codes).toEqual(serial.codes);
+      expect(open.heads).toEqual(serial.heads);
+    } finally {
+      await ingest.close();
+    }
+  });
+
+  it('a service whose port closes breaks the open round and gets no more jobs; the others carry on', async () => {
+    const { ingest, services, ends } = hosted(2);
+    try {
+      const strategy = createStrategy('fedavg', { minClients: 1 });
+      const global = makeDelta(P, 1);
+      const round = (n: number) => new FitRound({ round: n, roundId: `host-r${n}`, selected: ids.slice(0, 3), timeoutMs: 60_000, aggregation: strategy.aggregateFit(n, global), metrics: strategy.aggregateFitMetrics(n), openUpdate: opener, parameterCount: P, ingest, ingestFolds: false });
+      const first = round(1);
+      expect(await first.acceptAsync(ids[0]!, seal(clients[0]!, 'host-r1', makeDelta(P, 2), 10))).toEqual({ ok: true });
+      // The ingest's own listener on its end was registered first, so it has run when this resolves.
+      const closed = new Promise((resolve) => ends[0]!.once('close', resolve));
+      services[0]!.close();
+      await closed;
+      first.close();
+      expect(await first.settle()).toBe(false);
+      // The next round is served by the remaining service alone.
+      const second = round(2);
+      const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
+      expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(await second.settle()).toBe(true);
+      expect(second.aggregation.count).toBe(3);
+    } finally {
+      await ingest.close();
+    }
   });
 });
 

@@ -1,0 +1,139 @@
+/**
+ * The update ingest's opening side (see {@link UpdateIngest}, update-ingest.ts), served on one
+ * message port: opens each sealed update with the very `openUpdate` of the serial path and, for a
+ * folding job, only once every check passed, adds `min(n, cap) · Δ` to this port's float64 partial
+ * sum of the round. It runs in the ingest's own worker threads (update-ingest-worker.ts) or, in a
+ * simulation, in the training pool's workers (`UpdateIngest.hosted`), so opening shares their
+ * cores instead of adding threads. Not a public module.
+ *
+ * Least privilege: the service holds the coordinator's box (X25519) key pair, which it needs to
+ * decrypt, and only the public half of the signing key.
+ */
+import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
+import type { Identity } from '../shared/crypto/identity.ts';
+import { type ExpectedUpdate, openUpdateRows } from '../shared/crypto/update-envelope.ts';
+import { foldWeighted, foldWeightedPair } from '../shared/strategy/fed-avg.ts';
+import { foldSparse, type SparseDelta } from '../shared/weights/sparse-rows.ts';
+import type { IngestReply, IngestRequest, IngestWorkerSetup } from './update-ingest.ts';
+
+/** Where the service reads requests and posts replies: a worker's `parentPort` or a `MessagePort`. */
+export interface IngestPort {
+  on(event: 'message', listener: (request: IngestRequest) => void): unknown;
+  postMessage(reply: IngestReply, transfer?: ArrayBuffer[]): void;
+}
+
+/** Serves ingest requests on `port` with the coordinator keys of `setup`, then posts `ready`. */
+export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
+  const identity: Identity = {
+    // openUpdate never signs: an empty secret keeps the signing key out of this thread.
+    signing: { publicKey: setup.signingPublicKey, secretKey: new Uint8Array(0) },
+    box: { publicKey: setup.boxPublicKey, secretKey: setup.boxSecretKey },
+  };
+
+  let epoch = 0;
+  let expected: ExpectedUpdate | null = null;
+  let exampleCap = Number.POSITIVE_INFINITY;
+  let sum: Float64Array | null = null;
+  let exampleCount = 0;
+  let count = 0;
+  /**
+   * An accepted delta not yet in `sum`: deltas are folded two per pass over the float64 sum
+   * (foldWeightedPair), so one waits here for the next, or for the round's finish. It passed every
+   * check already; it is counted in `exampleCount` and `count` when it arrives.
+   */
+  let pending: { delta: Float32Array; weight: number } | null = null;
+
+  /**
+   * Two reused buffers that folding jobs decrypt into (openUpdate's `into`): one may hold the
+   * pending delta, the other takes the next. Fresh 4·P-byte buffers per update would cost page
+   * faults and garbage collection.
+   */
+  let scratch: [Float32Array, Float32Array] | null = null;
+
+  function scratchFor(parameterCount: number): Float32Array {
+    if (scratch === null || scratch[0].length !== parameterCount) scratch = [new Float32Array(parameterCount), new Float32Array(parameterCount)];
+    return pending?.delta === scratch[0] ? scratch[1] : scratch[0];
+  }
+
+  /** Folds the waiting delta, if any, on its own (at the round's finish). */
+  function flushPending(): void {
+    if (pending === null || sum === null) return;
+    foldWeighted(sum, pending.delta, pending.weight);
+    pending = null;
+  }
+
+  /** Whether `array` can be moved to the main thread without taking memory it does not own entirely. */
+  function ownsBuffer(array: ArrayBufferView): boolean {
+    return array.buffer instanceof ArrayBuffer && array.byteOffset === 0 && array.byteLength === array.buffer.byteLength;
+  }
+
+  function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: IngestReply; transfer: ArrayBuffer[] } {
+    if (job.epoch !== epoch || expected === null) throw new FedtlError('STALE_ROUND', 'the round closed before this update was processed');
+    const into = job.fold ? scratchFor(expected.parameterCount) : undefined;
+    const { header, delta } = openUpdateRows(job.bytes, { coordinatorIdentity: identity, expected, resolveClient: () => job.keys ?? undefined, ...(into ? { into } : {}) });
+    // The same refusal, with the same code, as FitRound.accept on the serial path.
+    if (header.clientId !== job.clientId) throw new FedtlError('BAD_SIGNATURE', `update names client ${header.clientId} but came from ${job.clientId}`);
+    const weight = Math.min(header.exampleCount, exampleCap);
+    if (!job.fold) {
+      if (!(delta instanceof Float32Array)) {
+        // A row-sparse upload goes back as its sent rows: the values' buffer (the decrypted payload) and the runs.
+        const values = ownsBuffer(delta.values) ? delta.values : Float32Array.from(delta.values);
+        const sparse: SparseDelta = { length: delta.length, values, runs: delta.runs };
+        return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: sparse }, transfer: [values.buffer as ArrayBuffer, delta.runs.buffer as ArrayBuffer] };
+      }
+      const owned = ownsBuffer(delta) ? delta : Float32Array.from(delta);
+      return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned }, transfer: [owned.buffer as ArrayBuffer] };
+    }
+    // Every check passed: only now does the update touch the partial sum.
+    sum ??= new Float64Array(expected.parameterCount);
+    if (!(delta instanceof Float32Array)) foldSparse(sum, delta, weight); // the sent rows only (openUpdateRows did not use the scratch)
+    else if (pending === null) pending = { delta, weight };
+    else {
+      foldWeightedPair(sum, pending.delta, pending.weight, delta, weight);
+      pending = null;
+    }
+    exampleCount += weight;
+    count++;
+    return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: null }, transfer: [] };
+  }
+
+  port.on('message', (request: IngestRequest) => {
+    switch (request.type) {
+      case 'begin':
+        pending = null;
+        epoch = request.epoch;
+        expected = request.expected;
+        exampleCap = request.exampleCap;
+        sum = null;
+        exampleCount = 0;
+        count = 0;
+        return;
+      case 'finish': {
+        const mine = request.epoch === epoch;
+        if (mine) flushPending();
+        pending = null;
+        const reply: IngestReply = { type: 'finish', id: request.id, epoch, sum: mine ? sum : null, exampleCount: mine ? exampleCount : 0, count: mine ? count : 0 };
+        const transfer = reply.sum ? [reply.sum.buffer as ArrayBuffer] : [];
+        expected = null;
+        sum = null;
+        exampleCount = 0;
+        count = 0;
+        port.postMessage(reply, transfer);
+        return;
+      }
+      case 'job': {
+        let out: { reply: IngestReply; transfer: ArrayBuffer[] };
+        try {
+          out = handleJob(request);
+        } catch (thrown) {
+          const error = toFedtlError(thrown, 'BAD_MESSAGE');
+          out = { reply: { type: 'job', id: request.id, ok: false, code: error.code, message: error.message }, transfer: [] };
+        }
+        port.postMessage(out.reply, out.transfer);
+        return;
+      }
+    }
+  });
+
+  port.postMessage({ type: 'ready' } satisfies IngestReply);
+}
