@@ -145,6 +145,8 @@ export class TrainingPool {
   #next = 0;
   #nextId = 1;
   #closed = false;
+  /** Shared-memory copies of the weights jobs were asked to train from, by the caller's array. */
+  readonly #sharedWeights = new WeakMap<Float32Array, Float32Array>();
 
   private constructor(slots: Slot[]) {
     this.#slots = slots;
@@ -211,7 +213,23 @@ export class TrainingPool {
    * jobs queued before it; with `seal`, the worker also seals the delta (`LocalFitResult.sealed`).
    */
   fit(index: number, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
-    return this.#run(index, weights, config, seed, seal);
+    return this.#run(index, this.#shared(weights), config, seed, seal);
+  }
+
+  /**
+   * `weights` in shared memory, copied once per array: a round's clients all train from the same
+   * global weights (one array per round), so each job then posts a view instead of a copy of them
+   * (0.8 MB a job for mnist-mlp's head). Workers only read them.
+   */
+  #shared(weights: Float32Array): Float32Array {
+    if (isShared(weights)) return weights;
+    let shared = this.#sharedWeights.get(weights);
+    if (!shared) {
+      shared = new Float32Array(new SharedArrayBuffer(weights.byteLength));
+      shared.set(weights);
+      this.#sharedWeights.set(weights, shared);
+    }
+    return shared;
   }
 
   /**
