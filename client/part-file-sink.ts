@@ -113,8 +113,12 @@ function append(id, bytes) {
 async function close(id) {
   const file = opened(id);
   if (file.writing) await new Promise((wake) => file.idle.push(wake));
-  files.delete(id);
-  fs.closeSync(file.fd);
+  // A write that failed while we waited has its chunk's error path drop (and close) the file
+  // too: whichever of the two runs first closes it, so the descriptor is closed once.
+  if (files.get(id) === file) {
+    files.delete(id);
+    fs.closeSync(file.fd);
+  }
   if (file.failed) throw file.failed;
   return { sha256: file.hash.digest('hex') };
 }

@@ -207,6 +207,8 @@ export class RoundLoop {
     if (!checkpoint) return 0;
     this.#strategy.restore(checkpoint.strategy ? decodeState(checkpoint.strategy.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
+    // Without averaging the exported model is the last one; with it, #restoreAverage replaces it by the mean.
+    this.#exported = checkpoint.weights;
     this.#restoreAverage(checkpoint.averaging, directory);
     this.#history = checkpoint.history;
     this.#completedRounds = checkpoint.round;

@@ -479,11 +479,13 @@ async function runVirtual(input: FederatedRunInput): Promise<FederatedRunResult>
   const fineTuning = input.config.trainable !== undefined && input.config.trainable !== null;
   const workers = fineTuning ? 0 : input.config.trainingWorkers;
   const pool = workers > 0 ? await startTrainingPool(input, shards, workers) : null;
-  const federation = new VirtualFederation({ ...input, shards, pool });
+  // Built inside the try: a constructor that throws must still close the pool's worker threads.
+  let federation: VirtualFederation | null = null;
   try {
+    federation = new VirtualFederation({ ...input, shards, pool });
     return await federation.run();
   } finally {
-    federation.dispose();
+    federation?.dispose();
     await pool?.close();
   }
 }

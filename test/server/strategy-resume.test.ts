@@ -105,6 +105,20 @@ describe('resuming every strategy from its checkpoint', () => {
     expect(resumed.history.map((r) => r.accepted)).toEqual(Array(ROUNDS).fill(CLIENTS));
   });
 
+  it('exports the checkpoint\'s model, not the initial one, when a resumed run stops before its next round', async () => {
+    // A coordinator restarted from a checkpoint and stopped at once (Ctrl-C while waiting for clients)
+    // writes `bestWeights` as its partial export: that must be the checkpoint's head.
+    const checkpointDir = path.join(dir, 'resume-then-stop');
+    const first = runLoop('fedavg', checkpointDir, INTERRUPTED_AFTER);
+    await first.run();
+    const resumed = runLoop('fedavg', checkpointDir, ROUNDS);
+    expect(await resumed.resume()).toBe(INTERRUPTED_AFTER);
+    const saved = (await loadCheckpoint(checkpointDir))!;
+    const bytes = (w: Float32Array): Buffer => Buffer.from(w.buffer, w.byteOffset, w.byteLength);
+    expect(bytes(resumed.bestWeights).equals(bytes(saved.weights))).toBe(true);
+    expect(bytes(resumed.bestWeights).equals(bytes(first.weights))).toBe(true);
+  });
+
   it('refuses to resume a checkpoint written by another strategy', async () => {
     const checkpointDir = path.join(dir, 'switch');
     await runLoop('fedavgm', checkpointDir, 1).run();
