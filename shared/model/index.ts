@@ -18,3 +18,5 @@ export type { TrainableSetSpec, TrainableStageSpec, TrainGroupSpec, TrainableSta
 export { TrainableTop, initialModelWeights, modelWeights, stageWeightNames, selectManifest, gatherWeights, scatterWeights, findBoundary, boundaryFeatureKey, exportFineTunedModel, weightName } from './fine-tune-model.ts';
 export type { Boundary, BuildTopOptions, FineTunedExportOptions } from './fine-tune-model.ts';
 export { GroupedOptimizer } from './grouped-optimizer.ts';
+export { IterateAverage, averagingWindow, checkedTailFraction, ITERATE_AVERAGING_DEFAULTS } from './iterate-averaging.ts';
+export type { IterateAveragingOptions, IterateAveragingState, AveragingWindow } from './iterate-averaging.ts';
