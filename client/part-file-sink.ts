@@ -14,6 +14,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { FedtlError } from '../shared/core/errors.ts';
+import { ownsWholeBuffer } from '../shared/core/transfer.ts';
 
 /** A request to the worker; each gets exactly one {@link SinkReply}, with the same `seq`. */
 type SinkRequest = { seq: number } & (
@@ -219,7 +220,7 @@ export class PartFileSink {
     const file: PartFile = {
       write: async (chunk, take) => {
         // A copy with memory of its own (Buffer#slice would be a view of the same memory).
-        const owned = take && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer ? chunk : new Uint8Array(chunk);
+        const owned = take && ownsWholeBuffer(chunk) ? chunk : new Uint8Array(chunk);
         await this.#send({ type: 'chunk', id, bytes: owned }, [owned.buffer as ArrayBuffer]);
       },
       close: async () => {

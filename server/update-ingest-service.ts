@@ -10,6 +10,7 @@
  * decrypt, and only the public half of the signing key.
  */
 import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
+import { ownsWholeBuffer } from '../shared/core/transfer.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import { type ExpectedUpdate, openUpdateRows } from '../shared/crypto/update-envelope.ts';
 import { foldWeighted, foldWeightedPair } from '../shared/strategy/fed-avg.ts';
@@ -62,11 +63,6 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
     pending = null;
   }
 
-  /** Whether `array` can be moved to the main thread without taking memory it does not own entirely. */
-  function ownsBuffer(array: ArrayBufferView): boolean {
-    return array.buffer instanceof ArrayBuffer && array.byteOffset === 0 && array.byteLength === array.buffer.byteLength;
-  }
-
   function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: IngestReply; transfer: ArrayBuffer[] } {
     if (job.epoch !== epoch || expected === null) throw new FedtlError('STALE_ROUND', 'the round closed before this update was processed');
     const into = job.fold ? scratchFor(expected.parameterCount) : undefined;
@@ -77,11 +73,11 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
     if (!job.fold) {
       if (!(delta instanceof Float32Array)) {
         // A row-sparse upload goes back as its sent rows: the values' buffer (the decrypted payload) and the runs.
-        const values = ownsBuffer(delta.values) ? delta.values : Float32Array.from(delta.values);
+        const values = ownsWholeBuffer(delta.values) ? delta.values : Float32Array.from(delta.values);
         const sparse: SparseDelta = { length: delta.length, values, runs: delta.runs };
         return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: sparse }, transfer: [values.buffer as ArrayBuffer, delta.runs.buffer as ArrayBuffer] };
       }
-      const owned = ownsBuffer(delta) ? delta : Float32Array.from(delta);
+      const owned = ownsWholeBuffer(delta) ? delta : Float32Array.from(delta);
       return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned }, transfer: [owned.buffer as ArrayBuffer] };
     }
     // Every check passed: only now does the update touch the partial sum.

@@ -36,6 +36,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker, type MessagePort } from 'node:worker_threads';
 import { FedtlError, isErrorCode, type ErrorCode } from '../shared/core/errors.ts';
+import { ownsWholeBuffer } from '../shared/core/transfer.ts';
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../shared/core/package-root.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import type { ClientPublicKeys, ExpectedUpdate, UpdateHeader } from '../shared/crypto/update-envelope.ts';
@@ -257,8 +258,7 @@ export class UpdateIngest {
       if (thrown instanceof FedtlError) return refuse(thrown.code, thrown.message);
       throw thrown;
     }
-    const whole = sealed.buffer instanceof ArrayBuffer && sealed.byteOffset === 0 && sealed.byteLength === sealed.buffer.byteLength;
-    const bytes = whole ? sealed : new Uint8Array(sealed); // never detach memory we do not own entirely
+    const bytes = ownsWholeBuffer(sealed) ? sealed : new Uint8Array(sealed); // never detach memory we do not own entirely
     // Least-loaded worker; ties go to the lowest index.
     const live = this.#live();
     if (live.length === 0) return refuse('INTERNAL', 'every update-ingest service has failed');
