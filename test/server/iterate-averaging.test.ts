@@ -60,13 +60,15 @@ interface Run {
   /** Per completed round: the global model clients train from, and the one the loop evaluated and handed on. */
   iterates: Float32Array[];
   exported: Float32Array[];
+  /** Per round: the model the coordinator's server-side evaluation received. */
+  evaluated: Float32Array[];
   records: RoundRecord[];
   tensors: number[];
 }
 
-async function startRun(options: { tag: string; checkpointDir?: string; stopAfter?: number; averaging?: IterateAveragingOptions | null }): Promise<Run> {
+async function startRun(options: { tag: string; checkpointDir?: string; stopAfter?: number; averaging?: IterateAveragingOptions | null; overlapServerEvaluation?: boolean }): Promise<Run> {
   const allowList = AllowList.fromText(identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} client-${i}`).join('\n'));
-  const run: Omit<Run, 'coordinator' | 'clients'> = { iterates: [], exported: [], records: [], tensors: [] };
+  const run: Omit<Run, 'coordinator' | 'clients'> = { iterates: [], exported: [], evaluated: [], records: [], tensors: [] };
   const coordinator: Coordinator = await startCoordinator({
     identity: coordinatorIdentity,
     allowList,
@@ -82,6 +84,12 @@ async function startRun(options: { tag: string; checkpointDir?: string; stopAfte
       waitForClientsMs: 60_000,
       ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
       ...(options.averaging === null ? {} : { iterateAveraging: options.averaging ?? AVERAGING }),
+      // Server-side evaluation records the model it is given; its figures are the model's mean weight, so they are finite and differ by model.
+      evaluateGlobal: async (weights, round) => {
+        run.evaluated[round - 1] = weights.slice();
+        return { loss: 0, accuracy: weights.reduce((sum, w) => sum + w, 0) / weights.length };
+      },
+      ...(options.overlapServerEvaluation ? { overlapServerEvaluation: true, federatedEvaluation: false } : {}),
       onRound: (record, weights) => {
         run.records.push(record);
         run.iterates.push(coordinator.loop.weights.slice());
@@ -150,8 +158,19 @@ describe('iterate averaging in the round loop, over real sockets', () => {
     expect(bytes(straightResult.exported).equals(bytes(exported[4]!))).toBe(true);
     expect(bytes(straightResult.weights).equals(bytes(iterates[4]!))).toBe(true);
     expect(bytes(straightResult.exported).equals(bytes(straightResult.weights))).toBe(false);
-    // Federated evaluation ran on the exported model every round.
-    expect(records.every((r) => r.evalAccuracy === null || Number.isFinite(r.evalAccuracy))).toBe(true);
+    // The server-side evaluation ran on the exported model every round, not on the last iterate.
+    expect(straight.evaluated.map((model) => bytes(model).equals(bytes(exported[straight.evaluated.indexOf(model)]!)))).toEqual([true, true, true, true, true]);
+    expect(bytes(straight.evaluated[4]!).equals(bytes(iterates[4]!))).toBe(false);
+  });
+
+  it('evaluates the averaged model when the evaluation overlaps the next round', async () => {
+    const overlapped = await startRun({ tag: 'overlapped', overlapServerEvaluation: true });
+    await finish(overlapped);
+    expect(overlapped.records.map((r) => r.round)).toEqual([1, 2, 3, 4, 5]);
+    for (let r = 0; r < ROUNDS; r++) {
+      expect(bytes(overlapped.evaluated[r]!).equals(bytes(straight.exported[r]!))).toBe(true);
+      expect(overlapped.records[r]!.serverAccuracy).toBe(straight.records[r]!.serverAccuracy);
+    }
   });
 
   it('keeps tf.memory().numTensors flat across rounds and the unfreezing', () => {
