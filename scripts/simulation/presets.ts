@@ -264,6 +264,12 @@ export const PRESETS: Record<string, SimulationConfig> = {
         { fromRound: 3, groups: [{ select: 'head' }, { select: 'top', count: 2, unit: 'blocks', lrMultiplier: 0.1 }] },
       ],
     },
+    // The global model evaluated and exported is the mean of the second half of each stage's
+    // rounds (Polyak & Juditsky 1992), for every federation of the run. Measured on the full preset,
+    // seed 42 (README, "Fine-tuning the presets"): fine-tuned 81.8 % against feature extraction
+    // 76.7 % with it, 77.0 % against 77.4 % without: the fine-tuned iterates swing by ±3 points from
+    // round to round (fresh Adam on every client each round) and their mean sits above them.
+    iterateAveraging: { tailFraction: 0.5 },
     trainExamples: 3000,
     testExamples: 1000,
     clients: 20,

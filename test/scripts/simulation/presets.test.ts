@@ -9,4 +9,9 @@ describe('a simulation config’s iterate averaging', () => {
       expect(() => resolveConfig('mnist-mlp', { iterateAveraging: { tailFraction: bad } })).toThrow(/iterate averaging tailFraction must be in \(0, 1\]/);
     }
   });
+
+  it('is on by default for fashion-mobilenet (second half of each stage) and off with null, as --average-tail 0 sets it', () => {
+    expect(resolveConfig('fashion-mobilenet', {}).iterateAveraging).toEqual({ tailFraction: 0.5 });
+    expect(resolveConfig('fashion-mobilenet', { iterateAveraging: null }).iterateAveraging).toBeNull();
+  });
 });
