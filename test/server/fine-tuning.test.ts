@@ -8,14 +8,14 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FedtlClient, type ClientRoundEvent } from '../../client/client.ts';
+import type { ClientRoundEvent, FedtlClient } from '../../client/client.ts';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
 import type { Coordinator } from '../../server/coordinator.ts';
 import { startCoordinator } from '../../server/start-coordinator.ts';
 import { openBase } from '../../shared/bases/prepare-base.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
-import { formatPublicIdentity, generateIdentity, publicIdentity, type Identity } from '../../shared/crypto/identity.ts';
+import { generateIdentity, type Identity } from '../../shared/crypto/identity.ts';
 import type { LoadedBase } from '../../shared/model/base-loader.ts';
 import { gatherWeights, initialModelWeights, selectManifest, stageWeightNames } from '../../shared/model/fine-tune-model.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
@@ -23,6 +23,7 @@ import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { SMALL_GLOVE } from '../support/text-model.ts';
+import { allowListOf, startPinnedClients } from '../support/federation.ts';
 
 const HEAD: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
 const ROUNDS = 4;
@@ -60,7 +61,7 @@ interface Run {
 }
 
 async function startRun(options: { checkpointDir: string; stopAfter?: number; tag: string }): Promise<Run> {
-  const allowList = AllowList.fromText(identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} client-${i}`).join('\n'));
+  const allowList = allowListOf(identities);
   const tensors: number[] = [];
   const coordinator: Coordinator = await startCoordinator({
     identity: coordinatorIdentity,
@@ -83,20 +84,8 @@ async function startRun(options: { checkpointDir: string; stopAfter?: number; ta
       },
     },
   });
-  const pub = publicIdentity(coordinatorIdentity);
   const events: ClientRoundEvent[][] = [[], []];
-  const clients = identities.map((identity, i) =>
-    new FedtlClient({
-      url: coordinator.url,
-      coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
-      identity,
-      data: { train: parts[i]! },
-      cacheDir: path.join(work, `${options.tag}-client-${i}`),
-      seed: i,
-      backoff: { min: 100, max: 500 },
-      onRound: (event) => events[i]!.push(event),
-    }).start(),
-  );
+  const clients = startPinnedClients({ url: coordinator.url, coordinatorIdentity, identities, parts, cacheDir: work, tag: options.tag, extra: (i) => ({ onRound: (event) => events[i]!.push(event) }) });
   return { coordinator, clients, events, tensors };
 }
 

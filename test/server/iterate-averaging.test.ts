@@ -10,14 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FedtlClient } from '../../client/client.ts';
+import type { FedtlClient } from '../../client/client.ts';
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { loadCheckpoint } from '../../server/checkpoint.ts';
 import type { Coordinator } from '../../server/coordinator.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import { startCoordinator } from '../../server/start-coordinator.ts';
-import { AllowList } from '../../shared/crypto/allow-list.ts';
-import { formatPublicIdentity, generateIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
+import { generateIdentity } from '../../shared/crypto/identity.ts';
 import type { LoadedBase } from '../../shared/model/base-loader.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
 import type { IterateAveragingOptions } from '../../shared/model/iterate-averaging.ts';
@@ -25,6 +24,7 @@ import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 import { FedAvgM } from '../../shared/strategy/fed-avg-m.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { buildTinySplitCnn, tinyImages } from '../support/tiny-split-cnn.ts';
+import { allowListOf, startPinnedClients } from '../support/federation.ts';
 
 const HEAD: HeadSpec = { hidden: [], activation: 'relu', dropout: 0, classes: 2 };
 const ROUNDS = 5;
@@ -67,7 +67,7 @@ interface Run {
 }
 
 async function startRun(options: { tag: string; checkpointDir?: string; stopAfter?: number; averaging?: IterateAveragingOptions | null; overlapServerEvaluation?: boolean }): Promise<Run> {
-  const allowList = AllowList.fromText(identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} client-${i}`).join('\n'));
+  const allowList = allowListOf(identities);
   const run: Omit<Run, 'coordinator' | 'clients'> = { iterates: [], exported: [], evaluated: [], records: [], tensors: [] };
   const coordinator: Coordinator = await startCoordinator({
     identity: coordinatorIdentity,
@@ -99,18 +99,7 @@ async function startRun(options: { tag: string; checkpointDir?: string; stopAfte
       },
     },
   });
-  const pub = publicIdentity(coordinatorIdentity);
-  const clients = identities.map((identity, i) =>
-    new FedtlClient({
-      url: coordinator.url,
-      coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
-      identity,
-      data: { train: parts[i]! },
-      cacheDir: path.join(work, `${options.tag}-client-${i}`),
-      seed: i,
-      backoff: { min: 100, max: 500 },
-    }).start(),
-  );
+  const clients = startPinnedClients({ url: coordinator.url, coordinatorIdentity, identities, parts, cacheDir: work, tag: options.tag });
   return { ...run, coordinator, clients };
 }
 

@@ -145,3 +145,36 @@ export class Federation {
     await rm(this.cacheDir, { recursive: true, force: true });
   }
 }
+
+/** The allow list of `identities`, named client-0, client-1, … in order. */
+export function allowListOf(identities: readonly Identity[]): AllowList {
+  return AllowList.fromText(identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} client-${i}`).join('\n'));
+}
+
+/**
+ * Starts one real client per identity: client i trains on `parts[i]`, pins the coordinator's public
+ * keys, caches under `<cacheDir>/<tag>-client-<i>` and is seeded with i; `extra(i)` adds options.
+ */
+export function startPinnedClients(options: {
+  url: string;
+  coordinatorIdentity: Identity;
+  identities: readonly Identity[];
+  parts: readonly LabeledDataset[];
+  cacheDir: string;
+  tag: string;
+  extra?: (i: number) => Partial<ClientOptions>;
+}): FedtlClient[] {
+  const pub = publicIdentity(options.coordinatorIdentity);
+  return options.identities.map((identity, i) =>
+    new FedtlClient({
+      url: options.url,
+      coordinator: { signingKey: pub.signingKey, boxKey: pub.boxKey },
+      identity,
+      data: { train: options.parts[i]! },
+      cacheDir: path.join(options.cacheDir, `${options.tag}-client-${i}`),
+      seed: i,
+      backoff: { min: 100, max: 500 },
+      ...options.extra?.(i),
+    }).start(),
+  );
+}
