@@ -23,7 +23,7 @@ import { disguisedDelta, makeDelta, maxAbsDifference, useHarness, weightedMean, 
 
 const P = 3000;
 const coordinator = generateIdentity();
-const clients: Identity[] = Array.from({ length: 7 }, () => generateIdentity());
+const clients: Identity[] = Array.from({ length: 9 }, () => generateIdentity());
 const directory = new Map<string, PublicIdentity>(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
 const ids = clients.map((c) => publicIdentity(c).clientId);
 const opener = createUpdateOpener(coordinator, (id) => directory.get(id));
@@ -171,32 +171,38 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
   });
 });
 
-describe('a worker folding two deltas per pass', () => {
-  it('sums exactly the accepted updates, with refused ones between them and an odd one left at the finish', async () => {
+describe('a worker folding four deltas per pass', () => {
+  it('sums exactly the accepted updates, with refused ones between them and the rest folded at the finish', async () => {
     const one = await UpdateIngest.start({ identity: coordinator, resolveClient: (id) => directory.get(id), workers: 1 });
     try {
-      for (const round of [1, 2]) {
+      // Round 1: six accepted (one pass of four, then a pair at the finish); round 2: five (four, then one alone).
+      for (const [round, honestClients] of [
+        [1, [0, 1, 2, 3, 6, 7]],
+        [2, [0, 1, 2, 3, 6]],
+      ] as const) {
         // Fresh per round: a worker must not carry a waiting delta into the next round.
-        const roundId = `pairs-r${round}`;
+        const roundId = `folds-r${round}`;
         one.begin({ roundId, parameterCount: P });
         const nan = makeDelta(P, 50 + round);
         nan[5] = Number.NaN;
         const tampered = seal(clients[5]!, roundId, makeDelta(P, 60 + round), 10);
         tampered[tampered.length - 40] = tampered[tampered.length - 40]! ^ 1;
-        const honest = [0, 1, 2].map((k) => ({ k, delta: makeDelta(P, 10 * round + k), examples: 20 + 7 * k }));
+        const honest = honestClients.map((k) => ({ k, delta: makeDelta(P, 10 * round + k), examples: 20 + 7 * k }));
+        const sealed = (i: number): [number, Uint8Array] => [honest[i]!.k, seal(clients[honest[i]!.k]!, roundId, honest[i]!.delta, honest[i]!.examples)];
         const sent: Array<[number, Uint8Array]> = [
-          [0, seal(clients[0]!, roundId, honest[0]!.delta, honest[0]!.examples)],
-          [4, seal(clients[4]!, roundId, disguisedDelta(nan), 10)], // refused while the first waits for a partner
-          [1, seal(clients[1]!, roundId, honest[1]!.delta, honest[1]!.examples)],
-          [5, tampered],
-          [2, seal(clients[2]!, roundId, honest[2]!.delta, honest[2]!.examples)], // waits until the finish
+          sealed(0),
+          [4, seal(clients[4]!, roundId, disguisedDelta(nan), 10)], // refused while the first waits for partners
+          sealed(1),
+          sealed(2),
+          [5, tampered], // refused while three wait: none of their buffers is touched
+          ...honest.slice(3).map((_, i) => sealed(3 + i)),
         ];
         const outcomes = [];
         for (const [k, bytes] of sent) outcomes.push(await one.submit(bytes, ids[k]!, true));
-        expect(outcomes.map((o) => (o.ok ? 'ok' : o.code))).toEqual(['ok', 'NON_FINITE', 'ok', 'BAD_SIGNATURE', 'ok']);
+        expect(outcomes.map((o) => (o.ok ? 'ok' : o.code))).toEqual(['ok', 'NON_FINITE', 'ok', 'ok', 'BAD_SIGNATURE', ...honest.slice(3).map(() => 'ok')]);
         const partial = await one.finish();
-        expect(partial.count).toBe(3);
-        expect(partial.exampleCount).toBe(20 + 27 + 34);
+        expect(partial.count).toBe(honest.length);
+        expect(partial.exampleCount).toBe(honest.reduce((sum, u) => sum + u.examples, 0));
         const expected = Float64Array.from({ length: P }, (_, j) => honest.reduce((sum, u) => sum + u.examples * u.delta[j]!, 0));
         expect(maxAbsDifference(partial.sum!, expected)).toBeLessThanOrEqual(1e-12);
       }
