@@ -145,22 +145,50 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
     }
   });
 
-  it('a service whose port closes breaks the open round and gets no more jobs; the others carry on', async () => {
+  /** A FedAvg round through `ingest` for clients 0–2, only opening or folding on the services. */
+  function hostRound(ingest: UpdateIngest, n: number, ingestFolds: boolean): FitRound {
+    const strategy = createStrategy('fedavg', { minClients: 1 });
+    return new FitRound({ round: n, roundId: `host-r${n}`, selected: ids.slice(0, 3), timeoutMs: 60_000, aggregation: strategy.aggregateFit(n, makeDelta(P, 1)), metrics: strategy.aggregateFitMetrics(n), openUpdate: opener, parameterCount: P, ingest, ingestFolds });
+  }
+
+  /** Closes service `k` and waits until the ingest heard of it (its own listener on that end was registered first). */
+  async function closeService(services: MessagePort[], ends: MessagePort[], k: number): Promise<void> {
+    const closed = new Promise((resolve) => ends[k]!.once('close', resolve));
+    services[k]!.close();
+    await closed;
+  }
+
+  it('a service that held nothing of an open-only round closes: the round goes on, and the next one is served by the others', async () => {
     const { ingest, services, ends } = hosted(2);
     try {
-      const strategy = createStrategy('fedavg', { minClients: 1 });
-      const global = makeDelta(P, 1);
-      const round = (n: number) => new FitRound({ round: n, roundId: `host-r${n}`, selected: ids.slice(0, 3), timeoutMs: 60_000, aggregation: strategy.aggregateFit(n, global), metrics: strategy.aggregateFitMetrics(n), openUpdate: opener, parameterCount: P, ingest, ingestFolds: false });
-      const first = round(1);
+      const first = hostRound(ingest, 1, false);
       expect(await first.acceptAsync(ids[0]!, seal(clients[0]!, 'host-r1', makeDelta(P, 2), 10))).toEqual({ ok: true });
-      // The ingest's own listener on its end was registered first, so it has run when this resolves.
-      const closed = new Promise((resolve) => ends[0]!.once('close', resolve));
-      services[0]!.close();
-      await closed;
+      // Service 0 opened that update and answered: the delta is on this thread, nothing is lost with it.
+      await closeService(services, ends, 0);
+      expect(await first.acceptAsync(ids[1]!, seal(clients[1]!, 'host-r1', makeDelta(P, 3), 30))).toEqual({ ok: true });
+      first.close();
+      expect(await first.settle()).toBe(true);
+      expect(first.aggregation.count).toBe(2);
+      expect(first.aggregation.exampleCount).toBe(40);
+      const second = hostRound(ingest, 2, false);
+      const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
+      expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(await second.settle()).toBe(true);
+      expect(second.aggregation.count).toBe(3);
+    } finally {
+      await ingest.close();
+    }
+  });
+
+  it('a service that holds part of a folding round\'s sum closes: the round is refused (rerun), the next one is served by the others', async () => {
+    const { ingest, services, ends } = hosted(2);
+    try {
+      const first = hostRound(ingest, 1, true);
+      expect(await first.acceptAsync(ids[0]!, seal(clients[0]!, 'host-r1', makeDelta(P, 2), 10))).toEqual({ ok: true });
+      await closeService(services, ends, 0); // it folded client 0's delta into its partial sum
       first.close();
       expect(await first.settle()).toBe(false);
-      // The next round is served by the remaining service alone.
-      const second = round(2);
+      const second = hostRound(ingest, 2, true);
       const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
       expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
       expect(await second.settle()).toBe(true);
