@@ -43,6 +43,7 @@ const hmult = num('hmult', 1); // the head's rate multiplier once the table trai
 const slr = num('slr', 1); // server learning rate of FedAvg: global += slr × the averaged delta
 const sopt = num('sopt', 0); // server optimizer on the averaged delta: 0 FedAvg, 1 FedAdam, 2 FedYogi (Reddi et al. 2021)
 const seta = num('seta', 0.01), stau = num('stau', 1e-3), sb1 = num('sb1', 0.9), sb2 = num('sb2', 0.99);
+const rowavg = num('rowavg', 0); // 1: each table row averages the deltas of the clients whose reviews use it only
 const val = num('val', 0); // > 0: each client holds out this fraction of its reviews for validation (early stopping)
 const patience = num('patience', 5); // early stopping: rounds without a better validation accuracy
 const D = 100;
@@ -201,6 +202,7 @@ for (let round = 1; round <= rounds; round++) {
   const tableRate = (tsgd > 0 ? tsgd : lr * mult) * (decay > 0 ? decay ** (round - headRounds - 1) : 1);
   const newHead = new Float64Array(head.length);
   const tableDelta = trainTable ? new Float64Array(table.length) : null;
+  const rowWeight = trainTable && rowavg ? new Float64Array(table.length / D) : null;
   let total = 0;
   const chosen = clients.map((c, i) => ({ c, i })).filter(() => faults.nextFloat() >= 0.05);
   for (const { c } of chosen) total += c.docs.length;
@@ -211,7 +213,9 @@ for (let round = 1; round <= rounds; round++) {
     const w = c.docs.length / total;
     for (let k = 0; k < h.length; k++) newHead[k]! += w * h[k]!;
     if (tab && tableDelta) c.rows.forEach((row, r) => { for (let d = 0; d < D; d++) tableDelta[row * D + d]! += w * (tab[r * D + d]! - table[row * D + d]!); });
+    if (rowWeight) for (const row of c.rows) rowWeight[row]! += w;
   }
+  if (rowWeight && tableDelta) rowWeight.forEach((rw, row) => { if (rw > 0) for (let d = 0; d < D; d++) tableDelta[row * D + d]! /= rw; });
   const headDelta = newHead.map((w, k) => w - head[k]!);
   serverStep(head, headDelta, 0);
   if (tableDelta) serverStep(table, tableDelta, head.length);
