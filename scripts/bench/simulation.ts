@@ -214,7 +214,11 @@ async function poolRound(preset: string, workers: number, rounds: number, warmUp
   const shards = groupByClient(clientOrder(parts), trainFeatures, data.train.labels);
   // 0 workers: the clients train in this thread (no pool), the yardstick of a fine-tuning run.
   const pool = workers > 0 ? await startTrainingPool({ config, base }, shards, workers) : null;
-  // Measured from the end of the last warm-up round (onRound runs in round order).
+  // Measured from the end of the last warm-up round (onRound runs in round order). With the pool,
+  // server evaluation overlaps the next round's training, so round W's onRound runs while round W+1
+  // trains; but the loop times round W+1 from that same moment (`seconds` counts from the later of
+  // its start and round W's completion, server/round-loop.ts), so this window is exactly the rounds
+  // W+1…R as their `seconds` count them: one period per round, each from one completion to the next.
   let idleBefore = performance.eventLoopUtilization();
   let cpuBefore = process.cpuUsage();
   let wallBefore = performance.now();
