@@ -57,12 +57,13 @@ export interface ClientRoundContext {
   transformDelta?: (delta: Float32Array, request: FitRequest) => Float32Array;
   /**
    * Fine-tuning: trains and evaluates the stage a request names (`request.trainable`). Without
-   * it, such a request is refused. @default none (feature extraction only)
+   * it, such a request is refused. A {@link StageTrainer}, or anything that trains the same way (a
+   * simulation's worker pool). @default none (feature extraction only)
    */
-  stages?: StageTrainer;
+  stages?: Pick<StageTrainer, 'fit' | 'evaluate'>;
 }
 
-function stageTrainer(context: ClientRoundContext, request: FitRequest | EvaluateRequest): StageTrainer {
+function stageTrainer(context: ClientRoundContext, request: FitRequest | EvaluateRequest): Pick<StageTrainer, 'fit' | 'evaluate'> {
   if (!context.stages) throw new FedtlError('BAD_CONFIG', `round ${request.round} fine-tunes base layers, but this client was set up for the head alone`);
   return context.stages;
 }

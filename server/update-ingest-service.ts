@@ -13,9 +13,17 @@ import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
 import { ownsWholeBuffer } from '../shared/core/transfer.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import { type ExpectedUpdate, openUpdateRows } from '../shared/crypto/update-envelope.ts';
-import { foldWeighted, foldWeightedPair } from '../shared/strategy/fed-avg.ts';
+import { foldWeighted, foldWeightedPair, foldWeightedQuad } from '../shared/strategy/fed-avg.ts';
 import { foldSparse, type SparseDelta } from '../shared/weights/sparse-rows.ts';
 import type { IngestReply, IngestRequest, IngestWorkerSetup } from './update-ingest.ts';
+
+/** Deltas folded per pass over a worker's float64 partial sum (foldWeightedQuad). */
+const FOLD_WIDTH = 4;
+
+interface Pending {
+  delta: Float32Array;
+  weight: number;
+}
 
 /** Where the service reads requests and posts replies: a worker's `parentPort` or a `MessagePort`. */
 export interface IngestPort {
@@ -38,29 +46,34 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
   let exampleCount = 0;
   let count = 0;
   /**
-   * An accepted delta not yet in `sum`: deltas are folded two per pass over the float64 sum
-   * (foldWeightedPair), so one waits here for the next, or for the round's finish. It passed every
-   * check already; it is counted in `exampleCount` and `count` when it arrives.
+   * Accepted deltas not yet in `sum`: deltas are folded four per pass over the float64 sum
+   * (foldWeightedQuad), so up to three wait here for the next, or for the round's finish. Each
+   * passed every check already; it is counted in `exampleCount` and `count` when it arrives.
    */
-  let pending: { delta: Float32Array; weight: number } | null = null;
+  const pending: Pending[] = [];
 
   /**
-   * Two reused buffers that folding jobs decrypt into (openUpdate's `into`): one may hold the
-   * pending delta, the other takes the next. Fresh 4·P-byte buffers per update would cost page
+   * Reused buffers that folding jobs decrypt into (openUpdate's `into`): up to three may hold
+   * pending deltas, a free one takes the next. Fresh 4·P-byte buffers per update would cost page
    * faults and garbage collection.
    */
-  let scratch: [Float32Array, Float32Array] | null = null;
+  let scratch: Float32Array[] = [];
 
   function scratchFor(parameterCount: number): Float32Array {
-    if (scratch === null || scratch[0].length !== parameterCount) scratch = [new Float32Array(parameterCount), new Float32Array(parameterCount)];
-    return pending?.delta === scratch[0] ? scratch[1] : scratch[0];
+    if (scratch[0]?.length !== parameterCount) scratch = Array.from({ length: FOLD_WIDTH }, () => new Float32Array(parameterCount));
+    const free = scratch.find((buffer) => !pending.some((p) => p.delta === buffer));
+    if (free === undefined) throw new FedtlError('INTERNAL', 'no free ingest buffer'); // pending holds at most FOLD_WIDTH - 1
+    return free;
   }
 
-  /** Folds the waiting delta, if any, on its own (at the round's finish). */
+  /** Folds the waiting deltas, if any (at the round's finish): a pair per pass, then an odd one alone. */
   function flushPending(): void {
-    if (pending === null || sum === null) return;
-    foldWeighted(sum, pending.delta, pending.weight);
-    pending = null;
+    if (sum !== null) {
+      let k = 0;
+      for (; k + 1 < pending.length; k += 2) foldWeightedPair(sum, pending[k]!.delta, pending[k]!.weight, pending[k + 1]!.delta, pending[k + 1]!.weight);
+      if (k < pending.length) foldWeighted(sum, pending[k]!.delta, pending[k]!.weight);
+    }
+    pending.length = 0;
   }
 
   function handleJob(job: Extract<IngestRequest, { type: 'job' }>): { reply: IngestReply; transfer: ArrayBuffer[] } {
@@ -83,10 +96,13 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
     // Every check passed: only now does the update touch the partial sum.
     sum ??= new Float64Array(expected.parameterCount);
     if (!(delta instanceof Float32Array)) foldSparse(sum, delta, weight); // the sent rows only (openUpdateRows did not use the scratch)
-    else if (pending === null) pending = { delta, weight };
     else {
-      foldWeightedPair(sum, pending.delta, pending.weight, delta, weight);
-      pending = null;
+      pending.push({ delta, weight });
+      if (pending.length === FOLD_WIDTH) {
+        const [a, b, c, d] = pending as [Pending, Pending, Pending, Pending];
+        foldWeightedQuad(sum, a.delta, a.weight, b.delta, b.weight, c.delta, c.weight, d.delta, d.weight);
+        pending.length = 0;
+      }
     }
     exampleCount += weight;
     count++;
@@ -96,7 +112,7 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
   port.on('message', (request: IngestRequest) => {
     switch (request.type) {
       case 'begin':
-        pending = null;
+        pending.length = 0;
         epoch = request.epoch;
         expected = request.expected;
         exampleCap = request.exampleCap;
@@ -107,7 +123,7 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
       case 'finish': {
         const mine = request.epoch === epoch;
         if (mine) flushPending();
-        pending = null;
+        pending.length = 0;
         const reply: IngestReply = { type: 'finish', id: request.id, epoch, sum: mine ? sum : null, exampleCount: mine ? exampleCount : 0, count: mine ? count : 0 };
         const transfer = reply.sum ? [reply.sum.buffer as ArrayBuffer] : [];
         expected = null;

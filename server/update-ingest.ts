@@ -165,6 +165,8 @@ interface Slot {
   jobs: Map<number, (reply: JobReply) => void>;
   finishes: Map<number, (reply: FinishReply | null) => void>;
   ready: Promise<void>;
+  /** Epoch of the last round in which this slot was given a folding job (it then holds part of that round's sum). */
+  foldedEpoch: number;
 }
 
 interface OpenRound {
@@ -202,8 +204,9 @@ export class UpdateIngest {
    * An ingest whose opening services run in threads someone else owns: `host` starts one
    * ({@link serveIngest}) per thread on a port it returns the other end of. A simulation's training
    * pool hosts them, so opening shares the training workers' cores instead of adding threads. A
-   * port that closes (its thread died) gets no more jobs and breaks the open round, as a crashed
-   * worker does; there is no respawn. Requests posted before a service attached wait in its port.
+   * port that closes (its thread died) gets no more jobs; it breaks the open round, as a crashed
+   * worker does, only if it held part of the round's sum or updates still being opened (an idle
+   * service of an open-only round held nothing, and the round goes on). There is no respawn. Requests posted before a service attached wait in its port.
    */
   static hosted(host: (setup: IngestWorkerSetup) => MessagePort[], options: Omit<UpdateIngestOptions, 'workers'>): UpdateIngest {
     return new UpdateIngest(options, 0, host);
@@ -266,7 +269,10 @@ export class UpdateIngest {
     for (const candidate of live) if (candidate.jobs.size < slot.jobs.size) slot = candidate;
     const id = this.#nextId++;
     const request: IngestRequest = { type: 'job', id, epoch: round.epoch, bytes, clientId, keys: keys ?? null, fold };
-    if (fold) round.folds++;
+    if (fold) {
+      round.folds++;
+      slot.foldedEpoch = round.epoch;
+    }
     const reply = await new Promise<JobReply>((resolve) => {
       this.#owe(slot, +1);
       slot.jobs.set(id, resolve);
@@ -278,7 +284,8 @@ export class UpdateIngest {
 
   /**
    * Closes the round and merges the workers' partial sums. Call it after every submission of the
-   * round was answered. Throws `INTERNAL` if a worker died during the round (its partial is lost).
+   * round was answered. Throws `INTERNAL` if a worker died during the round holding part of its
+   * sum or updates it was opening (they are lost; the caller reruns the round).
    */
   async finish(): Promise<IngestPartial> {
     this.#usable();
@@ -392,7 +399,7 @@ export class UpdateIngest {
       failReady = reject;
     });
     ready.catch(() => {}); // observed by start(); a respawned worker's readiness is not awaited
-    const slot: Slot = { endpoint, close, dead: false, jobs: new Map(), finishes: new Map(), ready };
+    const slot: Slot = { endpoint, close, dead: false, jobs: new Map(), finishes: new Map(), ready, foldedEpoch: 0 };
     this.#slots[index] = slot;
     endpoint.on('message', (reply: IngestReply) => {
       if (reply.type === 'ready') {
@@ -412,9 +419,16 @@ export class UpdateIngest {
       if (this.#slots[index] !== slot || slot.dead) return;
       const error = new FedtlError('INTERNAL', `update-ingest worker ${why}`, { cause });
       failReady(error);
+      // The open round loses something only if this slot held part of its sum, or updates of it
+      // still being opened (refused with INTERNAL below): then it is rerun. A slot that held
+      // nothing of the round (always so for one that only opened and had answered everything)
+      // leaves the round whole, and the round goes on without it.
+      const round = this.#round;
+      const opening = slot.jobs.size + slot.finishes.size > 0;
+      const held = opening || (round !== null && slot.foldedEpoch === round.epoch);
       this.#failSlot(slot, error.message);
       if (this.#closed) return;
-      if (this.#round && !this.#round.broken) this.#round.broken = new FedtlError('INTERNAL', `the round lost a partial sum: ${error.message}`, { cause });
+      if (round && !round.broken && held) round.broken = new FedtlError('INTERNAL', `the round lost ${opening ? 'updates being opened' : 'a partial sum'}: ${error.message}`, { cause });
       afterFailure(slot, why, cause);
     };
   }

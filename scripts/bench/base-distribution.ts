@@ -4,7 +4,9 @@
  * `ensureBase` (chunked pull into `<file>.part`, SHA-256 check, rename) — against a plain `net`
  * server streaming the same files to K sockets, measured in the same run. Reports aggregate MB/s
  * (K × base size / wall time until the last client finished) and the ratio fedtl/raw, for several
- * chunk sizes.
+ * chunk sizes. Timed as interleaved pairs: per repetition and setting the raw socket, then fedtl,
+ * then the raw socket that also verifies; a setting's ratio is the median of its pairs' ratios (each
+ * pair printed and written to the JSON's `pairs`), after one untimed run of every path.
  *
  * Two baselines, both a plain `net` server streaming the files from disk (page cache) to K sockets:
  * - **raw** (the ratio the target is set on, `x raw`): the receiver only counts the bytes. This is
@@ -47,7 +49,7 @@ import { encodeKey, generateIdentity } from '../../shared/crypto/identity.ts';
 import type { BaseDescriptor } from '../../shared/protocol/protocol.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
 import { type ClientJob, type ClientTiming, runClientJob, stopwatch } from './base-distribution-clients.ts';
-import { mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
+import { mbPerSecond, median, medianRatio, pairOf, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
 const K = Number(args.get('clients') ?? 4);
@@ -176,41 +178,67 @@ async function fedtlRun(chunkBytes: number, inFlight: number): Promise<RunTiming
   }
 }
 
-// ---- measure, interleaved -----------------------------------------------------------------------
-const best = new Map<string, RunTiming>();
-const keep = (key: string, timing: RunTiming): void => {
-  const known = best.get(key);
-  if (known === undefined || timing.ms < known.ms) best.set(key, timing);
-};
-await rawRun(); // warm-up
+// ---- measure, as interleaved pairs ------------------------------------------------------------
+// Each repetition runs, for every chunk size and depth, the raw socket and then fedtl right after it
+// (A B A B …, bench-util `Pair`), then the raw socket that also hashes and writes, so each fedtl run
+// has its own baselines next to it. A setting's ratio is the median of its pairs' ratios: the raw
+// socket alone moved 818–1,690 MB/s between runs, and taking each side's best run independently
+// compared a quiet moment of one with a busy one of the other. Every path runs once untimed first.
+interface Measured {
+  raw: RunTiming;
+  fedtl: RunTiming;
+  verified: RunTiming;
+}
+await rawRun();
+await rawRun(true);
+for (const chunk of chunkSizes) for (const n of inFlights) await fedtlRun(chunk, n);
+const measured = new Map<string, Measured[]>();
+const settingKey = (chunk: number, n: number): string => `${chunk}-${n}`;
 for (let r = 0; r < reps; r++) {
-  keep('raw', await rawRun());
-  keep('raw-verified', await rawRun(true));
-  for (const chunk of chunkSizes) for (const n of inFlights) keep(`fedtl-${chunk}-${n}`, await fedtlRun(chunk, n));
+  for (const chunk of chunkSizes) {
+    for (const n of inFlights) {
+      const raw = await rawRun();
+      const fedtl = await fedtlRun(chunk, n);
+      const verified = await rawRun(true);
+      const list = measured.get(settingKey(chunk, n)) ?? [];
+      list.push({ raw, fedtl, verified });
+      measured.set(settingKey(chunk, n), list);
+    }
+  }
 }
 
 const aggregate = K * totalBytes;
-const rawMs = (best.get('raw') as RunTiming).ms;
-const verifiedMs = (best.get('raw-verified') as RunTiming).ms;
-/** A table row for one path's best run, with the CPU each side spent per MB delivered. */
-const row = (label: Record<string, string | number>, timing: RunTiming): Record<string, string | number> => ({
+const all = [...measured.values()].flat();
+const medianOf = (runs: RunTiming[], value: (t: RunTiming) => number): number => median(runs.map(value));
+/** A table row for a set of runs: medians of MB/s and of the CPU each side spent per MB delivered. */
+const row = (label: Record<string, string | number>, runs: RunTiming[], ratios: Record<string, number>): Record<string, string | number> => ({
   ...label,
-  'aggregate MB/s': round3(mbPerSecond(aggregate, timing.ms)),
-  'per-client MB/s': round3(mbPerSecond(totalBytes, timing.ms)),
-  s: round3(timing.ms / 1000),
-  'x raw': round3(rawMs / timing.ms),
-  'x raw+verify': round3(verifiedMs / timing.ms),
-  'server CPU ms/MB': inProcess ? '-' : round3(timing.serverCpuMs / (aggregate / 1e6)),
-  'client CPU ms/MB': round3(timing.cpuMs / (aggregate / 1e6)),
+  'aggregate MB/s': round3(medianOf(runs, (t) => mbPerSecond(aggregate, t.ms))),
+  'per-client MB/s': round3(medianOf(runs, (t) => mbPerSecond(totalBytes, t.ms))),
+  s: round3(medianOf(runs, (t) => t.ms) / 1000),
+  'x raw': round3(ratios['raw'] ?? Number.NaN),
+  'x raw+verify': round3(ratios['verified'] ?? Number.NaN),
+  'server CPU ms/MB': inProcess ? '-' : round3(medianOf(runs, (t) => t.serverCpuMs) / (aggregate / 1e6)),
+  'client CPU ms/MB': round3(medianOf(runs, (t) => t.cpuMs) / (aggregate / 1e6)),
 });
+const rawVerifyRatio = median(all.map((m) => m.verified.ms / m.raw.ms));
 const rows: Record<string, string | number>[] = [
-  row({ path: 'raw net socket', chunk: '-', 'in flight': '-' }, best.get('raw') as RunTiming),
-  row({ path: 'raw net socket + SHA-256 + file', chunk: '-', 'in flight': '-' }, best.get('raw-verified') as RunTiming),
+  row({ path: 'raw net socket', chunk: '-', 'in flight': '-' }, all.map((m) => m.raw), { raw: 1, verified: rawVerifyRatio }),
+  row({ path: 'raw net socket + SHA-256 + file', chunk: '-', 'in flight': '-' }, all.map((m) => m.verified), { raw: 1 / rawVerifyRatio, verified: 1 }),
 ];
+const pairs: Record<string, string | number>[] = [];
 for (const chunk of chunkSizes) {
   for (const n of inFlights) {
-    const label = { path: 'fedtl base:read + ensureBase', chunk: chunk >= 1024 * 1024 ? `${chunk / 1024 / 1024} MiB` : `${chunk / 1024} KiB`, 'in flight': n };
-    rows.push(row(label, best.get(`fedtl-${chunk}-${n}`) as RunTiming));
+    const chunkLabel = chunk >= 1024 * 1024 ? `${chunk / 1024 / 1024} MiB` : `${chunk / 1024} KiB`;
+    const list = measured.get(settingKey(chunk, n)) ?? [];
+    const againstRaw = list.map((m) => pairOf(m.raw.ms, m.fedtl.ms));
+    const againstVerified = list.map((m) => pairOf(m.verified.ms, m.fedtl.ms));
+    rows.push(row({ path: 'fedtl base:read + ensureBase', chunk: chunkLabel, 'in flight': n }, list.map((m) => m.fedtl), { raw: medianRatio(againstRaw), verified: medianRatio(againstVerified) }));
+    list.forEach((m, i) => {
+      const pair = { chunk: chunkLabel, 'in flight': n, pair: i + 1, 'raw MB/s': round3(mbPerSecond(aggregate, m.raw.ms)), 'fedtl MB/s': round3(mbPerSecond(aggregate, m.fedtl.ms)), 'x raw': round3(againstRaw[i]!.ratio), 'raw+verify MB/s': round3(mbPerSecond(aggregate, m.verified.ms)), 'x raw+verify': round3(againstVerified[i]!.ratio) };
+      pairs.push(pair);
+      console.log(`${chunkLabel}, ${n} in flight, pair ${pair.pair}: raw ${pair['raw MB/s']} MB/s, fedtl ${pair['fedtl MB/s']} MB/s → ${pair['x raw']}× (raw+verify ${pair['raw+verify MB/s']} MB/s → ${pair['x raw+verify']}×)`);
+    });
   }
 }
 const fedtlRows = rows.slice(2);
@@ -221,8 +249,9 @@ console.log(`\nfastest here: ${fastestRow['chunk']} chunks, ${fastestRow['in fli
 child?.disconnect();
 await rm(work, { recursive: true, force: true });
 const out = writeResults(inProcess ? 'base-distribution-in-process' : 'base-distribution', {
-  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', rawServer: rawHeld ? 'files held in memory' : 'files read per client (page cache)', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'best of reps, interleaved' },
+  params: { topology: inProcess ? 'coordinator and clients in one thread' : 'clients in a child process', rawServer: rawHeld ? 'files held in memory' : 'files read per client (page cache)', clients: K, baseBytes: totalBytes, files: descriptor.files.length, source: realDir ?? `synthetic ${sizeMB} MB`, chunkSizes, inFlights, reps, timing: 'interleaved pairs: per repetition and setting raw, fedtl, raw+verify; x raw = median of the pairs\' ratios, MB/s and CPU = medians' },
   results: rows,
+  pairs,
   fastest: fastestRow,
   totalSeconds: round3((performance.now() - started) / 1000),
 });

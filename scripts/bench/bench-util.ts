@@ -35,14 +35,17 @@ export function parseArgs(argv: readonly string[] = process.argv.slice(2)): Map<
   return args;
 }
 
-/** A comma-separated list of positive integers, accepting `10k`, `5M` and `1e6` spellings. */
-export function intListArg(args: Map<string, string>, name: string): number[] | undefined {
+/**
+ * A comma-separated list of integers ≥ `min` (positive, by default), accepting `10k`, `5M` and
+ * `1e6` spellings.
+ */
+export function intListArg(args: Map<string, string>, name: string, min = 1): number[] | undefined {
   const raw = args.get(name);
   if (raw === undefined) return undefined;
   return raw.split(',').map((item) => {
     const m = /^(\d+(?:\.\d+)?(?:e\d+)?)([kKmM]?)$/.exec(item.trim());
     const value = m ? Number(m[1]) * (m[2] === 'k' || m[2] === 'K' ? 1e3 : m[2] === 'm' || m[2] === 'M' ? 1e6 : 1) : NaN;
-    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`--${name}: '${item}' is not a positive integer`);
+    if (!Number.isSafeInteger(value) || value < min) throw new Error(`--${name}: '${item}' is not an integer ≥ ${min}`);
     return value;
   });
 }
@@ -114,4 +117,36 @@ export function writeResults(name: string, data: Record<string, unknown>): strin
   const path = join(RESULTS_DIR, `${name}.json`);
   writeFileSync(path, JSON.stringify({ name, date: new Date().toISOString(), machine: machineInfo(), ...data }, null, 2) + '\n');
   return path;
+}
+
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('median of an empty list');
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/**
+ * A side-by-side comparison measured as interleaved pairs (A B A B …): each pair's ratio is
+ * `baselineMs / candidateMs` (above 1: the candidate is faster), and the figure reported is the
+ * median of those ratios. A pair runs its two sides back to back, so a change in the machine's
+ * load between pairs moves both sides of a pair together and cancels in its ratio, where taking
+ * each side's best run independently would compare a quiet moment of one with a busy one of the other.
+ */
+export interface Pair {
+  /** Wall ms of the baseline (A), then of the candidate (B). */
+  baselineMs: number;
+  candidateMs: number;
+  ratio: number;
+}
+
+/** Builds a {@link Pair} from the two wall times of one A-then-B pair. */
+export function pairOf(baselineMs: number, candidateMs: number): Pair {
+  return { baselineMs, candidateMs, ratio: baselineMs / candidateMs };
+}
+
+/** The median of the pairs' ratios ({@link Pair}). */
+export function medianRatio(pairs: readonly Pair[]): number {
+  return median(pairs.map((p) => p.ratio));
 }

@@ -9,7 +9,7 @@
  *
  * Usage: node --import tsx scripts/bench/imdb-glove-federation-probe.ts [hr=4] [r=30] [e=2] [b=32]
  *   [lr=0.02] [mult=1] [decay=0] [drop=0] [len=256] [avg=0] [hmult=1] [tsgd=0] [sp=0] [val=0]
- *   [patience=5] [seed=42]
+ *   [patience=5] [slr=1] [sopt=0] [seta=0.01] [stau=0.001] [sb1=0.9] [sb2=0.99] [seed=42]
  * (hr: head-only rounds; mult: the table's rate multiplier; decay: the table's rate × decay^k in its
  * k-th round; drop: token dropout; len: tokens kept per review; avg=k: also the test accuracy of the
  * mean of the last k global models; hmult: the head's rate multiplier once the table trains; tsgd:
@@ -18,7 +18,9 @@
  * step (L2-SP, Li, Grandvalet & Davoine 2018, https://arxiv.org/abs/1802.01483); val: the fraction
  * of each client's reviews held out for federated validation, with the test accuracy of the round
  * early stopping would keep (best validation accuracy; Prechelt 1998). PROBE_PROGRESS=1 prints every
- * round on stderr as it ends.)
+ * round on stderr as it ends. slr: FedAvg's server learning rate; sopt=1|2: FedAdam|FedYogi on the
+ * averaged delta as shared/strategy/fed-opt.ts does it, with rate seta, adaptivity stau and decays
+ * sb1, sb2; Reddi et al. 2021, "Adaptive Federated Optimization", https://arxiv.org/abs/2003.00295.)
  */
 import { createRandom } from '../../shared/math/random.ts';
 import { partition } from '../../shared/math/partition.ts';
@@ -38,6 +40,10 @@ const avg = num('avg', 0); // report the mean of the last `avg` global models to
 const tsgd = num('tsgd', 0); // > 0: the table trains with plain SGD at this rate instead of Adam
 const sp = num('sp', 0); // > 0: decoupled L2-SP pull of the table toward GloVe, rate × sp per step
 const hmult = num('hmult', 1); // the head's rate multiplier once the table trains
+const slr = num('slr', 1); // server learning rate of FedAvg: global += slr × the averaged delta
+const sopt = num('sopt', 0); // server optimizer on the averaged delta: 0 FedAvg, 1 FedAdam, 2 FedYogi (Reddi et al. 2021)
+const seta = num('seta', 0.01), stau = num('stau', 1e-3), sb1 = num('sb1', 0.9), sb2 = num('sb2', 0.99);
+const rowavg = num('rowavg', 0); // 1: each table row averages the deltas of the clients whose reviews use it only
 const val = num('val', 0); // > 0: each client holds out this fraction of its reviews for validation (early stopping)
 const patience = num('patience', 5); // early stopping: rounds without a better validation accuracy
 const D = 100;
@@ -167,6 +173,23 @@ function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Ar
   }
 }
 
+// The server's step on the averaged delta: FedAvg with rate `slr`, or FedAdam / FedYogi over the
+// whole model (head then table), moments kept across rounds as fed-opt.ts keeps them.
+const serverM = sopt > 0 ? new Float64Array(D * 2 + 2 + table.length) : null;
+const serverV = sopt > 0 ? new Float64Array(D * 2 + 2 + table.length).fill(stau * stau) : null;
+function serverStep(w: Float32Array, delta: Float64Array, offset: number) {
+  if (!serverM || !serverV) {
+    for (let k = 0; k < w.length; k++) w[k]! += slr * delta[k]!;
+    return;
+  }
+  for (let k = 0; k < w.length; k++) {
+    const i = offset + k, d = delta[k]!, d2 = d * d;
+    serverM[i] = sb1 * serverM[i]! + (1 - sb1) * d;
+    serverV[i] = sopt === 1 ? sb2 * serverV[i]! + (1 - sb2) * d2 : serverV[i]! - (1 - sb2) * d2 * Math.sign(serverV[i]! - d2);
+    w[k]! += (seta * serverM[i]!) / (Math.sqrt(serverV[i]!) + stau);
+  }
+}
+
 const log: string[] = [];
 // Early stopping as the coordinator's EarlyStopping does it: keep the best validation round; stop after `patience` without a gain.
 let best = { val: -1, round: 0, test: 0 };
@@ -179,6 +202,7 @@ for (let round = 1; round <= rounds; round++) {
   const tableRate = (tsgd > 0 ? tsgd : lr * mult) * (decay > 0 ? decay ** (round - headRounds - 1) : 1);
   const newHead = new Float64Array(head.length);
   const tableDelta = trainTable ? new Float64Array(table.length) : null;
+  const rowWeight = trainTable && rowavg ? new Float64Array(table.length / D) : null;
   let total = 0;
   const chosen = clients.map((c, i) => ({ c, i })).filter(() => faults.nextFloat() >= 0.05);
   for (const { c } of chosen) total += c.docs.length;
@@ -189,9 +213,12 @@ for (let round = 1; round <= rounds; round++) {
     const w = c.docs.length / total;
     for (let k = 0; k < h.length; k++) newHead[k]! += w * h[k]!;
     if (tab && tableDelta) c.rows.forEach((row, r) => { for (let d = 0; d < D; d++) tableDelta[row * D + d]! += w * (tab[r * D + d]! - table[row * D + d]!); });
+    if (rowWeight) for (const row of c.rows) rowWeight[row]! += w;
   }
-  head = Float32Array.from(newHead);
-  if (tableDelta) for (let k = 0; k < table.length; k++) table[k]! += tableDelta[k]!;
+  if (rowWeight && tableDelta) rowWeight.forEach((rw, row) => { if (rw > 0) for (let d = 0; d < D; d++) tableDelta[row * D + d]! /= rw; });
+  const headDelta = newHead.map((w, k) => w - head[k]!);
+  serverStep(head, headDelta, 0);
+  if (tableDelta) serverStep(table, tableDelta, head.length);
   const [acc, loss] = evaluate(table, head);
   log.push(`${(acc * 100).toFixed(1)}`);
   if (val > 0) {

@@ -26,7 +26,10 @@
  * before its clock starts: a coordinator receives every update in a fresh buffer from its socket,
  * which the workers then take over. Every mode runs once untimed first (JIT, key caches, worker
  * start-up, the workers' buffers) and its sum is checked against plain to 1e-9 relative (float64
- * reassociation); then the modes are timed interleaved, best of `--reps`.
+ * reassociation), so both sides of the first timed pair start warm. Then each repetition times
+ * every mode as a pair with its own plain run right before it (A B A B …); a mode's ratio is the
+ * median of its pairs' ratios (every pair is printed and written to the JSON's `pairs`), its MB/s
+ * and CPU the medians of its runs.
  *
  * Memory: a pool of distinct sealed envelopes (≤ `--pool-mb`, default 512) is built once and
  * cycled through; envelopes are independent, so reopening one costs the same as a new one
@@ -45,7 +48,7 @@ import { createUpdateOpener } from '../../server/update-opener.ts';
 import { FedAvg, WeightedDeltaMean } from '../../shared/strategy/fed-avg.ts';
 import { mapUpdates } from '../../shared/strategy/strategy-wrapper.ts';
 import type { Aggregation } from '../../shared/strategy/strategy.ts';
-import { intListArg, mbPerSecond, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
+import { intListArg, mbPerSecond, median, medianRatio, type Pair, pairOf, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
 const ns = intListArg(args, 'n');
@@ -80,6 +83,8 @@ const coordinatorBoxKey = publicIdentity(coordinator).boxKey;
 
 type Result = Record<string, string | number>;
 const results: Result[] = [];
+/** Every timed pair, in the order run (written to the JSON beside the medians). */
+const pairs: Result[] = [];
 const started = performance.now();
 // The coordinator's default worker count for each head size is always measured (it is `roundloop`).
 for (const [, P] of configs) {
@@ -200,13 +205,12 @@ for (const [N, P] of configs) {
     }
   }
 
-  // Interleave the modes across repetitions so drift in machine load hits all of them; keep the
-  // best wall time, and the CPU time (all threads) of that same repetition.
-  const best = new Map<string, { ms: number; cpuMs: number }>();
-  const timeRounds = async (key: string, run: () => Promise<{ ms: number; cpuMs: number }>): Promise<void> => {
-    const measured = await run();
-    if (measured.ms < (best.get(key)?.ms ?? Infinity)) best.set(key, measured);
-  };
+  // Timed as interleaved pairs (bench-util `Pair`): in each repetition every mode runs right after
+  // its own plain run, A B A B …, and the pair's ratio is plain's wall time over the mode's. The
+  // figure reported for a mode is the median of its pairs' ratios: load that changes between pairs
+  // moves both sides of a pair together, where best-of-reps per side compared a quiet moment of
+  // plain with a busy one of the workers (plain alone moved 774–1,387 MB/s between runs). Both sides
+  // ran untimed above (the check), so the first timed pair starts warm.
   const timePlain = async (): Promise<{ ms: number; cpuMs: number }> => {
     const cpu = process.cpuUsage();
     const t = performance.now();
@@ -215,32 +219,49 @@ for (const [N, P] of configs) {
     const used = process.cpuUsage(cpu);
     return { ms, cpuMs: (used.user + used.system) / 1000 };
   };
+  const runs: [string, () => Promise<{ ms: number; cpuMs: number }>][] = [
+    ['serial', () => roundLoop(null, false)],
+    ...[...ingests].flatMap(([w, ingest]): [string, () => Promise<{ ms: number; cpuMs: number }>][] => [
+      [`rlw${w}`, () => roundLoop(ingest, false)],
+      [`rlo${w}`, () => roundLoop(ingest, false, true)],
+    ]),
+  ];
+  const measured = new Map<string, { pair: Pair; cpuMs: number; plainCpuMs: number }[]>();
   for (let r = 0; r < reps; r++) {
-    await timeRounds('plain', timePlain);
-    await timeRounds('serial', () => roundLoop(null, false));
-    for (const [w, ingest] of ingests) {
-      await timeRounds(`rlw${w}`, () => roundLoop(ingest, false));
-      await timeRounds(`rlo${w}`, () => roundLoop(ingest, false, true));
+    for (const [key, run] of runs) {
+      const a = await timePlain();
+      const b = await run();
+      const list = measured.get(key) ?? [];
+      list.push({ pair: pairOf(a.ms, b.ms), cpuMs: b.cpuMs, plainCpuMs: a.cpuMs });
+      measured.set(key, list);
     }
   }
   const total = N * bytesPerUpdate;
-  const bestPlain = (best.get('plain') as { ms: number }).ms;
   const defaultWorkers = defaultIngestWorkers(P);
   const defaultKey = defaultWorkers === 0 ? 'serial' : `rlw${defaultWorkers}`;
-  best.set('default', best.get(defaultKey) as { ms: number; cpuMs: number });
-  const row: Result = { N, P, 'plain MB/s': round3(mbPerSecond(total, bestPlain)) };
+  measured.set('default', measured.get(defaultKey) ?? []);
+  const of = (key: string) => measured.get(key) ?? [];
+  const plainRuns = [...measured.entries()].filter(([key]) => key !== 'default').flatMap(([, list]) => list);
+  const row: Result = { N, P, 'plain MB/s': round3(median(plainRuns.map((m) => mbPerSecond(total, m.pair.baselineMs)))) };
   const modes: [string, string][] = [
     ['default', 'roundloop'],
     ['serial', 'roundloop-serial'],
     ...workerCounts.map((w): [string, string] => [`rlw${w}`, `roundloop-workers×${w}`]),
     ...workerCounts.map((w): [string, string] => [`rlo${w}`, `roundloop-open×${w}`]),
   ];
-  const msOf = (key: string): number => (best.get(key) as { ms: number }).ms;
   row['roundloop is'] = defaultWorkers === 0 ? 'roundloop-serial' : `roundloop-workers×${defaultWorkers}`;
-  for (const [key, label] of modes) row[`${label} MB/s`] = round3(mbPerSecond(total, msOf(key)));
-  for (const [key, label] of modes) row[`${label}/plain`] = round3(bestPlain / msOf(key));
-  row['plain cpu ms/update'] = round3((best.get('plain') as { cpuMs: number }).cpuMs / N);
-  for (const [key, label] of modes) row[`${label} cpu ms/update`] = round3((best.get(key) as { cpuMs: number }).cpuMs / N);
+  for (const [key, label] of modes) row[`${label} MB/s`] = round3(median(of(key).map((m) => mbPerSecond(total, m.pair.candidateMs))));
+  for (const [key, label] of modes) row[`${label}/plain`] = round3(medianRatio(of(key).map((m) => m.pair)));
+  row['plain cpu ms/update'] = round3(median(plainRuns.map((m) => m.plainCpuMs)) / N);
+  for (const [key, label] of modes) row[`${label} cpu ms/update`] = round3(median(of(key).map((m) => m.cpuMs)) / N);
+  for (const [key, label] of modes) {
+    if (key === 'default') continue;
+    of(key).forEach((m, rep) => {
+      const pair = { N, P, mode: label, pair: rep + 1, 'plain MB/s': round3(mbPerSecond(total, m.pair.baselineMs)), 'MB/s': round3(mbPerSecond(total, m.pair.candidateMs)), ratio: round3(m.pair.ratio), 'cpu ms/update': round3(m.cpuMs / N) };
+      pairs.push(pair);
+      console.log(`  pair ${pair.pair}: plain ${pair['plain MB/s']} MB/s, ${label} ${pair['MB/s']} MB/s → ${pair.ratio}×${key === defaultKey ? ' (roundloop)' : ''}`);
+    });
+  }
   row['seal ms/update'] = round3(sealMs / poolSize);
   results.push(row);
   console.log(`N=${N} P=${P} pool=${poolSize}: ` + modes.map(([, label]) => `${label} ${row[`${label} MB/s`]} MB/s (${row[`${label}/plain`]}x, ${row[`${label} cpu ms/update`]} cpu ms/update)`).join(', ') + `, plain ${row['plain MB/s']} MB/s (${row['plain cpu ms/update']} cpu ms/update)`);
@@ -250,9 +271,10 @@ await Promise.all([...ingests.values()].map((i) => i.close()));
 console.log();
 printTable(results);
 const path = writeResults('ingest', {
-  params: { configs, reps, poolMB: poolBytes / 1e6, clients: MAX_CLIENTS, workers: workerCounts, timing: 'best of reps, modes interleaved' },
+  params: { configs, reps, poolMB: poolBytes / 1e6, clients: MAX_CLIENTS, workers: workerCounts, timing: 'interleaved pairs: per repetition, plain then each mode; ratio = median of the pairs\' ratios, MB/s and CPU = medians' },
   target: 'roundloop/plain (the path the round loop uses) >= 0.5x plain accumulation for P >= 1M',
   results,
+  pairs,
   totalSeconds: round3((performance.now() - started) / 1000),
 });
 console.log(`\nwrote ${path} (${((performance.now() - started) / 1000).toFixed(1)} s)`);

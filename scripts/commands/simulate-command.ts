@@ -2,7 +2,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
 import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
-import { presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
+import { fineTuneRecipeFor, presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
 import { checkPrivacy } from '../simulation/private-strategy.ts';
@@ -166,7 +166,8 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.targetAccuracy !== undefined) overrides.targetAccuracy = flags.targetAccuracy;
       if (flags.fineTune) {
         if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
-        overrides.trainable = base.fineTune;
+        overrides.trainable = fineTuneRecipeFor(base.fineTune, flags.rounds ?? base.rounds);
+        if (base.fineTuneBase) overrides.base = base.fineTuneBase;
         // The recipe's strategy, unless --strategy names one (a curve applies it to its fine-tuning runs only).
         if (base.fineTuneStrategy && !flags.strategy && !flags.curve) {
           overrides.strategy = base.fineTuneStrategy.strategy;

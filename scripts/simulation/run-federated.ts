@@ -35,7 +35,9 @@ import { createRandom, type Random } from '../../shared/math/random.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
 import type { FlatWeights, WeightManifest } from '../../shared/weights/flat-weights.ts';
-import { initialModelWeights, TrainableTop } from '../../shared/model/fine-tune-model.ts';
+import { initialModelWeights, stageFeatureBase, TrainableTop } from '../../shared/model/fine-tune-model.ts';
+import type { TrainableStage } from '../../shared/model/trainable-set.ts';
+import { wantsSecAgg } from '../../client/secagg-party.ts';
 import { ModelSchedule } from '../../shared/model/model-schedule.ts';
 import { trainableScheduleFromConfig, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
 import { StageTrainer } from '../../client/stage-trainer.ts';
@@ -48,7 +50,8 @@ import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { clientOrder, clientRows, clientSize, groupByClient, type ClientShards } from './client-shards.ts';
 import type { SimulationConfig, SimulationMode } from './presets.ts';
 import { runProcesses } from './process-clients.ts';
-import { sharedRows, TrainingPool } from './training-pool.ts';
+import { sharedRows, sharedWeights, TrainingPool, type SealSpec } from './training-pool.ts';
+import { baseSkeleton } from './base-skeleton.ts';
 import { nativeIdentity, VirtualIdentities } from './virtual-identities.ts';
 import { annotatePrivacy, isBudgetStop, withPrivacy } from './private-strategy.ts';
 import { DifferentialPrivacy } from '../../shared/privacy/index.ts';
@@ -243,7 +246,6 @@ export class VirtualFederation {
     const { config, shards } = input;
     this.#config = config;
     this.#pool = input.pool ?? null;
-    if (this.#pool && config.trainable !== undefined && config.trainable !== null) throw new FedtlError('BAD_CONFIG', 'the training pool trains heads only; fine-tuning virtual clients runs without one');
     this.#shards = shards;
     this.#log = input.logger ?? createLogger('simulation');
     if (shards.features.cols !== input.base.embeddingSize) {
@@ -256,6 +258,9 @@ export class VirtualFederation {
     const fineTuning = config.trainable !== undefined && config.trainable !== null ? virtualFineTuning(input, config.trainable) : null;
     const initial = fineTuning ? fineTuning.model : initialHeadWeights(input.base.embeddingSize, config.head, config.seed);
     this.#fineTuning = fineTuning;
+    // Fine-tuning in the pool: each worker rebuilds the base's graph once and reads the starting
+    // model from shared memory; features follow once per boundary, weights once per round.
+    if (fineTuning && this.#pool) this.#pool.fineTune({ base: baseSkeleton(input.base), model: fineTuning.pretrained, ...(config.augmentation ? { augmentation: config.augmentation } : {}) });
     this.#serverHead = buildHead(input.base.embeddingSize, config.head);
     this.#trainer = new LocalTrainer(buildHead(input.base.embeddingSize, config.head), initial.manifest);
     this.#faults = createRandom(`${config.seed}-faults-${input.label}`);
@@ -339,17 +344,18 @@ export class VirtualFederation {
     if (faults.nextFloat() < config.dropoutRate) return { kind: 'dropped', reason: 'crashed' };
     if (faults.nextFloat() < config.stragglerRate) return { kind: 'dropped', reason: 'missed the deadline' };
     const pool = this.#pool;
+    const seal = (): SealSpec => ({ roundId: request.roundId, identity: this.identities.detachedIdentity(index), coordinatorBoxKey: this.#coordinator.box.publicKey, rowSparse: !wantsSecAgg(request.config) });
     try {
       const { sealed } = await runFitRound(
         {
           identity: this.identities.identity(index),
           coordinator: { signingKey: this.#coordinator.signing.publicKey, boxKey: this.#coordinator.box.publicKey },
           // The pool's worker also seals, so per-update crypto does not queue on this thread.
-          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0) => pool.fit(index, weights, fitConfig, seed, { roundId: request.roundId, identity: this.identities.detachedIdentity(index), coordinatorBoxKey: this.#coordinator.box.publicKey }), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
+          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0) => pool.fit(index, weights, fitConfig, seed, seal()), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
           train: clientRows(this.#shards, index),
           seed: clientSeed(config.seed, index),
           verified: this.#verified,
-          ...(this.#fineTuning ? { stages: this.#fineTuning.trainer(index) } : {}),
+          ...(this.#fineTuning ? { stages: pool ? this.#fineTuning.pooled(pool, index, seal) : this.#fineTuning.trainer(index) } : {}),
         },
         request,
       );
@@ -425,8 +431,16 @@ export async function startTrainingPool(input: Pick<FederatedRunInput, 'config' 
 /** Virtual clients' fine-tuning: the coordinator's model schedule, features per boundary, the server-side evaluation. */
 interface VirtualFineTuning {
   model: FlatWeights;
+  /** The starting model in shared memory: what the clients' tops keep in the layers they do not train. */
+  pretrained: FlatWeights;
   schedule: ModelSchedule;
   trainer(index: number): StageTrainer;
+  /**
+   * Client `index`'s stage training in `pool`: the same as {@link trainer}'s, in a worker. The
+   * clients' features at a stage's boundary are computed here once and shared with the workers
+   * before the first job that needs them.
+   */
+  pooled(pool: TrainingPool, index: number, seal: () => SealSpec): Pick<StageTrainer, 'fit' | 'evaluate'>;
   evaluate(weights: Float32Array, round: number): Promise<{ loss: number; accuracy: number }>;
 }
 
@@ -436,7 +450,8 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
   const schedule = trainableScheduleFromConfig(spec, base.model, config.rounds, 'trainable');
   const model = initialModelWeights(base, config.head, config.seed);
   const modelSchedule = new ModelSchedule(base, config.head, schedule, model.manifest);
-  const pretrained = { manifest: model.manifest, data: model.data.slice() };
+  // In shared memory: a training pool's workers read it too (an embedding table is most of it).
+  const pretrained = sharedWeights(model);
   const cache = simulationCache();
   const order = clientOrder(parts);
   // Features at each boundary, computed once for every client together and grouped by client.
@@ -451,9 +466,32 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
   };
   const trainers = new Map<number, StageTrainer>();
   const { evaluate } = stageEvaluator(input, { schedule: modelSchedule, manifest: model.manifest });
+  // Per stage: the key of its boundary's features and the clients' features there, once.
+  const stageShards = new Map<number, Promise<{ key: string; shards: ClientShards }>>();
+  const shardsOfStage = (stage: TrainableStage) => {
+    let found = stageShards.get(stage.index);
+    if (!found) {
+      const featureBase = stageFeatureBase(base, stage);
+      found = shardsAt(featureBase).then((shards) => ({ key: featureBase.hash, shards }));
+      stageShards.set(stage.index, found);
+    }
+    return found;
+  };
   return {
     model,
+    pretrained,
     schedule: modelSchedule,
+    pooled(pool, index, seal) {
+      return {
+        async fit(stage, weights, fitConfig, seed) {
+          const { key, shards } = await shardsOfStage(stage);
+          pool.shareStageFeatures(key, shards);
+          return pool.fitStage(index, stage, weights, fitConfig, seed, seal());
+        },
+        // Virtual clients keep no validation rows (the server evaluates), as their stage trainers in this thread.
+        evaluate: async () => null,
+      };
+    },
     trainer(index) {
       let trainer = trainers.get(index);
       if (!trainer) {
@@ -475,9 +513,7 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
 async function runVirtual(input: FederatedRunInput): Promise<FederatedRunResult> {
   const { shards } = input;
   if (!shards) throw new FedtlError('BAD_CONFIG', 'virtual mode needs the training features grouped by client (input.shards)');
-  // Fine-tuning trains through per-client stage trainers in this thread; the pool trains heads only.
-  const fineTuning = input.config.trainable !== undefined && input.config.trainable !== null;
-  const workers = fineTuning ? 0 : input.config.trainingWorkers;
+  const workers = input.config.trainingWorkers;
   const pool = workers > 0 ? await startTrainingPool(input, shards, workers) : null;
   // Built inside the try: a constructor that throws must still close the pool's worker threads.
   let federation: VirtualFederation | null = null;

@@ -27,6 +27,10 @@ import type { EvalResult } from '../../shared/model/head-training.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
 import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import type { IngestWorkerSetup } from '../../server/update-ingest.ts';
+import type { AugmentationSpec } from '../../shared/model/augmentation.ts';
+import type { TrainableStage } from '../../shared/model/trainable-set.ts';
+import type { FlatWeights } from '../../shared/weights/flat-weights.ts';
+import type { BaseSkeleton } from './base-skeleton.ts';
 import type { ClientShards } from './client-shards.ts';
 
 /** What every worker receives once, at start. */
@@ -44,6 +48,40 @@ export interface SealSpec {
   /** The client's keys, in arrays of their own (a view would post its whole buffer). */
   identity: Identity;
   coordinatorBoxKey: Uint8Array;
+  /**
+   * Seal a fine-tuning delta's embedding tables row-sparse where smaller, as `runFitRound` does
+   * (off under secure aggregation: the row indices would tell which words). @default false
+   */
+  rowSparse?: boolean;
+}
+
+/**
+ * What workers need to fine-tune, posted once ({@link TrainingPool.fineTune}): the base's graph and
+ * the whole model's starting weights in shared memory. Each worker then builds a stage's top (the
+ * layers above the boundary and the head) itself, as a `StageTrainer` in the main thread does.
+ */
+export interface StageWorkerSetup {
+  base: BaseSkeleton;
+  /** The whole model's starting weights; `data` backed by a SharedArrayBuffer (workers only read it). */
+  model: FlatWeights;
+  /** Augmentation, applied where a stage's features are the raw input. @default none */
+  augmentation?: AugmentationSpec;
+}
+
+/** Starts fine-tuning in a worker (see {@link StageWorkerSetup}). */
+export interface StageSetupMessage {
+  type: 'stages';
+  setup: StageWorkerSetup;
+}
+
+/**
+ * The clients' features at one boundary (shared memory), under the boundary's feature key: posted
+ * once per key to each worker, before the first job that trains a stage cut there.
+ */
+export interface StageFeaturesMessage {
+  type: 'features';
+  key: string;
+  shards: ClientShards;
 }
 
 export interface TrainingJob {
@@ -56,6 +94,11 @@ export interface TrainingJob {
   weights: Float32Array;
   config: FitConfig;
   seed: number;
+  /**
+   * Fine-tuning: the stage to train; `weights` are its slice of the model, and `rows` must be a
+   * client index into the features shared for the stage's boundary. @default none: the head alone
+   */
+  stage?: TrainableStage;
 }
 
 /** Evaluates `weights` on `rows` (shared memory), as `LocalTrainer.evaluate` would in this thread. */
@@ -66,7 +109,13 @@ export interface EvaluationJob {
   weights: Float32Array;
 }
 
-export type PoolJob = TrainingJob | EvaluationJob;
+/** Answers with the worker's live tensor count once the jobs posted to it before have run. */
+export interface MemoryJob {
+  id: number;
+  type: 'memory';
+}
+
+export type PoolJob = TrainingJob | EvaluationJob | MemoryJob;
 
 /** Starts the coordinator's update-opening service (server/update-ingest-service.ts) on `port` in the worker. */
 export interface IngestHosting {
@@ -76,12 +125,14 @@ export interface IngestHosting {
 }
 
 /** What the pool posts to a worker. */
-export type PoolMessage = PoolJob | IngestHosting;
+export type PoolMessage = PoolJob | IngestHosting | StageSetupMessage | StageFeaturesMessage;
 
 type FitReply = { type: 'fit'; id: number; ok: true; delta: Float32Array; exampleCount: number; metrics: { loss: number; accuracy: number }; sealed?: Uint8Array };
 type EvaluationReply = { type: 'evaluate'; id: number; ok: true; result: EvalResult };
+type MemoryReply = { type: 'memory'; id: number; ok: true; numTensors: number };
+type JobReply = FitReply | EvaluationReply | MemoryReply;
 
-export type TrainingReply = { type: 'ready' } | FitReply | EvaluationReply | { type: 'fit' | 'evaluate'; id: number; ok: false; message: string };
+export type TrainingReply = { type: 'ready' } | JobReply | { type: PoolJob['type']; id: number; ok: false; message: string };
 
 export interface TrainingPoolOptions {
   /** Worker threads. @default os.availableParallelism() */
@@ -117,7 +168,7 @@ export function workerEntry(url: URL = WORKER_URL): URL {
 export const IN_FLIGHT_PER_WORKER = 2;
 
 interface Waiting {
-  resolve: (reply: FitReply | EvaluationReply) => void;
+  resolve: (reply: JobReply) => void;
   reject: (error: Error) => void;
 }
 
@@ -147,6 +198,10 @@ export class TrainingPool {
   #closed = false;
   /** Shared-memory copies of the weights jobs were asked to train from, by the caller's array. */
   readonly #sharedWeights = new WeakMap<Float32Array, Float32Array>();
+  /** Fine-tuning was set up ({@link fineTune}). */
+  #fineTuning = false;
+  /** Feature keys whose client features every worker has ({@link shareStageFeatures}). */
+  readonly #sharedFeatures = new Set<string>();
 
   private constructor(slots: Slot[]) {
     this.#slots = slots;
@@ -266,13 +321,71 @@ export class TrainingPool {
       });
   }
 
-  async #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
-    const reply = await this.#post({ id: this.#nextId++, type: 'fit', rows, weights, config, seed, ...(seal ? { seal } : {}) });
+  /**
+   * Makes every worker able to fine-tune: each rebuilds the base's graph from `setup` (after the
+   * jobs posted to it before). Once per pool; the model's weights must be in shared memory.
+   */
+  fineTune(setup: StageWorkerSetup): void {
+    if (this.#fineTuning) throw new FedtlError('BAD_CONFIG', 'this training pool was already set up for fine-tuning');
+    if (!isShared(setup.model.data)) throw new FedtlError('BAD_CONFIG', 'the training pool reads the model\'s weights from a SharedArrayBuffer; copy them with sharedWeights');
+    this.#fineTuning = true;
+    this.#broadcast({ type: 'stages', setup } satisfies StageSetupMessage);
+  }
+
+  /**
+   * Gives every worker the clients' features at the boundary named `key` (a stage's
+   * `featureBase.hash`), once per key: later calls with the same key post nothing. Jobs for a stage
+   * cut there ({@link fitStage}) may be queued right after.
+   */
+  shareStageFeatures(key: string, shards: ClientShards): void {
+    if (this.#sharedFeatures.has(key)) return;
+    if (!isShared(shards.features.values) || !isShared(shards.labels) || !isShared(shards.offsets)) {
+      throw new FedtlError('BAD_CONFIG', 'the training pool reads client rows from SharedArrayBuffers; group them with groupByClient');
+    }
+    this.#sharedFeatures.add(key);
+    this.#broadcast({ type: 'features', key, shards } satisfies StageFeaturesMessage);
+  }
+
+  /**
+   * Trains client `index` on `stage` (fine-tuning) from `weights`, the stage's slice of the model,
+   * in the next free worker, as a `StageTrainer` would in this thread; the client's features at the
+   * stage's boundary must have been shared ({@link shareStageFeatures}). With `seal`, the worker
+   * also seals the delta.
+   */
+  fitStage(index: number, stage: TrainableStage, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
+    if (!this.#fineTuning) return Promise.reject(new FedtlError('BAD_CONFIG', 'this training pool was not set up for fine-tuning (TrainingPool.fineTune)'));
+    return this.#run(index, this.#shared(weights), config, seed, seal, stage);
+  }
+
+  /** Each live worker's `tf.memory().numTensors`, once the jobs posted to it before have run. */
+  async numTensors(): Promise<number[]> {
+    const replies = this.#slots
+      .filter((slot) => !slot.dead)
+      .map(
+        (slot) =>
+          new Promise<JobReply>((resolve, reject) => {
+            // Straight to the worker, past the queue: the count is of this worker, whichever is free.
+            const job: MemoryJob = { id: this.#nextId++, type: 'memory' };
+            slot.busy++;
+            slot.jobs.set(job.id, { resolve, reject });
+            slot.worker.postMessage(job);
+          }),
+      );
+    return (await Promise.all(replies)).map((reply) => (reply.type === 'memory' ? reply.numTensors : Number.NaN));
+  }
+
+  /** Posts `message` to every live worker now, ahead of any job posted after it. */
+  #broadcast(message: PoolMessage): void {
+    for (const slot of this.#slots) if (!slot.dead) slot.worker.postMessage(message);
+  }
+
+  async #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec, stage?: TrainableStage): Promise<LocalFitResult> {
+    const reply = await this.#post({ id: this.#nextId++, type: 'fit', rows, weights, config, seed, ...(seal ? { seal } : {}), ...(stage ? { stage } : {}) });
     if (reply.type !== 'fit') throw new FedtlError('INTERNAL', `training worker answered a fit with a ${reply.type} reply`);
     return { delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics, ...(reply.sealed ? { sealed: reply.sealed } : {}) };
   }
 
-  #post(job: PoolJob): Promise<FitReply | EvaluationReply> {
+  #post(job: PoolJob): Promise<JobReply> {
     if (this.#closed) return Promise.reject(new FedtlError('INTERNAL', 'the training pool is closed'));
     return new Promise((resolve, reject) => {
       this.#queued.push({ job, resolve, reject });
@@ -311,6 +424,13 @@ export class TrainingPool {
     this.#rejectQueued('the training pool is closed');
     await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
   }
+}
+
+/** A copy of `weights` in a SharedArrayBuffer, for {@link StageWorkerSetup.model}. */
+export function sharedWeights(weights: FlatWeights): FlatWeights {
+  const data = new Float32Array(new SharedArrayBuffer(weights.data.byteLength));
+  data.set(weights.data);
+  return { manifest: weights.manifest, data };
 }
 
 /** A copy of `rows` in SharedArrayBuffers, so every job that trains on them shares instead of copying them. */

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createLogger, type Logger } from '../../shared/core/log.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
-import { resolveConfig, withFineTuneRecipe, type SimulationConfig } from './presets.ts';
+import { fineTuneRecipeFor, resolveConfig, withFineTuneRecipe, type SimulationConfig } from './presets.ts';
 import { formatPercent } from './report-format.ts';
 import { escapeXml, renderLineChart, CHART_PALETTE, type LineSeries } from './svg-chart.ts';
 import { runSimulation } from './run-simulation.ts';
@@ -86,7 +86,7 @@ export function configAtSize(config: SimulationConfig, trainExamples: number): S
 export async function runTransferCurve(config: SimulationConfig, sizes: readonly number[], options: TransferCurveOptions): Promise<TransferCurve> {
   const log = options.logger ?? createLogger('curve');
   const simulate = options.simulate ?? runSimulation;
-  const recipe = config.trainable ?? config.fineTune ?? null;
+  const recipe = config.trainable ?? (config.fineTune ? fineTuneRecipeFor(config.fineTune, config.rounds) : null);
   if (!recipe) log.warn(`preset ${config.preset} has no fine-tuning recipe (fineTune) and no --trainable was given: the curve has no fine-tuning series`);
   const points: CurvePoint[] = [];
   for (const size of sizes) {

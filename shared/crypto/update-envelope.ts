@@ -796,25 +796,30 @@ function rangeAndNorm(delta: Float32Array, sumSquares: number, maxAbs: number, m
 /** Below this fraction of maxAbs², a sum of squares proves every |x| < maxAbs despite rounding (see {@link scanDelta}). */
 const RANGE_MARGIN = 1 - 1e-9;
 
-/** Σ x² in float64 with four accumulators (see {@link scanDelta}). */
+/**
+ * Σ x² in float64 with four accumulators (see {@link scanDelta}). The loop's index is the last of
+ * the four values it reads and is compared with the length directly, a form V8 compiles without
+ * per-read bounds checks: 1.28–1.38 ms per 1M values against 1.52–1.67 with the index on the first
+ * (one thread, load average 8, 23:05 UTC).
+ */
 function sumOfSquares(values: Float32Array): number {
   const n = values.length;
-  const unrolled = n - (n % 4);
   let s0 = 0;
   let s1 = 0;
   let s2 = 0;
   let s3 = 0;
-  for (let i = 0; i < unrolled; i += 4) {
-    const a = values[i] as number;
-    const b = values[i + 1] as number;
-    const c = values[i + 2] as number;
-    const d = values[i + 3] as number;
+  let i = 3;
+  for (; i < n; i += 4) {
+    const a = values[i - 3] as number;
+    const b = values[i - 2] as number;
+    const c = values[i - 1] as number;
+    const d = values[i] as number;
     s0 += a * a;
     s1 += b * b;
     s2 += c * c;
     s3 += d * d;
   }
-  for (let i = unrolled; i < n; i++) {
+  for (i -= 3; i < n; i++) {
     const a = values[i] as number;
     s0 += a * a;
   }

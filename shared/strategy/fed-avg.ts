@@ -56,6 +56,18 @@ export function foldWeightedPair(acc: Float64Array, a: Float32Array, wa: number,
   for (let i = 0; i < n; i++) acc[i] = acc[i]! + (wa * a[i]! + wb * b[i]!);
 }
 
+/**
+ * {@link foldWeighted} of four deltas in one pass: `acc[i] += (wa·a[i] + wb·b[i]) + (wc·c[i] + wd·d[i])`.
+ * The float64 sum is read and written once per four updates: on a 1M-parameter head it took
+ * 1.7 ms per update against the pair fold's 2.6 and a single fold's 2.9 (one thread, load average
+ * 10, 23:04 UTC), the fold being bound by memory traffic. Equal to four {@link foldWeighted} calls
+ * up to float64 reassociation.
+ */
+export function foldWeightedQuad(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number, c: Float32Array, wc: number, d: Float32Array, wd: number): void {
+  const n = acc.length;
+  for (let i = 0; i < n; i++) acc[i] = acc[i]! + ((wa * a[i]! + wb * b[i]!) + (wc * c[i]! + wd * d[i]!));
+}
+
 /** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
 export class WeightedDeltaMean implements Aggregation {
   readonly #global: Float32Array;

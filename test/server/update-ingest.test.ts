@@ -23,7 +23,7 @@ import { disguisedDelta, makeDelta, maxAbsDifference, useHarness, weightedMean, 
 
 const P = 3000;
 const coordinator = generateIdentity();
-const clients: Identity[] = Array.from({ length: 7 }, () => generateIdentity());
+const clients: Identity[] = Array.from({ length: 9 }, () => generateIdentity());
 const directory = new Map<string, PublicIdentity>(clients.map((c) => [publicIdentity(c).clientId, publicIdentity(c)]));
 const ids = clients.map((c) => publicIdentity(c).clientId);
 const opener = createUpdateOpener(coordinator, (id) => directory.get(id));
@@ -145,22 +145,50 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
     }
   });
 
-  it('a service whose port closes breaks the open round and gets no more jobs; the others carry on', async () => {
+  /** A FedAvg round through `ingest` for clients 0–2, only opening or folding on the services. */
+  function hostRound(ingest: UpdateIngest, n: number, ingestFolds: boolean): FitRound {
+    const strategy = createStrategy('fedavg', { minClients: 1 });
+    return new FitRound({ round: n, roundId: `host-r${n}`, selected: ids.slice(0, 3), timeoutMs: 60_000, aggregation: strategy.aggregateFit(n, makeDelta(P, 1)), metrics: strategy.aggregateFitMetrics(n), openUpdate: opener, parameterCount: P, ingest, ingestFolds });
+  }
+
+  /** Closes service `k` and waits until the ingest heard of it (its own listener on that end was registered first). */
+  async function closeService(services: MessagePort[], ends: MessagePort[], k: number): Promise<void> {
+    const closed = new Promise((resolve) => ends[k]!.once('close', resolve));
+    services[k]!.close();
+    await closed;
+  }
+
+  it('a service that held nothing of an open-only round closes: the round goes on, and the next one is served by the others', async () => {
     const { ingest, services, ends } = hosted(2);
     try {
-      const strategy = createStrategy('fedavg', { minClients: 1 });
-      const global = makeDelta(P, 1);
-      const round = (n: number) => new FitRound({ round: n, roundId: `host-r${n}`, selected: ids.slice(0, 3), timeoutMs: 60_000, aggregation: strategy.aggregateFit(n, global), metrics: strategy.aggregateFitMetrics(n), openUpdate: opener, parameterCount: P, ingest, ingestFolds: false });
-      const first = round(1);
+      const first = hostRound(ingest, 1, false);
       expect(await first.acceptAsync(ids[0]!, seal(clients[0]!, 'host-r1', makeDelta(P, 2), 10))).toEqual({ ok: true });
-      // The ingest's own listener on its end was registered first, so it has run when this resolves.
-      const closed = new Promise((resolve) => ends[0]!.once('close', resolve));
-      services[0]!.close();
-      await closed;
+      // Service 0 opened that update and answered: the delta is on this thread, nothing is lost with it.
+      await closeService(services, ends, 0);
+      expect(await first.acceptAsync(ids[1]!, seal(clients[1]!, 'host-r1', makeDelta(P, 3), 30))).toEqual({ ok: true });
+      first.close();
+      expect(await first.settle()).toBe(true);
+      expect(first.aggregation.count).toBe(2);
+      expect(first.aggregation.exampleCount).toBe(40);
+      const second = hostRound(ingest, 2, false);
+      const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
+      expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(await second.settle()).toBe(true);
+      expect(second.aggregation.count).toBe(3);
+    } finally {
+      await ingest.close();
+    }
+  });
+
+  it('a service that holds part of a folding round\'s sum closes: the round is refused (rerun), the next one is served by the others', async () => {
+    const { ingest, services, ends } = hosted(2);
+    try {
+      const first = hostRound(ingest, 1, true);
+      expect(await first.acceptAsync(ids[0]!, seal(clients[0]!, 'host-r1', makeDelta(P, 2), 10))).toEqual({ ok: true });
+      await closeService(services, ends, 0); // it folded client 0's delta into its partial sum
       first.close();
       expect(await first.settle()).toBe(false);
-      // The next round is served by the remaining service alone.
-      const second = round(2);
+      const second = hostRound(ingest, 2, true);
       const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
       expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
       expect(await second.settle()).toBe(true);
@@ -171,32 +199,38 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
   });
 });
 
-describe('a worker folding two deltas per pass', () => {
-  it('sums exactly the accepted updates, with refused ones between them and an odd one left at the finish', async () => {
+describe('a worker folding four deltas per pass', () => {
+  it('sums exactly the accepted updates, with refused ones between them and the rest folded at the finish', async () => {
     const one = await UpdateIngest.start({ identity: coordinator, resolveClient: (id) => directory.get(id), workers: 1 });
     try {
-      for (const round of [1, 2]) {
+      // Round 1: six accepted (one pass of four, then a pair at the finish); round 2: five (four, then one alone).
+      for (const [round, honestClients] of [
+        [1, [0, 1, 2, 3, 6, 7]],
+        [2, [0, 1, 2, 3, 6]],
+      ] as const) {
         // Fresh per round: a worker must not carry a waiting delta into the next round.
-        const roundId = `pairs-r${round}`;
+        const roundId = `folds-r${round}`;
         one.begin({ roundId, parameterCount: P });
         const nan = makeDelta(P, 50 + round);
         nan[5] = Number.NaN;
         const tampered = seal(clients[5]!, roundId, makeDelta(P, 60 + round), 10);
         tampered[tampered.length - 40] = tampered[tampered.length - 40]! ^ 1;
-        const honest = [0, 1, 2].map((k) => ({ k, delta: makeDelta(P, 10 * round + k), examples: 20 + 7 * k }));
+        const honest = honestClients.map((k) => ({ k, delta: makeDelta(P, 10 * round + k), examples: 20 + 7 * k }));
+        const sealed = (i: number): [number, Uint8Array] => [honest[i]!.k, seal(clients[honest[i]!.k]!, roundId, honest[i]!.delta, honest[i]!.examples)];
         const sent: Array<[number, Uint8Array]> = [
-          [0, seal(clients[0]!, roundId, honest[0]!.delta, honest[0]!.examples)],
-          [4, seal(clients[4]!, roundId, disguisedDelta(nan), 10)], // refused while the first waits for a partner
-          [1, seal(clients[1]!, roundId, honest[1]!.delta, honest[1]!.examples)],
-          [5, tampered],
-          [2, seal(clients[2]!, roundId, honest[2]!.delta, honest[2]!.examples)], // waits until the finish
+          sealed(0),
+          [4, seal(clients[4]!, roundId, disguisedDelta(nan), 10)], // refused while the first waits for partners
+          sealed(1),
+          sealed(2),
+          [5, tampered], // refused while three wait: none of their buffers is touched
+          ...honest.slice(3).map((_, i) => sealed(3 + i)),
         ];
         const outcomes = [];
         for (const [k, bytes] of sent) outcomes.push(await one.submit(bytes, ids[k]!, true));
-        expect(outcomes.map((o) => (o.ok ? 'ok' : o.code))).toEqual(['ok', 'NON_FINITE', 'ok', 'BAD_SIGNATURE', 'ok']);
+        expect(outcomes.map((o) => (o.ok ? 'ok' : o.code))).toEqual(['ok', 'NON_FINITE', 'ok', 'ok', 'BAD_SIGNATURE', ...honest.slice(3).map(() => 'ok')]);
         const partial = await one.finish();
-        expect(partial.count).toBe(3);
-        expect(partial.exampleCount).toBe(20 + 27 + 34);
+        expect(partial.count).toBe(honest.length);
+        expect(partial.exampleCount).toBe(honest.reduce((sum, u) => sum + u.examples, 0));
         const expected = Float64Array.from({ length: P }, (_, j) => honest.reduce((sum, u) => sum + u.examples * u.delta[j]!, 0));
         expect(maxAbsDifference(partial.sum!, expected)).toBeLessThanOrEqual(1e-12);
       }

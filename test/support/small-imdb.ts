@@ -3,10 +3,7 @@
  * IMDB reviews (120 for training, 60 for testing), with the base and every feature cache in a temp
  * folder of the file's own, so runs neither read nor leave anything in the repository's cache.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
 import { resolveConfig, type SimulationConfig } from '../../scripts/simulation/presets.ts';
@@ -14,7 +11,7 @@ import { featuresOf, simulationCache } from '../../scripts/simulation/simulation
 import { openBase } from '../../shared/bases/prepare-base.ts';
 import type { LoadedBase } from '../../shared/model/base-loader.ts';
 import type { FeatureMatrix } from '../../shared/model/feature-matrix.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
+import { useTempWork } from './temp-work.ts';
 import { SMALL_GLOVE } from './text-model.ts';
 
 export interface SmallImdb {
@@ -32,24 +29,18 @@ export interface SmallImdb {
  */
 export function useSmallImdb(name: string): SmallImdb {
   const fixture = {} as SmallImdb;
-  const savedCache = process.env['FEDTL_CACHE'];
-  let work = '';
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-    work = await mkdtemp(path.join(os.tmpdir(), `fedtl-${name}-`));
-    process.env['FEDTL_CACHE'] = path.join(work, 'cache');
-    fixture.glove = await openBase('glove-100d', { cacheDir: path.join(work, 'bases'), ...SMALL_GLOVE });
-    const reviews = await loadImdb({ limit: 180, seed: 4 });
-    fixture.train = subset(reviews, Array.from({ length: 120 }, (_, i) => i), { name: `${name}-train` });
-    fixture.test = subset(reviews, Array.from({ length: 60 }, (_, i) => 120 + i), { name: `${name}-test` });
-    fixture.testFeatures = await featuresOf(fixture.glove, fixture.test, simulationCache());
-  }, 120_000);
-  afterAll(async () => {
-    fixture.glove?.dispose();
-    if (savedCache === undefined) delete process.env['FEDTL_CACHE'];
-    else process.env['FEDTL_CACHE'] = savedCache;
-    if (work) await rm(work, { recursive: true, force: true });
-  });
+  useTempWork(
+    name,
+    async (work) => {
+      fixture.glove = await openBase('glove-100d', { cacheDir: path.join(work, 'bases'), ...SMALL_GLOVE });
+      const reviews = await loadImdb({ limit: 180, seed: 4 });
+      fixture.train = subset(reviews, Array.from({ length: 120 }, (_, i) => i), { name: `${name}-train` });
+      fixture.test = subset(reviews, Array.from({ length: 60 }, (_, i) => 120 + i), { name: `${name}-test` });
+      fixture.testFeatures = await featuresOf(fixture.glove, fixture.test, simulationCache());
+    },
+    () => fixture.glove?.dispose(),
+    120_000,
+  );
   return fixture;
 }
 

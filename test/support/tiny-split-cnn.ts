@@ -3,7 +3,9 @@
  * convolutions, pretrained for one epoch on a related source task (bright left or right half),
  * and target images of other classes (bright top or bottom half).
  */
+import path from 'node:path';
 import { createDataset, type LabeledDataset } from '../../client/data/dataset.ts';
+import { useTempWork } from './temp-work.ts';
 import { buildSplitClassCnnBase } from '../../shared/bases/split-class-cnn.ts';
 import type { Logger } from '../../shared/core/log.ts';
 import { createRandom } from '../../shared/math/random.ts';
@@ -37,3 +39,21 @@ export async function buildTinySplitCnn(dir: string): Promise<LoadedBase> {
   return loadBase(dir);
 }
 
+
+/**
+ * Registers a file's `beforeAll` / `afterAll` for the tiny base: built into a temp folder of the
+ * file's own, which also holds every feature cache (FEDTL_CACHE) until the file ends. Returns the
+ * object the hook fills: read `base` inside tests, not at collection time.
+ */
+export function useTinySplitCnn(name: string): { base: LoadedBase } {
+  const fixture = {} as { base: LoadedBase };
+  useTempWork(
+    name,
+    async (work) => {
+      fixture.base = await buildTinySplitCnn(path.join(work, 'base'));
+    },
+    () => fixture.base?.dispose(),
+    60_000,
+  );
+  return fixture;
+}

@@ -13,6 +13,8 @@ import type { FeatureMatrix } from '../../../shared/model/feature-matrix.ts';
 import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
 import type { SimulationConfig, SimulationMode } from '../../../scripts/simulation/presets.ts';
 import { runFederated } from '../../../scripts/simulation/run-federated.ts';
+import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
+import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
 import { smallImdbConfig, useSmallImdb } from '../../support/small-imdb.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -38,14 +40,18 @@ function config(mode: SimulationMode): SimulationConfig {
   return smallImdbConfig({ mode, rounds: ROUNDS, trainable: SCHEDULE, augmentation: { tokenDropout: 0.1 }, roundTimeoutMs: 120_000 });
 }
 
-async function run(mode: SimulationMode) {
+async function run(mode: SimulationMode, trainingWorkers = 0) {
   const records: RoundRecord[] = [];
   const tensors: number[] = [];
+  const parts = [Int32Array.from({ length: 50 }, (_, i) => i), Int32Array.from({ length: 70 }, (_, i) => 50 + i)];
+  // Virtual clients start from the base's features grouped by client (as run-simulation.ts gives them).
+  const shards = mode === 'virtual' ? groupByClient(clientOrder(parts), await featuresOf(glove, train, simulationCache()), train.labels) : undefined;
   const result = await runFederated({
-    config: config(mode),
+    config: { ...config(mode), trainingWorkers },
     base: glove,
     baseDirectory: glove.dir,
-    parts: [Int32Array.from({ length: 50 }, (_, i) => i), Int32Array.from({ length: 70 }, (_, i) => 50 + i)],
+    parts,
+    ...(shards ? { shards } : {}),
     trainDataset: train,
     testDataset: test,
     testFeatures,
@@ -107,6 +113,17 @@ describe('fine-tuning simulation, socket mode', () => {
     // Clients and server evaluation build a stage's top per use and dispose of it: the same count
     // after every round, before and after the table starts training.
     expect(new Set(outcome.tensors).size).toBe(1);
+  }, 180_000);
+});
+
+describe('fine-tuning simulation, virtual mode', () => {
+  it('trains the widening rounds in a pool of two workers to the same numbers as in the main thread, the table\'s rows shared read-only', async () => {
+    const inThread = await run('virtual', 0);
+    const pooled = await run('virtual', 2);
+    expectWidening(pooled);
+    const numbers = ({ result, records }: typeof inThread) => ({ weights: Array.from(result.weights), records: records.map(({ seconds: _seconds, roundId: _roundId, ...rest }) => rest) });
+    expect(numbers(pooled)).toEqual(numbers(inThread));
+    expect(new Set([...inThread.tensors, ...pooled.tensors]).size).toBe(1);
   }, 180_000);
 });
 

@@ -1,6 +1,7 @@
 /**
  * Virtual clients trained by a pool of worker threads (scripts/simulation/training-pool.ts): the
- * same seed gives bit-identical global weights and the same faults in the main thread and in a pool.
+ * same seed gives bit-identical global weights and the same faults in the main thread and in a pool,
+ * for heads and for fine-tuning rounds (trainable base layers) alike.
  */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -12,9 +13,15 @@ import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { clientOrder, clientSize, groupByClient } from '../../../scripts/simulation/client-shards.ts';
 import { resolveConfig } from '../../../scripts/simulation/presets.ts';
 import { fitOrder, startTrainingPool, VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
-import { IN_FLIGHT_PER_WORKER, sharedRows, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { IN_FLIGHT_PER_WORKER, sharedRows, sharedWeights, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { baseSkeleton } from '../../../scripts/simulation/base-skeleton.ts';
+import { ModelSchedule } from '../../../shared/model/model-schedule.ts';
+import { trainableScheduleFromConfig } from '../../../shared/model/trainable-set.ts';
 import { LocalTrainer } from '../../../client/local-trainer.ts';
 import { buildHead, getHeadWeights, type HeadSpec } from '../../../shared/model/head.ts';
+import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
+import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
+import { tinyImages, useTinySplitCnn } from '../../support/tiny-split-cnn.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -132,4 +139,97 @@ describe('training pool', () => {
     await expect(TrainingPool.start({ ...options, shards })).rejects.toThrow(/SharedArrayBuffers/);
     await expect(TrainingPool.start({ ...options, shards, workers: 0 })).rejects.toThrow(/at least one worker/);
   });
+});
+
+/**
+ * Fine-tuning virtual clients in the pool: a real tiny split-class CNN base, the trainable set
+ * widening from the head to the base's top convolution at round 2, so the features move to a new
+ * boundary mid-run. In the main thread, in one worker and in two, the same seed gives the same
+ * weights, metrics and faults bit for bit, and no thread keeps tensors from round to round.
+ */
+describe('training pool, fine-tuning', () => {
+  const tiny = useTinySplitCnn('pool-fine-tune');
+  const train = tinyImages(60, 'pool-train');
+  const test = tinyImages(24, 'pool-test');
+  // Four clients of different sizes (longest-first order differs from the selection order).
+  const parts = [[0, 24], [24, 36], [36, 44], [44, 60]].map(([from, to]) => Int32Array.from({ length: to! - from! }, (_, i) => from! + i));
+  const config = resolveConfig('fashion-transfer', {
+    classes: null,
+    head: { hidden: [4], activation: 'relu', dropout: 0, classes: 2 },
+    trainable: { stages: [{ fromRound: 1, groups: [{ select: 'head' }] }, { fromRound: 2, groups: [{ select: 'head' }, { select: 'top', count: 1, unit: 'layers', lrMultiplier: 1 }] }] },
+    clients: 4, rounds: 3, fractionFit: 1, minClients: 2, epochs: 1, batchSize: 5, learningRate: 0.02, optimizer: 'sgd',
+    dropoutRate: 0.25, stragglerRate: 0, seed: 9, trainExamples: 60, testExamples: 24, mode: 'virtual',
+  });
+
+  async function run(workers: number) {
+    const base = tiny.base;
+    const cache = simulationCache();
+    const shards = groupByClient(clientOrder(parts), await featuresOf(base, train, cache), train.labels);
+    const testFeatures = await featuresOf(base, test, cache);
+    const pool = workers > 0 ? await startTrainingPool({ config, base }, shards, workers) : null;
+    const federation = new VirtualFederation({ config: { ...config, trainingWorkers: workers }, base, baseDirectory: base.dir, shards, parts, trainDataset: train, testDataset: test, testFeatures, testLabels: test.labels, pool, mode: 'virtual', label: 'pool-fine-tune', logger: quiet });
+    try {
+      const mainBefore = tf.memory().numTensors;
+      const workersBefore = (await pool?.numTensors()) ?? [];
+      const { history, weights } = await federation.run();
+      return {
+        weights: Array.from(weights),
+        participation: history.map((r) => [r.selected, r.accepted, r.dropped]),
+        server: history.map((r) => [r.serverLoss, r.serverAccuracy]),
+        updates: federation.updates,
+        tensors: { main: tf.memory().numTensors - mainBefore, workers: ((await pool?.numTensors()) ?? []).map((count, i) => count - workersBefore[i]!) },
+        workerCount: workersBefore.length,
+      };
+    } finally {
+      federation.dispose();
+      await pool?.close();
+    }
+  }
+
+  it('gives bit-identical weights, metrics and faults in the main thread and in pools of one and two workers, tensor counts flat', async () => {
+    const initial = initialModelWeights(tiny.base, config.head, config.seed);
+    const inThread = await run(0);
+    const one = await run(1);
+    const two = await run(2);
+
+    // It trained: some clients crashed, others were accepted, and the base's top convolution moved after the widening.
+    expect(inThread.participation.some(([, , dropped]) => dropped! > 0)).toBe(true);
+    expect(inThread.updates).toBeGreaterThan(0);
+    const conv = initial.manifest.entries.filter((entry) => !entry.name.startsWith('head_')).at(-1)!;
+    const moved = (weights: number[]) => weights.slice(conv.offset, conv.offset + conv.length).some((value, k) => value !== initial.data[conv.offset + k]);
+    expect(moved(inThread.weights)).toBe(true);
+    expect(inThread.server.every(([loss, accuracy]) => Number.isFinite(loss) && Number.isFinite(accuracy))).toBe(true);
+    // The same numbers whatever the pool size.
+    const numbers = ({ tensors: _tensors, workerCount: _count, ...rest }: typeof inThread) => rest;
+    expect(numbers(one)).toEqual(numbers(inThread));
+    expect(numbers(two)).toEqual(numbers(inThread));
+    // No tensor kept across rounds, in this thread or in any worker.
+    expect([one.workerCount, two.workerCount]).toEqual([1, 2]);
+    expect([inThread.tensors, one.tensors, two.tensors]).toEqual([{ main: 0, workers: [] }, { main: 0, workers: [0] }, { main: 0, workers: [0, 0] }]);
+  }, 180_000);
+
+  it('refuses fine-tuning it was not set up for, a model or features outside shared memory, a second set-up, and a stage whose features were not shared', async () => {
+    // Prepare: a one-worker pool, the widened stage and its slice of the starting model.
+    const base = tiny.base;
+    const model = initialModelWeights(base, config.head, config.seed);
+    const schedule = new ModelSchedule(base, config.head, trainableScheduleFromConfig(config.trainable!, base.model, config.rounds, 'trainable'), model.manifest);
+    const stage = schedule.stageFor(2);
+    const weights = schedule.gather(model.data, stage);
+    const fitConfig = { epochs: 1, batchSize: 5, learningRate: 0.02, optimizer: 'sgd' as const };
+    const pool = await TrainingPool.start({ workers: 1, inputSize: base.embeddingSize, headSpec: config.head, manifest: { entries: [], parameterCount: 0 } });
+    try {
+      // Execute and assert: each refusal names what is missing.
+      await expect(pool.fitStage(0, stage, weights, fitConfig, 1)).rejects.toThrow(/not set up for fine-tuning/);
+      expect(() => pool.fineTune({ base: baseSkeleton(base), model })).toThrow(/SharedArrayBuffer/);
+      pool.fineTune({ base: baseSkeleton(base), model: sharedWeights(model) });
+      expect(() => pool.fineTune({ base: baseSkeleton(base), model: sharedWeights(model) })).toThrow(/already set up/);
+      const unshared = { count: 1, features: { values: new Float32Array(4), rows: 1, cols: 4 }, labels: new Int32Array(1), offsets: Int32Array.from([0, 1]) };
+      expect(() => pool.shareStageFeatures('some-boundary', unshared)).toThrow(/SharedArrayBuffers/);
+      await expect(pool.fitStage(0, stage, weights, fitConfig, 1)).rejects.toThrow(/no features were shared for boundary/);
+      // The worker goes on: its tensor count is readable after the failed job.
+      expect(await pool.numTensors()).toHaveLength(1);
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
 });

@@ -74,6 +74,8 @@ describe('transfer curve', () => {
       expect(prefetched).toEqual([config.fineTune, undefined, config.fineTune, undefined]);
       // The recipe's own strategy for the fine-tuning run; the preset's for feature extraction.
       expect([calls[0]!.strategy, calls[1]!.strategy]).toEqual([config.strategy, config.fineTuneStrategy!.strategy]);
+      // And its own base (imdb-glove fine-tunes at 512 tokens); feature extraction keeps the preset's.
+      expect([calls[0]!.base, calls[1]!.base]).toEqual([config.base, config.fineTuneBase]);
       // The fine-tuned run is the same federation: clients, rounds and seed as its feature-extraction run.
       expect([calls[1]!.clients, calls[1]!.rounds, calls[1]!.seed]).toEqual([calls[0]!.clients, calls[0]!.rounds, calls[0]!.seed]);
       // Centralized: feature extraction from the first run, fine-tuning (same schedule, pooled data) from the second.
@@ -83,6 +85,11 @@ describe('transfer curve', () => {
       ]);
       const saved = JSON.parse(await readFile(join(dir, 'curve.json'), 'utf8')) as TransferCurve;
       expect(saved.fineTune).toEqual(config.fineTune);
+
+      // A shorter run (--rounds 20) drops the rate-decay stages it never reaches instead of refusing the recipe.
+      calls.length = 0;
+      await runTransferCurve({ ...config, rounds: 20 }, [100], { outDir: dir, logger: quiet, simulate });
+      expect(calls[1]!.trainable!.stages.at(-1)!.fromRound).toBe(20);
 
       // Without a recipe there is no fine-tuning series, and no second run.
       calls.length = 0;

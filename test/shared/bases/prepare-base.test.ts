@@ -45,6 +45,32 @@ describe('registry', () => {
   });
 });
 
+describe('glove-100d-512t', () => {
+  it('is glove-100d at 512 tokens, under its own cache key', () => {
+    expect(resolveBase('glove-100d-512t').recipe.key).toBe('glove-100d-512t');
+    expect(resolveBase('glove-100d', { sequenceLength: 512 }).recipe.key).toBe('glove-100d-512t');
+    expect(resolveBase('glove-100d-512t', { vocabularySize: 300 }).recipe.key).toBe('glove-100d-300w-512t');
+    expect(() => resolveBase('glove-100d-512t', { sequenceLength: 256 })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG', message: expect.stringContaining('512') }));
+  });
+
+  it('builds reproducibly: two caches give the same hash, verified, and not the 256-token one', async () => {
+    const other = await mkdtemp(path.join(os.tmpdir(), 'fedtl-prepare-512-'));
+    try {
+      const [a, b] = [await prepareBase('glove-100d-512t', { cacheDir, vocabularySize: 300 }), await prepareBase('glove-100d-512t', { cacheDir: other, vocabularySize: 300 })];
+      const [sa, sb] = [await verifyBaseDir(a), await verifyBaseDir(b)];
+      expect(sa.input).toMatchObject({ kind: 'text', sequenceLength: 512 });
+      expect(sa.hash).toBe(sb.hash);
+      expect(sa.files).toEqual(sb.files);
+      const short = await verifyBaseDir(await prepareBase('glove-100d', { cacheDir, vocabularySize: 300 }));
+      expect(short.hash).not.toBe(sa.hash);
+      // Same words and vectors: only the input length differs.
+      expect(short.files).toEqual(sa.files);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('prepareBase', () => {
   it('builds once, then returns the verified cache without rebuilding it', async () => {
     const dir = await prepareBase('glove-100d', { cacheDir, ...glove });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FedAvg, WeightedDeltaMean, foldWeighted, foldWeightedPair, sampleClients } from '../../../shared/strategy/fed-avg.ts';
+import { FedAvg, WeightedDeltaMean, foldWeighted, foldWeightedPair, foldWeightedQuad, sampleClients } from '../../../shared/strategy/fed-avg.ts';
 
-describe('foldWeighted / foldWeightedPair', () => {
+describe('foldWeighted / foldWeightedPair / foldWeightedQuad', () => {
   it('a pair fold adds wa·a + wb·b to every element, as two single folds do', () => {
     const acc = Float64Array.from([1, -2, 0.5]);
     foldWeightedPair(acc, Float32Array.from([1, 2, 3]), 3, Float32Array.from([-1, 0.25, 4]), 2);
@@ -16,6 +16,21 @@ describe('foldWeighted / foldWeightedPair', () => {
     foldWeighted(single, a, 17);
     foldWeighted(single, b, 5);
     for (let i = 0; i < n; i++) expect(Math.abs(pair[i]! - single[i]!)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(single[i]!)));
+  });
+
+  it('a quad fold adds wa·a + wb·b + wc·c + wd·d to every element, as four single folds do', () => {
+    const acc = Float64Array.from([1, -2]);
+    foldWeightedQuad(acc, Float32Array.from([1, 2]), 3, Float32Array.from([-1, 0.25]), 2, Float32Array.from([0.5, -4]), 4, Float32Array.from([8, 1]), 0.5);
+    expect(Array.from(acc)).toEqual([1 + 3 - 2 + 2 + 4, -2 + 6 + 0.5 - 16 + 0.5]);
+    const n = 1000;
+    const deltas = [0, 1, 2, 3].map((k) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * (k + 1)) * 0.01));
+    const weights = [17, 5, 1, 250];
+    const start = Float64Array.from({ length: n }, (_, i) => i * 1e-3);
+    const quad = Float64Array.from(start);
+    foldWeightedQuad(quad, deltas[0]!, weights[0]!, deltas[1]!, weights[1]!, deltas[2]!, weights[2]!, deltas[3]!, weights[3]!);
+    const single = Float64Array.from(start);
+    deltas.forEach((d, k) => foldWeighted(single, d, weights[k]!));
+    for (let i = 0; i < n; i++) expect(Math.abs(quad[i]! - single[i]!)).toBeLessThanOrEqual(1e-14 * Math.max(1, Math.abs(single[i]!)));
   });
 });
 
