@@ -35,14 +35,17 @@ export function parseArgs(argv: readonly string[] = process.argv.slice(2)): Map<
   return args;
 }
 
-/** A comma-separated list of positive integers, accepting `10k`, `5M` and `1e6` spellings. */
-export function intListArg(args: Map<string, string>, name: string): number[] | undefined {
+/**
+ * A comma-separated list of integers ≥ `min` (positive, by default), accepting `10k`, `5M` and
+ * `1e6` spellings.
+ */
+export function intListArg(args: Map<string, string>, name: string, min = 1): number[] | undefined {
   const raw = args.get(name);
   if (raw === undefined) return undefined;
   return raw.split(',').map((item) => {
     const m = /^(\d+(?:\.\d+)?(?:e\d+)?)([kKmM]?)$/.exec(item.trim());
     const value = m ? Number(m[1]) * (m[2] === 'k' || m[2] === 'K' ? 1e3 : m[2] === 'm' || m[2] === 'M' ? 1e6 : 1) : NaN;
-    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`--${name}: '${item}' is not a positive integer`);
+    if (!Number.isSafeInteger(value) || value < min) throw new Error(`--${name}: '${item}' is not an integer ≥ ${min}`);
     return value;
   });
 }

@@ -22,8 +22,12 @@
  *   all rounds is printed beside it). Also the main thread's busy seconds per measured round
  *   (event-loop utilization): what stays on it whatever the pool size, and the cores the process
  *   got (CPU time of all its threads over wall time).
+ *   `--pool-presets fashion-transfer` measures fine-tuning rounds the same way: the main job's
+ *   recipe (6 clients, the head for two rounds, then the base's top convolution too), 3 warm-up
+ *   rounds (the head-only ones and the first at the new boundary), then 7 fine-tuning rounds;
+ *   `--pool 0,1,2` adds the main thread (no pool) for comparison.
  *
- * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool] [--results simulation]`
+ * Run: `npx tsx scripts/bench/simulation.ts [--clients 100,1000,10000] [--rounds 3] [--no-imdb] [--pool 1,2 | --no-pool] [--pool-presets mnist-mlp,imdb-glove] [--results simulation]`
  * A default run takes about a minute on 2 cores (more the first time, for the GloVe features).
  * Writes `scripts/bench/results/<--results>.json`, so a scale run (`--clients 1000,100000
  * --rounds 1 --no-imdb --no-pool --results simulation-100k`) keeps the default run's file.
@@ -60,7 +64,9 @@ const POOL_ROUNDS = 7;
  * twice as many rounds to settle. On mnist-mlp (10 clients a round of 20 steps each) it settled
  * within 5 rounds. The speed-up of all rounds is reported beside the steady one.
  */
-const POOL_WARM_UP_ROUNDS: Record<string, number> = { 'mnist-mlp': 8, 'imdb-glove': 30 };
+const POOL_WARM_UP_ROUNDS: Record<string, number> = { 'mnist-mlp': 8, 'imdb-glove': 30, 'fashion-transfer': 3 };
+/** Presets the pool runs by default (`--pool-presets` picks others, `fashion-transfer` among them). */
+const POOL_PRESETS = ['mnist-mlp', 'imdb-glove'];
 const FEATURES = 100;
 
 v8.setFlagsFromString('--expose-gc');
@@ -195,15 +201,19 @@ async function poolRound(preset: string, workers: number, rounds: number, warmUp
   const config =
     preset === 'mnist-mlp'
       ? resolveConfig('mnist-mlp', { clients: 100, fractionFit: 0.1, epochs: 1, batchSize: 10, trainExamples: 20_000, testExamples: 2000, rounds, mode: 'virtual', partition: { scheme: 'iid', alpha: 0.5, beta: 0.5, shardsPerClient: 2 } })
-      : resolveConfig('imdb-glove', { clients: 1000, fractionFit: 0.1, trainExamples: 20_000, rounds, mode: 'virtual' });
+      : preset === 'fashion-transfer'
+        ? resolveConfig('fashion-transfer', { rounds, mode: 'virtual' })
+        : resolveConfig('imdb-glove', { clients: 1000, fractionFit: 0.1, trainExamples: 20_000, rounds, mode: 'virtual' });
   const data = await loadSimulationData(config);
   const { base } = await openSimulationBase(config.base);
   const cache = simulationCache();
   const trainFeatures = await featuresOf(base, data.train, cache);
   const testFeatures = await featuresOf(base, data.test, cache);
-  const parts = partition(data.train.labels, { scheme: config.partition.scheme, numClients: config.clients, seed: config.seed, numClasses: data.train.classNames.length, alpha: config.partition.alpha });
+  const { scheme, alpha, beta, shardsPerClient } = config.partition;
+  const parts = partition(data.train.labels, { scheme, numClients: config.clients, seed: config.seed, numClasses: data.train.classNames.length, alpha, beta, shardsPerClient });
   const shards = groupByClient(clientOrder(parts), trainFeatures, data.train.labels);
-  const pool = await startTrainingPool({ config, base }, shards, workers);
+  // 0 workers: the clients train in this thread (no pool), the yardstick of a fine-tuning run.
+  const pool = workers > 0 ? await startTrainingPool({ config, base }, shards, workers) : null;
   // Measured from the end of the last warm-up round (onRound runs in round order). With the pool,
   // server evaluation overlaps the next round's training, so round W's onRound runs while round W+1
   // trains; but the loop times round W+1 from that same moment (`seconds` counts from the later of
@@ -218,7 +228,9 @@ async function poolRound(preset: string, workers: number, rounds: number, warmUp
     cpuBefore = process.cpuUsage();
     wallBefore = performance.now();
   };
-  const federation = new VirtualFederation({ config, base, baseDirectory: null, shards, pool, testFeatures, testLabels: data.test.labels, mode: 'virtual', label: 'bench', logger: quiet, onRound });
+  // A fine-tuning recipe (fashion-transfer) trains on the raw sets' features at each stage's boundary.
+  const fineTuning = config.trainable ? { parts, trainDataset: data.train, testDataset: data.test } : {};
+  const federation = new VirtualFederation({ config, base, baseDirectory: null, shards, pool, testFeatures, testLabels: data.test.labels, mode: 'virtual', label: 'bench', logger: quiet, onRound, ...fineTuning });
   const history = (await federation.run()).history;
   // What stays serial: the time the main thread (opening, aggregation) was busy; and the CPU time
   // of every thread of this process over wall time: the cores the run really got.
@@ -226,7 +238,7 @@ async function poolRound(preset: string, workers: number, rounds: number, warmUp
   const cpu = process.cpuUsage(cpuBefore);
   const coresUsed = (cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore);
   federation.dispose();
-  await pool.close();
+  await pool?.close();
   base.dispose();
   const seconds = history.map((r) => r.seconds);
   const measured = seconds.slice(warmUpRounds);
@@ -260,7 +272,7 @@ if (worker === 'scale') {
 } else if (worker === 'imdb') {
   console.log(JSON.stringify(await imdbRound(rounds)));
 } else if (worker === 'pool') {
-  console.log(JSON.stringify(await poolRound(args.get('preset') ?? 'mnist-mlp', intListArg(args, 'workers')?.[0] ?? 1, rounds, intListArg(args, 'warm-up')?.[0] ?? 0)));
+  console.log(JSON.stringify(await poolRound(args.get('preset') ?? 'mnist-mlp', intListArg(args, 'workers', 0)?.[0] ?? 1, rounds, intListArg(args, 'warm-up')?.[0] ?? 0)));
 } else {
   const counts = intListArg(args, 'clients') ?? [100, 1000, 10_000];
   const scale: ScaleResult[] = [];
@@ -296,10 +308,11 @@ if (worker === 'scale') {
     ...(imdb ? [{ measurement: `imdb-glove round, ${imdb.perRound} of ${imdb.clients} clients sampled`, result: `${round3(imdb.medianSeconds)} s/round (median of ${imdb.secondsPerRound.length}); ${round3(imdb.updatesPerSecond)} updates/s`, ratio: '—', target: '—', status: '—' }] : []),
   ];
   // Worker pool: each preset with 1 and with 2 training threads, one fresh process each, interleaved.
-  const poolSizes = args.has('no-pool') ? [] : (intListArg(args, 'pool') ?? [1, 2]);
+  const poolSizes = args.has('no-pool') ? [] : (intListArg(args, 'pool', 0) ?? [1, 2]);
   type PoolResult = Awaited<ReturnType<typeof poolRound>>;
   const pools: PoolResult[] = [];
-  for (const preset of poolSizes.length > 0 ? ['mnist-mlp', 'imdb-glove'] : []) {
+  const poolPresets = args.get('pool-presets')?.split(',') ?? POOL_PRESETS;
+  for (const preset of poolSizes.length > 0 ? poolPresets : []) {
     for (const workers of poolSizes) {
       console.log(`pool: ${preset} with ${workers} training worker(s) …`);
       const warmUp = POOL_WARM_UP_ROUNDS[preset] ?? 0;
@@ -308,12 +321,17 @@ if (worker === 'scale') {
   }
   const poolRows = pools.map((p) => {
     const one = pools.find((q) => q.preset === p.preset && q.workers === 1);
-    return { preset: p.preset, workers: p.workers, 'warm-up rounds': p.warmUpRounds, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', 'speed-up, all rounds': one ? round3(one.medianSecondsAllRounds / p.medianSecondsAllRounds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy), 'main thread busy s/round': round3(p.mainBusySecondsPerRound), 'cores used': round3(p.coresUsed) };
+    const inThread = pools.find((q) => q.preset === p.preset && q.workers === 0);
+    return { preset: p.preset, workers: p.workers, 'warm-up rounds': p.warmUpRounds, 's/round (median)': round3(p.medianSeconds), 'speed-up vs 1 worker': one ? round3(one.medianSeconds / p.medianSeconds) : '—', 'speed-up, all rounds': one ? round3(one.medianSecondsAllRounds / p.medianSecondsAllRounds) : '—', 'speed-up vs main thread': inThread ? round3(inThread.medianSeconds / p.medianSeconds) : '—', accuracy: p.finalAccuracy === null ? '—' : round3(p.finalAccuracy), 'main thread busy s/round': round3(p.mainBusySecondsPerRound), 'cores used': round3(p.coresUsed) };
   });
   if (poolRows.length > 0) printTable(poolRows);
   for (const row of poolRows.filter((r) => r.workers === 2)) {
+    if (row.preset === 'fashion-transfer') {
+      summary.push({ measurement: 'fashion-transfer fine-tuning rounds, 2 training workers vs the main thread', result: `${row['s/round (median)']} s/round`, ratio: `${row['speed-up vs main thread']}×`, target: '—', status: '—' });
+      continue;
+    }
     summary.push({ measurement: `${row.preset} virtual clients, 2 training workers vs 1`, result: `${row['s/round (median)']} s/round`, ratio: `${row['speed-up vs 1 worker']}×`, target: '≥ 1.7×', status: Number(row['speed-up vs 1 worker']) >= 1.7 ? 'met' : 'missed' });
   }
-  const file = writeResults(args.get('results') ?? 'simulation', { params: { counts, rounds, examplesPerClient: EXAMPLES_PER_CLIENT, features: FEATURES, poolSizes }, scale, rows, imdb, pools: poolRows, summary });
+  const file = writeResults(args.get('results') ?? 'simulation', { params: { counts, rounds, examplesPerClient: EXAMPLES_PER_CLIENT, features: FEATURES, poolSizes, poolPresets }, scale, rows, imdb, pools: poolRows, summary });
   console.log(`wrote ${file}`);
 }

@@ -13,7 +13,10 @@ import { selectBackend } from '../../../shared/tf/select-backend.ts';
 import { clientOrder, clientSize, groupByClient } from '../../../scripts/simulation/client-shards.ts';
 import { resolveConfig } from '../../../scripts/simulation/presets.ts';
 import { fitOrder, startTrainingPool, VirtualFederation } from '../../../scripts/simulation/run-federated.ts';
-import { IN_FLIGHT_PER_WORKER, sharedRows, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { IN_FLIGHT_PER_WORKER, sharedRows, sharedWeights, TrainingPool } from '../../../scripts/simulation/training-pool.ts';
+import { baseSkeleton } from '../../../scripts/simulation/base-skeleton.ts';
+import { ModelSchedule } from '../../../shared/model/model-schedule.ts';
+import { trainableScheduleFromConfig } from '../../../shared/model/trainable-set.ts';
 import { LocalTrainer } from '../../../client/local-trainer.ts';
 import { buildHead, getHeadWeights, type HeadSpec } from '../../../shared/model/head.ts';
 import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
@@ -204,4 +207,29 @@ describe('training pool, fine-tuning', () => {
     expect([one.workerCount, two.workerCount]).toEqual([1, 2]);
     expect([inThread.tensors, one.tensors, two.tensors]).toEqual([{ main: 0, workers: [] }, { main: 0, workers: [0] }, { main: 0, workers: [0, 0] }]);
   }, 180_000);
+
+  it('refuses fine-tuning it was not set up for, a model or features outside shared memory, a second set-up, and a stage whose features were not shared', async () => {
+    // Prepare: a one-worker pool, the widened stage and its slice of the starting model.
+    const base = tiny.base;
+    const model = initialModelWeights(base, config.head, config.seed);
+    const schedule = new ModelSchedule(base, config.head, trainableScheduleFromConfig(config.trainable!, base.model, config.rounds, 'trainable'), model.manifest);
+    const stage = schedule.stageFor(2);
+    const weights = schedule.gather(model.data, stage);
+    const fitConfig = { epochs: 1, batchSize: 5, learningRate: 0.02, optimizer: 'sgd' as const };
+    const pool = await TrainingPool.start({ workers: 1, inputSize: base.embeddingSize, headSpec: config.head, manifest: { entries: [], parameterCount: 0 } });
+    try {
+      // Execute and assert: each refusal names what is missing.
+      await expect(pool.fitStage(0, stage, weights, fitConfig, 1)).rejects.toThrow(/not set up for fine-tuning/);
+      expect(() => pool.fineTune({ base: baseSkeleton(base), model })).toThrow(/SharedArrayBuffer/);
+      pool.fineTune({ base: baseSkeleton(base), model: sharedWeights(model) });
+      expect(() => pool.fineTune({ base: baseSkeleton(base), model: sharedWeights(model) })).toThrow(/already set up/);
+      const unshared = { count: 1, features: { values: new Float32Array(4), rows: 1, cols: 4 }, labels: new Int32Array(1), offsets: Int32Array.from([0, 1]) };
+      expect(() => pool.shareStageFeatures('some-boundary', unshared)).toThrow(/SharedArrayBuffers/);
+      await expect(pool.fitStage(0, stage, weights, fitConfig, 1)).rejects.toThrow(/no features were shared for boundary/);
+      // The worker goes on: its tensor count is readable after the failed job.
+      expect(await pool.numTensors()).toHaveLength(1);
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
 });
