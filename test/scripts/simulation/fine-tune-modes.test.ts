@@ -14,6 +14,7 @@ import { initialModelWeights } from '../../../shared/model/fine-tune-model.ts';
 import type { SimulationConfig, SimulationMode } from '../../../scripts/simulation/presets.ts';
 import { runFederated } from '../../../scripts/simulation/run-federated.ts';
 import { clientOrder, groupByClient } from '../../../scripts/simulation/client-shards.ts';
+import { baseSkeleton, openSkeleton } from '../../../scripts/simulation/base-skeleton.ts';
 import { featuresOf, simulationCache } from '../../../scripts/simulation/simulation-data.ts';
 import { smallImdbConfig, useSmallImdb } from '../../support/small-imdb.ts';
 
@@ -125,6 +126,24 @@ describe('fine-tuning simulation, virtual mode', () => {
     expect(numbers(pooled)).toEqual(numbers(inThread));
     expect(new Set([...inThread.tensors, ...pooled.tensors]).size).toBe(1);
   }, 180_000);
+
+  it('rebuilds the base\'s graph in a worker without allocating its table: one row, the true row count back in the layer', async () => {
+    const table = glove.model!.getLayer('glove_embedding');
+    const rows = table.getConfig()['inputDim'] as number;
+    const skeleton = baseSkeleton(glove);
+    expect(skeleton.embeddingRows).toEqual({ glove_embedding: rows });
+    const before = tf.memory().numBytes;
+    const rebuilt = await openSkeleton(skeleton);
+    try {
+      const copy = rebuilt.model!.getLayer('glove_embedding');
+      expect(copy.getConfig()['inputDim']).toBe(rows);
+      expect(copy.weights[0]!.shape).toEqual([1, table.weights[0]!.shape[1]]);
+      expect(tf.memory().numBytes - before).toBeLessThan(rows * 4);
+      expect(() => tf.tidy(() => rebuilt.embed(tf.zeros([1, 4])))).toThrow(/no weights/);
+    } finally {
+      rebuilt.dispose();
+    }
+  });
 });
 
 describe('SLOW end to end: fine-tuning simulation, process mode', () => {
