@@ -371,7 +371,8 @@ export class UpdateIngest {
       }
       this.#spawn(index);
       const round = this.#round;
-      // The replacement joins the open round so finish() hears from every slot; the round is refused anyway (broken).
+      // The replacement joins the open round so finish() hears from every slot; the round is refused only
+      // if the failed slot held part of it (#failSlot).
       if (round) this.#slots[index]!.endpoint.postMessage({ type: 'begin', epoch: round.epoch, expected: round.expected, exampleCap: round.exampleCap } satisfies IngestRequest);
     });
     worker.on('error', (error) => fail(`crashed: ${error.message}`, error));

@@ -164,16 +164,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.validationFraction !== undefined) overrides.validationFraction = flags.validationFraction;
       if (flags.workers !== undefined) overrides.trainingWorkers = flags.workers;
       if (flags.targetAccuracy !== undefined) overrides.targetAccuracy = flags.targetAccuracy;
-      if (flags.fineTune) {
-        if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
-        overrides.trainable = fineTuneRecipeFor(base.fineTune, flags.rounds ?? base.rounds);
-        if (base.fineTuneBase) overrides.base = base.fineTuneBase;
-        // The recipe's strategy, unless --strategy names one (a curve applies it to its fine-tuning runs only).
-        if (base.fineTuneStrategy && !flags.strategy && !flags.curve) {
-          overrides.strategy = base.fineTuneStrategy.strategy;
-          overrides.strategyParams = { ...base.fineTuneStrategy.strategyParams, ...overrides.strategyParams };
-        }
-      }
+      if (flags.fineTune) Object.assign(overrides, fineTuneOverrides(base, flags, overrides.strategyParams));
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
       if (flags.averageTail !== undefined) overrides.iterateAveraging = flags.averageTail === 0 ? null : { tailFraction: flags.averageTail };
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
@@ -212,4 +203,25 @@ function parseTrainableFlag(value: string): TrainableSetSpec | null {
     throw new FedtlError('BAD_CONFIG', `--trainable must be JSON like {"stages":[...]} or "none": ${(cause as Error).message}`, { cause });
   }
   return parseTrainableSet(json, { source: '--trainable' });
+}
+
+/**
+ * What `--fine-tune` changes in a preset: the preset's recipe (cut to the run's rounds); for a
+ * plain run also the recipe's own base and strategy. A curve switches base and strategy for its
+ * fine-tuning runs alone (`withFineTuneRecipe`), `--trainable` replaces the recipe (so the preset's
+ * base stays), and `--strategy` wins over the recipe's.
+ */
+export function fineTuneOverrides(
+  base: SimulationConfig,
+  flags: Pick<SimulateFlags, 'rounds' | 'strategy' | 'curve' | 'trainable'>,
+  strategyParams: Record<string, number> | undefined,
+): Partial<SimulationConfig> {
+  if (!base.fineTune) throw new FedtlError('BAD_CONFIG', `preset ${base.preset} has no fine-tuning recipe; give one with --trainable`);
+  const overrides: Partial<SimulationConfig> = { trainable: fineTuneRecipeFor(base.fineTune, flags.rounds ?? base.rounds) };
+  if (base.fineTuneBase && !flags.curve && flags.trainable === undefined) overrides.base = base.fineTuneBase;
+  if (base.fineTuneStrategy && !flags.strategy && !flags.curve) {
+    overrides.strategy = base.fineTuneStrategy.strategy;
+    overrides.strategyParams = { ...base.fineTuneStrategy.strategyParams, ...strategyParams };
+  }
+  return overrides;
 }

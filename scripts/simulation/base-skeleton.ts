@@ -24,8 +24,9 @@ export interface BaseSkeleton {
   topology: unknown;
   /**
    * Rows of each Embedding layer, by name. The topology declares one row, so rebuilding the graph
-   * does not allocate (and randomly fill) a table nobody reads — for GloVe 400,000 × 100 floats,
-   * 160 MB a worker; the rebuilt layers get their true row count back before any top is built.
+   * does not allocate (and randomly fill) a table nobody reads — for the GloVe base's 20,002 × 100
+   * floats, 8 MB a worker (more with a larger vocabulary); the rebuilt layers get their true row
+   * count back before any top is built.
    */
   embeddingRows: Record<string, number>;
 }

@@ -185,6 +185,10 @@ const FASHION_FINE_TUNE: TrainableSetSpec = {
   ],
 };
 
+/** imdb-glove's rounds: its decay schedule has a stage per round from round 5 up to this one. */
+const IMDB_ROUNDS = 30;
+/** The table joins the head from this round on (a linear probe first). */
+const IMDB_TABLE_FROM_ROUND = 5;
 /**
  * imdb-glove's fine-tuning: four head-only rounds (a linear probe), then the GloVe table too, its
  * rate × 0.9 per round from the head's (a per-round decay written as one stage per round with the
@@ -195,8 +199,8 @@ const FASHION_FINE_TUNE: TrainableSetSpec = {
 const IMDB_FINE_TUNE: TrainableSetSpec = {
   stages: [
     { fromRound: 1, groups: [{ select: 'head' }] },
-    ...Array.from({ length: 26 }, (_, k) => ({
-      fromRound: 5 + k,
+    ...Array.from({ length: IMDB_ROUNDS - IMDB_TABLE_FROM_ROUND + 1 }, (_, k) => ({
+      fromRound: IMDB_TABLE_FROM_ROUND + k,
       groups: [{ select: 'head' as const }, { select: 'pattern' as const, pattern: '^glove_embedding$', lrMultiplier: 0.9 ** k }],
     })),
   ],
@@ -264,7 +268,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     trainExamples: 2000,
     testExamples: 2000,
     clients: 20,
-    rounds: 30,
+    rounds: IMDB_ROUNDS,
     fractionFit: 1,
     minClients: 10,
     epochs: 2,
@@ -274,7 +278,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     // One epoch per federated round: the fine-tuning recipe has a stage per round from round 5 (27
     // in all), and centralized fine-tuning trains each stage at least one epoch (was 20 epochs
     // before the per-round decay).
-    centralizedEpochs: 30,
+    centralizedEpochs: IMDB_ROUNDS,
   },
   'fashion-mobilenet': {
     ...COMMON,
