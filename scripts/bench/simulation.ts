@@ -43,7 +43,7 @@ import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { createIdentityBase } from '../../shared/bases/identity.ts';
 import { partition } from '../../shared/math/partition.ts';
 import { clientOrder, groupByClient } from '../simulation/client-shards.ts';
-import { resolveConfig } from '../simulation/presets.ts';
+import { resolveConfig, type SimulationConfig } from '../simulation/presets.ts';
 import { startTrainingPool, VirtualFederation } from '../simulation/run-federated.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from '../simulation/simulation-data.ts';
 import { VirtualIdentities } from '../simulation/virtual-identities.ts';
@@ -94,6 +94,29 @@ interface ScaleResult {
 }
 
 /** One client count, in this (fresh) process. */
+/**
+ * The scale run's client data: two separable Gaussian classes in 100 dimensions (training does real
+ * work; labels are skewed by a Dirichlet partition), grouped by client. Built in its own function so
+ * the ungrouped training matrix is garbage once the shards exist: a local of the async scale worker
+ * would stay reachable across its awaits and count a second copy of the data in the peak RSS.
+ */
+function syntheticClientData(config: SimulationConfig, clients: number) {
+  const random = createRandom('bench-simulation');
+  const synthetic = (rows: number) => {
+    const values = new Float32Array(rows * FEATURES);
+    const labels = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      labels[r] = random.nextFloat() < 0.5 ? 0 : 1;
+      for (let c = 0; c < FEATURES; c++) values[r * FEATURES + c] = random.normal() + (labels[r] === 1 && c < 10 ? 0.5 : 0);
+    }
+    return { features: { values, rows, cols: FEATURES }, labels };
+  };
+  const train = synthetic(config.trainExamples);
+  const test = synthetic(config.testExamples);
+  const parts = partition(train.labels, { scheme: 'dirichlet', numClients: clients, seed: config.seed, numClasses: 2, alpha: 0.5 });
+  return { shards: groupByClient(clientOrder(parts), train.features, train.labels), test };
+}
+
 async function scaleWorker(clients: number, rounds: number): Promise<ScaleResult> {
   await selectBackend({ log: false });
   let peakRss = process.memoryUsage().rss;
@@ -109,21 +132,7 @@ async function scaleWorker(clients: number, rounds: number): Promise<ScaleResult
     dropoutRate: 0,
     mode: 'virtual',
   });
-  // Two separable Gaussian classes in 100 dimensions: training does real work, labels are skewed.
-  const random = createRandom('bench-simulation');
-  const synthetic = (rows: number) => {
-    const values = new Float32Array(rows * FEATURES);
-    const labels = new Int32Array(rows);
-    for (let r = 0; r < rows; r++) {
-      labels[r] = random.nextFloat() < 0.5 ? 0 : 1;
-      for (let c = 0; c < FEATURES; c++) values[r * FEATURES + c] = random.normal() + (labels[r] === 1 && c < 10 ? 0.5 : 0);
-    }
-    return { features: { values, rows, cols: FEATURES }, labels };
-  };
-  const train = synthetic(config.trainExamples);
-  const test = synthetic(config.testExamples);
-  const parts = partition(train.labels, { scheme: 'dirichlet', numClients: clients, seed: config.seed, numClasses: 2, alpha: 0.5 });
-  const shards = groupByClient(clientOrder(parts), train.features, train.labels);
+  const { shards, test } = syntheticClientData(config, clients);
   const base = createIdentityBase(FEATURES);
   const before = settledMemory();
   const identitiesStarted = performance.now();
