@@ -114,15 +114,19 @@ describe('worker ingest against the serial path (FitRound, real worker threads)'
 });
 
 describe('an ingest hosted on message ports (a simulation hosts it in its training workers)', () => {
-  /** Services on real MessagePorts, served in this thread; returns the ingest and the services' ends. */
-  function hosted(count: number): { ingest: UpdateIngest; services: MessagePort[]; ends: MessagePort[] } {
+  /**
+   * Services on real MessagePorts, served in this thread; returns the ingest and the services' ends.
+   * The services in `busy` are never served: like a hosting training thread that has not read its
+   * port yet, they leave the requests posted to them waiting in the port.
+   */
+  function hosted(count: number, busy: number[] = []): { ingest: UpdateIngest; services: MessagePort[]; ends: MessagePort[] } {
     const services: MessagePort[] = [];
     const ends: MessagePort[] = [];
     const ingest = UpdateIngest.hosted(
       (setup) =>
-        Array.from({ length: count }, () => {
+        Array.from({ length: count }, (_, k) => {
           const { port1, port2 } = new MessageChannel();
-          serveIngest(port2, setup);
+          if (!busy.includes(k)) serveIngest(port2, setup);
           services.push(port2);
           ends.push(port1);
           return port1;
@@ -151,6 +155,15 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
     return new FitRound({ round: n, roundId: `host-r${n}`, selected: ids.slice(0, 3), timeoutMs: 60_000, aggregation: strategy.aggregateFit(n, makeDelta(P, 1)), metrics: strategy.aggregateFitMetrics(n), openUpdate: opener, parameterCount: P, ingest, ingestFolds });
   }
 
+  /** Round 2 after a service closed in round 1: the remaining services open all three clients' updates. */
+  async function expectServedByTheOthers(ingest: UpdateIngest, ingestFolds: boolean): Promise<void> {
+    const second = hostRound(ingest, 2, ingestFolds);
+    const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
+    expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+    expect(await second.settle()).toBe(true);
+    expect(second.aggregation.count).toBe(3);
+  }
+
   /** Closes service `k` and waits until the ingest heard of it (its own listener on that end was registered first). */
   async function closeService(services: MessagePort[], ends: MessagePort[], k: number): Promise<void> {
     const closed = new Promise((resolve) => ends[k]!.once('close', resolve));
@@ -170,11 +183,7 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
       expect(await first.settle()).toBe(true);
       expect(first.aggregation.count).toBe(2);
       expect(first.aggregation.exampleCount).toBe(40);
-      const second = hostRound(ingest, 2, false);
-      const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
-      expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
-      expect(await second.settle()).toBe(true);
-      expect(second.aggregation.count).toBe(3);
+      await expectServedByTheOthers(ingest, false);
     } finally {
       await ingest.close();
     }
@@ -188,11 +197,27 @@ describe('an ingest hosted on message ports (a simulation hosts it in its traini
       await closeService(services, ends, 0); // it folded client 0's delta into its partial sum
       first.close();
       expect(await first.settle()).toBe(false);
-      const second = hostRound(ingest, 2, true);
-      const acks = await Promise.all([0, 1, 2].map((k) => second.acceptAsync(ids[k]!, seal(clients[k]!, 'host-r2', makeDelta(P, 3 + k), 10))));
-      expect(acks).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
-      expect(await second.settle()).toBe(true);
-      expect(second.aggregation.count).toBe(3);
+      await expectServedByTheOthers(ingest, true);
+    } finally {
+      await ingest.close();
+    }
+  });
+
+  it('a service with an update still being opened in an open-only round closes: that update is refused INTERNAL and the round is refused (rerun)', async () => {
+    const { ingest, services, ends } = hosted(2, [0]);
+    try {
+      const first = hostRound(ingest, 1, false);
+      // Least-loaded, ties to the lowest index: client 0's update waits in busy service 0's port,
+      // client 1's goes to service 1, which opens it.
+      const waiting = first.acceptAsync(ids[0]!, seal(clients[0]!, 'host-r1', makeDelta(P, 2), 10));
+      const opened = first.acceptAsync(ids[1]!, seal(clients[1]!, 'host-r1', makeDelta(P, 3), 30));
+      await closeService(services, ends, 0); // its thread died before it read the update
+      expect(await waiting).toMatchObject({ ok: false, code: 'INTERNAL' });
+      expect(await opened).toEqual({ ok: true });
+      first.close();
+      // One update short, the round's aggregate would depend on which service died: it cannot count.
+      expect(await first.settle()).toBe(false);
+      await expectServedByTheOthers(ingest, false);
     } finally {
       await ingest.close();
     }
