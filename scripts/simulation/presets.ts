@@ -254,8 +254,8 @@ export const PRESETS: Record<string, SimulationConfig> = {
     base: 'glove-100d',
     scratchFeatures: ['tf-idf', 'bag-of-words', 'random-embedding'],
     head: { hidden: [], activation: 'relu', dropout: 0, classes: 2 },
-    // `--fine-tune`: a linear probe first, then the GloVe table too at the head's rate (Howard &
-    // Ruder 2018): frozen GloVe tops out near 77 % on this task, fine-tuning the table is what
+    // `--fine-tune`: a linear probe first, then the GloVe table too, its rate decaying from the
+    // head's (IMDB_FINE_TUNE; Howard & Ruder 2018): frozen GloVe tops out near 77 % on this task, fine-tuning the table is what
     // moves it (shared/DATA.md). Plain FedAvg: with FedAvgM's momentum 0.9 the table's averaged
     // steps overshot and test accuracy swung by up to 7 points from round to round (README).
     fineTune: IMDB_FINE_TUNE,

@@ -93,8 +93,10 @@ export async function runTransferCurve(config: SimulationConfig, sizes: readonly
     const sized = configAtSize({ ...config, trainable: null }, size);
     log.info(`transfer curve: ${size} training examples over ${sized.clients} clients`);
     const started = Date.now();
-    // Its pass of the base also takes the features the fine-tuning run below needs.
-    const { report } = await simulate(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log, ...(recipe ? { prefetch: recipe } : {}) });
+    // Its pass of the base also takes the features the fine-tuning run below needs, when that run
+    // uses the same base (a recipe with its own base, `fineTuneBase`, computes its own features).
+    const prefetch = recipe && (config.fineTuneBase ?? config.base) === config.base ? recipe : null;
+    const { report } = await simulate(sized, { outDir: path.join(options.outDir, `train-${size}`), logger: log, ...(prefetch ? { prefetch } : {}) });
     // The same federation (partition, rounds, client work), fine-tuning; of its baselines only the
     // centralized one, which then fine-tunes with the same schedule on the pooled data.
     const fineTuned = recipe

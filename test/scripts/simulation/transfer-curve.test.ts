@@ -70,8 +70,14 @@ describe('transfer curve', () => {
         [2000, 'ft', true, false],
       ]);
       expect(calls[1]!.trainable).toEqual(config.fineTune);
-      // The feature-extraction run takes the recipe's boundary features in its own pass of the base.
-      expect(prefetched).toEqual([config.fineTune, undefined, config.fineTune, undefined]);
+      // imdb-glove fine-tunes on its own base, so the feature-extraction run prefetches nothing for it.
+      expect(prefetched).toEqual([undefined, undefined, undefined, undefined]);
+      // A recipe on the preset's own base: the feature-extraction run takes the recipe's boundary
+      // features in its own pass of the base.
+      prefetched.length = 0;
+      const sameBase = { ...config, fineTuneBase: undefined };
+      await runTransferCurve(sameBase, [100], { outDir: dir, logger: quiet, simulate });
+      expect(prefetched).toEqual([config.fineTune, undefined]);
       // The recipe's own strategy for the fine-tuning run; the preset's for feature extraction.
       expect([calls[0]!.strategy, calls[1]!.strategy]).toEqual([config.strategy, config.fineTuneStrategy!.strategy]);
       // And its own base (imdb-glove fine-tunes at 512 tokens); feature extraction keeps the preset's.
