@@ -206,7 +206,8 @@ export class UpdateIngest {
    * pool hosts them, so opening shares the training workers' cores instead of adding threads. A
    * port that closes (its thread died) gets no more jobs; it breaks the open round, as a crashed
    * worker does, only if it held part of the round's sum or updates still being opened (an idle
-   * service of an open-only round held nothing, and the round goes on). There is no respawn. Requests posted before a service attached wait in its port.
+   * service of an open-only round held nothing, and the round goes on). There is no respawn.
+   * Requests posted before a service attached wait in its port.
    */
   static hosted(host: (setup: IngestWorkerSetup) => MessagePort[], options: Omit<UpdateIngestOptions, 'workers'>): UpdateIngest {
     return new UpdateIngest(options, 0, host);

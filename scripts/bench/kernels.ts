@@ -28,7 +28,7 @@ import * as tf from '@tensorflow/tfjs';
 import { openBase } from '../../shared/bases/index.ts';
 import { createRandom } from '../../shared/math/random.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { intListArg, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
+import { intListArg, median, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
 const batch = intListArg(args, 'batch')?.[0] ?? 8;
@@ -42,12 +42,6 @@ type Shape4 = [number, number, number, number];
 function random(shape: readonly number[], seed: number, scale = 1): tf.Tensor {
   const rng = createRandom(seed);
   return tf.tensor(Float32Array.from({ length: tf.util.sizeFromShape([...shape]) }, () => (rng.nextFloat() * 2 - 1) * scale), [...shape]);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** A call slower than this is timed once: JIT warm-up is noise at that scale, and cpu's slowest kernels take seconds. */
