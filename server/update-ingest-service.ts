@@ -13,6 +13,7 @@ import { FedtlError, toFedtlError } from '../shared/core/errors.ts';
 import { ownsWholeBuffer } from '../shared/core/transfer.ts';
 import type { Identity } from '../shared/crypto/identity.ts';
 import { type ExpectedUpdate, openUpdateRows } from '../shared/crypto/update-envelope.ts';
+import { KernelMemory } from '../shared/math/delta-kernels.ts';
 import { foldWeighted, foldWeightedPair, foldWeightedQuad } from '../shared/strategy/fed-avg.ts';
 import { foldSparse, type SparseDelta } from '../shared/weights/sparse-rows.ts';
 import type { IngestReply, IngestRequest, IngestWorkerSetup } from './update-ingest.ts';
@@ -53,17 +54,41 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
   const pending: Pending[] = [];
 
   /**
-   * Reused buffers that folding jobs decrypt into (openUpdate's `into`): up to three may hold
-   * pending deltas, a free one takes the next. Fresh 4·P-byte buffers per update would cost page
-   * faults and garbage collection.
+   * Where folding jobs decrypt (openUpdate's `into`) and where the round's partial sum lives: four
+   * reused delta buffers (up to three hold pending deltas, a free one takes the next) and the
+   * float64 sum, all in one WebAssembly memory, so that the sum of squares and the four-wide fold run
+   * in SIMD (shared/math/delta-kernels.ts; bit for bit what plain arrays give). Fresh 4·P-byte
+   * buffers per update would cost page faults and garbage collection. Plain arrays where
+   * WebAssembly SIMD is missing or the head does not fit a kernel memory.
    */
+  const kernel = KernelMemory.create();
   let scratch: Float32Array[] = [];
+  let sumBuffer: Float64Array | null = null;
+
+  /** Lays out the buffers for heads of `parameterCount` values (at the first folding job of a size). */
+  function layout(parameterCount: number): void {
+    const bytes = 8 * parameterCount + 4 * parameterCount * FOLD_WIDTH;
+    if (kernel?.reserve(bytes)) {
+      const memory = kernel.buffer;
+      sumBuffer = new Float64Array(memory, 0, parameterCount);
+      scratch = Array.from({ length: FOLD_WIDTH }, (_, k) => new Float32Array(memory, 8 * parameterCount + 4 * parameterCount * k, parameterCount));
+    } else {
+      sumBuffer = new Float64Array(parameterCount);
+      scratch = Array.from({ length: FOLD_WIDTH }, () => new Float32Array(parameterCount));
+    }
+  }
 
   function scratchFor(parameterCount: number): Float32Array {
-    if (scratch[0]?.length !== parameterCount) scratch = Array.from({ length: FOLD_WIDTH }, () => new Float32Array(parameterCount));
+    if (scratch[0]?.length !== parameterCount) layout(parameterCount);
     const free = scratch.find((buffer) => !pending.some((p) => p.delta === buffer));
     if (free === undefined) throw new FedtlError('INTERNAL', 'no free ingest buffer'); // pending holds at most FOLD_WIDTH - 1
     return free;
+  }
+
+  /** The round's partial sum, zeroed at its first fold. */
+  function startSum(parameterCount: number): Float64Array {
+    if (sumBuffer?.length !== parameterCount) layout(parameterCount);
+    return sumBuffer!.fill(0);
   }
 
   /** Folds the waiting deltas, if any (at the round's finish): a pair per pass, then an odd one alone. */
@@ -94,7 +119,7 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
       return { reply: { type: 'job', id: job.id, ok: true, header, weight, delta: owned }, transfer: [owned.buffer as ArrayBuffer] };
     }
     // Every check passed: only now does the update touch the partial sum.
-    sum ??= new Float64Array(expected.parameterCount);
+    sum ??= startSum(expected.parameterCount);
     if (!(delta instanceof Float32Array)) foldSparse(sum, delta, weight); // the sent rows only (openUpdateRows did not use the scratch)
     else {
       pending.push({ delta, weight });
@@ -124,7 +149,8 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
         const mine = request.epoch === epoch;
         if (mine) flushPending();
         pending.length = 0;
-        const reply: IngestReply = { type: 'finish', id: request.id, epoch, sum: mine ? sum : null, exampleCount: mine ? exampleCount : 0, count: mine ? count : 0 };
+        // The sum leaves as a copy of the reused buffer (8·P bytes once a round), moved to the main thread.
+        const reply: IngestReply = { type: 'finish', id: request.id, epoch, sum: mine && sum !== null ? sum.slice() : null, exampleCount: mine ? exampleCount : 0, count: mine ? count : 0 };
         const transfer = reply.sum ? [reply.sum.buffer as ArrayBuffer] : [];
         expected = null;
         sum = null;

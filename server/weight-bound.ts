@@ -18,6 +18,8 @@
  * ratio (or set it to Infinity) for federations whose sizes really differ that much.
  */
 
+import { median } from '../shared/math/statistics.ts';
+
 /** Default of `maxExampleRatio`. */
 export const DEFAULT_MAX_EXAMPLE_RATIO = 5;
 
@@ -25,9 +27,6 @@ export const DEFAULT_MAX_EXAMPLE_RATIO = 5;
 export function exampleCountCap(declared: readonly number[], ratio: number): number {
   if (!(ratio > 0)) throw new RangeError(`maxExampleRatio must be positive, got ${ratio}`);
   if (declared.length === 0 || ratio === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
-  const sorted = [...declared].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  const median = sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
   // At least one example, so a round of clients that declared nothing still weighs updates equally.
-  return Math.max(1, Math.floor(ratio * median));
+  return Math.max(1, Math.floor(ratio * median(declared)));
 }

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from '../../shared/math/statistics.ts';
 
 /** Directory the JSON results are written to. */
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
@@ -119,13 +120,8 @@ export function writeResults(name: string, data: Record<string, unknown>): strin
   return path;
 }
 
-/** The median of a non-empty list (the mean of the middle two for an even count). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) throw new Error('median of an empty list');
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
+/** The benchmarks' median: the same as the coordinator's (shared/math/statistics.ts). */
+export { median };
 
 /**
  * A side-by-side comparison measured as interleaved pairs (A B A B …): each pair's ratio is

@@ -36,7 +36,7 @@ import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { resolveConfig } from '../simulation/presets.ts';
 import { runSimulation } from '../simulation/run-simulation.ts';
 import { loadSimulationData } from '../simulation/simulation-data.ts';
-import { parseArgs, printTable, round3, writeResults } from './bench-util.ts';
+import { median, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
 const fedtlRounds = Number(args.get('rounds') ?? 60);
@@ -75,10 +75,6 @@ interface SideResult {
   roundsToTarget: number | null;
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) / 2)]!;
-};
 const firstAt = (accuracy: number[]): number | null => {
   const index = accuracy.findIndex((a) => a >= target);
   return index === -1 ? null : index + 1;

@@ -61,6 +61,7 @@
 import { createCipheriv, createDecipheriv, createHash, type DecipherChaCha20Poly1305, hkdfSync, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { FedtlError } from '../core/errors.ts';
 import type { WeightManifest } from '../weights/flat-weights.ts';
+import { sumOfSquares } from '../math/delta-kernels.ts';
 import { decodeRowSparseRuns, embeddingEntryNames, encodeRowSparse, sparseToDense, type SparseDelta } from '../weights/sparse-rows.ts';
 import { clientIdFromSigningKey, decodeKey, type Identity, PUBLIC_KEY_BYTES } from './identity.ts';
 import { ed25519PrivateKey, ed25519PublicKey, x25519Shared } from './native-keys.ts';
@@ -764,7 +765,8 @@ function checkDelta(delta: Float32Array | SparseDelta, expected: ExpectedUpdate)
 
 /**
  * Finiteness, |x| ≤ maxAbs and the L2 norm, in one branch-free pass: the sum of squares, in float64
- * with four independent accumulators (so the adds pipeline instead of waiting on each other),
+ * with eight independent accumulators (shared/math/delta-kernels.ts: WebAssembly SIMD where the
+ * delta lives in a kernel memory, as an ingest worker's do, the same sums in JavaScript elsewhere),
  * decides all three at once in the common case.
  * - A float32 squared is exact in float64 (24-bit mantissa → 48 bits), and rounding a sum of
  *   non-negative terms is monotone, so the computed sum is ≥ every x². If it is at most
@@ -775,7 +777,8 @@ function checkDelta(delta: Float32Array | SparseDelta, expected: ExpectedUpdate)
  *   value is finite.
  * Only when that test fails does {@link exactScan} walk the values one by one, to decide the rare
  * boundary case exactly and to name the first offending index with the same code and message as
- * always. Measured on 1M values: 0.8 ms against 2.8 ms for the per-element branch.
+ * always. Measured on 1M values: 0.3 ms in SIMD, 0.7 ms in JavaScript, against 2.8 ms for the
+ * per-element branch.
  */
 function scanDelta(delta: Float32Array, maxAbs: number, maxL2Norm: number): DeltaStats {
   return rangeAndNorm(delta, sumOfSquares(delta), maxAbs, maxL2Norm);
@@ -795,36 +798,6 @@ function rangeAndNorm(delta: Float32Array, sumSquares: number, maxAbs: number, m
 
 /** Below this fraction of maxAbs², a sum of squares proves every |x| < maxAbs despite rounding (see {@link scanDelta}). */
 const RANGE_MARGIN = 1 - 1e-9;
-
-/**
- * Σ x² in float64 with four accumulators (see {@link scanDelta}). The loop's index is the last of
- * the four values it reads and is compared with the length directly, a form V8 compiles without
- * per-read bounds checks: 1.28–1.38 ms per 1M values against 1.52–1.67 with the index on the first
- * (one thread, load average 8, 23:05 UTC).
- */
-function sumOfSquares(values: Float32Array): number {
-  const n = values.length;
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let i = 3;
-  for (; i < n; i += 4) {
-    const a = values[i - 3] as number;
-    const b = values[i - 2] as number;
-    const c = values[i - 1] as number;
-    const d = values[i] as number;
-    s0 += a * a;
-    s1 += b * b;
-    s2 += c * c;
-    s3 += d * d;
-  }
-  for (i -= 3; i < n; i++) {
-    const a = values[i] as number;
-    s0 += a * a;
-  }
-  return s0 + s1 + (s2 + s3);
-}
 
 /**
  * The per-element check: throws `NON_FINITE` or `OUT_OF_RANGE` naming the first value that fails

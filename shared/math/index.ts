@@ -4,5 +4,6 @@
  */
 export { Random, createRandom } from './random.ts';
 export type { RandomSeed, MutableArrayLike } from './random.ts';
+export { median } from './statistics.ts';
 export { partition, summarizePartition, PARTITION_SCHEMES } from './partition.ts';
 export type { PartitionOptions, PartitionScheme, PartitionSummary, QuantityModel, SizeStats } from './partition.ts';

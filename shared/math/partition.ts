@@ -31,6 +31,7 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { Random, type RandomSeed } from './random.ts';
+import { median } from './statistics.ts';
 
 /** The supported partition schemes (see the module comment for what each models). */
 export type PartitionScheme = 'iid' | 'dirichlet' | 'quantity' | 'shards';
@@ -591,8 +592,7 @@ export function summarizePartition(parts: readonly Int32Array[], labels: Int32Ar
   }
 
   const sorted = Float64Array.from(sizes).sort();
-  const middle = sorted.length >> 1;
-  const median = sorted.length === 0 ? 0 : sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  const medianSize = sorted.length === 0 ? 0 : median(sorted);
   return {
     numClients,
     numExamples,
@@ -600,7 +600,7 @@ export function summarizePartition(parts: readonly Int32Array[], labels: Int32Ar
     sizes,
     sizeStats: {
       min: sorted.length === 0 ? 0 : sorted[0]!,
-      median,
+      median: medianSize,
       max: sorted.length === 0 ? 0 : sorted[sorted.length - 1]!,
       mean: numClients === 0 ? 0 : numExamples / numClients,
     },

@@ -8,6 +8,7 @@
  * computes, streaming, in float64 so a thousand small updates do not lose precision.
  */
 import { FedtlError } from '../core/errors.ts';
+import { foldQuad } from '../math/delta-kernels.ts';
 import { TRAINING_DEFAULTS } from '../model/training-defaults.ts';
 import type { StrategyState } from './strategy-state.ts';
 import { foldSparse } from '../weights/sparse-rows.ts';
@@ -58,14 +59,14 @@ export function foldWeightedPair(acc: Float64Array, a: Float32Array, wa: number,
 
 /**
  * {@link foldWeighted} of four deltas in one pass: `acc[i] += (wa·a[i] + wb·b[i]) + (wc·c[i] + wd·d[i])`.
- * The float64 sum is read and written once per four updates: on a 1M-parameter head it took
- * 1.7 ms per update against the pair fold's 2.6 and a single fold's 2.9 (one thread, load average
- * 10, 23:04 UTC), the fold being bound by memory traffic. Equal to four {@link foldWeighted} calls
- * up to float64 reassociation.
+ * The float64 sum is read and written once per four updates instead of four times. Where all five
+ * arrays live in one kernel memory (an ingest worker's, shared/math/delta-kernels.ts) the loop runs
+ * in WebAssembly SIMD, bit for bit the same as in JavaScript: 0.3 ms per 1M-parameter update against
+ * 1.7–2.3 ms for V8's scalar loop (one thread). Equal to four {@link foldWeighted} calls up to float64
+ * reassociation.
  */
 export function foldWeightedQuad(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number, c: Float32Array, wc: number, d: Float32Array, wd: number): void {
-  const n = acc.length;
-  for (let i = 0; i < n; i++) acc[i] = acc[i]! + ((wa * a[i]! + wb * b[i]!) + (wc * c[i]! + wd * d[i]!));
+  foldQuad(acc, a, wa, b, wb, c, wc, d, wd);
 }
 
 /** Streaming example-weighted mean of deltas, applied to `global`. Pure; float64 accumulator. */
