@@ -23,6 +23,7 @@ import type { ModelSchedule } from '../shared/model/model-schedule.ts';
 import type { EarlyStopping } from '../shared/model/early-stopping.ts';
 import { IterateAverage, type IterateAveragingOptions } from '../shared/model/iterate-averaging.ts';
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
+import { rowAveraged, rowTablesOf, type RowTable } from '../shared/strategy/row-averaging.ts';
 import { decodeState, encodeState, stateArray, stateNumber } from '../shared/strategy/strategy-state.ts';
 import type { Aggregation, FitConfig, FitInstruction, SparseClientUpdate, Strategy } from '../shared/strategy/strategy.ts';
 import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
@@ -141,6 +142,8 @@ export class RoundLoop {
   #bytesDown = 0;
   /** The fallback of the worker ingest was announced (once per run). */
   #warnedOpenOnly = false;
+  /** The whole model's embedding tables, for a strategy that averages their rows over their senders. */
+  readonly #rowTables: RowTable[];
 
   constructor(options: RoundLoopOptions) {
     this.#options = options;
@@ -151,6 +154,7 @@ export class RoundLoop {
     const stageStarts = options.trainable ? options.trainable.schedule.stages.map((stage) => stage.fromRound) : [1];
     this.#average = options.iterateAveraging ? new IterateAverage(options.iterateAveraging, stageStarts, options.rounds) : null;
     this.#runId = randomBytes(6).toString('hex');
+    this.#rowTables = rowTablesOf(options.manifest);
     if (options.initialWeights.length !== options.manifest.parameterCount) {
       throw new FedtlError('BAD_SHAPE', `initial head has ${options.initialWeights.length} values, manifest says ${options.manifest.parameterCount}`);
     }
@@ -443,6 +447,12 @@ export class RoundLoop {
     return { digest, sign: (config) => this.#options.sign(roundSignedText(kind, roundId, round, deadline, digest, config)) };
   }
 
+  /** The strategy's aggregation of a fit round over the whole model, each embedding row averaged over its senders where the strategy asks for it. */
+  #aggregation(round: number): Aggregation {
+    const inner = this.#strategy.aggregateFit(round, this.#weights);
+    return this.#strategy.rowAveraging && this.#rowTables.length > 0 ? rowAveraged(inner, this.#weights, this.#rowTables) : inner;
+  }
+
   #roundId(round: number, attempt: number, kind: RoundKind): string {
     return `${this.#runId}-r${round}-a${attempt}-${kind}`;
   }
@@ -467,7 +477,7 @@ export class RoundLoop {
       roundId: this.#roundId(round, attempt, 'fit'),
       selected: [...configs.keys()],
       timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
-      aggregation: schedule && stage ? widened(strategy.aggregateFit(round, this.#weights), (delta) => schedule.expand(delta, stage), (delta) => schedule.expandSparse(delta, stage)) : strategy.aggregateFit(round, this.#weights),
+      aggregation: schedule && stage ? widened(this.#aggregation(round), (delta) => schedule.expand(delta, stage), (delta) => schedule.expandSparse(delta, stage)) : this.#aggregation(round),
       metrics: strategy.aggregateFitMetrics(round),
       openUpdate: this.#options.openUpdate,
       parameterCount: roundManifest.parameterCount,

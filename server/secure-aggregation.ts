@@ -19,6 +19,7 @@ import type { Identity, SenderKeys } from '../shared/crypto/index.ts';
 import { checkSecAggParameters } from '../shared/secagg/protocol.ts';
 import { decodeSum, ringCodec } from '../shared/secagg/quantize.ts';
 import { SecAggServerSession } from '../shared/secagg/session.ts';
+import { refuseRowAveraging } from '../shared/strategy/row-averaging.ts';
 import { StrategyWrapper } from '../shared/strategy/strategy-wrapper.ts';
 import type { Aggregation, Candidate, FitInstruction, Strategy } from '../shared/strategy/strategy.ts';
 import type { SecAggDown, SecAggStep } from '../shared/protocol/secagg-messages.ts';
@@ -67,6 +68,7 @@ export class SocketSecureAggregation extends StrategyWrapper {
     super(inner);
     this.#o = options;
     // Bad settings fail at start, not in round 1.
+    refuseRowAveraging(inner, 'secure aggregation');
     ringCodec({ maxClients: options.maxClients, ...this.#ring() });
     checkSecAggParameters(options.maxClients, options.threshold);
   }

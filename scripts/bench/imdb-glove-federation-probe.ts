@@ -9,7 +9,7 @@
  *
  * Usage: node --import tsx scripts/bench/imdb-glove-federation-probe.ts [hr=4] [r=30] [e=2] [b=32]
  *   [lr=0.02] [mult=1] [decay=0] [drop=0] [len=256] [avg=0] [hmult=1] [tsgd=0] [sp=0] [val=0]
- *   [patience=5] [slr=1] [sopt=0] [seta=0.01] [stau=0.001] [sb1=0.9] [sb2=0.99] [seed=42]
+ *   [patience=5] [slr=1] [sopt=0] [seta=0.01] [stau=0.001] [sb1=0.9] [sb2=0.99] [rowavg=0] [mu=0] [seed=42]
  * (hr: head-only rounds; mult: the table's rate multiplier; decay: the table's rate × decay^k in its
  * k-th round; drop: token dropout; len: tokens kept per review; avg=k: also the test accuracy of the
  * mean of the last k global models; hmult: the head's rate multiplier once the table trains; tsgd:
@@ -20,7 +20,9 @@
  * early stopping would keep (best validation accuracy; Prechelt 1998). PROBE_PROGRESS=1 prints every
  * round on stderr as it ends. slr: FedAvg's server learning rate; sopt=1|2: FedAdam|FedYogi on the
  * averaged delta as shared/strategy/fed-opt.ts does it, with rate seta, adaptivity stau and decays
- * sb1, sb2; Reddi et al. 2021, "Adaptive Federated Optimization", https://arxiv.org/abs/2003.00295.)
+ * sb1, sb2; Reddi et al. 2021, "Adaptive Federated Optimization", https://arxiv.org/abs/2003.00295;
+ * rowavg=1: each table row averaged over the clients whose reviews use it, weighted by examples;
+ * mu: FedProx's proximal weight on the clients, Li et al. 2020, https://arxiv.org/abs/1812.06127.)
  */
 import { createRandom } from '../../shared/math/random.ts';
 import { partition } from '../../shared/math/partition.ts';
@@ -43,6 +45,7 @@ const hmult = num('hmult', 1); // the head's rate multiplier once the table trai
 const slr = num('slr', 1); // server learning rate of FedAvg: global += slr × the averaged delta
 const sopt = num('sopt', 0); // server optimizer on the averaged delta: 0 FedAvg, 1 FedAdam, 2 FedYogi (Reddi et al. 2021)
 const seta = num('seta', 0.01), stau = num('stau', 1e-3), sb1 = num('sb1', 0.9), sb2 = num('sb2', 0.99);
+const mu = num('mu', 0); // > 0: FedProx's proximal term μ/2·‖w − w_round‖² on the head and the table (Li et al. 2020)
 const rowavg = num('rowavg', 0); // 1: each table row averages the deltas of the clients whose reviews use it only
 const val = num('val', 0); // > 0: each client holds out this fraction of its reviews for validation (early stopping)
 const patience = num('patience', 5); // early stopping: rounds without a better validation accuracy
@@ -134,6 +137,7 @@ function sgd(rate: number) {
 function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Array | null, tableRate: number, rng: ReturnType<typeof createRandom>) {
   const stepHead = adam(h.length, tab ? lr * hmult : lr);
   const stepTable = tab ? (tsgd > 0 ? sgd(tableRate) : adam(tab.length, tableRate)) : null;
+  const h0 = mu > 0 ? h.slice() : null, t0 = mu > 0 && tab ? tab.slice() : null;
   const tab0 = tab && sp > 0 ? Float32Array.from({ length: c.rows.length * D }, (_, k) => pretrained[c.rows[Math.floor(k / D)]! * D + (k % D)]!) : null;
   const gh = new Float32Array(h.length);
   const gt = tab ? new Float32Array(tab.length) : null;
@@ -166,6 +170,8 @@ function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Ar
           for (let d = 0; d < D; d++) gt[o + d]! += cw * s * (dz[d]! - mdz - z[d]! * mdzz);
         }
       }
+      if (h0) for (let k = 0; k < h.length; k++) gh[k]! += mu * (h[k]! - h0[k]!);
+      if (t0 && tab && gt) for (let k = 0; k < tab.length; k++) gt[k]! += mu * (tab[k]! - t0[k]!);
       stepHead(h, gh);
       if (stepTable && tab && gt) stepTable(tab, gt);
       if (tab && tab0) for (let k = 0; k < tab.length; k++) tab[k]! -= tableRate * sp * (tab[k]! - tab0[k]!);

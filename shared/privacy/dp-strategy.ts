@@ -19,6 +19,7 @@
  * in the strategy state, so a resumed run keeps its account.
  */
 import { FedtlError } from '../core/errors.ts';
+import { refuseRowAveraging } from '../strategy/row-averaging.ts';
 import { StrategyWrapper } from '../strategy/strategy-wrapper.ts';
 import type { StrategyState } from '../strategy/strategy-state.ts';
 import type { Aggregation, Candidate, ClientUpdate, FitInstruction, Strategy } from '../strategy/strategy.ts';
@@ -50,6 +51,7 @@ export class DifferentialPrivacy extends StrategyWrapper {
   constructor(inner: Strategy, options: DifferentialPrivacyOptions) {
     super(inner);
     this.#o = options;
+    refuseRowAveraging(inner, 'differential privacy');
     const { dp } = options;
     if (!Number.isSafeInteger(options.population) || options.population < 1) throw new FedtlError('BAD_CONFIG', `DP population must be an integer >= 1, got ${options.population}`);
     this.ledger = new PrivacyLedger({ delta: dp.delta, budgetEpsilon: dp.budgetEpsilon });

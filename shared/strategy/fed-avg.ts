@@ -15,7 +15,7 @@ import { foldSparse } from '../weights/sparse-rows.ts';
 import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, SparseClientUpdate, Strategy } from './strategy.ts';
 
 /** Server-side defaults of FedAvg, written once (client-side ones are TRAINING_DEFAULTS). */
-export const FEDAVG_DEFAULTS = { fractionFit: 1, minClients: 2, serverLearningRate: 1 } as const;
+export const FEDAVG_DEFAULTS = { fractionFit: 1, minClients: 2, serverLearningRate: 1, rowAveraging: false } as const;
 
 export interface FedAvgOptions {
   /** Fraction C of ready clients picked each round. @default 1 */
@@ -38,6 +38,12 @@ export interface FedAvgOptions {
   serverLearningRate?: number;
   /** Who evaluates each new head: the round's fitted clients still ready, every ready client, or nobody. @default 'selected' */
   evaluateClients?: 'selected' | 'all' | 'none';
+  /**
+   * Average each embedding-table row over the clients that sent it (shared/strategy/row-averaging.ts;
+   * the round loop applies it). Only FedAvg and FedProx take it from the registry, where the
+   * rescaling is exact. @default false
+   */
+  rowAveraging?: boolean;
 }
 
 /** `acc[i] += weight · delta[i]` in float64: the one accumulation loop of the weighted mean (main thread and ingest workers). */
@@ -191,6 +197,7 @@ export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
   readonly minUpdates: number;
   readonly minClients: number;
+  readonly rowAveraging: boolean;
   protected readonly options: Required<FedAvgOptions>;
 
   constructor(options: FedAvgOptions = {}) {
@@ -206,6 +213,7 @@ export class FedAvg implements Strategy {
       optimizer: options.optimizer ?? TRAINING_DEFAULTS.optimizer,
       serverLearningRate: options.serverLearningRate ?? FEDAVG_DEFAULTS.serverLearningRate,
       evaluateClients: options.evaluateClients ?? 'selected',
+      rowAveraging: options.rowAveraging ?? FEDAVG_DEFAULTS.rowAveraging,
     };
     const o = this.options;
     if (!(o.fractionFit > 0 && o.fractionFit <= 1)) throw new FedtlError('BAD_CONFIG', `fractionFit must be in (0, 1], got ${o.fractionFit}`);
@@ -215,6 +223,7 @@ export class FedAvg implements Strategy {
     if (!(o.serverLearningRate > 0 && Number.isFinite(o.serverLearningRate))) throw new FedtlError('BAD_CONFIG', `serverLearningRate must be positive, got ${o.serverLearningRate}`);
     this.minUpdates = o.minUpdates;
     this.minClients = o.minClients;
+    this.rowAveraging = o.rowAveraging;
   }
 
   /** Picks `max(minClients, round(C × n))` ready clients, at most `maxClients`. */

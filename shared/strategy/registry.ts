@@ -93,7 +93,21 @@ export function createStrategy(name: string, common: FedAvgOptions, given: Reado
   return entry.create(common, params);
 }
 
-registerStrategy({ name: 'fedavg', summary: 'FedAvg (McMahan et al. 2017)', params: [serverLr(FEDAVG_DEFAULTS.serverLearningRate)], create: (c, p) => new FedAvg({ ...c, serverLearningRate: p['serverLearningRate']! }) });
+const rowAveraging: StrategyParam = {
+  key: 'rowAveraging',
+  flag: 'row-averaging',
+  description: 'average each embedding row over the clients that sent it (1) or over the round (0)',
+  default: FEDAVG_DEFAULTS.rowAveraging ? 1 : 0,
+  min: 0,
+  below: 2,
+  integer: true,
+};
+registerStrategy({
+  name: 'fedavg',
+  summary: 'FedAvg (McMahan et al. 2017)',
+  params: [serverLr(FEDAVG_DEFAULTS.serverLearningRate), rowAveraging],
+  create: (c, p) => new FedAvg({ ...c, serverLearningRate: p['serverLearningRate']!, rowAveraging: p['rowAveraging'] === 1 }),
+});
 registerStrategy({
   name: 'fedavgm',
   summary: 'FedAvg with server momentum (Hsu et al. 2019)',
@@ -103,8 +117,8 @@ registerStrategy({
 registerStrategy({
   name: 'fedprox',
   summary: 'FedAvg with a proximal term μ on the clients (Li et al. 2020)',
-  params: [{ key: 'proximalMu', flag: 'proximal-mu', description: 'proximal weight μ', default: FEDPROX_DEFAULTS.proximalMu, min: 0 }],
-  create: (c, p) => new FedProx({ ...c, proximalMu: p['proximalMu']! }),
+  params: [{ key: 'proximalMu', flag: 'proximal-mu', description: 'proximal weight μ', default: FEDPROX_DEFAULTS.proximalMu, min: 0 }, rowAveraging],
+  create: (c, p) => new FedProx({ ...c, proximalMu: p['proximalMu']!, rowAveraging: p['rowAveraging'] === 1 }),
 });
 for (const [name, Type] of [['fedadam', FedAdam], ['fedyogi', FedYogi], ['fedadagrad', FedAdagrad]] as const) {
   registerStrategy({

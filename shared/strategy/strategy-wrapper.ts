@@ -38,6 +38,10 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.minUpdates;
   }
 
+  get rowAveraging(): boolean {
+    return this.inner.rowAveraging === true;
+  }
+
   /**
    * The instructions with `extra` added to their configs: one new config per distinct config, so
    * clients told the same thing still share one config object (the round loop signs one request

@@ -122,6 +122,11 @@ export interface Strategy {
   /** Smallest number of accepted updates for a round to count. */
   readonly minUpdates: number;
   /**
+   * The round loop averages each embedding-table row over the updates that sent it
+   * (shared/strategy/row-averaging.ts) rather than over the whole round. @default absent (false)
+   */
+  readonly rowAveraging?: boolean;
+  /**
    * Clients of this round and what each is told, drawn from the ready ones with `random` in [0, 1).
    * `global` is the head they will receive.
    */

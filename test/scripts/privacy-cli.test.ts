@@ -33,6 +33,21 @@ describe('privacy settings checked at start', () => {
     expect(clip.output).toMatch(/--dp-clip S must be a finite number > 0/);
   }, 120_000);
 
+  it('refuses per-row averaging out of range, or with secure aggregation or DP, with exit 2', async () => {
+    const sim = ['simulate', '--preset', 'imdb-glove', '--mode', 'virtual', '--no-baselines', '--strategy', 'fedavg', '--out', path.join('/tmp', 'fedtl-never-written')];
+    const [range, secure, dp] = await Promise.all([
+      fedtl([...sim, '--row-averaging', '2']),
+      fedtl([...sim, '--row-averaging', '1', '--secure-aggregation']),
+      fedtl([...sim, '--row-averaging', '1', '--dp-clip', '1', '--dp-epsilon', '8']),
+    ]);
+    expect(range.code).toBe(2);
+    expect(range.output).toMatch(/rowAveraging \(--row-averaging\) of strategy fedavg must be an integer ≥ 0 and < 2, got 2/);
+    expect(secure.code).toBe(2);
+    expect(secure.output).toMatch(/rowAveraging \(--row-averaging 1\) cannot be combined with secure aggregation: .*run with --row-averaging 0/);
+    expect(dp.code).toBe(2);
+    expect(dp.output).toMatch(/cannot be combined with differential privacy/);
+  }, 120_000);
+
   it('refuses secure aggregation with DP over sockets with exit 2', async () => {
     const result = await fedtl(['coordinator', '--identity', 'x', '--allow', 'x', '--classes', '2', '--secure-aggregation', '--dp-clip', '1', '--dp-epsilon', '8', '--out', path.join('/tmp', 'fedtl-never-written')]);
     expect(result.code).toBe(2);

@@ -25,6 +25,7 @@ import type { Strategy } from '../../shared/strategy/strategy.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { WeightManifest } from '../../shared/weights/flat-weights.ts';
 import { embeddingEntryNames, encodeRowSparse } from '../../shared/weights/sparse-rows.ts';
+import { rowTablesOf } from '../../shared/strategy/row-averaging.ts';
 import { RawClient, signedHello } from '../support/hostile.ts';
 import { SMALL_GLOVE } from '../support/text-model.ts';
 
@@ -209,6 +210,37 @@ describe('row-sparse uploads of a fine-tuned embedding table, over real sockets'
     expect(Object.values(record.rejected).reduce((sum, n) => sum + (n ?? 0), 0)).toBe(cases.length + 1);
     const reference = await oneRound(await federation({ ingestWorkers }), [valid, other], [false, false]);
     expect(Buffer.from(fed.coordinator.loop.weights.buffer).equals(Buffer.from(reference.weights.buffer))).toBe(true);
+  }, 120_000);
+
+  it.each([
+    ['on the event loop', 0],
+    ['on 2 ingest workers', 2],
+  ])('with rowAveraging, average each table row over the clients that sent it, sparse or dense (%s)', async (_where, ingestWorkers) => {
+    // Prepare: client 0 (120 examples) sends rows 3, 17, 400…; client 1 (80) rows 17 and 999
+    const [a, b] = deltas();
+    const rowAveraging = () => new FedAvg({ minClients: 2, rowAveraging: true });
+    const table = rowTablesOf(initialModelWeights(glove, HEAD, 5).manifest)[0]!;
+    const row = (w: Float32Array, r: number) => Array.from(w.subarray(table.offset + r * DIMS, table.offset + (r + 1) * DIMS), (v, d) => v - start[table.offset + r * DIMS + d]!);
+
+    // Execute: plain FedAvg, then row averaging with sparse and with dense uploads
+    const first = await federation({ ingestWorkers });
+    const start = first.coordinator.loop.weights.slice();
+    const plain = (await oneRound(first, [a!, b!], [false, false])).weights;
+    const sparse = (await oneRound(await federation({ ingestWorkers, strategy: rowAveraging() }), [a!, b!], [true, true])).weights;
+    const dense = (await oneRound(await federation({ ingestWorkers, strategy: rowAveraging() }), [a!, b!], [false, true])).weights;
+
+    // Assert: a row one client sent moves by that client's delta (FedAvg: 120/200 or 80/200 of it);
+    // the shared row, the head and the unsent rows are FedAvg's
+    for (const model of [sparse, dense]) {
+      for (const [r, scale] of [[3, 200 / 120], [400, 200 / 120], [1999, 200 / 120], [999, 200 / 80], [17, 1], [0, 1], [1000, 1]] as const) {
+        const got = row(model, r), want = row(plain, r).map((v) => v * scale);
+        got.forEach((v, d) => expect(v).toBeCloseTo(want[d]!, 6));
+      }
+      expect(row(model, 3).some((v) => v !== 0)).toBe(true);
+      expect(Array.from(model.subarray(table.offset + table.rows * DIMS))).toEqual(Array.from(plain.subarray(table.offset + table.rows * DIMS)));
+      expect(Array.from(model.subarray(0, table.offset))).toEqual(Array.from(plain.subarray(0, table.offset)));
+    }
+    expect(Buffer.from(sparse.buffer).equals(Buffer.from(dense.buffer))).toBe(true);
   }, 120_000);
 
   it('under secure aggregation takes dense uploads only: a row-sparse one is refused, its row indices unread', async () => {

@@ -1,0 +1,87 @@
+/**
+ * Per-row averaging of embedding tables (shared/strategy/row-averaging.ts) as a pure aggregation:
+ * rows counted from dense deltas and from row-sparse runs, the rescaling, and the layers that
+ * refuse it (secure aggregation, differential privacy). The same rule over real sockets, with
+ * sealed row-sparse and dense uploads, is in test/server/sparse-updates.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import { FedtlError } from '../../../shared/core/errors.ts';
+import { generateIdentity } from '../../../shared/crypto/index.ts';
+import { DifferentialPrivacy } from '../../../shared/privacy/dp-strategy.ts';
+import { resolveDp } from '../../../shared/privacy/dp-fedavg.ts';
+import { SocketSecureAggregation } from '../../../server/secure-aggregation.ts';
+import { SecureAggregation } from '../../../shared/secagg/secure-aggregation-strategy.ts';
+import { ClippedStrategy } from '../../../shared/strategy/clipped-strategy.ts';
+import { FedAvg } from '../../../shared/strategy/fed-avg.ts';
+import { createStrategy } from '../../../shared/strategy/registry.ts';
+import { rowAveraged, rowTablesOf } from '../../../shared/strategy/row-averaging.ts';
+import type { WeightManifest } from '../../../shared/weights/flat-weights.ts';
+
+/** A 4-row × 2 table (`emb/embeddings`) after a 3-value dense entry: 11 values. */
+const MANIFEST: WeightManifest = {
+  parameterCount: 11,
+  entries: [
+    { name: 'dense/kernel', shape: [3], offset: 0, length: 3 },
+    { name: 'emb/embeddings', shape: [4, 2], offset: 3, length: 8 },
+  ],
+} as unknown as WeightManifest;
+
+describe('rowAveraged', () => {
+  it('averages each table row over the updates that sent it, dense or row-sparse, and leaves the rest FedAvg', () => {
+    // Prepare: client a (30 examples) sends rows 0, 2 and 3; client b (10) sends row 1 (as two runs of one value each) and row 3
+    const tables = rowTablesOf(MANIFEST);
+    expect(tables).toEqual([{ offset: 3, rows: 4, cols: 2 }]);
+    const global = new Float32Array(11).fill(1);
+    const a = Float32Array.from([0.4, 0, 0, /* row 0 */ 0.2, -0.2, /* row 1 */ 0, 0, /* row 2 */ 0.4, 0.4, /* row 3 */ 0.2, 0.2]);
+    const bValues = Float32Array.from([0.8, 0, 0, /* row 1 */ 0.3, -0.1, /* row 3 */ 0.1, 0.1]);
+    const bRuns = Uint32Array.from([0, 0, 3, 5, 3, 1, 6, 4, 1, 9, 5, 2]);
+    const aggregation = rowAveraged(new FedAvg().aggregateFit(1, global), global, tables);
+
+    // Execute
+    aggregation.add({ clientId: 'a', delta: a, exampleCount: 30, metrics: {} });
+    aggregation.addSparse!({ clientId: 'b', delta: { length: 11, values: bValues, runs: bRuns }, exampleCount: 10, metrics: {} });
+    const next = Array.from(aggregation.finish(), (v) => Number(v.toFixed(6)));
+
+    // Assert: the dense entry and the shared row 3 are FedAvg's means over 40 examples; rows 0 and 2
+    // are a's own steps, row 1 b's (counted once although it came in two runs)
+    expect(next).toEqual([1.5, 1, 1, 1.2, 0.8, 1.3, 0.9, 1.4, 1.4, 1.175, 1.175]);
+    expect(aggregation.count).toBe(2);
+    expect(aggregation.exampleCount).toBe(40);
+    // Row averaging needs each update: no partial sums.
+    expect(aggregation.addPartial).toBeUndefined();
+  });
+
+  it('is a FedAvg and FedProx parameter (0 or 1), forwarded by wrappers, and nothing else takes it', () => {
+    expect(createStrategy('fedavg', {}).rowAveraging).toBe(false);
+    expect(createStrategy('fedavg', {}, { rowAveraging: 1 }).rowAveraging).toBe(true);
+    expect(createStrategy('fedprox', {}, { rowAveraging: 1 }).rowAveraging).toBe(true);
+    expect(new ClippedStrategy(new FedAvg({ rowAveraging: true }), { clipNorm: 1 }).rowAveraging).toBe(true);
+    expect(() => createStrategy('fedavg', {}, { rowAveraging: 2 })).toThrow(/rowAveraging \(--row-averaging\) of strategy fedavg must be an integer ≥ 0 and < 2, got 2/);
+    expect(() => createStrategy('fedprox', {}, { rowAveraging: 0.5 })).toThrow(/rowAveraging \(--row-averaging\) of strategy fedprox must be an integer/);
+    expect(() => createStrategy('fedavgm', {}, { rowAveraging: 1 })).toThrow(/rowAveraging is not a parameter of strategy fedavgm/);
+  });
+
+  it('is refused with secure aggregation (in-process and over sockets) and with differential privacy', () => {
+    const inner = () => new FedAvg({ minClients: 2, rowAveraging: true });
+    const coordinator = generateIdentity();
+    const dp = resolveDp({ clipNorm: 1, noiseMultiplier: 1 }, { population: 10, clientsPerRound: 2, rounds: 5 });
+    const cases: Array<[string, () => unknown]> = [
+      ['secure aggregation', () => new SecureAggregation(inner(), { coordinator, identityOf: () => undefined, maxClients: 5 })],
+      ['secure aggregation', () => new SocketSecureAggregation(inner(), { coordinator, maxClients: 5 })],
+      ['differential privacy', () => new DifferentialPrivacy(inner(), { dp, population: 10 })],
+    ];
+    for (const [layer, make] of cases) {
+      let error: unknown;
+      try {
+        make();
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(FedtlError);
+      expect((error as FedtlError).code).toBe('BAD_CONFIG');
+      expect((error as FedtlError).message).toMatch(new RegExp(`rowAveraging \\(--row-averaging 1\\) cannot be combined with ${layer}: .*; run with --row-averaging 0`));
+    }
+    // Without row averaging each one builds.
+    expect(new SecureAggregation(new FedAvg({ minClients: 2 }), { coordinator, identityOf: () => undefined, maxClients: 5 }).rowAveraging).toBe(false);
+  });
+});
