@@ -8,7 +8,7 @@ import { subset } from '../../client/data/dataset.ts';
 import { validationSplit } from '../../client/data/split.ts';
 import { FedtlError, toFedtlError } from '../../shared/core/errors.ts';
 import { loadIdentity, parsePublicIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
-import { parseAugmentation, type AugmentationSpec } from '../../shared/model/augmentation.ts';
+import { parseAugmentationJson } from '../../shared/model/augmentation.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { fraction, onShutdown } from '../cli.ts';
 
@@ -26,17 +26,6 @@ interface ClientFlags {
   seed: string;
   ca?: string;
   augment?: string;
-}
-
-/** `--augment`: a JSON augmentation spec, checked like a config file's. */
-function parseAugmentFlag(value: string): AugmentationSpec {
-  let json: unknown;
-  try {
-    json = JSON.parse(value);
-  } catch (cause) {
-    throw new FedtlError('BAD_CONFIG', `--augment must be JSON like {"tokenDropout":0.2}: ${(cause as Error).message}`, { cause });
-  }
-  return parseAugmentation(json, '--augment');
 }
 
 /**
@@ -98,7 +87,7 @@ export function registerClientCommand(program: Command): void {
       // after a base download or in a reconnect loop.
       await checkData(flags, loader);
       await selectBackend();
-      const augmentation = flags.augment === undefined ? undefined : parseAugmentFlag(flags.augment);
+      const augmentation = flags.augment === undefined ? undefined : parseAugmentationJson(flags.augment);
       const client = new FedtlClient({
         url: flags.url,
         ...(augmentation ? { augmentation } : {}),

@@ -11,6 +11,7 @@ import { curveLines, parseCurveSizes, runTransferCurve } from '../simulation/tra
 import { addStrategyOptions, strategyParamsFromFlags } from './strategy-options.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import { parseTrainableSet, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { parseAugmentationJson } from '../../shared/model/augmentation.ts';
 import { addDpOptions, dpFlags } from './privacy-options.ts';
 
 /** Typed flags; strategy parameters arrive under their attribute names (see strategy-options.ts). */
@@ -43,6 +44,7 @@ interface SimulateFlags extends Record<string, unknown> {
   trainable?: string;
   fineTune?: boolean;
   tokenDropout?: number;
+  augment?: string;
   averageTail?: number;
   secureAggregation?: boolean;
   secaggThreshold?: number;
@@ -116,6 +118,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--trainable <json>', 'what trains by round, e.g. \'{"stages":[{"fromRound":1,"groups":[{"select":"head"}]},{"fromRound":5,"groups":[{"select":"top","count":1,"lrMultiplier":0.5}]}]}\'; "none" for the head alone (feature extraction)')
     .option('--fine-tune', "fine-tune with the preset's recipe (imdb-glove: head-only rounds, then the GloVe table; fashion-mobilenet: then MobileNetV2's top two blocks)")
     .option('--average-tail <f>', "server-side iterate averaging: evaluate and export the mean of the global models of the last fraction f of each stage's rounds, in (0, 1]; 0 turns it off (default: the preset's)", fraction('average-tail'))
+    .option('--augment <json>', 'augmentation in stages whose features are the raw input (the whole base trains), for the federation and centralized fine-tuning alike, e.g. \'{"flip":true,"cropPadding":2,"brightness":0.1}\' (default: the preset\'s, none for every preset)')
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart federated feature extraction, federated fine-tuning (the preset\'s recipe or --trainable), federated from scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
@@ -167,7 +170,8 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.fineTune) Object.assign(overrides, fineTuneOverrides(base, flags, overrides.strategyParams));
       if (flags.trainable !== undefined) overrides.trainable = parseTrainableFlag(flags.trainable);
       if (flags.averageTail !== undefined) overrides.iterateAveraging = flags.averageTail === 0 ? null : { tailFraction: flags.averageTail };
-      if (flags.tokenDropout !== undefined) overrides.augmentation = { ...base.augmentation, tokenDropout: flags.tokenDropout };
+      if (flags.augment !== undefined) overrides.augmentation = parseAugmentationJson(flags.augment);
+      if (flags.tokenDropout !== undefined) overrides.augmentation = { ...(overrides.augmentation ?? base.augmentation), tokenDropout: flags.tokenDropout };
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (flags.secureAggregation) {
         overrides.secureAggregation = {

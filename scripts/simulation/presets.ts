@@ -240,6 +240,9 @@ export const PRESETS: Record<string, SimulationConfig> = {
     // What closed most of the gap to centralized fine-tuning is the base's longer pretraining
     // (scripts/bases/fashion-split-cnn.ts, 6 epochs): federated 88.9 / 90.1 / 88.6 / 90.1 / 88.2 %,
     // gaps 1.6 / 1.3 / 2.5 / 1.0 / 2.5, margins over the strongest from-scratch run +3.6 or more.
+    // Screened on that base and not adopted (README; seeds 2 / 123, 88.2 / 88.6 % today): FedProx
+    // μ 0.01 / 0.1, the rate × 0.8 per round, a server rate of 1.5, both convolutions from round 3
+    // (with augmentation 5–6 points worse), E = 2 at half the rate; none lifts seed 2 (86.7–88.0 %).
     strategyParams: { serverMomentum: 0.5 },
     mode: 'virtual',
     // As many passes over the pooled data as the federation makes over its own (8 rounds × E = 1):

@@ -57,6 +57,17 @@ export function parseAugmentation(value: unknown, source = 'augmentation'): Augm
   return out;
 }
 
+/** A JSON augmentation spec from a command-line flag (`--augment`), checked like a config file's. */
+export function parseAugmentationJson(text: string, source = '--augment'): AugmentationSpec {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new FedtlError('BAD_CONFIG', `${source} must be JSON like {"flip":true,"cropPadding":2} or {"tokenDropout":0.2}: ${(cause as Error).message}`, { cause });
+  }
+  return parseAugmentation(json, source);
+}
+
 /** Token dropout on rows of token ids (as float32 values). */
 export function tokenDropout(rate: number): Augmenter {
   return (batch, random) => {

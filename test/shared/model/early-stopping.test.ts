@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FedtlError } from '../../../shared/core/errors.ts';
-import { augmenterFor, imageAugmenter, parseAugmentation, tokenDropout } from '../../../shared/model/augmentation.ts';
+import { augmenterFor, imageAugmenter, parseAugmentation, parseAugmentationJson, tokenDropout } from '../../../shared/model/augmentation.ts';
 import { EarlyStopping } from '../../../shared/model/early-stopping.ts';
 import { createRandom } from '../../../shared/math/random.ts';
 import { selectBackend } from '../../../shared/tf/select-backend.ts';
@@ -86,5 +86,20 @@ describe('augmentation', () => {
     expect(parseAugmentation({ flip: true, cropPadding: 2 })).toEqual({ flip: true, cropPadding: 2 });
     expect(() => parseAugmentation({ rotate: 10 })).toThrow(/not an augmentation/);
     expect(() => parseAugmentation({ tokenDropout: 1 })).toThrow(FedtlError);
+  });
+
+  it('reads a --augment flag as JSON and refuses bad JSON or a bad spec with BAD_CONFIG naming the flag', () => {
+    expect(parseAugmentationJson('{"flip":true,"cropPadding":2,"brightness":0.1}')).toEqual({ flip: true, cropPadding: 2, brightness: 0.1 });
+    for (const bad of ['{flip:true}', '[1]', '{"cropPadding":-1}', '{"rotate":10}']) {
+      let thrown: unknown;
+      try {
+        parseAugmentationJson(bad);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(FedtlError);
+      expect((thrown as FedtlError).code).toBe('BAD_CONFIG');
+      expect((thrown as FedtlError).message).toMatch(/^--augment/);
+    }
   });
 });
