@@ -8,8 +8,8 @@
  * by 2 of 20 clients moves a tenth of what those two clients agreed on, and rare words barely
  * train. Averaging a row over the clients that used it is FedAvg's example weighting (McMahan et
  * al. 2017, https://arxiv.org/abs/1602.05629) applied row by row, over the clients that have a
- * say on that row. Measured on
- * imdb-glove (README, "Fine-tuning the presets, measured").
+ * say on that row. Measured on imdb-glove's fine-tuning (README, "Fine-tuning the presets,
+ * measured"): 80.8 % against plain FedAvg's 81.0 %, so it is off by default and in every preset.
  *
  * Which rows a client "sent": the rows of a row-sparse upload, or the rows of a dense delta with a
  * non-zero value (Adam and SGD leave a row without gradient exactly unchanged, so the two agree).
