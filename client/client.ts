@@ -79,6 +79,8 @@ export interface ClientOptions {
   identity: Identity;
   /** Augmentation of this client's data in fine-tuning rounds whose features are the raw input. @default none */
   augmentation?: AugmentationSpec;
+  /** Logit adjustment τ of this client's local training by its own label prior (`TrainOptions.logitAdjustment`). @default 0 (off) */
+  logitAdjustment?: number;
   /**
    * The client's private data, or a function that loads it once the base is known (an image folder
    * is decoded at the base's input size, which the coordinator announces).
@@ -362,7 +364,8 @@ export class FedtlClient {
       throw new FedtlError('HASH_MISMATCH', `base ${descriptor.name} hashes to ${base.hash.slice(0, 12)}, the coordinator announced ${descriptor.hash.slice(0, 12)}`);
     }
     const head = buildHead(base.embeddingSize, welcome.headSpec);
-    const trainer = new LocalTrainer(head, welcome.manifest);
+    const training = this.#options.logitAdjustment !== undefined ? { logitAdjustment: this.#options.logitAdjustment } : {};
+    const trainer = new LocalTrainer(head, welcome.manifest, training);
     const features = async (dataset: LabeledDataset, featureBase: FrozenBase = base): Promise<LabeledFeatures> => {
       if (dataset.classNames.length > welcome.headSpec.classes) {
         throw new FedtlError('BAD_DATA', `${dataset.name} has ${dataset.classNames.length} classes; the federation's head has ${welcome.headSpec.classes}`);
@@ -404,6 +407,7 @@ export class FedtlClient {
           validation: data.validation ? await features(data.validation, featureBase) : null,
         }),
         ...(this.#options.augmentation ? { augmentation: this.#options.augmentation } : {}),
+        ...training,
       }));
     return { baseHash: base.hash, base, trainer, train, validation, stages: makeStages, classNames: data.train.classNames, featureColumns: columns };
   }

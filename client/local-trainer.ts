@@ -37,13 +37,21 @@ export interface LocalFitResult {
  * Trains a head model on behalf of any number of clients, one at a time. The head is the only
  * tensor state: virtual clients share one instance and differ only in their features.
  */
+/** How a client trains, whatever the round's config: options that stay on the client. */
+export interface ClientTrainingOptions {
+  /** Logit adjustment τ by the client's own label prior (see `TrainOptions.logitAdjustment`). @default 0 (off) */
+  logitAdjustment?: number;
+}
+
 export class LocalTrainer {
   readonly #head: tf.LayersModel;
   readonly #manifest: WeightManifest;
+  readonly #training: ClientTrainingOptions;
 
-  constructor(head: tf.LayersModel, manifest: WeightManifest) {
+  constructor(head: tf.LayersModel, manifest: WeightManifest, training: ClientTrainingOptions = {}) {
     this.#head = head;
     this.#manifest = manifest;
+    this.#training = training;
   }
 
   get head(): tf.LayersModel {
@@ -59,6 +67,7 @@ export class LocalTrainer {
       learningRate: config.learningRate,
       optimizer: config.optimizer,
       ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
+      ...this.#training,
       seed,
     });
     const trained = getHeadWeights(this.#head).data;

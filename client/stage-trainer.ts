@@ -17,12 +17,12 @@ import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import type { FitConfig } from '../shared/strategy/strategy.ts';
 import { subtract, type FlatWeights } from '../shared/weights/flat-weights.ts';
 import { FedtlError } from '../shared/core/errors.ts';
-import type { LabeledFeatures, LocalFitResult } from './local-trainer.ts';
+import type { ClientTrainingOptions, LabeledFeatures, LocalFitResult } from './local-trainer.ts';
 
 /** A client's data as features of a stage's feature base (a `FrozenBase` cut at the boundary). */
 export type StageFeatureSource = (featureBase: FrozenBase) => Promise<{ train: LabeledFeatures; validation: LabeledFeatures | null }>;
 
-export interface StageTrainerOptions {
+export interface StageTrainerOptions extends ClientTrainingOptions {
   base: FrozenBase;
   headSpec: HeadSpec;
   /**
@@ -77,6 +77,7 @@ export class StageTrainer {
         ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
         learningRateMultipliers: top.learningRateMultipliers,
         ...(augment ? { augment } : {}),
+        ...(this.#options.logitAdjustment !== undefined ? { logitAdjustment: this.#options.logitAdjustment } : {}),
         seed,
       });
       const trained = top.getWeights();

@@ -86,6 +86,14 @@ export function positiveNumber(name: string) {
   };
 }
 
+export function nonNegativeNumber(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!(Number.isFinite(parsed) && parsed >= 0)) throw new InvalidArgumentError(`${name} must be a finite number ≥ 0`);
+    return parsed;
+  };
+}
+
 export function fraction(name: string) {
   return (value: string): number => {
     const parsed = Number(value);

@@ -10,7 +10,7 @@ import { FedtlError, toFedtlError } from '../../shared/core/errors.ts';
 import { loadIdentity, parsePublicIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
 import { parseAugmentationJson } from '../../shared/model/augmentation.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { fraction, onShutdown } from '../cli.ts';
+import { fraction, nonNegativeNumber, onShutdown } from '../cli.ts';
 
 interface ClientFlags {
   url: string;
@@ -26,6 +26,7 @@ interface ClientFlags {
   seed: string;
   ca?: string;
   augment?: string;
+  logitAdjustment?: number;
 }
 
 /**
@@ -62,6 +63,7 @@ export function registerClientCommand(program: Command): void {
     .option('--cache <dir>', 'where the base download and feature cache live', path.join('.fedtl-cache', 'client'))
     .option('--seed <n>', 'seed of the local split and shuffles', '0')
     .option('--augment <json>', 'augmentation in fine-tuning rounds whose features are the raw input, e.g. \'{"tokenDropout":0.2}\' or \'{"flip":true,"cropPadding":4}\' (default none)')
+    .option('--logit-adjustment <tau>', 'logit adjustment τ of local training by the client\'s own label prior (balanced softmax; 0 = off; the evaluated and exported model is unchanged)', nonNegativeNumber('logit-adjustment'))
     .action(async (flags: ClientFlags) => {
       const loader = getLoader(flags.dataType);
       if (loader.needsPath && !flags.data) throw new FedtlError('BAD_CONFIG', `--data-type ${flags.dataType} needs --data <path>`);
@@ -91,6 +93,7 @@ export function registerClientCommand(program: Command): void {
       const client = new FedtlClient({
         url: flags.url,
         ...(augmentation ? { augmentation } : {}),
+        ...(flags.logitAdjustment !== undefined ? { logitAdjustment: flags.logitAdjustment } : {}),
         coordinator: { signingKey: coordinator.signingKey, boxKey: coordinator.boxKey },
         identity,
         cacheDir: flags.cache,

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PARTITION_SCHEMES, type PartitionScheme } from '../../shared/math/partition.ts';
-import { fraction, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
+import { fraction, nonNegativeNumber, onShutdown, positiveInteger, positiveNumber } from '../cli.ts';
 import { fineTuneRecipeFor, presetNames, resolveConfig, SCRATCH_FEATURES, SIMULATION_MODES, type ScratchFeatures, type SimulationConfig, type SimulationMode } from '../simulation/presets.ts';
 import { stopProcessClients } from '../simulation/process-clients.ts';
 import { runSimulation, summaryLines } from '../simulation/run-simulation.ts';
@@ -45,6 +45,7 @@ interface SimulateFlags extends Record<string, unknown> {
   fineTune?: boolean;
   tokenDropout?: number;
   augment?: string;
+  logitAdjustment?: number;
   averageTail?: number;
   secureAggregation?: boolean;
   secaggThreshold?: number;
@@ -120,6 +121,7 @@ export function registerSimulateCommand(program: Command): void {
     .option('--average-tail <f>', "server-side iterate averaging: evaluate and export the mean of the global models of the last fraction f of each stage's rounds, in (0, 1]; 0 turns it off (default: the preset's)", fraction('average-tail'))
     .option('--augment <json>', 'augmentation in stages whose features are the raw input (the whole base trains), for the federation and centralized fine-tuning alike, e.g. \'{"flip":true,"cropPadding":2,"brightness":0.1}\' (default: the preset\'s, none for every preset)')
     .option('--token-dropout <p>', 'text augmentation while the embedding table trains: probability of dropping each token', fraction('token-dropout'))
+    .option('--logit-adjustment <tau>', 'logit adjustment τ of every client\'s local training by its own label prior (balanced softmax), in every federation of the run; centralized training has no label skew to correct and trains without it; 0 = off (default: the preset\'s)', nonNegativeNumber('logit-adjustment'))
     .option('--curve <sizes>', 'transfer curve: run the preset at each training-set size (e.g. 100,500,2000) and chart federated feature extraction, federated fine-tuning (the preset\'s recipe or --trainable), federated from scratch and centralized accuracy', curveSizes)
     .option('--dashboard', 'serve the coordinator\'s live dashboard (socket and process modes); its address is printed')
     .option('--target-accuracy <a>', 'test accuracy to aim for, as a fraction (0.9) or percent (90); the report marks it and the round that first reached it', targetAccuracy)
@@ -172,6 +174,7 @@ export function registerSimulateCommand(program: Command): void {
       if (flags.averageTail !== undefined) overrides.iterateAveraging = flags.averageTail === 0 ? null : { tailFraction: flags.averageTail };
       if (flags.augment !== undefined) overrides.augmentation = parseAugmentationJson(flags.augment);
       if (flags.tokenDropout !== undefined) overrides.augmentation = { ...(overrides.augmentation ?? base.augmentation), tokenDropout: flags.tokenDropout };
+      if (flags.logitAdjustment !== undefined) overrides.logitAdjustment = flags.logitAdjustment;
       if (!flags.baselines) overrides.baselines = { centralized: false, localOnly: false, scratch: false };
       if (flags.secureAggregation) {
         overrides.secureAggregation = {

@@ -325,6 +325,7 @@ export async function runProcesses(input: FederatedRunInput): Promise<ProcessRun
         '--cache', own.cache,
         '--seed', String(clientSeed(config.seed, i)),
         ...(config.augmentation ? ['--augment', JSON.stringify(config.augmentation)] : []),
+        ...(config.logitAdjustment !== undefined ? ['--logit-adjustment', String(config.logitAdjustment)] : []),
       ];
       argsOf.push(args);
       children.push(startChild(i, args, log));

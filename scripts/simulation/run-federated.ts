@@ -20,7 +20,7 @@ import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { subset } from '../../client/data/dataset.ts';
 import { validationSplit } from '../../client/data/split.ts';
 import { clientSeed, runFitRound } from '../../client/client-round.ts';
-import { LocalTrainer, type LabeledFeatures } from '../../client/local-trainer.ts';
+import { LocalTrainer, type ClientTrainingOptions, type LabeledFeatures } from '../../client/local-trainer.ts';
 import { RoundLoop, type Participant } from '../../server/round-loop.ts';
 import type { RoundRecord } from '../../server/round-record.ts';
 import { initialHeadWeights, startCoordinator, type StartCoordinatorOptions } from '../../server/start-coordinator.ts';
@@ -127,6 +127,11 @@ export function coordinatorLoopOptions(input: FederatedRunInput, serverHead: tf.
 }
 
 /** The run's strategy, built from the registry with the simulation's client settings. */
+/** The clients' own training options of a run, as every path that trains a client takes them. */
+export function clientTraining(config: Pick<SimulationConfig, 'logitAdjustment'>): ClientTrainingOptions {
+  return config.logitAdjustment !== undefined ? { logitAdjustment: config.logitAdjustment } : {};
+}
+
 export function strategyOf(config: SimulationConfig): Strategy {
   return createStrategy(
     config.strategy,
@@ -262,7 +267,7 @@ export class VirtualFederation {
     // model from shared memory; features follow once per boundary, weights once per round.
     if (fineTuning && this.#pool) this.#pool.fineTune({ base: baseSkeleton(input.base), model: fineTuning.pretrained, ...(config.augmentation ? { augmentation: config.augmentation } : {}) });
     this.#serverHead = buildHead(input.base.embeddingSize, config.head);
-    this.#trainer = new LocalTrainer(buildHead(input.base.embeddingSize, config.head), initial.manifest);
+    this.#trainer = new LocalTrainer(buildHead(input.base.embeddingSize, config.head), initial.manifest, clientTraining(config));
     this.#faults = createRandom(`${config.seed}-faults-${input.label}`);
     const identities = this.identities;
     const indexOf = new Map(identities.clientIds.map((id, i) => [id, i]));
@@ -425,7 +430,7 @@ export function fitOrder<T extends { index: number; request: Pick<FitRequest, 'c
 /** A pool of `workers` training threads for the virtual clients of `input`. */
 export async function startTrainingPool(input: Pick<FederatedRunInput, 'config' | 'base'>, shards: ClientShards, workers: number): Promise<TrainingPool> {
   const manifest = initialHeadWeights(input.base.embeddingSize, input.config.head, input.config.seed).manifest;
-  return TrainingPool.start({ workers, inputSize: input.base.embeddingSize, headSpec: input.config.head, manifest, shards });
+  return TrainingPool.start({ workers, inputSize: input.base.embeddingSize, headSpec: input.config.head, manifest, training: clientTraining(input.config), shards });
 }
 
 /** Virtual clients' fine-tuning: the coordinator's model schedule, features per boundary, the server-side evaluation. */
@@ -501,6 +506,7 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
           model: pretrained,
           features: async (featureBase) => ({ train: clientRows(await shardsAt(featureBase), index), validation: null }),
           ...(config.augmentation ? { augmentation: config.augmentation } : {}),
+          ...clientTraining(config),
         });
         trainers.set(index, trainer);
       }
@@ -570,6 +576,7 @@ async function runSocket(input: FederatedRunInput): Promise<FederatedRunResult> 
       cacheDir: path.join(cacheDir, `client-${i}`),
       seed,
       ...(config.augmentation ? { augmentation: config.augmentation } : {}),
+      ...clientTraining(config),
       faults: { dropRate: config.dropoutRate, seed: config.seed + i },
       ...(fit ? { fit: fit.train } : {}),
       logger: { ...createLogger(`client-${i}`), info: () => undefined },
@@ -607,7 +614,7 @@ async function socketClientTraining(input: FederatedRunInput): Promise<{ pool: T
   const workers = fineTuning ? 0 : Math.min(config.trainingWorkers, input.parts?.length ?? 0);
   if (workers === 0) return null;
   const manifest = initialHeadWeights(base.embeddingSize, config.head, config.seed).manifest;
-  const pool = await TrainingPool.start({ workers, inputSize: base.embeddingSize, headSpec: config.head, manifest });
+  const pool = await TrainingPool.start({ workers, inputSize: base.embeddingSize, headSpec: config.head, manifest, training: clientTraining(config) });
   const shared = new WeakMap<LabeledFeatures, LabeledFeatures>();
   const train: NonNullable<ClientOptions['fit']> = (weights, rows, fitConfig, seed = 0) => {
     let own = shared.get(rows);

@@ -19,7 +19,7 @@
 import { MODULE_EXTENSION, RUNS_FROM_SOURCES } from '../../shared/core/package-root.ts';
 import os from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { LabeledFeatures, LocalFitResult } from '../../client/local-trainer.ts';
+import type { ClientTrainingOptions, LabeledFeatures, LocalFitResult } from '../../client/local-trainer.ts';
 import type { Identity } from '../../shared/crypto/identity.ts';
 import { FedtlError } from '../../shared/core/errors.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
@@ -38,6 +38,8 @@ export interface TrainingWorkerSetup {
   inputSize: number;
   headSpec: HeadSpec;
   manifest: WeightManifest;
+  /** The clients' own training options (logit adjustment), for head and stage jobs alike. */
+  training: ClientTrainingOptions;
   /** Features, labels and offsets backed by SharedArrayBuffers; null when every job brings its rows. */
   shards: ClientShards | null;
 }
@@ -140,6 +142,8 @@ export interface TrainingPoolOptions {
   inputSize: number;
   headSpec: HeadSpec;
   manifest: WeightManifest;
+  /** The clients' own training options, as a trainer in this thread would take them. @default none */
+  training?: ClientTrainingOptions;
   /**
    * The clients' rows; must be backed by SharedArrayBuffers (groupByClient allocates them so).
    * @default none: jobs bring their rows ({@link TrainingPool.fitRows})
@@ -215,7 +219,7 @@ export class TrainingPool {
     if (shards && (!isShared(shards.features.values) || !isShared(shards.labels) || !isShared(shards.offsets))) {
       throw new FedtlError('BAD_CONFIG', 'the training pool reads client rows from SharedArrayBuffers; group them with groupByClient');
     }
-    const setup: TrainingWorkerSetup = { inputSize: options.inputSize, headSpec: options.headSpec, manifest: options.manifest, shards };
+    const setup: TrainingWorkerSetup = { inputSize: options.inputSize, headSpec: options.headSpec, manifest: options.manifest, training: options.training ?? {}, shards };
     const entry = workerEntry();
     const slots: Slot[] = [];
     const ready: Promise<void>[] = [];

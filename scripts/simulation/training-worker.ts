@@ -21,7 +21,7 @@ import type { EvaluationJob, MemoryJob, PoolJob, PoolMessage, StageWorkerSetup, 
 const setup = workerData as TrainingWorkerSetup;
 const port = parentPort!;
 await selectBackend({ log: false });
-const trainer = new LocalTrainer(buildHead(setup.inputSize, setup.headSpec), setup.manifest);
+const trainer = new LocalTrainer(buildHead(setup.inputSize, setup.headSpec), setup.manifest, setup.training);
 let queue: Promise<void> = Promise.resolve();
 
 /** Fine-tuning, once set up: the base's graph, and one stage trainer per client (each keeps its features' view). */
@@ -44,6 +44,7 @@ function stageTrainer(index: number): StageTrainer {
         return { train: clientRows(shards, index), validation: null };
       },
       ...(stageSetup.augmentation ? { augmentation: stageSetup.augmentation } : {}),
+      ...setup.training,
     });
     stages.trainers.set(index, trainer);
   }

@@ -33,6 +33,16 @@ export interface TrainOptions {
    */
   proximalMu?: number;
   /**
+   * Logit adjustment τ by the client's own label prior (Menon et al., "Long-tail learning via logit
+   * adjustment", ICLR 2021, https://arxiv.org/abs/2007.07314; under federated label skew: Zhang et
+   * al., "Federated Learning with Label Distribution Skew via Logits Calibration", ICML 2022): during
+   * training only, the loss is the cross-entropy of softmax(z + τ·log π), π the (count + 1)/(n + C)
+   * frequencies of the labels passed in. A client then stops spending its steps pushing down the
+   * classes it rarely or never sees, which is what drags skewed local heads apart. Evaluation,
+   * predictions and the reported training loss use the plain softmax. @default 0 (off)
+   */
+  logitAdjustment?: number;
+  /**
    * Learning-rate multiplier per `tf.Variable` name (e.g. a smaller rate for pretrained layers,
    * see `TrainableTop.learningRateMultipliers`); each group gets its own optimizer. @default none: one rate
    */
@@ -94,6 +104,27 @@ function crossEntropy(probabilities: tf.Tensor, oneHot: tf.Tensor): tf.Scalar {
   return tf.tidy(() => tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probabilities, 1e-7, 1))), 1))) as tf.Scalar);
 }
 
+/**
+ * Log of the smoothed label prior, (count_c + 1)/(n + C): +1 keeps a class the rows never show at a
+ * finite, small prior.
+ */
+export function logLabelPrior(labels: Int32Array, classes: number): Float32Array {
+  const counts = new Float64Array(classes);
+  for (const label of labels) counts[label]!++;
+  return Float32Array.from(counts, (count) => Math.log((count + 1) / (labels.length + classes)));
+}
+
+/**
+ * Mean cross-entropy of softmax(z + offset) from the softmax outputs p = softmax(z): log p differs
+ * from z by a per-row constant, which the log-softmax removes, so this is the logit-adjusted loss.
+ */
+export function adjustedCrossEntropy(probabilities: tf.Tensor, oneHot: tf.Tensor, offset: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const adjusted = tf.logSoftmax(tf.add(tf.log(tf.clipByValue(probabilities, 1e-7, 1)), offset));
+    return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, adjusted), 1))) as tf.Scalar;
+  });
+}
+
 function makeOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer {
   return name === 'sgd' ? tf.train.sgd(learningRate) : tf.train.adam(learningRate);
 }
@@ -118,6 +149,8 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   const variables = head.trainableWeights.map((w) => w.read() as tf.Variable);
   const proximalMu = options.proximalMu ?? 0;
   if (!(proximalMu >= 0 && Number.isFinite(proximalMu))) throw new FedtlError('BAD_CONFIG', `proximalMu must be a finite number ≥ 0, got ${proximalMu}`);
+  const tau = options.logitAdjustment ?? 0;
+  if (!(tau >= 0 && Number.isFinite(tau))) throw new FedtlError('BAD_CONFIG', `logitAdjustment must be a finite number ≥ 0, got ${tau}`);
   const optimizerName = options.optimizer ?? TRAINING_DEFAULTS.optimizer;
   const optimizer = options.learningRateMultipliers
     ? new GroupedOptimizer(learningRate, options.learningRateMultipliers, (rate) => makeOptimizer(optimizerName, rate))
@@ -130,6 +163,7 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   let averaged = 0;
   const x = tf.tensor2d(features.values, [rows, features.cols]);
   const y = tf.tensor1d(labels, 'int32');
+  const offset = tau > 0 ? tf.tensor1d(logLabelPrior(labels, classes).map((v) => tau * v)) : null;
   let steps = 0;
   let lossSum = 0;
   let correct = 0;
@@ -159,10 +193,10 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
               const cost = crossEntropy(predictions, oneHot);
               // Summed on the device and read once per epoch: a sync read per batch would stall the backend.
               lossParts.push(tf.keep(tf.mul(cost, batchIndices.length)));
-              let objective = cost;
+              let objective = offset ? adjustedCrossEntropy(predictions, oneHot, offset) : cost;
               if (anchors.length > 0) {
                 const distance = tf.addN(variables.map((v, i) => tf.sum(tf.square(tf.sub(v, anchors[i]!)))));
-                objective = tf.add(cost, tf.mul(distance, proximalMu / 2)) as tf.Scalar;
+                objective = tf.add(objective, tf.mul(distance, proximalMu / 2)) as tf.Scalar;
               }
               // A leftover batch is `share` of a step, its proximal pull included.
               return share === 1 ? objective : (tf.mul(objective, share) as tf.Scalar);
@@ -195,7 +229,7 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
       value.dispose();
     }
   } finally {
-    tf.dispose([x, y, ...anchors]);
+    tf.dispose([x, y, ...anchors, ...(offset ? [offset] : [])]);
     optimizer.dispose();
   }
   return { loss: lossSum / rows, accuracy: correct / rows, examples: rows, steps };

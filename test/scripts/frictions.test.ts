@@ -10,7 +10,7 @@ import type { Logger } from '../../shared/core/log.ts';
 import { AllowList } from '../../shared/crypto/allow-list.ts';
 import { generateIdentity } from '../../shared/crypto/identity.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
-import { buildProgram } from '../../scripts/cli.ts';
+import { buildProgram, nonNegativeNumber } from '../../scripts/cli.ts';
 
 describe('newcomer frictions', () => {
   it('--version and -V print the version of package.json', async () => {
@@ -21,6 +21,13 @@ describe('newcomer frictions', () => {
       await expect(program.parseAsync(['node', 'fedtl', flag])).rejects.toMatchObject({ code: 'commander.version' });
       expect(out.trim()).toBe(manifest.version);
     }
+  });
+
+  it('--logit-adjustment takes a finite number ≥ 0 and names itself when it refuses one', () => {
+    const parse = nonNegativeNumber('logit-adjustment');
+    expect(parse('0')).toBe(0);
+    expect(parse('1.5')).toBe(1.5);
+    for (const bad of ['-1', 'NaN', 'Infinity', 'abc']) expect(() => parse(bad)).toThrow('logit-adjustment must be a finite number ≥ 0');
   });
 
   it('a coordinator logs "listening on" once', async () => {

@@ -38,7 +38,7 @@ beforeAll(() => {
 });
 
 function config(mode: SimulationMode): SimulationConfig {
-  return smallImdbConfig({ mode, rounds: ROUNDS, trainable: SCHEDULE, augmentation: { tokenDropout: 0.1 }, roundTimeoutMs: 120_000 });
+  return smallImdbConfig({ mode, rounds: ROUNDS, trainable: SCHEDULE, augmentation: { tokenDropout: 0.1 }, logitAdjustment: 1, roundTimeoutMs: 120_000 });
 }
 
 async function run(mode: SimulationMode, trainingWorkers = 0) {
@@ -147,7 +147,7 @@ describe('fine-tuning simulation, virtual mode', () => {
 });
 
 describe('SLOW end to end: fine-tuning simulation, process mode', () => {
-  it('fine-tunes through fedtl client processes (augmentation passed on their command line)', async () => {
+  it('fine-tunes through fedtl client processes (augmentation and logit adjustment passed on their command line)', async () => {
     expectWidening(await run('process'));
   }, 240_000);
 });

@@ -35,7 +35,7 @@ describe('training pool', () => {
    * the longest-first order differs from the selection order), a hidden layer, 3 rounds, a third
    * of the clients crash at random.
    */
-  async function run(workers: number) {
+  async function run(workers: number, logitAdjustment?: number) {
     const random = createRandom('pool');
     const rows = 360;
     const values = new Float32Array(rows * 16).map(() => random.normal());
@@ -45,6 +45,7 @@ describe('training pool', () => {
       head: { hidden: [8], activation: 'relu', dropout: 0, classes: 3 },
       clients: 12, rounds: 3, fractionFit: 0.75, minClients: 2, trainExamples: rows, testExamples: 60,
       epochs: 2, batchSize: 7, learningRate: 0.05, optimizer: 'sgd', mode: 'virtual', dropoutRate: 0.3, stragglerRate: 0, trainingWorkers: workers,
+      ...(logitAdjustment !== undefined ? { logitAdjustment } : {}),
     });
     const shards = groupByClient(clientOrder(partition(labels, { scheme: 'dirichlet', numClients: 12, seed: 4, numClasses: 3, alpha: 0.5 })), { values, rows, cols: 16 }, labels);
     const base = createIdentityBase(16);
@@ -81,6 +82,19 @@ describe('training pool', () => {
     expect(Math.max(...inThread.sizes)).toBeGreaterThan(2 * Math.min(...inThread.sizes));
     expect(inThread.server.every(([loss, accuracy]) => Number.isFinite(loss) && Number.isFinite(accuracy))).toBe(true);
     expect(two).toEqual(inThread);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+  }, 120_000);
+
+  it('trains every client with its own logit adjustment alike in two workers and in the main thread, and the option changes the model', async () => {
+    // The clients' Dirichlet(0.5) label skew is what the adjustment corrects: each client's prior differs.
+    const tensorsBefore = tf.memory().numTensors;
+    const plain = await run(0);
+    const inThread = await run(0, 1);
+    const two = await run(2, 1);
+    expect(two).toEqual(inThread);
+    expect(inThread.participation).toEqual(plain.participation);
+    expect(inThread.weights).not.toEqual(plain.weights);
+    expect(inThread.server.every(([loss, accuracy]) => Number.isFinite(loss) && Number.isFinite(accuracy))).toBe(true);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
   }, 120_000);
 

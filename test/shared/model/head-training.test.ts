@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildHead, getHeadWeights, setHeadWeights } from '../../../shared/model/head.ts';
-import { trainHead } from '../../../shared/model/head-training.ts';
+import { adjustedCrossEntropy, logLabelPrior, trainHead } from '../../../shared/model/head-training.ts';
 import { selectBackend } from '../../../shared/tf/select-backend.ts';
 
 describe('trainHead: the leftover batch', () => {
@@ -93,6 +93,72 @@ describe('trainHead: tail averaging (averageFromEpoch)', () => {
     for (let i = 0; i < last.length; i++) expect(averagedLast[i]).toBeCloseTo(last[i]!, 6);
     const head = buildHead(1, { hidden: [], activation: 'relu', dropout: 0, classes: 2 });
     await expect(trainHead(head, { values: new Float32Array(1), rows: 1, cols: 1 }, Int32Array.from([1]), { averageFromEpoch: -1 })).rejects.toThrow(/averageFromEpoch/);
+    head.dispose();
+  });
+});
+
+describe('trainHead: logit adjustment by the label prior (logitAdjustment)', () => {
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+  });
+
+  /** A softmax-regression head on one zero feature, all weights zero: only the output bias moves. */
+  function zeroHead(classes: number) {
+    const head = buildHead(1, { hidden: [], activation: 'relu', dropout: 0, classes });
+    const weights = getHeadWeights(head);
+    setHeadWeights(head, { manifest: weights.manifest, data: new Float32Array(weights.data.length) });
+    return head;
+  }
+
+  it('smooths the prior by +1, so a class the client never saw keeps a finite prior', () => {
+    // Labels (0, 0) of 3 classes: (2 + 1, 0 + 1, 0 + 1) / (2 + 3).
+    expect(Array.from(logLabelPrior(Int32Array.from([0, 0]), 3))).toEqual([Math.log(3 / 5), Math.log(1 / 5), Math.log(1 / 5)].map(Math.fround));
+  });
+
+  it('computes the cross-entropy of softmax(z + offset), by hand', () => {
+    // z = (0, ln 3) → p = (¼, ¾); offset (ln 2, 0) → softmax(ln 2, ln 3) = (⅖, ⅗).
+    // Labels: row 1 class 0 (−ln ⅖), row 2 class 1 (−ln ⅗); mean (ln 5/2 + ln 5/3) / 2.
+    const before = tf.memory().numTensors;
+    const probabilities = tf.tensor2d([[0.25, 0.75], [0.25, 0.75]]);
+    const oneHot = tf.tensor2d([[1, 0], [0, 1]]);
+    const offset = tf.tensor1d([Math.LN2, 0]);
+    const loss = adjustedCrossEntropy(probabilities, oneHot, offset);
+    expect(loss.dataSync()[0]).toBeCloseTo((Math.log(5 / 2) + Math.log(5 / 3)) / 2, 5);
+    tf.dispose([probabilities, oneHot, offset, loss]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('steps by softmax(z + τ log π) − y during training, reports the plain loss, and frees its tensors', async () => {
+    // Rows labelled (1, 1, 0), one batch of 3, SGD at rate 1, τ = 1. Prior (1 + 1, 2 + 1) / (3 + 2)
+    // = (⅖, ⅗); at z = 0 the adjusted softmax is the prior itself, so the bias gradient is
+    // (⅖ − ⅓, ⅗ − ⅔) = (1/15, −1/15) and the bias ends at (−1/15, 1/15). Without the adjustment
+    // p = (½, ½): the gradient (⅙, −⅙), the bias (−⅙, ⅙).
+    const features = { values: new Float32Array(3), rows: 3, cols: 1 };
+    const labels = Int32Array.from([1, 1, 0]);
+    const adjusted = zeroHead(2);
+    const plain = zeroHead(2);
+    const before = tf.memory().numTensors;
+    const result = await trainHead(adjusted, features, labels, { batchSize: 3, learningRate: 1, optimizer: 'sgd', logitAdjustment: 1 });
+    expect(tf.memory().numTensors).toBe(before);
+    await trainHead(plain, features, labels, { batchSize: 3, learningRate: 1, optimizer: 'sgd', logitAdjustment: 0 });
+    const adjustedBias = getHeadWeights(adjusted).data.subarray(2);
+    expect(adjustedBias[0]).toBeCloseTo(-1 / 15, 6);
+    expect(adjustedBias[1]).toBeCloseTo(1 / 15, 6);
+    const plainBias = getHeadWeights(plain).data.subarray(2);
+    expect(plainBias[0]).toBeCloseTo(-1 / 6, 6);
+    expect(plainBias[1]).toBeCloseTo(1 / 6, 6);
+    // The reported loss is the plain cross-entropy at z = 0: ln 2 for every row.
+    expect(result.loss).toBeCloseTo(Math.LN2, 6);
+    adjusted.dispose();
+    plain.dispose();
+  });
+
+  it('refuses a negative or non-finite τ with BAD_CONFIG', async () => {
+    const head = zeroHead(2);
+    const features = { values: new Float32Array(2), rows: 2, cols: 1 };
+    for (const tau of [-0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(trainHead(head, features, Int32Array.from([0, 1]), { logitAdjustment: tau })).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringContaining('logitAdjustment') });
+    }
     head.dispose();
   });
 });
