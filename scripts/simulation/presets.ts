@@ -251,13 +251,6 @@ export const PRESETS: Record<string, SimulationConfig> = {
     // μ 0.01 / 0.1, the rate × 0.8 per round, a server rate of 1.5, both convolutions from round 3
     // (with augmentation 5–6 points worse), E = 2 at half the rate; none lifts seed 2 (86.7–88.0 %).
     strategyParams: { serverMomentum: 0.5 },
-    // Logit adjustment τ = 1 of each client's local loss by its own label prior (Menon et al. 2021;
-    // FedLC, Zhang et al. 2022): the Dirichlet(0.5) split leaves each client a few classes, and a
-    // local head otherwise spends its steps pushing down the classes it lacks. Screened (seeds 2 /
-    // 123, `--no-baselines`, README) at τ 0.5 / 1 / 1.5 / 2: 88.4 / 88.8 / 88.7 / 89.2 % and
-    // 88.8 / 89.2 / 89.0 / 89.1 %, against 88.2 / 88.6 % without. Part of every federation of the run
-    // (the from-scratch ones too); centralized training pools the data, with no skew to correct.
-    logitAdjustment: 1,
     mode: 'virtual',
     // As many passes over the pooled data as the federation makes over its own (8 rounds × E = 1):
     // measured on seed 42, 20 epochs gave the same centralized fine-tuning accuracy (90.4 %) at 2.5× the time.
