@@ -155,6 +155,9 @@ export class RoundLoop {
     this.#average = options.iterateAveraging ? new IterateAverage(options.iterateAveraging, stageStarts, options.rounds) : null;
     this.#runId = randomBytes(6).toString('hex');
     this.#rowTables = rowTablesOf(options.manifest);
+    if (this.#strategy.rowAveraging && this.#rowTables.length === 0) {
+      this.#log.warn('rowAveraging (--row-averaging 1) changes nothing here: the model the rounds train has no embedding table (feature extraction trains the head only; fine-tune a text base to train its table)');
+    }
     if (options.initialWeights.length !== options.manifest.parameterCount) {
       throw new FedtlError('BAD_SHAPE', `initial head has ${options.initialWeights.length} values, manifest says ${options.manifest.parameterCount}`);
     }
@@ -450,7 +453,12 @@ export class RoundLoop {
   /** The strategy's aggregation of a fit round over the whole model, each embedding row averaged over its senders where the strategy asks for it. */
   #aggregation(round: number): Aggregation {
     const inner = this.#strategy.aggregateFit(round, this.#weights);
-    return this.#strategy.rowAveraging && this.#rowTables.length > 0 ? rowAveraged(inner, this.#weights, this.#rowTables) : inner;
+    return this.#rowAveraging() ? rowAveraged(inner, this.#rowTables) : inner;
+  }
+
+  /** Whether this run averages embedding rows over their senders: the strategy asks, and the model has a table. */
+  #rowAveraging(): boolean {
+    return this.#strategy.rowAveraging === true && this.#rowTables.length > 0;
   }
 
   #roundId(round: number, attempt: number, kind: RoundKind): string {
@@ -489,7 +497,7 @@ export class RoundLoop {
     });
     if (state.ingestMode === 'open' && this.#options.ingestFolds !== false && !this.#warnedOpenOnly) {
       this.#warnedOpenOnly = true;
-      this.#log.warn(`strategy ${strategy.name}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
+      this.#log.warn(`strategy ${strategy.name}${this.#rowAveraging() ? ' with rowAveraging' : ''}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
     }
     const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
     const { digest, sign } = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);

@@ -12,7 +12,7 @@ import { foldQuad } from '../math/delta-kernels.ts';
 import { TRAINING_DEFAULTS } from '../model/training-defaults.ts';
 import type { StrategyState } from './strategy-state.ts';
 import { foldSparse } from '../weights/sparse-rows.ts';
-import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, SparseClientUpdate, Strategy } from './strategy.ts';
+import type { Aggregation, Candidate, ClientUpdate, FitConfig, FitInstruction, MetricAggregation, RowTable, SparseClientUpdate, Strategy } from './strategy.ts';
 
 /** Server-side defaults of FedAvg, written once (client-side ones are TRAINING_DEFAULTS). */
 export const FEDAVG_DEFAULTS = { fractionFit: 1, minClients: 2, serverLearningRate: 1, rowAveraging: false } as const;
@@ -40,8 +40,9 @@ export interface FedAvgOptions {
   evaluateClients?: 'selected' | 'all' | 'none';
   /**
    * Average each embedding-table row over the clients that sent it (shared/strategy/row-averaging.ts;
-   * the round loop applies it). Only FedAvg and FedProx take it from the registry, where the
-   * rescaling is exact. @default false
+   * the round loop applies it). Only FedAvg and FedProx take it (their aggregation is the weighted
+   * mean it re-weights row by row, in float64 before the one rounding to float32); every other
+   * strategy refuses it with BAD_CONFIG. @default false
    */
   rowAveraging?: boolean;
 }
@@ -150,6 +151,29 @@ export class WeightedDeltaMean implements Aggregation {
     for (let i = 0; i < next.length; i++) next[i] = this.#global[i]! + this.#sum[i]! * factor;
     return next;
   }
+
+  /**
+   * {@link finish} with each table row whose `rowExamples` n is in (0, N) set to
+   * `global + η · Σ n_k Δ_k / n` from the float64 sum: one rounding to float32, never a rescaled
+   * float32 step (whose rounding error would grow by N / n, and which is 0 for a step below half an
+   * ulp of the weight times n / N).
+   */
+  finishRows(tables: readonly RowTable[], rowExamples: Float64Array): Float32Array {
+    const rows = tables.reduce((total, t) => total + t.rows, 0);
+    if (rowExamples.length !== rows) throw new FedtlError('BAD_SHAPE', `${rowExamples.length} row counts for ${rows} table rows`);
+    const next = this.finish();
+    let at = 0;
+    for (const t of tables) {
+      for (let r = 0; r < t.rows; r++, at++) {
+        const n = rowExamples[at]!;
+        if (!(n > 0 && n < this.#examples)) continue;
+        const factor = this.#scale / n;
+        const from = t.offset + r * t.cols;
+        for (let i = from; i < from + t.cols; i++) next[i] = this.#global[i]! + this.#sum[i]! * factor;
+      }
+    }
+    return next;
+  }
 }
 
 /** Picks `max(minClients, round(fraction × n))` clients, at most `maxClients`, uniformly without replacement. */
@@ -194,6 +218,12 @@ export class WeightedMetricMean implements MetricAggregation {
  * optimizers {@link aggregateFit}, the robust ones {@link aggregateFit} too).
  */
 export class FedAvg implements Strategy {
+  /**
+   * This class's aggregation is the weighted mean that per-row averaging re-weights. Read as an own
+   * property of the constructed class, so a subclass that changes the aggregation (FedAvgM, the
+   * server optimizers, the robust rules) does not inherit it; FedProx declares it again.
+   */
+  protected static readonly takesRowAveraging: boolean = true;
   readonly name: string = 'fedavg';
   readonly minUpdates: number;
   readonly minClients: number;
@@ -221,6 +251,9 @@ export class FedAvg implements Strategy {
     if (!(o.maxClients >= o.minClients)) throw new FedtlError('BAD_CONFIG', `maxClients (${o.maxClients}) must be at least minClients (${o.minClients})`);
     if (!Number.isSafeInteger(o.minUpdates) || o.minUpdates < 1) throw new FedtlError('BAD_CONFIG', `minUpdates must be a positive integer, got ${o.minUpdates}`);
     if (!(o.serverLearningRate > 0 && Number.isFinite(o.serverLearningRate))) throw new FedtlError('BAD_CONFIG', `serverLearningRate must be positive, got ${o.serverLearningRate}`);
+    if (o.rowAveraging && !(Object.hasOwn(new.target, 'takesRowAveraging') && new.target.takesRowAveraging)) {
+      throw new FedtlError('BAD_CONFIG', `${new.target.name} does not take rowAveraging: per-row averaging re-weights FedAvg's weighted mean, and only FedAvg and FedProx aggregate with it (--strategy fedavg or fedprox, or --row-averaging 0)`);
+    }
     this.minUpdates = o.minUpdates;
     this.minClients = o.minClients;
     this.rowAveraging = o.rowAveraging;

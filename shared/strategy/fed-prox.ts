@@ -19,6 +19,8 @@ export interface FedProxOptions extends FedAvgOptions {
 }
 
 export class FedProx extends FedAvg {
+  /** Its server side is FedAvg's weighted mean, so per-row averaging applies as it does to FedAvg. */
+  protected static override readonly takesRowAveraging: boolean = true;
   override readonly name: string = 'fedprox';
   readonly proximalMu: number;
 

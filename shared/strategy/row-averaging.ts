@@ -19,21 +19,20 @@
  * differential privacy, whose noise is calibrated to one denominator for every coordinate).
  * SECURITY.md says so.
  *
- * The result is exact for FedAvg and FedProx (the strategies that take `rowAveraging`): their
- * next model is `global + η · Σ n_k Δ_k / N`, and a row's sum is the same whoever else took part,
- * so rescaling a row's step by `N / N_row` gives `global + η · Σ n_k Δ_k / N_row`.
+ * Only FedAvg and FedProx take `rowAveraging` (every other strategy refuses it at construction):
+ * their next model is `global + η · Σ n_k Δ_k / N`, and a row's float64 sum Σ n_k Δ_k is the same
+ * whoever else took part, so the row's next value is `global + η · Σ n_k Δ_k / N_row`, computed
+ * from that float64 sum and rounded to float32 once (`Aggregation.finishRows`). A row one client
+ * sent thus moves by η times that client's delta up to that one rounding, however many clients
+ * the round had. (Rescaling FedAvg's float32 step by N / N_row instead would multiply its
+ * rounding error by N / N_row, and lose a step below half an ulp of the weight times N_row / N.)
  */
 import { FedtlError } from '../core/errors.ts';
 import type { WeightManifest } from '../weights/flat-weights.ts';
 import { embeddingEntryNames, type SparseDelta } from '../weights/sparse-rows.ts';
-import type { Aggregation, ClientUpdate, SparseClientUpdate, Strategy } from './strategy.ts';
+import type { Aggregation, ClientUpdate, RowTable, SparseClientUpdate, Strategy } from './strategy.ts';
 
-/** An embedding table's place in the flat model: `rows × cols` values from `offset`. */
-export interface RowTable {
-  readonly offset: number;
-  readonly rows: number;
-  readonly cols: number;
-}
+export type { RowTable } from './strategy.ts';
 
 /** The embedding tables of `manifest` (entries `<layer>/embeddings` of rank 2). */
 export function rowTablesOf(manifest: WeightManifest): RowTable[] {
@@ -52,11 +51,14 @@ export function refuseRowAveraging(inner: Strategy, layer: keyof typeof REFUSED)
 }
 
 /**
- * `inner` (a FedAvg-style weighted mean over the whole model) with each row of `tables` averaged
- * over the updates that sent it. It needs every update, so it has no `addPartial`; it takes
- * row-sparse updates where `inner` does.
+ * `inner` (FedAvg's weighted mean over the whole model, which has `finishRows`) with each row of
+ * `tables` averaged over the updates that sent it. It needs every update, so it has no
+ * `addPartial`; it takes row-sparse updates where `inner` does. BAD_CONFIG when `inner` is not a
+ * weighted mean.
  */
-export function rowAveraged(inner: Aggregation, global: Float32Array, tables: readonly RowTable[]): Aggregation {
+export function rowAveraged(inner: Aggregation, tables: readonly RowTable[]): Aggregation {
+  const finishRows = inner.finishRows?.bind(inner);
+  if (!finishRows) throw new FedtlError('BAD_CONFIG', 'rowAveraging needs a strategy whose aggregation is FedAvg\'s weighted mean (fedavg or fedprox)');
   // Examples behind each row, table after table.
   const starts: number[] = [];
   let total = 0;
@@ -65,7 +67,6 @@ export function rowAveraged(inner: Aggregation, global: Float32Array, tables: re
     total += t.rows;
   }
   const rowExamples = new Float64Array(total);
-  let examples = 0;
   const countDense = (delta: Float32Array, weight: number) => {
     tables.forEach((t, ti) => {
       for (let r = 0; r < t.rows; r++) {
@@ -103,14 +104,12 @@ export function rowAveraged(inner: Aggregation, global: Float32Array, tables: re
     add: (update: ClientUpdate) => {
       inner.add(update);
       countDense(update.delta, update.exampleCount);
-      examples += update.exampleCount;
     },
     ...(inner.addSparse
       ? {
           addSparse: (update: SparseClientUpdate) => {
             inner.addSparse!(update);
             countSparse(update.delta, update.exampleCount);
-            examples += update.exampleCount;
           },
         }
       : {}),
@@ -120,18 +119,6 @@ export function rowAveraged(inner: Aggregation, global: Float32Array, tables: re
     get exampleCount() {
       return inner.exampleCount;
     },
-    finish: () => {
-      const next = inner.finish();
-      tables.forEach((t, ti) => {
-        for (let r = 0; r < t.rows; r++) {
-          const n = rowExamples[starts[ti]! + r]!;
-          if (n <= 0 || n >= examples) continue;
-          const scale = examples / n;
-          const from = t.offset + r * t.cols;
-          for (let i = from; i < from + t.cols; i++) next[i] = global[i]! + (next[i]! - global[i]!) * scale;
-        }
-      });
-      return next;
-    },
+    finish: () => finishRows(tables, rowExamples),
   };
 }

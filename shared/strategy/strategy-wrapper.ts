@@ -104,11 +104,13 @@ export abstract class StrategyWrapper implements Strategy {
 
 /**
  * An aggregation that passes each update through `transform` before the inner one folds it
- * (the building block of update-transforming wrappers).
+ * (the building block of update-transforming wrappers). The result is still the inner one's, so
+ * its per-row finish is forwarded (clipping keeps FedAvg's mean a mean of the clipped deltas).
  */
 export function mapUpdates(inner: Aggregation, transform: (update: ClientUpdate) => ClientUpdate): Aggregation {
   return {
     add: (update) => inner.add(transform(update)),
+    ...(inner.finishRows ? { finishRows: inner.finishRows.bind(inner) } : {}),
     get count() {
       return inner.count;
     },

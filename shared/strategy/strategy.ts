@@ -68,6 +68,13 @@ export interface SparseClientUpdate extends Omit<ClientUpdate, 'delta'> {
   delta: SparseDelta;
 }
 
+/** An embedding table's place in the flat model: `rows × cols` values from `offset`. */
+export interface RowTable {
+  readonly offset: number;
+  readonly rows: number;
+  readonly cols: number;
+}
+
 /** Streaming aggregation of one fit round. */
 export interface Aggregation {
   /** Folds one update in; the caller may reuse or drop `update.delta` afterwards (copy what you keep). */
@@ -86,6 +93,14 @@ export interface Aggregation {
    * its dense delta. Others get such updates densely through `add`. @default absent
    */
   addSparse?(update: SparseClientUpdate): void;
+  /**
+   * Present only when the result is `global + η · Σ n_k Δ_k / N` (FedAvg's weighted mean): the same
+   * result with each listed row's denominator N replaced by `rowExamples[r]`, the examples behind
+   * that row (rows numbered table after table; 0 keeps N). Computed in float64 and rounded once to
+   * float32, so a row one client of many sent moves by exactly η times its delta, up to that one
+   * rounding (shared/strategy/row-averaging.ts). Called once instead of `finish`. @default absent
+   */
+  finishRows?(tables: readonly RowTable[], rowExamples: Float64Array): Float32Array;
   /** Number of updates folded in so far. */
   readonly count: number;
   /** Total examples behind the folded updates. */

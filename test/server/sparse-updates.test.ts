@@ -220,7 +220,8 @@ describe('row-sparse uploads of a fine-tuned embedding table, over real sockets'
     const [a, b] = deltas();
     const rowAveraging = () => new FedAvg({ minClients: 2, rowAveraging: true });
     const table = rowTablesOf(initialModelWeights(glove, HEAD, 5).manifest)[0]!;
-    const row = (w: Float32Array, r: number) => Array.from(w.subarray(table.offset + r * DIMS, table.offset + (r + 1) * DIMS), (v, d) => v - start[table.offset + r * DIMS + d]!);
+    const row = (w: Float32Array, r: number) => Array.from(w.subarray(table.offset + r * DIMS, table.offset + (r + 1) * DIMS));
+    const sent = (delta: Float32Array, r: number) => delta.subarray(stage.entries[0]!.offset + r * DIMS, stage.entries[0]!.offset + (r + 1) * DIMS);
 
     // Execute: plain FedAvg, then row averaging with sparse and with dense uploads
     const first = await federation({ ingestWorkers });
@@ -229,14 +230,16 @@ describe('row-sparse uploads of a fine-tuned embedding table, over real sockets'
     const sparse = (await oneRound(await federation({ ingestWorkers, strategy: rowAveraging() }), [a!, b!], [true, true])).weights;
     const dense = (await oneRound(await federation({ ingestWorkers, strategy: rowAveraging() }), [a!, b!], [false, true])).weights;
 
-    // Assert: a row one client sent moves by that client's delta (FedAvg: 120/200 or 80/200 of it);
-    // the shared row, the head and the unsent rows are FedAvg's
+    // Assert: a row one client sent moves by exactly that client's delta (FedAvg: 120/200 or 80/200
+    // of it): start + Δ rounded once to float32, computed here from the deltas, not from FedAvg's
+    // rounded result; the shared row, the head and the unsent rows are FedAvg's, bit for bit
     for (const model of [sparse, dense]) {
-      for (const [r, scale] of [[3, 200 / 120], [400, 200 / 120], [1999, 200 / 120], [999, 200 / 80], [17, 1], [0, 1], [1000, 1]] as const) {
-        const got = row(model, r), want = row(plain, r).map((v) => v * scale);
-        got.forEach((v, d) => expect(v).toBeCloseTo(want[d]!, 6));
+      for (const [r, delta] of [[3, a!], [400, a!], [1999, a!], [999, b!]] as const) {
+        const want = Array.from(sent(delta, r), (v, d) => Math.fround(start[table.offset + r * DIMS + d]! + v));
+        expect(row(model, r)).toEqual(want);
+        expect(want).not.toEqual(row(start, r));
       }
-      expect(row(model, 3).some((v) => v !== 0)).toBe(true);
+      for (const r of [17, 0, 1000]) expect(row(model, r)).toEqual(row(plain, r));
       expect(Array.from(model.subarray(table.offset + table.rows * DIMS))).toEqual(Array.from(plain.subarray(table.offset + table.rows * DIMS)));
       expect(Array.from(model.subarray(0, table.offset))).toEqual(Array.from(plain.subarray(0, table.offset)));
     }

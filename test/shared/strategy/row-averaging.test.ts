@@ -13,6 +13,10 @@ import { SocketSecureAggregation } from '../../../server/secure-aggregation.ts';
 import { SecureAggregation } from '../../../shared/secagg/secure-aggregation-strategy.ts';
 import { ClippedStrategy } from '../../../shared/strategy/clipped-strategy.ts';
 import { FedAvg } from '../../../shared/strategy/fed-avg.ts';
+import { FedAvgM } from '../../../shared/strategy/fed-avg-m.ts';
+import { FedAdagrad, FedAdam, FedYogi } from '../../../shared/strategy/fed-opt.ts';
+import { FedProx } from '../../../shared/strategy/fed-prox.ts';
+import { FedMedian, FedTrimmedMean, Krum, NormBounding } from '../../../shared/strategy/robust.ts';
 import { createStrategy } from '../../../shared/strategy/registry.ts';
 import { rowAveraged, rowTablesOf } from '../../../shared/strategy/row-averaging.ts';
 import type { WeightManifest } from '../../../shared/weights/flat-weights.ts';
@@ -35,7 +39,7 @@ describe('rowAveraged', () => {
     const a = Float32Array.from([0.4, 0, 0, /* row 0 */ 0.2, -0.2, /* row 1 */ 0, 0, /* row 2 */ 0.4, 0.4, /* row 3 */ 0.2, 0.2]);
     const bValues = Float32Array.from([0.8, 0, 0, /* row 1 */ 0.3, -0.1, /* row 3 */ 0.1, 0.1]);
     const bRuns = Uint32Array.from([0, 0, 3, 5, 3, 1, 6, 4, 1, 9, 5, 2]);
-    const aggregation = rowAveraged(new FedAvg().aggregateFit(1, global), global, tables);
+    const aggregation = rowAveraged(new FedAvg().aggregateFit(1, global), tables);
 
     // Execute
     aggregation.add({ clientId: 'a', delta: a, exampleCount: 30, metrics: {} });
@@ -49,6 +53,73 @@ describe('rowAveraged', () => {
     expect(aggregation.exampleCount).toBe(40);
     // Row averaging needs each update: no partial sums.
     expect(aggregation.addPartial).toBeUndefined();
+  });
+
+  it.each([
+    ['FedAvg', 1],
+    ['FedAvg with server learning rate 0.5', 0.5],
+  ])('applies the step of a row one client of 1000 examples sent exactly, below half an ulp of FedAvg\'s step (%s)', (_name, eta) => {
+    // Prepare: weights 0.3; client a (1 example) sends row 0 (Δ 1e-5) and row 1 (Δ 1e-4); client b
+    // (999 examples) sends row 2 (Δ 1e-5) and the dense entry. N / N_row = 1000 for a's rows: FedAvg's
+    // step there, 1e-8 and 1e-7, is below or a few half-ulps of 0.3 (2^-26 ≈ 1.5e-8).
+    const tables = rowTablesOf(MANIFEST);
+    const global = new Float32Array(11).fill(0.3);
+    const a = Float32Array.from([0, 0, 0, /* row 0 */ 1e-5, 1e-5, /* row 1 */ 1e-4, -1e-4, 0, 0, 0, 0]);
+    const b = Float32Array.from([2e-3, 0, 0, 0, 0, 0, 0, /* row 2 */ 1e-5, -1e-5, 0, 0]);
+    const aggregation = rowAveraged(new FedAvg({ serverLearningRate: eta }).aggregateFit(1, global), tables);
+
+    // Execute
+    aggregation.add({ clientId: 'a', delta: a, exampleCount: 1, metrics: {} });
+    aggregation.add({ clientId: 'b', delta: b, exampleCount: 999, metrics: {} });
+    const next = aggregation.finish();
+
+    // Assert: each row is its one sender's step η·Δ on the float32 weight, added in float64 and rounded
+    // once (computed here from the inputs); the dense entry is FedAvg's mean η·999·Δ / 1000
+    const g = Math.fround(0.3);
+    const want = [g + (eta * 999 * Math.fround(2e-3)) / 1000, g, g];
+    for (let i = 3; i < 11; i++) want.push(g + eta * (a[i]! + b[i]!));
+    expect(Array.from(next)).toEqual(want.map(Math.fround));
+    // The rare rows moved by η·Δ within half an ulp of 0.3 (2^-26): a step of 1e-5 is not rounded to
+    // 0 before a rescale, nor one of 1e-4 to 8.9e-5.
+    expect(next[3]).not.toBe(global[3]);
+    expect(Math.abs(next[3]! - g - eta * Math.fround(1e-5))).toBeLessThanOrEqual(2 ** -26);
+    expect(Math.abs(next[5]! - g - eta * Math.fround(1e-4))).toBeLessThanOrEqual(2 ** -26);
+  });
+
+  it('refuses an aggregation that is not a weighted mean', () => {
+    const global = new Float32Array(11);
+    expect(() => rowAveraged(new FedMedian().aggregateFit(1, global), rowTablesOf(MANIFEST))).toThrow(/rowAveraging needs a strategy whose aggregation is FedAvg's weighted mean/);
+    // Clipping keeps FedAvg's mean, so it is taken through the clipping wrapper.
+    expect(rowAveraged(new ClippedStrategy(new FedAvg({ rowAveraging: true }), { clipNorm: 1 }).aggregateFit(1, global), rowTablesOf(MANIFEST)).finish).toBeTypeOf('function');
+  });
+
+  it('is refused at construction by every strategy whose aggregation is not FedAvg\'s weighted mean', () => {
+    const cases: Array<[string, () => unknown]> = [
+      ['FedAvgM', () => new FedAvgM({ rowAveraging: true })],
+      ['FedAdam', () => new FedAdam({ rowAveraging: true })],
+      ['FedYogi', () => new FedYogi({ rowAveraging: true })],
+      ['FedAdagrad', () => new FedAdagrad({ rowAveraging: true })],
+      ['FedMedian', () => new FedMedian({ rowAveraging: true })],
+      ['FedTrimmedMean', () => new FedTrimmedMean({ rowAveraging: true })],
+      ['Krum', () => new Krum({ rowAveraging: true })],
+      ['NormBounding', () => new NormBounding({ rowAveraging: true })],
+    ];
+    for (const [name, make] of cases) {
+      let error: unknown;
+      try {
+        make();
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error, name).toBeInstanceOf(FedtlError);
+      expect((error as FedtlError).code).toBe('BAD_CONFIG');
+      expect((error as FedtlError).message).toMatch(new RegExp(`^${name} does not take rowAveraging: .*only FedAvg and FedProx`));
+    }
+    // Without it each one builds; FedAvg and FedProx take it.
+    expect(new FedAdam({ rowAveraging: false }).rowAveraging).toBe(false);
+    expect(new FedMedian().rowAveraging).toBe(false);
+    expect(new FedAvg({ rowAveraging: true }).rowAveraging).toBe(true);
+    expect(new FedProx({ rowAveraging: true }).rowAveraging).toBe(true);
   });
 
   it('is a FedAvg and FedProx parameter (0 or 1), forwarded by wrappers, and nothing else takes it', () => {
