@@ -88,6 +88,21 @@ describe('RoundLoop.resume', () => {
   });
 });
 
+describe('RoundLoop with rowAveraging', () => {
+  it('warns at start that it changes nothing when the model has no embedding table, and only then', () => {
+    // Prepare: a head-only manifest (feature extraction), with and without the option
+    const warned = (rowAveraging: boolean) => {
+      const warnings: string[] = [];
+      loop(os.tmpdir(), { strategy: new FedAvg({ minClients: 1, rowAveraging }), logger: { debug: () => undefined, info: () => undefined, warn: (m) => warnings.push(m), error: (m) => warnings.push(m) } });
+      return warnings;
+    };
+
+    // Execute + Assert
+    expect(warned(true)).toEqual([expect.stringMatching(/^rowAveraging \(--row-averaging 1\) changes nothing here: the model the rounds train has no embedding table/)]);
+    expect(warned(false)).toEqual([]);
+  });
+});
+
 describe('RoundLoop and a failed secure aggregation', () => {
   it('keeps the last good head when a round\'s sum cannot be verified, and retries the round', async () => {
     const coordinator = generateIdentity();
