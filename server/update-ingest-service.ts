@@ -59,7 +59,8 @@ export function serveIngest(port: IngestPort, setup: IngestWorkerSetup): void {
    * float64 sum, all in one WebAssembly memory, so that the sum of squares and the four-wide fold run
    * in SIMD (shared/math/delta-kernels.ts; bit for bit what plain arrays give). Fresh 4·P-byte
    * buffers per update would cost page faults and garbage collection. Plain arrays where
-   * WebAssembly SIMD is missing or the head does not fit a kernel memory.
+   * WebAssembly SIMD is missing, the head does not fit a kernel memory or the memory cannot grow
+   * (`reserve` then returns false rather than throwing, so no update is refused for it).
    */
   const kernel = KernelMemory.create();
   let scratch: Float32Array[] = [];

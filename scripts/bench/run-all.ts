@@ -158,6 +158,8 @@ const BENCHES: Bench[] = [
   // Summarized from its JSON's `summary` array.
   { name: 'kernels', script: 'kernels.ts', title: 'wasm gradient kernels vs cpu' },
   // Summarized from its JSON's `summary` array.
+  { name: 'delta-kernels', script: 'delta-kernels.ts', title: 'Ingest delta kernels: WebAssembly SIMD vs JavaScript' },
+  // Summarized from its JSON's `summary` array.
   { name: 'socket-event-loop', script: 'socket-event-loop.ts', title: 'Coordinator event loop in a socket simulation: clients training in worker threads vs its own thread' },
   // Seconds per round only by default (3 rounds each); rounds to 97 % needs the full run: `--args.fedavg-reference ""`.
   { name: 'fedavg-reference', script: 'fedavg-reference.ts', title: 'fedtl simulate vs a plain TensorFlow.js FedAvg loop (MNIST 2NN, IID)', defaultArgs: ['--rounds', '3', '--reference-rounds', '3'] },

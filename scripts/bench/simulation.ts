@@ -198,12 +198,11 @@ async function imdbRound(rounds: number): Promise<{ clients: number; perRound: n
   federation.dispose();
   base.dispose();
   const seconds = history.map((r) => r.seconds);
-  const sorted = [...seconds].sort((a, b) => a - b);
   return {
     clients: config.clients,
     perRound: history[0]?.selected ?? 0,
     secondsPerRound: seconds,
-    medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN,
+    medianSeconds: seconds.length > 0 ? median(seconds) : Number.NaN,
     updatesPerSecond: history.reduce((s, r) => s + r.accepted, 0) / seconds.reduce((a, b) => a + b, 0),
     finalAccuracy: history.at(-1)?.serverAccuracy ?? null,
   };
@@ -342,7 +341,7 @@ async function poolRuns(preset: string, sizes: readonly number[], cycles: number
   }
   // Same seed, same rounds: every measured block must end with the same model whatever the pool size.
   const accuracies = new Set(blocks.filter((b) => b.cycle >= 0).map((b) => b.finalAccuracy));
-  if (accuracies.size !== 1) throw new Error(`${preset}: the pool sizes ended with different accuracies (${[...accuracies].join(', ')})`);
+  if (accuracies.size !== 1 || accuracies.has(null)) throw new Error(`${preset}: the pool sizes ended with different accuracies (${[...accuracies].join(', ')})`);
   return { preset, sizes, cycles, warmUpRounds: warmUp, blockRounds: POOL_BLOCK_ROUNDS, blocks };
 }
 
@@ -406,6 +405,7 @@ if (worker === 'scale') {
   // Worker pool: each preset in one fresh process, its pool sizes side by side in cycles (poolRuns).
   const poolSizes = args.has('no-pool') ? [] : (intListArg(args, 'pool', 0) ?? [1, 2]);
   const cycles = intListArg(args, 'cycles')?.[0] ?? POOL_CYCLES;
+  if (!(cycles >= 1)) throw new Error(`--cycles must be at least 1, got ${cycles}`);
   type PoolRun = Awaited<ReturnType<typeof poolRuns>>;
   const poolRunsDone: PoolRun[] = [];
   const poolPresets = args.get('pool-presets')?.split(',') ?? POOL_PRESETS;

@@ -22,7 +22,7 @@ import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { resolveConfig } from '../simulation/presets.ts';
 import { runFederated } from '../simulation/run-federated.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, simulationCache } from '../simulation/simulation-data.ts';
-import { intListArg, machineInfo, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
+import { intListArg, machineInfo, median, parseArgs, printTable, round3, writeResults } from './bench-util.ts';
 
 const args = parseArgs();
 const quiet: Logger = { debug() {}, info() {}, warn: (m) => console.warn(m), error: (m) => console.error(m) };
@@ -69,12 +69,11 @@ async function socketRun(workers: number, rounds: number, seed: number): Promise
   delay.disable();
   base.dispose();
   const seconds = history.map((r) => r.seconds);
-  const sorted = [...seconds].sort((a, b) => a - b);
   const ms = (ns: number) => ns / 1e6;
   return {
     workers,
     secondsPerRound: seconds,
-    medianSeconds: sorted[sorted.length >> 1] ?? Number.NaN,
+    medianSeconds: seconds.length > 0 ? median(seconds) : Number.NaN,
     accuracy: history.map((r) => r.serverAccuracy),
     bytesDown: history.map((r) => r.bytesDown),
     delay: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max), mean: ms(delay.mean) },

@@ -7,10 +7,11 @@
  *   weighted sum, four deltas per pass).
  *
  * ## Why
- * V8 compiles these loops to scalar code: per 1M values the sum of squares took about 1.3–1.5 ms
- * and the four-wide fold about 1.7 ms per update, a fifth of what an ingest worker spends on an
- * update, beside SHA-256 and ChaCha20, which are native. WebAssembly's 128-bit SIMD does two
- * float64 lanes per instruction (scripts/bench/ingest.ts; README Performance).
+ * V8 compiles these loops to scalar code, and they were a large share of what an ingest worker
+ * spends on an update, beside SHA-256 and ChaCha20, which are native. WebAssembly's 128-bit SIMD
+ * does two float64 lanes per instruction. Both paths are timed side by side on 1M values by
+ * `npm run bench:delta-kernels` (scripts/bench/delta-kernels.ts, results/delta-kernels.json;
+ * figures in README Performance).
  *
  * ## Same numbers on both paths
  * The SIMD sum keeps four two-lane accumulators over groups of eight values (lane j of accumulator
@@ -197,7 +198,14 @@ export class KernelMemory {
   static create(): KernelMemory | null {
     const module = kernelModule();
     if (module === null || wasmApi === undefined) return null;
-    return new KernelMemory(new wasmApi.Instance(module).exports as Exports);
+    let instance: { readonly exports: unknown };
+    try {
+      instance = new wasmApi.Instance(module);
+    } catch {
+      // Its memory could not be set up (for example an address-space limit): plain arrays do the same work.
+      return null;
+    }
+    return new KernelMemory(instance.exports as Exports);
   }
 
   /** The memory's bytes (its buffer changes when it grows). */
@@ -206,24 +214,41 @@ export class KernelMemory {
   }
 
   /**
-   * Makes the memory at least `bytes` long; false when that is more than a kernel memory holds
-   * (then use plain arrays). Growing invalidates every earlier view.
+   * Makes the memory at least `bytes` long; false when that is more than a kernel memory holds or
+   * the engine cannot grow it (then use plain arrays: the caller's own data is not at fault).
+   * Growing invalidates every earlier view; a failed growth leaves the memory and its views as they were.
    */
   reserve(bytes: number): boolean {
     if (bytes > MAX_KERNEL_BYTES) return false;
     const memory = this.#exports.memory;
-    const have = memory.buffer.byteLength;
+    const before = memory.buffer;
+    const have = before.byteLength;
     if (bytes <= have) return true;
-    byBuffer.delete(memory.buffer);
-    memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
+    try {
+      memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
+    } catch {
+      // A RangeError when the pages cannot be committed: the old buffer is still live and registered.
+      return false;
+    }
+    byBuffer.delete(before);
     byBuffer.set(memory.buffer, this.#exports);
     return true;
   }
 }
 
-/** The kernel whose memory `view` lives in, if any. */
-function kernelOf(view: ArrayBufferView): Exports | undefined {
-  return byBuffer.get(view.buffer);
+/** The kernel whose memory every one of `views` lives in, if they all live in the same one. */
+function kernelOf(first: ArrayBufferView, ...rest: ArrayBufferView[]): Exports | undefined {
+  const kernel = byBuffer.get(first.buffer);
+  return kernel !== undefined && rest.every((view) => view.buffer === first.buffer) ? kernel : undefined;
+}
+
+/**
+ * True when all of `views` live in one {@link KernelMemory} as it is now, which is exactly when
+ * {@link sumOfSquares} (one view) and {@link foldQuad} (its five arrays) run them in SIMD: both
+ * decide by this same test. False for plain arrays and for views detached by a growth.
+ */
+export function inKernelMemory(first: ArrayBufferView, ...rest: ArrayBufferView[]): boolean {
+  return kernelOf(first, ...rest) !== undefined;
 }
 
 /** Σ x² over the values at indices [from, to), with eight accumulators combined as the SIMD lanes are (see the module doc). */
@@ -285,8 +310,8 @@ export function sumOfSquares(values: Float32Array): number {
 export function foldQuad(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number, c: Float32Array, wc: number, d: Float32Array, wd: number): void {
   const n = acc.length;
   let from = 0;
-  const kernel = kernelOf(acc);
-  if (kernel !== undefined && a.buffer === acc.buffer && b.buffer === acc.buffer && c.buffer === acc.buffer && d.buffer === acc.buffer) {
+  const kernel = kernelOf(acc, a, b, c, d);
+  if (kernel !== undefined) {
     from = n - (n % 2);
     kernel.fold4(acc.byteOffset, a.byteOffset, b.byteOffset, c.byteOffset, d.byteOffset, from, wa, wb, wc, wd);
   }

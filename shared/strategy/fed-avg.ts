@@ -68,9 +68,9 @@ export function foldWeightedPair(acc: Float64Array, a: Float32Array, wa: number,
  * {@link foldWeighted} of four deltas in one pass: `acc[i] += (wa·a[i] + wb·b[i]) + (wc·c[i] + wd·d[i])`.
  * The float64 sum is read and written once per four updates instead of four times. Where all five
  * arrays live in one kernel memory (an ingest worker's, shared/math/delta-kernels.ts) the loop runs
- * in WebAssembly SIMD, bit for bit the same as in JavaScript: 0.3 ms per 1M-parameter update against
- * 1.7–2.3 ms for V8's scalar loop (one thread). Equal to four {@link foldWeighted} calls up to float64
- * reassociation.
+ * in WebAssembly SIMD, bit for bit the same as in JavaScript, about 4× faster per update (one thread;
+ * `npm run bench:delta-kernels`, figures in README Performance). Equal to four {@link foldWeighted}
+ * calls up to float64 reassociation.
  */
 export function foldWeightedQuad(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number, c: Float32Array, wc: number, d: Float32Array, wd: number): void {
   foldQuad(acc, a, wa, b, wb, c, wc, d, wd);

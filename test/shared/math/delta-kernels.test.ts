@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { foldQuad, KernelMemory, sumOfSquares } from '../../../shared/math/delta-kernels.ts';
+import { foldQuad, inKernelMemory, KernelMemory, sumOfSquares } from '../../../shared/math/delta-kernels.ts';
+
+/** The engine's WebAssembly global, typed for the two members the failure tests replace (the compiler's lib has no DOM). */
+const wasm = (globalThis as unknown as { WebAssembly: { Instance: unknown; Memory: { prototype: { grow(pages: number): number } } } }).WebAssembly;
 
 /** Deterministic float32 values of mixed sign and magnitude. */
 function values(n: number, seed: number): Float32Array {
@@ -38,6 +41,10 @@ describe('delta kernels', () => {
       const plain = values(n, n);
       const { views } = inKernel(kernel, 0, [plain]);
       const inMemory = views[0]!;
+      // The SIMD path is taken for the view and for a subarray of it, never for the plain array.
+      expect(inKernelMemory(inMemory)).toBe(true);
+      expect(inKernelMemory(inMemory.subarray(3))).toBe(true);
+      expect(inKernelMemory(plain)).toBe(false);
       expect(sumOfSquares(inMemory)).toBe(sumOfSquares(plain));
       // A view at an odd offset inside the memory, too (the envelope sums block by block).
       expect(sumOfSquares(inMemory.subarray(3))).toBe(sumOfSquares(plain.subarray(3)));
@@ -71,6 +78,10 @@ describe('delta kernels', () => {
       const weights = [17, 5, 1, 250.5];
       const start = Float64Array.from({ length: n }, (_, i) => i * 1e-3 - 7);
       const { sum, views } = inKernel(kernel, n, deltas);
+      // The ingest worker's layout (the sum, then the four decrypt buffers, in one memory) takes SIMD;
+      // any one array outside it sends the fold to JavaScript.
+      expect(inKernelMemory(sum, ...views)).toBe(true);
+      expect(inKernelMemory(sum, views[0]!, views[1]!, views[2]!, deltas[3]!)).toBe(false);
       sum.set(start);
       const plain = Float64Array.from(start);
       for (let pass = 0; pass < 3; pass++) {
@@ -87,7 +98,46 @@ describe('delta kernels', () => {
     const expected = sumOfSquares(Float32Array.from(values(70_000, 2)));
     const grown = inKernel(kernel, 0, [values(70_000, 2)]).views[0]!;
     expect(small.length).toBe(0); // detached by the growth
+    expect(inKernelMemory(small)).toBe(false);
+    expect(inKernelMemory(grown)).toBe(true);
     expect(sumOfSquares(grown)).toBe(expected);
     expect(kernel.reserve(2 ** 32)).toBe(false); // beyond a kernel memory: the caller uses plain arrays
+  });
+
+  it('a growth the engine refuses returns false and leaves the memory and its views in SIMD', () => {
+    // Committing pages fails only under memory pressure or an address-space limit, which a test
+    // cannot cause without starving the machine, so the engine's growth is made to fail the way it
+    // does then (a RangeError), for this one call.
+    const kernel = KernelMemory.create()!;
+    const { views } = inKernel(kernel, 0, [values(1000, 4)]);
+    const before = views[0]!;
+    const grow = wasm.Memory.prototype.grow;
+    wasm.Memory.prototype.grow = () => {
+      throw new RangeError('WebAssembly.Memory.grow(): Unable to grow instance memory');
+    };
+    try {
+      expect(kernel.reserve(kernel.buffer.byteLength + 1)).toBe(false);
+    } finally {
+      wasm.Memory.prototype.grow = grow;
+    }
+    expect(before.length).toBe(1000);
+    expect(inKernelMemory(before)).toBe(true);
+    expect(sumOfSquares(before)).toBe(sumOfSquares(values(1000, 4)));
+    // And it grows again once the engine allows it.
+    expect(kernel.reserve(kernel.buffer.byteLength + 1)).toBe(true);
+    expect(inKernelMemory(new Float32Array(kernel.buffer))).toBe(true);
+  });
+
+  it('a kernel memory the engine cannot set up gives null (plain arrays), not an error', () => {
+    const Instance = wasm.Instance;
+    wasm.Instance = function refused(): never {
+      throw new RangeError('WebAssembly.Instance(): Out of memory: Cannot allocate Wasm memory for new instance');
+    };
+    try {
+      expect(KernelMemory.create()).toBeNull();
+    } finally {
+      wasm.Instance = Instance;
+    }
+    expect(KernelMemory.create()).not.toBeNull();
   });
 });
