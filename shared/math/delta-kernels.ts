@@ -309,6 +309,11 @@ export function sumOfSquares(values: Float32Array): number {
  */
 export function foldQuad(acc: Float64Array, a: Float32Array, wa: number, b: Float32Array, wb: number, c: Float32Array, wc: number, d: Float32Array, wd: number): void {
   const n = acc.length;
+  // The SIMD loop reads n values of each input from the kernel memory, where a shorter view would
+  // read its neighbour's bytes instead of failing: refuse a mismatch up front on both paths.
+  if (a.length !== n || b.length !== n || c.length !== n || d.length !== n) {
+    throw new RangeError(`foldQuad: every delta must have the sum's ${n} values, got ${a.length}, ${b.length}, ${c.length}, ${d.length}`);
+  }
   let from = 0;
   const kernel = kernelOf(acc, a, b, c, d);
   if (kernel !== undefined) {

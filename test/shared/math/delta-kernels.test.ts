@@ -68,6 +68,14 @@ describe('delta kernels', () => {
     }
   });
 
+  it('foldQuad refuses a delta whose length differs from the sum, before touching the sum', () => {
+    const acc = new Float64Array([1, 2, 3]);
+    const three = () => new Float32Array(3);
+    expect(() => foldQuad(acc, three(), 1, three(), 1, new Float32Array(2), 1, three(), 1)).toThrow(RangeError);
+    expect(() => foldQuad(acc, three(), 1, three(), 1, three(), 1, new Float32Array(4), 1)).toThrow('every delta must have the sum');
+    expect([...acc]).toEqual([1, 2, 3]);
+  });
+
   it('foldQuad: by hand, and bit for bit the same in a kernel memory as in plain arrays (odd lengths too)', () => {
     const acc = Float64Array.from([1, -2, 0.5]);
     foldQuad(acc, Float32Array.from([1, 2, 0]), 3, Float32Array.from([-1, 0.25, 0]), 2, Float32Array.from([0.5, -4, 0]), 4, Float32Array.from([8, 1, 2]), 0.5);
