@@ -9,7 +9,8 @@
  *
  * Usage: node --import tsx scripts/bench/imdb-glove-federation-probe.ts [hr=4] [r=30] [e=2] [b=32]
  *   [lr=0.02] [mult=1] [decay=0] [drop=0] [len=256] [avg=0] [hmult=1] [tsgd=0] [sp=0] [val=0]
- *   [patience=5] [slr=1] [sopt=0] [seta=0.01] [stau=0.001] [sb1=0.9] [sb2=0.99] [rowavg=0] [mu=0] [seed=42]
+ *   [patience=5] [slr=1] [sopt=0] [seta=0.01] [stau=0.001] [sb1=0.9] [sb2=0.99] [rowavg=0] [mu=0]
+ *   [vocab=20000] [alpha=0.5] [la=0] [cbw=0] [hfreeze=0] [nobias=0] [scaf=0] [seed=42]
  * (hr: head-only rounds; mult: the table's rate multiplier; decay: the table's rate × decay^k in its
  * k-th round; drop: token dropout; len: tokens kept per review; avg=k: also the test accuracy of the
  * mean of the last k global models; hmult: the head's rate multiplier once the table trains; tsgd:
@@ -22,7 +23,15 @@
  * averaged delta as shared/strategy/fed-opt.ts does it, with rate seta, adaptivity stau and decays
  * sb1, sb2; Reddi et al. 2021, "Adaptive Federated Optimization", https://arxiv.org/abs/2003.00295;
  * rowavg=1: each table row averaged over the clients whose reviews use it, weighted by examples;
- * mu: FedProx's proximal weight on the clients, Li et al. 2020, https://arxiv.org/abs/1812.06127.)
+ * mu: FedProx's proximal weight on the clients, Li et al. 2020, https://arxiv.org/abs/1812.06127;
+ * vocab: GloVe words in the table (read from the wink file when not 20,000); alpha: the split's
+ * Dirichlet α (1000: close to IID); la=τ: logit adjustment by each client's label prior in local
+ * training (Menon et al. 2021); cbw=1: class-balanced loss weights n / (2 n_y) in local training;
+ * hfreeze=1: the head stays fixed once the table trains (as FedBABU, Oh et al. 2022); nobias=1: the
+ * head's bias stays 0; scaf=1|2: SCAFFOLD's drift correction with option I's control variates
+ * (Karimireddy et al. 2020, https://arxiv.org/abs/1910.06378), each client's c_i its full-batch
+ * gradient at the round's model, c their example-weighted mean, from the previous round (1) or
+ * from this round before local training (2, one more exchange per round).)
  */
 import { createRandom } from '../../shared/math/random.ts';
 import { partition } from '../../shared/math/partition.ts';
@@ -49,14 +58,19 @@ const mu = num('mu', 0); // > 0: FedProx's proximal term μ/2·‖w − w_round�
 const rowavg = num('rowavg', 0); // 1: each table row averages the deltas of the clients whose reviews use it only
 const val = num('val', 0); // > 0: each client holds out this fraction of its reviews for validation (early stopping)
 const patience = num('patience', 5); // early stopping: rounds without a better validation accuracy
+const la = num('la', 0); // logit adjustment τ by the client's label prior during local training (Menon et al. 2021)
+const cbw = num('cbw', 0); // 1: class-balanced loss weights n / (2 n_y) during local training
+const hfreeze = num('hfreeze', 0); // 1: the head stays fixed once the table trains (FedBABU-like)
+const nobias = num('nobias', 0); // 1: the head's bias stays 0
+const scaf = num('scaf', 0); // SCAFFOLD-style drift correction (Karimireddy et al. 2020, option I): 1 the server's c from the previous round, 2 from this round
 const D = 100;
 const seqLen = num('len', 256);
 
-const { config, train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen);
+const { config, train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen, num('vocab', 20_000));
 const pretrained = table.slice();
 const trainDocs = trainData.texts.map((t, i) => docOf(t, trainData.labels[i]!));
 const test = testData.texts.map((t, i) => docOf(t, testData.labels[i]!));
-const parts = partition(trainData.labels, { scheme: 'dirichlet', numClients: config.clients, seed, numClasses: 2, alpha: 0.5, beta: 0.5, shardsPerClient: 2 });
+const parts = partition(trainData.labels, { scheme: 'dirichlet', numClients: config.clients, seed, numClasses: 2, alpha: num('alpha', 0.5), beta: 0.5, shardsPerClient: 2 });
 
 // With `val`, each client's held-out reviews (a seeded draw) are pooled into one validation set: the
 // example-weighted mean of the clients' own validation accuracies, as federated evaluation reports it.
@@ -81,7 +95,7 @@ const rand = createRandom(`${seed}-init`);
 const limit = Math.sqrt(6 / (D + 2));
 let head = Float32Array.from({ length: D * 2 + 2 }, (_, i) => (i < D * 2 ? (rand.nextFloat() * 2 - 1) * limit : 0));
 
-function forward(tab: Float32Array, h: Float32Array, doc: Doc, counts: Float32Array) {
+function forward(tab: Float32Array, h: Float32Array, doc: Doc, counts: Float32Array, adj0 = 0, adj1 = 0) {
   const m = new Float64Array(D);
   for (let k = 0; k < doc.ids.length; k++) {
     const o = doc.ids[k]! * D, c = counts[k]! / seqLen;
@@ -94,7 +108,7 @@ function forward(tab: Float32Array, h: Float32Array, doc: Doc, counts: Float32Ar
   for (let d = 0; d < D; d++) v += (m[d]! - mu) ** 2;
   const s = 1 / Math.sqrt(v / D + 1e-12);
   const z = new Float64Array(D);
-  let l0 = h[D * 2]!, l1 = h[D * 2 + 1]!;
+  let l0 = h[D * 2]! + adj0, l1 = h[D * 2 + 1]! + adj1;
   for (let d = 0; d < D; d++) {
     z[d] = (m[d]! - mu) * s;
     l0 += z[d]! * h[d * 2]!;
@@ -134,6 +148,39 @@ function sgd(rate: number) {
   };
 }
 
+/**
+ * Adds one review's gradient, divided by `divisor`, to the head's (`gh`) and, if given, the held
+ * rows' (`gt`); `adj0`/`adj1` are logit adjustments in the loss, `ew` the review's loss weight.
+ */
+function accumulate(tab: Float32Array, h: Float32Array, doc: Doc, counts: Float32Array, gh: Float32Array | Float64Array, gt: Float32Array | Float64Array | null, divisor: number, adj0 = 0, adj1 = 0, ew = 1) {
+  const { z, s, p0, p1 } = forward(tab, h, doc, counts, adj0, adj1);
+  const dl0 = (ew * (p0 - (doc.label === 0 ? 1 : 0))) / divisor, dl1 = (ew * (p1 - (doc.label === 1 ? 1 : 0))) / divisor;
+  const dz = new Float64Array(D);
+  let mdz = 0, mdzz = 0;
+  for (let d = 0; d < D; d++) {
+    gh[d * 2]! += z[d]! * dl0;
+    gh[d * 2 + 1]! += z[d]! * dl1;
+    dz[d] = h[d * 2]! * dl0 + h[d * 2 + 1]! * dl1;
+    mdz += dz[d]! / D;
+    mdzz += (dz[d]! * z[d]!) / D;
+  }
+  gh[D * 2]! += dl0;
+  gh[D * 2 + 1]! += dl1;
+  if (gt) for (let k = 0; k < doc.ids.length; k++) {
+    const cw = counts[k]! / seqLen, o = doc.ids[k]! * D;
+    for (let d = 0; d < D; d++) gt[o + d]! += cw * s * (dz[d]! - mdz - z[d]! * mdzz);
+  }
+}
+
+/** The client's mean gradient over all its reviews at (h, tab): head part and table rows part. */
+function clientGradient(c: (typeof clients)[number], h: Float32Array, tab: Float32Array) {
+  const gh = new Float64Array(h.length), gt = new Float64Array(tab.length);
+  for (const doc of c.docs) accumulate(tab, h, doc, doc.counts, gh, gt, c.docs.length);
+  return { gh, gt };
+}
+/** Per client this round: correction (c − c_i) for head and the client's rows, or null. */
+let correction: { head: Float64Array; rows: Float64Array } | null = null;
+
 function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Array | null, tableRate: number, rng: ReturnType<typeof createRandom>) {
   const stepHead = adam(h.length, tab ? lr * hmult : lr);
   const stepTable = tab ? (tsgd > 0 ? sgd(tableRate) : adam(tab.length, tableRate)) : null;
@@ -142,6 +189,9 @@ function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Ar
   const gh = new Float32Array(h.length);
   const gt = tab ? new Float32Array(tab.length) : null;
   const order = new Int32Array(c.docs.length).map((_, i) => i);
+  const n1 = c.docs.reduce((a, d) => a + d.label, 0), n0 = c.docs.length - n1;
+  const adj0 = la * Math.log(Math.max(n0, 1) / c.docs.length), adj1 = la * Math.log(Math.max(n1, 1) / c.docs.length);
+  const cw0 = cbw ? c.docs.length / (2 * Math.max(n0, 1)) : 1, cw1 = cbw ? c.docs.length / (2 * Math.max(n1, 1)) : 1;
   const frozen = tab ?? Float32Array.from({ length: c.rows.length * D }, (_, i) => table[c.rows[Math.floor(i / D)]! * D + (i % D)]!);
   for (let e = 0; e < E; e++) {
     rng.shuffle(order);
@@ -152,27 +202,16 @@ function localTrain(c: (typeof clients)[number], h: Float32Array, tab: Float32Ar
         const doc = c.docs[order[i]!]!;
         let counts = doc.counts;
         if (drop > 0 && tab) counts = counts.map((n) => { let k = 0; for (let j = 0; j < n; j++) if (rng.nextFloat() >= drop) k++; return k; });
-        const { z, s, p0, p1 } = forward(frozen, h, doc, counts);
-        const dl0 = (p0 - (doc.label === 0 ? 1 : 0)) / B, dl1 = (p1 - (doc.label === 1 ? 1 : 0)) / B;
-        const dz = new Float64Array(D);
-        let mdz = 0, mdzz = 0;
-        for (let d = 0; d < D; d++) {
-          gh[d * 2]! += z[d]! * dl0;
-          gh[d * 2 + 1]! += z[d]! * dl1;
-          dz[d] = h[d * 2]! * dl0 + h[d * 2 + 1]! * dl1;
-          mdz += dz[d]! / D;
-          mdzz += (dz[d]! * z[d]!) / D;
-        }
-        gh[D * 2]! += dl0;
-        gh[D * 2 + 1]! += dl1;
-        if (gt) for (let k = 0; k < doc.ids.length; k++) {
-          const cw = counts[k]! / seqLen, o = doc.ids[k]! * D;
-          for (let d = 0; d < D; d++) gt[o + d]! += cw * s * (dz[d]! - mdz - z[d]! * mdzz);
-        }
+        accumulate(frozen, h, doc, counts, gh, gt, B, adj0, adj1, doc.label ? cw1 : cw0);
       }
       if (h0) for (let k = 0; k < h.length; k++) gh[k]! += mu * (h[k]! - h0[k]!);
       if (t0 && tab && gt) for (let k = 0; k < tab.length; k++) gt[k]! += mu * (tab[k]! - t0[k]!);
-      stepHead(h, gh);
+      if (correction && tab && gt) {
+        for (let k = 0; k < gh.length; k++) gh[k]! += correction.head[k]!;
+        for (let k = 0; k < gt.length; k++) gt[k]! += correction.rows[k]!;
+      }
+      if (nobias) gh[D * 2] = gh[D * 2 + 1] = 0;
+      if (!(hfreeze && tab)) stepHead(h, gh);
       if (stepTable && tab && gt) stepTable(tab, gt);
       if (tab && tab0) for (let k = 0; k < tab.length; k++) tab[k]! -= tableRate * sp * (tab[k]! - tab0[k]!);
     }
@@ -201,6 +240,8 @@ const log: string[] = [];
 let best = { val: -1, round: 0, test: 0 };
 let stoppedAt = 0;
 let atStop = best;
+let serverC: { head: Float64Array; table: Float64Array } | null = null;
+let pendingC: { head: Float64Array; table: Float64Array } | null = null;
 const history: Array<{ head: Float32Array; table: Float32Array | null }> = [];
 const faults = createRandom(`${seed}-faults`);
 for (let round = 1; round <= rounds; round++) {
@@ -212,16 +253,35 @@ for (let round = 1; round <= rounds; round++) {
   let total = 0;
   const chosen = clients.map((c, i) => ({ c, i })).filter(() => faults.nextFloat() >= 0.05);
   for (const { c } of chosen) total += c.docs.length;
+  // SCAFFOLD (option I): c_i = the client's gradient at the round's model; c = their example-weighted mean.
+  const cis = new Map<number, { gh: Float64Array; gt: Float64Array }>();
+  if (scaf && trainTable) {
+    const cNew = { head: new Float64Array(head.length), table: new Float64Array(table.length) };
+    for (const { c, i } of chosen) {
+      const tabRows = Float32Array.from({ length: c.rows.length * D }, (_, k) => table[c.rows[Math.floor(k / D)]! * D + (k % D)]!);
+      const g = clientGradient(c, head, tabRows);
+      cis.set(i, g);
+      const w = c.docs.length / total;
+      for (let k = 0; k < head.length; k++) cNew.head[k]! += w * g.gh[k]!;
+      c.rows.forEach((row, r) => { for (let d = 0; d < D; d++) cNew.table[row * D + d]! += w * g.gt[r * D + d]!; });
+    }
+    if (scaf === 2 || !serverC) serverC = cNew;
+    else pendingC = cNew;
+  }
   for (const { c, i } of chosen) {
     const h = head.slice();
     const tab = trainTable ? Float32Array.from({ length: c.rows.length * D }, (_, k) => table[c.rows[Math.floor(k / D)]! * D + (k % D)]!) : null;
+    const ci = cis.get(i);
+    correction = ci && serverC ? { head: Float64Array.from(ci.gh, (g, k) => serverC!.head[k]! - g), rows: Float64Array.from(ci.gt, (g, k) => serverC!.table[c.rows[Math.floor(k / D)]! * D + (k % D)]! - g) } : null;
     localTrain(c, h, tab, tableRate, createRandom(`${seed}-${round}-${i}`));
+    correction = null;
     const w = c.docs.length / total;
     for (let k = 0; k < h.length; k++) newHead[k]! += w * h[k]!;
     if (tab && tableDelta) c.rows.forEach((row, r) => { for (let d = 0; d < D; d++) tableDelta[row * D + d]! += w * (tab[r * D + d]! - table[row * D + d]!); });
     if (rowWeight) for (const row of c.rows) rowWeight[row]! += w;
   }
   if (rowWeight && tableDelta) rowWeight.forEach((rw, row) => { if (rw > 0) for (let d = 0; d < D; d++) tableDelta[row * D + d]! /= rw; });
+  if (pendingC) { serverC = pendingC; pendingC = null; }
   const headDelta = newHead.map((w, k) => w - head[k]!);
   serverStep(head, headDelta, 0);
   if (tableDelta) serverStep(table, tableDelta, head.length);

@@ -2,7 +2,8 @@
  * What the imdb-glove probes (`imdb-glove-probe.ts`, `imdb-glove-federation-probe.ts`) share: their
  * `key=value` arguments, the preset's data and GloVe table, and reviews as bags of token ids.
  */
-import { Tokenizer } from '../../shared/bases/tokenizer.ts';
+import { readGloveVectors } from '../../shared/bases/glove.ts';
+import { OOV_TOKEN, PAD_TOKEN, Tokenizer } from '../../shared/bases/tokenizer.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { resolveConfig, type SimulationConfig } from '../simulation/presets.ts';
 import { loadSimulationData, openSimulationBase } from '../simulation/simulation-data.ts';
@@ -31,15 +32,22 @@ export interface ImdbGloveProbeData {
 }
 
 /** The preset's split (seeded), its GloVe table and a tokenizer at `sequenceLength` tokens. */
-export async function loadImdbGloveProbe(seed: number, sequenceLength: number): Promise<ImdbGloveProbeData> {
+export async function loadImdbGloveProbe(seed: number, sequenceLength: number, vocabularySize = 20_000): Promise<ImdbGloveProbeData> {
   await selectBackend();
   const config = resolveConfig('imdb-glove', { seed });
   const data = await loadSimulationData(config);
   const { base } = await openSimulationBase('glove-100d');
   if (base.input.kind !== 'text' || !base.model) throw new Error('imdb-glove needs a text base');
   if (data.train.examples.kind !== 'text' || data.test.examples.kind !== 'text') throw new Error('imdb-glove needs text data');
-  const tokenizer = new Tokenizer(base.input.vocabulary, { sequenceLength });
-  const table = (base.model.getLayer('glove_embedding').getWeights()[0]!.dataSync() as Float32Array).slice();
+  let vocabulary = base.input.vocabulary;
+  let table = (base.model.getLayer('glove_embedding').getWeights()[0]!.dataSync() as Float32Array).slice();
+  if (vocabularySize !== 20_000) {
+    const glove = await readGloveVectors({ vocabularySize });
+    vocabulary = [PAD_TOKEN, OOV_TOKEN, ...glove.words];
+    table = new Float32Array((glove.words.length + 2) * glove.dimensions);
+    table.set(glove.vectors, 2 * glove.dimensions);
+  }
+  const tokenizer = new Tokenizer(vocabulary, { sequenceLength });
   const docOf = (text: string, label: number): Doc => {
     const counts = new Map<number, number>();
     for (const id of tokenizer.encode(text)) if (id !== 0) counts.set(id, (counts.get(id) ?? 0) + 1);

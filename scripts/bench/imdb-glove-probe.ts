@@ -9,10 +9,13 @@
  * there, then 81.5–82.3 % against 80.9–82.3 %. Prints test accuracy (and loss) after every epoch.
  *
  * Usage: node --import tsx scripts/bench/imdb-glove-probe.ts [he=3] [te=17] [lr=0.02] [mult=1]
- *   [len=256] [b=32] [drop=0] [lazy=0] [seed=42]
+ *   [len=256] [b=32] [drop=0] [lazy=0] [vocab=20000] [sif=0] [idf=0] [seed=42]
  * (he/te: head-only and table epochs; mult: the table's learning-rate multiplier; len: tokens kept
  * per review, the base's sequence length; drop: token dropout in the table stage; lazy=1: Adam
- * updates only the rows of the batch's words.)
+ * updates only the rows of the batch's words; vocab: GloVe words in the table, read from the wink
+ * file when not the base's 20,000; sif=a: each word weighted a / (a + p(w)) inside the mean, p from
+ * Zipf's law over GloVe's frequency order (Arora, Liang & Ma 2017); idf=1: weighted by its idf over
+ * the training reviews instead. Weights do not combine with drop.)
  */
 import { tokenize } from '../../shared/bases/tokenizer.ts';
 import { createRandom } from '../../shared/math/random.ts';
@@ -29,8 +32,10 @@ const drop = num('drop', 0);
 const seed = num('seed', 42);
 const lazy = num('lazy', 0);
 const D = 100;
+const sif = num('sif', 0);
+const idf = num('idf', 0);
 
-const { train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen);
+const { train: trainData, test: testData, table, docOf } = await loadImdbGloveProbe(seed, seqLen, num('vocab', 20_000));
 
 // How much of the training reviews the sequence length cuts.
 const lengths = trainData.texts.map((text) => tokenize(text).length);
@@ -39,6 +44,20 @@ const kept = lengths.reduce((a, b) => a + Math.min(b, seqLen), 0);
 console.log(`training reviews longer than ${seqLen} tokens: ${((100 * lengths.filter((n) => n > seqLen).length) / lengths.length).toFixed(1)} %; tokens cut: ${((100 * (tokens - kept)) / tokens).toFixed(1)} %; median length ${[...lengths].sort((a, b) => a - b)[lengths.length >> 1]}`);
 const train = trainData.texts.map((text, i) => docOf(text, trainData.labels[i]!));
 const test = testData.texts.map((text, i) => docOf(text, testData.labels[i]!));
+// Per-word weights inside the mean: SIF a/(a + p(w)) with p from Zipf's law over GloVe's frequency
+// order (id 2 is rank 1), or idf from the training reviews.
+const rows = table.length / D;
+const wordWeight = new Float32Array(rows).fill(1);
+if (sif > 0) {
+  const harmonic = Math.log(400_000) + 0.5772;
+  for (let id = 2; id < rows; id++) wordWeight[id] = sif / (sif + 1 / ((id - 1) * harmonic));
+}
+if (idf > 0) {
+  const df = new Float64Array(rows);
+  for (const doc of train) for (const id of doc.ids) df[id]!++;
+  for (let id = 0; id < rows; id++) wordWeight[id] = Math.log((1 + train.length) / (1 + df[id]!)) + 1;
+}
+for (const doc of [...train, ...test]) for (let k = 0; k < doc.ids.length; k++) doc.counts[k]! *= wordWeight[doc.ids[k]!]!;
 
 const rand = createRandom(`${seed}-init`);
 const limit = Math.sqrt(6 / (D + 2));

@@ -19,7 +19,7 @@ import type { AugmentationSpec } from '../../shared/model/augmentation.ts';
 import type { TrainableSetSpec, TrainableStageSpec } from '../../shared/model/trainable-set.ts';
 import { checkedTailFraction, type IterateAveragingOptions } from '../../shared/model/iterate-averaging.ts';
 import type { OptimizerName } from '../../shared/model/training-defaults.ts';
-import { GLOVE_512_BASE_NAME, resolveBase } from '../../shared/bases/registry.ts';
+import { GLOVE_100K_512_BASE_NAME, resolveBase } from '../../shared/bases/registry.ts';
 import { createStrategy } from '../../shared/strategy/registry.ts';
 import { FASHION_CNN_BASE, FASHION_CNN_CONV, FASHION_TARGET_CLASSES } from '../bases/fashion-split-cnn.ts';
 
@@ -278,7 +278,7 @@ export const PRESETS: Record<string, SimulationConfig> = {
     // against 79.7 % with the 256-token base and the table at the head's rate throughout; the
     // probes' other levers at 512 tokens (FedAdam, FedYogi, a server rate of 1.5, the table ×2,
     // E = 1 or 3) ended at or below it. Feature extraction stays on glove-100d.
-    fineTuneBase: GLOVE_512_BASE_NAME,
+    fineTuneBase: GLOVE_100K_512_BASE_NAME,
     trainExamples: 2000,
     testExamples: 2000,
     clients: 20,

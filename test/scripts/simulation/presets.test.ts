@@ -18,11 +18,11 @@ describe('a simulation config’s iterate averaging', () => {
 });
 
 describe('imdb-glove’s fine-tuning recipe', () => {
-  it('fine-tunes on the 512-token GloVe base with its own strategy, and refuses an unknown fineTuneBase with BAD_CONFIG', () => {
+  it('fine-tunes on the 100,000-word 512-token GloVe base with its own strategy, and refuses an unknown fineTuneBase with BAD_CONFIG', () => {
     const config = resolveConfig('imdb-glove');
     expect(config.base).toBe('glove-100d');
     const tuned = withFineTuneRecipe(config);
-    expect(tuned.base).toBe('glove-100d-512t');
+    expect(tuned.base).toBe('glove-100d-100000w-512t');
     expect(tuned.strategy).toBe(config.fineTuneStrategy!.strategy);
     // Feature extraction keeps the preset's base.
     expect(withFineTuneRecipe({ ...config, fineTune: undefined }).base).toBe('glove-100d');

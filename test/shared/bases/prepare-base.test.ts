@@ -45,6 +45,15 @@ describe('registry', () => {
   });
 });
 
+describe('glove-100d-100000w-512t', () => {
+  it('is glove-100d with 100,000 words at 512 tokens, under its own cache key, and refuses other sizes with BAD_CONFIG', () => {
+    expect(resolveBase('glove-100d-100000w-512t').recipe.key).toBe('glove-100d-100000w-512t');
+    expect(resolveBase('glove-100d', { vocabularySize: 100_000, sequenceLength: 512 }).recipe.key).toBe('glove-100d-100000w-512t');
+    expect(() => resolveBase('glove-100d-100000w-512t', { vocabularySize: 20_000 })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG', message: expect.stringContaining('100000 words') }));
+    expect(() => resolveBase('glove-100d-100000w-512t', { sequenceLength: 256 })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG', message: expect.stringContaining('512') }));
+  });
+});
+
 describe('glove-100d-512t', () => {
   it('is glove-100d at 512 tokens, under its own cache key', () => {
     expect(resolveBase('glove-100d-512t').recipe.key).toBe('glove-100d-512t');
