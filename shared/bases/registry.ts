@@ -2,7 +2,8 @@
  * Registry of the embedded bases, by name. Refuses duplicates, so a typo in a plugin cannot
  * silently replace a built-in base.
  *
- * Built-ins: `glove-100d` (text; `glove-100d-512t` its 512-token variant, `glove-100d-100000w-512t` with 100,000 words), `mobilenet-v2` (images; `size` 96 | 128 | 224, also spelled
+ * Built-ins: `glove-100d` (text; `glove-100d-512t` its 512-token variant, `glove-100d-100000w-512t`
+ * that with 100,000 words), `mobilenet-v2` (images; `size` 96 | 128 | 224, also spelled
  * `mobilenet-v2-96`), `identity` (flat vectors; `size` required, also spelled `identity-784`).
  */
 import { mkdir } from 'node:fs/promises';
@@ -97,9 +98,10 @@ registerBase({
 /**
  * The GloVe base with 512 token ids per example, under a name of its own (its cache key), so runs
  * can name it and figures measured at 256 tokens keep naming `glove-100d`. Why 512 tokens for
- * imdb-glove's fine-tuning (now on the 100,000-word variant below): 29 % of the preset's training reviews are longer than 256 tokens (23 % of their tokens
- * cut), 8 % longer than 512, and centralized fine-tuning on the preset's split gains 1.7 points
- * at 512 (83.3 % against 81.6 %; README "Fine-tuning the presets, measured").
+ * imdb-glove's fine-tuning (now on the 100,000-word variant below): 29 % of the preset's training
+ * reviews are longer than 256 tokens (23 % of their tokens cut), 8 % longer than 512, and
+ * centralized fine-tuning on the preset's split gains 1.7 points at 512 (83.3 % against 81.6 %;
+ * README "Fine-tuning the presets, measured").
  */
 export const GLOVE_512_BASE_NAME = `${GLOVE_BASE_NAME}-512t`;
 
@@ -123,7 +125,7 @@ function registerGloveVariant(name: string, description: string, fixed: { sequen
   });
 }
 
-registerGloveVariant(GLOVE_512_BASE_NAME, 'glove-100d with 512 token ids per example instead of 256 (imdb-glove fine-tuning)', { sequenceLength: 512 });
+registerGloveVariant(GLOVE_512_BASE_NAME, 'glove-100d with 512 token ids per example instead of 256', { sequenceLength: 512 });
 
 /**
  * The 512-token GloVe base with the top 100,000 words instead of 20,000, under a name of its own
