@@ -23,7 +23,8 @@ import { VirtualIdentities } from './virtual-identities.ts';
 import { negativeTransfer, strongestScratch, type ScratchBaseline } from './scratch-baselines.ts';
 import { CENTRALIZED_FEATURE_EXTRACTION_LABEL, CENTRALIZED_FINE_TUNING_LABEL } from './centralized-fine-tuning.ts';
 import { featuresOf, loadSimulationData, openSimulationBase, prefetchStageFeatures, simulationCache } from './simulation-data.ts';
-import type { TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { trainableScheduleFromConfig, type TrainableSetSpec } from '../../shared/model/trainable-set.ts';
+import { ineffectiveAugmentation } from '../../shared/model/augmentation.ts';
 
 export interface SimulationResult {
   report: SimulationReport & { baselines: SimulationReport['baselines'] & { localOnly?: LocalOnlyResult } };
@@ -76,6 +77,11 @@ export async function runSimulation(config: SimulationConfig, options: RunSimula
     const data = await loadSimulationData(config);
     log.info(`data: ${data.train.size} training and ${data.test.size} test examples of ${config.dataset}`);
     const { base, directory } = await openSimulationBase(config.base);
+    if (config.augmentation) {
+      const schedule = config.trainable ? trainableScheduleFromConfig(config.trainable, base.model, config.rounds, 'trainable') : null;
+      const ignored = ineffectiveAugmentation(base.input, config.augmentation, base.model, schedule);
+      if (ignored) log.warn(ignored);
+    }
     const cache = simulationCache();
     let lastShown = 0;
     const progress = (label: string, done: number, total: number) => {

@@ -16,7 +16,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { PAD_ID } from '../bases/tokenizer.ts';
+import { findBoundary } from './fine-tune-model.ts';
 import type { BaseInputSpec } from './frozen-base.ts';
+import type { TrainableSchedule } from './trainable-set.ts';
 
 export interface AugmentationSpec {
   /** Images: flip left–right with probability ½. @default false */
@@ -121,4 +123,24 @@ export function augmenterFor(input: BaseInputSpec, featuresAreInput: boolean, sp
   if (input.kind === 'text') return (spec.tokenDropout ?? 0) > 0 ? tokenDropout(spec.tokenDropout!) : undefined;
   if (input.kind === 'image' && (spec.flip || (spec.cropPadding ?? 0) > 0 || (spec.brightness ?? 0) > 0)) return imageAugmenter(input.size, input.channels, spec);
   return undefined;
+}
+
+/**
+ * Why `spec` would change nothing in a run that trains `schedule` (null: the head alone) on
+ * `model`, or null when some stage applies it. A spec that asks nothing of this input kind, or a
+ * schedule with no stage whose features are the raw input, would otherwise be ignored without a
+ * word; callers warn with this text.
+ */
+export function ineffectiveAugmentation(input: BaseInputSpec, spec: AugmentationSpec, model: tf.LayersModel | null, schedule: TrainableSchedule | null): string | null {
+  const asked = Object.values(spec).some((value) => value !== undefined && value !== false && value !== 0);
+  if (!asked) return null;
+  const what = `augmentation ${JSON.stringify(spec)}`;
+  if (!augmenterFor(input, true, spec)) {
+    const fits = input.kind === 'text' ? 'tokenDropout' : input.kind === 'image' ? 'flip, cropPadding or brightness' : 'nothing';
+    return `${what} is ignored: it asks nothing that applies to ${input.kind} input (${fits})`;
+  }
+  const atInput = model !== null && schedule !== null && schedule.stages.some((stage) => stage.layers.length > 0 && findBoundary(model, stage).layerIndex === 0);
+  if (atInput) return null;
+  const whole = input.kind === 'text' ? 'the embedding table' : 'the whole base';
+  return `${what} is ignored: it applies only in stages that train from the raw input (${whole}), and no stage of the trainable set does`;
 }
