@@ -10,7 +10,7 @@
  * Usage: node --import tsx scripts/bench/imdb-glove-federation-probe.ts [hr=4] [r=30] [e=2] [b=32]
  *   [lr=0.02] [mult=1] [decay=0] [drop=0] [len=256] [avg=0] [hmult=1] [tsgd=0] [sp=0] [val=0]
  *   [patience=5] [slr=1] [sopt=0] [seta=0.01] [stau=0.001] [sb1=0.9] [sb2=0.99] [rowavg=0] [mu=0]
- *   [vocab=20000] [alpha=0.5] [la=0] [cbw=0] [hfreeze=0] [nobias=0] [scaf=0] [scafw=1] [seed=42]
+ *   [vocab=20000] [alpha=0.5] [la=0] [cbw=0] [hfreeze=0] [nobias=0] [scaf=0] [scafw=1] [nova=0] [seed=42]
  * (hr: head-only rounds; mult: the table's rate multiplier; decay: the table's rate × decay^k in its
  * k-th round; drop: token dropout; len: tokens kept per review; avg=k: also the test accuracy of the
  * mean of the last k global models; hmult: the head's rate multiplier once the table trains; tsgd:
@@ -32,7 +32,8 @@
  * (Karimireddy et al. 2020, https://arxiv.org/abs/1910.06378), each client's c_i its full-batch
  * gradient at the round's model, c their example-weighted mean, from the previous round (1) or
  * from this round before local training (2, one more exchange per round); scafw: the correction's
- * weight.)
+ * weight; nova=1: FedNova's normalized averaging, Wang et al. 2020, https://arxiv.org/abs/2007.07481:
+ * each client's delta over its local steps E·⌈n/B⌉, the weighted sum times the weighted mean steps.)
  */
 import { createRandom } from '../../shared/math/random.ts';
 import { partition } from '../../shared/math/partition.ts';
@@ -63,6 +64,7 @@ const la = num('la', 0); // logit adjustment τ by the client's label prior duri
 const cbw = num('cbw', 0); // 1: class-balanced loss weights n / (2 n_y) during local training
 const hfreeze = num('hfreeze', 0); // 1: the head stays fixed once the table trains (FedBABU-like)
 const nobias = num('nobias', 0); // 1: the head's bias stays 0
+const nova = num('nova', 0); // 1: FedNova's normalized averaging (Wang et al. 2020): each delta over its local steps, the sum times the mean steps
 const scafw = num('scafw', 1); // the drift correction's weight
 const scaf = num('scaf', 0); // SCAFFOLD-style drift correction (Karimireddy et al. 2020, option I): 1 the server's c from the previous round, 2 from this round
 const D = 100;
@@ -270,6 +272,7 @@ for (let round = 1; round <= rounds; round++) {
     if (scaf === 2 || !serverC) serverC = cNew;
     else pendingC = cNew;
   }
+  let meanSteps = 0;
   for (const { c, i } of chosen) {
     const h = head.slice();
     const tab = trainTable ? Float32Array.from({ length: c.rows.length * D }, (_, k) => table[c.rows[Math.floor(k / D)]! * D + (k % D)]!) : null;
@@ -277,14 +280,19 @@ for (let round = 1; round <= rounds; round++) {
     correction = ci && serverC ? { head: Float64Array.from(ci.gh, (g, k) => scafw * (serverC!.head[k]! - g)), rows: Float64Array.from(ci.gt, (g, k) => scafw * (serverC!.table[c.rows[Math.floor(k / D)]! * D + (k % D)]! - g)) } : null;
     localTrain(c, h, tab, tableRate, createRandom(`${seed}-${round}-${i}`));
     correction = null;
-    const w = c.docs.length / total;
-    for (let k = 0; k < h.length; k++) newHead[k]! += w * h[k]!;
+    const p = c.docs.length / total;
+    const steps = E * Math.ceil(c.docs.length / B);
+    meanSteps += p * steps;
+    const w = nova ? p / steps : p;
+    for (let k = 0; k < h.length; k++) newHead[k]! += w * (h[k]! - head[k]!);
     if (tab && tableDelta) c.rows.forEach((row, r) => { for (let d = 0; d < D; d++) tableDelta[row * D + d]! += w * (tab[r * D + d]! - table[row * D + d]!); });
     if (rowWeight) for (const row of c.rows) rowWeight[row]! += w;
   }
   if (rowWeight && tableDelta) rowWeight.forEach((rw, row) => { if (rw > 0) for (let d = 0; d < D; d++) tableDelta[row * D + d]! /= rw; });
   if (pendingC) { serverC = pendingC; pendingC = null; }
-  const headDelta = newHead.map((w, k) => w - head[k]!);
+  const scale = nova ? meanSteps : 1;
+  if (tableDelta && nova) for (let k = 0; k < tableDelta.length; k++) tableDelta[k]! *= scale;
+  const headDelta = newHead.map((d) => scale * d);
   serverStep(head, headDelta, 0);
   if (tableDelta) serverStep(table, tableDelta, head.length);
   const [acc, loss] = evaluate(table, head);
