@@ -105,12 +105,7 @@ describe('rowAveraged', () => {
       ['NormBounding', () => new NormBounding({ rowAveraging: true })],
     ];
     for (const [name, make] of cases) {
-      let error: unknown;
-      try {
-        make();
-      } catch (caught) {
-        error = caught;
-      }
+      const error = errorOf(make);
       expect(error, name).toBeInstanceOf(FedtlError);
       expect((error as FedtlError).code).toBe('BAD_CONFIG');
       expect((error as FedtlError).message).toMatch(new RegExp(`^${name} does not take rowAveraging: .*only FedAvg and FedProx`));
@@ -142,12 +137,7 @@ describe('rowAveraged', () => {
       ['differential privacy', () => new DifferentialPrivacy(inner(), { dp, population: 10 })],
     ];
     for (const [layer, make] of cases) {
-      let error: unknown;
-      try {
-        make();
-      } catch (caught) {
-        error = caught;
-      }
+      const error = errorOf(make);
       expect(error).toBeInstanceOf(FedtlError);
       expect((error as FedtlError).code).toBe('BAD_CONFIG');
       expect((error as FedtlError).message).toMatch(new RegExp(`rowAveraging \\(--row-averaging 1\\) cannot be combined with ${layer}: .*; run with --row-averaging 0`));
@@ -156,3 +146,13 @@ describe('rowAveraged', () => {
     expect(new SecureAggregation(new FedAvg({ minClients: 2 }), { coordinator, identityOf: () => undefined, maxClients: 5 }).rowAveraging).toBe(false);
   });
 });
+
+/** What `make` throws, or undefined when it returns. */
+function errorOf(make: () => unknown): unknown {
+  try {
+    make();
+  } catch (caught) {
+    return caught;
+  }
+  return undefined;
+}
