@@ -9,7 +9,7 @@
  */
 import type { FeatureMatrix } from '../shared/model/feature-matrix.ts';
 import { augmenterFor, type AugmentationSpec } from '../shared/model/augmentation.ts';
-import { findBoundary, stageFeatureBase, tokenIdsOf, TrainableTop } from '../shared/model/fine-tune-model.ts';
+import { stageFeatureBase, tokenIdsOf, TrainableTop, trainsFromInput } from '../shared/model/fine-tune-model.ts';
 import type { FrozenBase } from '../shared/model/frozen-base.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
 import { evaluateHead, trainHead, type EvalResult } from '../shared/model/head-training.ts';
@@ -49,8 +49,7 @@ export class StageTrainer {
     const featureBase = stageFeatureBase(this.#options.base, stage);
     if (this.#prepared?.key !== featureBase.hash) {
       const { train, validation } = await this.#options.features(featureBase);
-      const model = this.#options.base.model;
-      const atInput = model !== null && stage.layers.length > 0 && findBoundary(model, stage).layerIndex === 0;
+      const atInput = trainsFromInput(this.#options.base.model, stage);
       const tokens = this.#options.base.input.kind === 'text' && atInput;
       const matrices: FeatureMatrix[] = [train.features, ...(validation ? [validation.features] : [])];
       this.#prepared = { key: featureBase.hash, train, validation, rows: tokens ? tokenIdsOf(matrices) : undefined, atInput };

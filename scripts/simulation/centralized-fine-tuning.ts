@@ -13,7 +13,7 @@
 import type { LabeledDataset } from '../../client/data/dataset.ts';
 import { augmenterFor, type AugmentationSpec } from '../../shared/model/augmentation.ts';
 import type { FeatureCache } from '../../shared/model/feature-cache.ts';
-import { findBoundary, initialModelWeights, scatterWeights, stageFeatureBase, tokenIdsOf, TrainableTop } from '../../shared/model/fine-tune-model.ts';
+import { initialModelWeights, scatterWeights, stageFeatureBase, tokenIdsOf, TrainableTop, trainsFromInput } from '../../shared/model/fine-tune-model.ts';
 import type { FlatWeights } from '../../shared/weights/flat-weights.ts';
 import type { FrozenBase } from '../../shared/model/frozen-base.ts';
 import type { HeadSpec } from '../../shared/model/head.ts';
@@ -105,7 +105,7 @@ export async function centralizedFineTuning(input: CentralizedFineTuningInput): 
   for (const [i, stage] of input.schedule.stages.entries()) {
     await withTop(input, stage, model, async (top) => {
       const rows = await stageRows(top, input.train, input.cache, input.order);
-      const augment = augmenterFor(input.base.input, atInput(input.base, stage), input.augmentation ?? {});
+      const augment = augmenterFor(input.base.input, trainsFromInput(input.base.model, stage), input.augmentation ?? {});
       await trainHead(top.model, rows.features, rows.labels, {
         epochs: epochs[i]!,
         batchSize: input.batchSize,
@@ -134,7 +134,7 @@ export async function centralizedFineTuning(input: CentralizedFineTuningInput): 
  */
 async function withTop<T>(input: CentralizedFineTuningInput, stage: TrainableStage, model: FlatWeights, use: (top: TrainableTop) => Promise<T>): Promise<T> {
   let options = {};
-  if (input.base.input.kind === 'text' && atInput(input.base, stage)) {
+  if (input.base.input.kind === 'text' && trainsFromInput(input.base.model, stage)) {
     const featureBase = stageFeatureBase(input.base, stage);
     options = { embeddingRows: tokenIdsOf([await featuresOf(featureBase, input.train, input.cache), await featuresOf(featureBase, input.test, input.cache)]) };
   }
@@ -146,7 +146,3 @@ async function withTop<T>(input: CentralizedFineTuningInput, stage: TrainableSta
   }
 }
 
-/** Whether a stage's features are the base's raw input (its boundary is the input layer). */
-function atInput(base: FrozenBase, stage: TrainableStage): boolean {
-  return base.model !== null && stage.layers.length > 0 && findBoundary(base.model, stage).layerIndex === 0;
-}

@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../core/errors.ts';
 import { PAD_ID } from '../bases/tokenizer.ts';
-import { findBoundary } from './fine-tune-model.ts';
+import { trainsFromInput } from './fine-tune-model.ts';
 import type { BaseInputSpec } from './frozen-base.ts';
 import type { TrainableSchedule } from './trainable-set.ts';
 
@@ -139,7 +139,7 @@ export function ineffectiveAugmentation(input: BaseInputSpec, spec: Augmentation
     const fits = input.kind === 'text' ? 'tokenDropout' : input.kind === 'image' ? 'flip, cropPadding or brightness' : 'nothing';
     return `${what} is ignored: it asks nothing that applies to ${input.kind} input (${fits})`;
   }
-  const atInput = model !== null && schedule !== null && schedule.stages.some((stage) => stage.layers.length > 0 && findBoundary(model, stage).layerIndex === 0);
+  const atInput = model !== null && schedule !== null && schedule.stages.some((stage) => trainsFromInput(model, stage));
   if (atInput) return null;
   const whole = input.kind === 'text' ? 'the embedding table' : 'the whole base';
   return `${what} is ignored: it applies only in stages that train from the raw input (${whole}), and no stage of the trainable set does`;

@@ -196,6 +196,15 @@ export function findBoundary(model: tf.LayersModel, stage: TrainableStage): Boun
   throw new FedtlError('BAD_MODEL', 'the base graph has no clean cut below its first trainable layer');
 }
 
+/**
+ * Whether a stage trains from the base's raw input: its boundary is the input layer, so its
+ * features are the input itself (an embedding table that trains, or an image model trained whole).
+ * Only such stages can be augmented (augmentation.ts) or send token rows.
+ */
+export function trainsFromInput(model: tf.LayersModel | null, stage: TrainableStage): boolean {
+  return model !== null && stage.layers.length > 0 && findBoundary(model, stage).layerIndex === 0;
+}
+
 /** Cache key of features taken at `layerName` of a base (the base's own hash at its output). */
 export function boundaryFeatureKey(base: FrozenBase, boundary: Boundary | null): string {
   if (!boundary || !base.model || boundary.layerIndex === base.model.layers.length - 1) return base.hash;
