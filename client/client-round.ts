@@ -9,7 +9,8 @@ import type { Identity } from '../shared/crypto/identity.ts';
 import { decodeKey } from '../shared/crypto/identity.ts';
 import { verifyText } from '../shared/crypto/signatures.ts';
 import { sealUpdate } from '../shared/crypto/update-envelope.ts';
-import { roundSignedText, roundWeightsDigest, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
+import { controlDigest, roundSignedText, roundWeightsDigest, type EvaluateRequest, type EvaluationResult, type FitRequest } from '../shared/protocol/protocol.ts';
+import { driftInstruction } from '../shared/strategy/drift-correction.ts';
 import { bytesToFloat32 } from '../shared/weights/flat-weights.ts';
 import type { LabeledFeatures, LocalFitResult, LocalTrainer } from './local-trainer.ts';
 import { wantsSecAgg } from './secagg-party.ts';
@@ -128,6 +129,31 @@ export function verifyRoundRequest(context: Pick<ClientRoundContext, 'coordinato
   return weights;
 }
 
+/** Control vectors already checked against their digest, by the bytes (virtual clients share a request). */
+const checkedControls = new WeakMap<Uint8Array, Float32Array>();
+
+/**
+ * A fit request's control vector (drift correction), checked: present exactly when the signed
+ * config names one, its SHA-256 the one named (`BAD_SIGNATURE` otherwise: the signature covers it
+ * through that digest), one value per weight.
+ */
+export function verifiedControl(request: FitRequest, parameterCount: number): Float32Array | undefined {
+  const drift = driftInstruction(request.config);
+  if (drift?.kind !== 'corrected') {
+    if (request.control) throw new FedtlError('BAD_MESSAGE', `round ${request.round}: the fit request carries a control vector its signed config does not name`);
+    return undefined;
+  }
+  if (!request.control) throw new FedtlError('BAD_MESSAGE', `round ${request.round}: the drift-corrected fit request carries no control vector`);
+  let control = checkedControls.get(request.control);
+  if (!control) {
+    if (controlDigest(request.control) !== drift.controlDigest) throw new FedtlError('BAD_SIGNATURE', `round ${request.round}: the control vector is not the one the signed config names`);
+    control = bytesToFloat32(request.control, 'fit.control');
+    checkedControls.set(request.control, control);
+  }
+  if (control.length !== parameterCount) throw new FedtlError('BAD_SHAPE', `round ${request.round}: the control vector has ${control.length} values, the weights ${parameterCount}`);
+  return control;
+}
+
 export interface FitRoundResult extends LocalFitResult {
   /** The sealed envelope to send to the coordinator. */
   sealed: Uint8Array;
@@ -136,10 +162,11 @@ export interface FitRoundResult extends LocalFitResult {
 /** verify → train → seal: one client's answer to a fit request. */
 export async function runFitRound(context: ClientRoundContext, request: FitRequest): Promise<FitRoundResult> {
   const weights = verifyRoundRequest(context, request);
+  const control = verifiedControl(request, weights.length);
   const seed = roundSeed(context.seed ?? 0, request.round);
   const result = request.trainable
-    ? await stageTrainer(context, request).fit(request.trainable, weights, request.config, seed)
-    : await context.trainer.fit(weights, context.train, request.config, seed);
+    ? await stageTrainer(context, request).fit(request.trainable, weights, request.config, seed, control)
+    : await context.trainer.fit(weights, context.train, request.config, seed, control);
   const delta = context.transformDelta ? context.transformDelta(result.delta, request) : result.delta;
   // Embedding tables row-sparse where smaller, except when the delta is transformed (a mask needs
   // every coordinate) or aggregated securely (the row indices would tell which words: SECURITY.md).

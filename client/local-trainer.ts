@@ -6,10 +6,11 @@
 import type * as tf from '@tensorflow/tfjs';
 import { FedtlError } from '../shared/core/errors.ts';
 import type { FeatureMatrix } from '../shared/model/feature-matrix.ts';
-import { getHeadWeights, setHeadWeights } from '../shared/model/head.ts';
+import { flattenByVariable, getHeadWeights, headTensorsByVariable, setHeadWeights } from '../shared/model/head.ts';
 import { evaluateHead, trainHead, type EvalResult } from '../shared/model/head-training.ts';
 import type { FitConfig } from '../shared/strategy/strategy.ts';
 import { subtract, type WeightManifest } from '../shared/weights/flat-weights.ts';
+import { fitWithDrift } from './drift.ts';
 
 export interface LabeledFeatures {
   features: FeatureMatrix;
@@ -58,20 +59,38 @@ export class LocalTrainer {
     return this.#head;
   }
 
-  async fit(globalWeights: Float32Array, data: LabeledFeatures, config: FitConfig, seed = 0): Promise<LocalFitResult> {
+  /**
+   * Trains from `globalWeights` and returns the delta; under drift correction, a gradient request
+   * returns the mean gradient instead, and `control` (the verified c of a corrected fit) steers
+   * every step (client/drift.ts).
+   */
+  async fit(globalWeights: Float32Array, data: LabeledFeatures, config: FitConfig, seed = 0, control?: Float32Array): Promise<LocalFitResult> {
     if (data.features.rows === 0) throw new FedtlError('BAD_DATA', 'this client has no training examples');
     setHeadWeights(this.#head, { manifest: this.#manifest, data: globalWeights });
-    const result = await trainHead(this.#head, data.features, data.labels, {
-      epochs: config.epochs,
-      batchSize: config.batchSize,
-      learningRate: config.learningRate,
-      optimizer: config.optimizer,
-      ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
-      ...this.#training,
-      seed,
+    const head = this.#head;
+    return fitWithDrift({
+      model: head,
+      rows: data,
+      config,
+      control,
+      tensorsOf: (values) => headTensorsByVariable(head, values),
+      flatten: (byName) => flattenByVariable(head, byName),
+      ...(this.#training.logitAdjustment !== undefined ? { logitAdjustment: this.#training.logitAdjustment } : {}),
+      train: async (gradientCorrection) => {
+        const result = await trainHead(head, data.features, data.labels, {
+          epochs: config.epochs,
+          batchSize: config.batchSize,
+          learningRate: config.learningRate,
+          optimizer: config.optimizer,
+          ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
+          ...(gradientCorrection ? { gradientCorrection } : {}),
+          ...this.#training,
+          seed,
+        });
+        const trained = getHeadWeights(head).data;
+        return { delta: subtract(trained, globalWeights), exampleCount: result.examples, metrics: { loss: result.loss, accuracy: result.accuracy } };
+      },
     });
-    const trained = getHeadWeights(this.#head).data;
-    return { delta: subtract(trained, globalWeights), exampleCount: result.examples, metrics: { loss: result.loss, accuracy: result.accuracy } };
   }
 
   async evaluate(weights: Float32Array, data: LabeledFeatures): Promise<EvalResult> {

@@ -17,6 +17,7 @@ import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import type { FitConfig } from '../shared/strategy/strategy.ts';
 import { subtract, type FlatWeights } from '../shared/weights/flat-weights.ts';
 import { FedtlError } from '../shared/core/errors.ts';
+import { fitWithDrift } from './drift.ts';
 import type { ClientTrainingOptions, LabeledFeatures, LocalFitResult } from './local-trainer.ts';
 
 /** A client's data as features of a stage's feature base (a `FrozenBase` cut at the boundary). */
@@ -61,26 +62,45 @@ export class StageTrainer {
     return TrainableTop.build(this.#options.base, this.#options.headSpec, stage, this.#options.model, rows ? { embeddingRows: rows } : {});
   }
 
-  async fit(stage: TrainableStage, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
+  /**
+   * Trains `stage` from `weights` and returns the delta over exactly its slice; under drift
+   * correction, a gradient request returns the mean gradient instead, and `control` (the verified c
+   * of a corrected fit) steers every step (client/drift.ts).
+   */
+  async fit(stage: TrainableStage, weights: Float32Array, config: FitConfig, seed: number, control?: Float32Array): Promise<LocalFitResult> {
     const prepared = await this.#prepare(stage);
     if (prepared.train.features.rows === 0) throw new FedtlError('BAD_DATA', 'this client has no training examples');
     const top = this.#top(stage, prepared.rows);
     try {
       top.setWeights(weights);
       const augment = augmenterFor(this.#options.base.input, prepared.atInput, this.#options.augmentation ?? {});
-      const result = await trainHead(top.model, prepared.train.features, prepared.train.labels, {
-        epochs: config.epochs,
-        batchSize: config.batchSize,
-        learningRate: config.learningRate,
-        optimizer: config.optimizer,
-        ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
-        learningRateMultipliers: top.learningRateMultipliers,
-        ...(augment ? { augment } : {}),
+      const result = await fitWithDrift({
+        model: top.model,
+        rows: prepared.train,
+        config,
+        control,
+        tensorsOf: (values) => top.tensorsOf(values),
+        flatten: (byName) => top.flatten(byName),
         ...(this.#options.logitAdjustment !== undefined ? { logitAdjustment: this.#options.logitAdjustment } : {}),
-        seed,
+        train: async (gradientCorrection) => {
+          const trainedWith = await trainHead(top.model, prepared.train.features, prepared.train.labels, {
+            epochs: config.epochs,
+            batchSize: config.batchSize,
+            learningRate: config.learningRate,
+            optimizer: config.optimizer,
+            ...(config.proximalMu !== undefined ? { proximalMu: config.proximalMu } : {}),
+            learningRateMultipliers: top.learningRateMultipliers,
+            ...(augment ? { augment } : {}),
+            ...(gradientCorrection ? { gradientCorrection } : {}),
+            ...(this.#options.logitAdjustment !== undefined ? { logitAdjustment: this.#options.logitAdjustment } : {}),
+            seed,
+          });
+          const trained = top.getWeights();
+          return { delta: subtract(trained.data, weights), exampleCount: trainedWith.examples, metrics: { loss: trainedWith.loss, accuracy: trainedWith.accuracy } };
+        },
       });
-      const trained = top.getWeights();
-      return { delta: subtract(trained.data, weights), manifest: trained.manifest, exampleCount: result.examples, metrics: { loss: result.loss, accuracy: result.accuracy } };
+      // The manifest lets the client round send an embedding table row-sparse (a gradient too: it is zero outside the rows held).
+      return { ...result, manifest: top.manifest };
     } finally {
       top.dispose();
     }

@@ -539,7 +539,8 @@ export class Coordinator {
     const referred = socket.data.heldWeights === digest;
     socket.data.lastSent = { ...message, digest, referred, resent: false };
     this.#emitRound(socket, message, referred ? digest : null);
-    return referred ? 0 : message.request.weights.byteLength;
+    const control = message.kind === 'fit' ? (message.request.control?.byteLength ?? 0) : 0;
+    return (referred ? 0 : message.request.weights.byteLength) + control;
   }
 
   /** Emits a round message in full, or (`digest` given) with a reference in place of its weights. */

@@ -18,7 +18,7 @@ import { createLogger, type Logger } from '../shared/core/log.ts';
 import { createRandom } from '../shared/math/random.ts';
 import type { HeadSpec } from '../shared/model/head.ts';
 import type { Ack, EvaluationResult, FitRequest } from '../shared/protocol/protocol.ts';
-import { errorAck, roundSignedText, roundWeightsDigest } from '../shared/protocol/protocol.ts';
+import { controlDigest, errorAck, roundSignedText, roundWeightsDigest } from '../shared/protocol/protocol.ts';
 import type { ModelSchedule } from '../shared/model/model-schedule.ts';
 import type { EarlyStopping } from '../shared/model/early-stopping.ts';
 import { IterateAverage, type IterateAveragingOptions } from '../shared/model/iterate-averaging.ts';
@@ -34,6 +34,8 @@ import type { RoundRecord } from './round-record.ts';
 import type { UpdateIngest } from './update-ingest.ts';
 import { EvaluateRound, FitRound, type ActiveRound, type RoundKind, type UpdateOpener } from './round-state.ts';
 import { DEFAULT_MAX_EXAMPLE_RATIO, exampleCountCap } from './weight-bound.ts';
+import { correctedConfig, gradientConfig } from '../shared/strategy/drift-correction.ts';
+import { WeightedDeltaMean } from '../shared/strategy/fed-avg.ts';
 
 export type { Participant } from './client-manager.ts';
 export type { OpenedUpdate, UpdateOpener } from './round-state.ts';
@@ -461,7 +463,8 @@ export class RoundLoop {
     return this.#strategy.rowAveraging === true && this.#rowTables.length > 0;
   }
 
-  #roundId(round: number, attempt: number, kind: RoundKind): string {
+  /** `kind` names the exchange: a fit round's gradient exchange ('gradient') is a fit round of its own id. */
+  #roundId(round: number, attempt: number, kind: RoundKind | 'gradient'): string {
     return `${this.#runId}-r${round}-a${attempt}-${kind}`;
   }
 
@@ -480,6 +483,18 @@ export class RoundLoop {
     const configs = new Map(instructions.map((i) => [i.clientId, i.config]));
     const roundManifest = schedule && stage ? schedule.manifestOf(stage) : this.#options.manifest;
     const declared = candidates.filter((c) => configs.has(c.clientId)).map((c) => c.lastExampleCount ?? 0);
+    const exampleCap = exampleCountCap(declared, this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO);
+    const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
+    this.#log.info(`round ${round}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${configs.size} of ${this.clients.readyCount} clients selected`);
+    // Drift correction: the selected clients' gradients at these weights first; the fit then goes,
+    // with their mean, to the clients that sent one.
+    const lambda = strategy.driftCorrection;
+    let gradient: GradientExchange | null = null;
+    if (lambda !== undefined) {
+      gradient = await this.#gradientExchange(round, attempt, configs, weights, stage, roundManifest, exampleCap);
+      if (!gradient) return null;
+      for (const clientId of [...configs.keys()]) if (!gradient.answered.has(clientId)) configs.delete(clientId);
+    }
     const state = new FitRound({
       round,
       roundId: this.#roundId(round, attempt, 'fit'),
@@ -490,7 +505,7 @@ export class RoundLoop {
       openUpdate: this.#options.openUpdate,
       parameterCount: roundManifest.parameterCount,
       rowSparse: acceptsRowSparse(roundManifest, instructions) ? roundManifest : null,
-      exampleCap: exampleCountCap(declared, this.#options.maxExampleRatio ?? DEFAULT_MAX_EXAMPLE_RATIO),
+      exampleCap,
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
       ingest: this.#options.ingest ?? null,
       ...(this.#options.ingestFolds === false ? { ingestFolds: false } : {}),
@@ -499,17 +514,21 @@ export class RoundLoop {
       this.#warnedOpenOnly = true;
       this.#log.warn(`strategy ${strategy.name}${this.#rowAveraging() ? ' with rowAveraging' : ''}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
     }
-    const weights = float32ToBytes(schedule && stage ? schedule.gather(this.#weights, stage) : this.#weights);
     const { digest, sign } = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
+    const control = gradient && lambda !== undefined ? { bytes: gradient.control, digest: controlDigest(gradient.control), weight: lambda } : null;
     // One request object per distinct config: clients told the same thing share it (and in-process clients verify it once).
     const requests = new Map<FitConfig, FitRequest>();
-    this.#log.info(`round ${round}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${configs.size} of ${this.clients.readyCount} clients selected`);
-    const bytesDown = await this.#collect(state, weights.byteLength, (participant, clientId) => {
+    const fitBytesDown = await this.#collect(state, weights.byteLength + (control?.bytes.byteLength ?? 0), (participant, clientId) => {
       const config = configs.get(clientId)!;
       let request = requests.get(config);
-      if (!request) requests.set(config, (request = { roundId: state.roundId, round, weights, config, deadline: state.deadline, signature: sign(config), ...(stage ? { trainable: stage } : {}) }));
+      if (!request) {
+        const signed = control ? correctedConfig(config, control.weight, control.digest) : config;
+        request = { roundId: state.roundId, round, weights, config: signed, deadline: state.deadline, signature: sign(signed), ...(stage ? { trainable: stage } : {}), ...(control ? { control: control.bytes } : {}) };
+        requests.set(config, request);
+      }
       return participant.sendFit(request, digest);
     });
+    const bytesDown = fitBytesDown + (gradient?.bytesDown ?? 0);
     this.#lastFit = state;
     if (!(await state.settle())) {
       this.#log.warn(`round ${round}: an update-ingest worker failed with part of the round; the global head is unchanged; retrying`);
@@ -545,9 +564,9 @@ export class RoundLoop {
       round,
       roundId: state.roundId,
       attempts: attempt,
-      selected: state.selected.size,
+      selected: state.selected.size + (gradient?.dropped ?? 0),
       accepted: aggregation.count,
-      dropped: state.missing,
+      dropped: state.missing + (gradient?.dropped ?? 0),
       rejected: { ...state.rejected },
       examples: aggregation.exampleCount,
       trainLoss: train['loss'] ?? null,
@@ -558,10 +577,59 @@ export class RoundLoop {
       serverLoss: null,
       serverAccuracy: null,
       bytesDown,
-      bytesUp: state.bytesUp,
+      bytesUp: state.bytesUp + (gradient?.bytesUp ?? 0),
       seconds: (Date.now() - started) / 1000,
       ...(average && average.count > 0 ? { averagedRounds: average.count } : {}),
     };
+  }
+
+  /**
+   * Drift correction's first exchange (shared/strategy/drift-correction.ts): asks the selected
+   * clients for their full-batch gradients at `weights`, sealed and checked as updates are (shape,
+   * finite values, sender, replay, example bound), and averages them by example count into the
+   * control vector c. Null, after a warning, when too few arrive: the round is retried.
+   */
+  async #gradientExchange(round: number, attempt: number, configs: ReadonlyMap<string, FitConfig>, weights: Uint8Array, stage: TrainableStage | undefined, manifest: WeightManifest, exampleCap: number): Promise<GradientExchange | null> {
+    const state = new FitRound({
+      round,
+      roundId: this.#roundId(round, attempt, 'gradient'),
+      selected: [...configs.keys()],
+      timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
+      aggregation: new WeightedDeltaMean(new Float32Array(manifest.parameterCount)),
+      metrics: this.#strategy.aggregateFitMetrics(round),
+      openUpdate: this.#options.openUpdate,
+      parameterCount: manifest.parameterCount,
+      // A gradient is zero outside the rows a client holds, as its delta is: row-sparse where the fit would be.
+      rowSparse: acceptsRowSparse(manifest, [...configs.values()].map((config) => ({ clientId: '', config }))) ? manifest : null,
+      exampleCap,
+      onResolved: (clientId) => this.clients.setBusy(clientId, false),
+      ingest: this.#options.ingest ?? null,
+      ...(this.#options.ingestFolds === false ? { ingestFolds: false } : {}),
+    });
+    const { digest, sign } = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
+    const requests = new Map<FitConfig, FitRequest>();
+    const bytesDown = await this.#collect(state, weights.byteLength, (participant, clientId) => {
+      const config = configs.get(clientId)!;
+      let request = requests.get(config);
+      if (!request) {
+        const asked = gradientConfig(config);
+        request = { roundId: state.roundId, round, weights, config: asked, deadline: state.deadline, signature: sign(asked), ...(stage ? { trainable: stage } : {}) };
+        requests.set(config, request);
+      }
+      return participant.sendFit(request, digest);
+    });
+    if (!(await state.settle())) {
+      this.#log.warn(`round ${round}: an update-ingest worker failed with part of the gradient exchange; retrying`);
+      return null;
+    }
+    const { aggregation } = state;
+    if (aggregation.count < this.#strategy.minUpdates) {
+      this.#log.warn(`round ${round}: ${aggregation.count} gradient(s) accepted, ${this.#strategy.minUpdates} needed; retrying`);
+      return null;
+    }
+    const before = state.metrics.finish();
+    this.#log.info(`round ${round}: gradients of ${aggregation.count} client(s) over ${aggregation.exampleCount} examples${before['loss'] !== undefined ? ` (loss ${before['loss'].toFixed(4)} before training)` : ''}; ${state.missing} dropped`);
+    return { control: float32ToBytes(aggregation.finish()), answered: new Set(state.answered), dropped: state.missing, bytesDown, bytesUp: state.bytesUp };
   }
 
   async #evaluateRound(record: RoundRecord): Promise<void> {
@@ -596,6 +664,18 @@ export class RoundLoop {
       record.evalExamples = examples;
     }
   }
+}
+
+/** What a round's gradient exchange yields (see `RoundLoop.#gradientExchange`). */
+interface GradientExchange {
+  /** c, the example-weighted mean gradient, as float32 bytes on the round's manifest. */
+  control: Uint8Array;
+  /** Clients whose gradient was accepted: the fit goes to them alone. */
+  answered: ReadonlySet<string>;
+  /** Selected clients that sent no accepted gradient. */
+  dropped: number;
+  bytesDown: number;
+  bytesUp: number;
 }
 
 /** The loop's state after a round (see `RoundLoop.#snapshot`). */

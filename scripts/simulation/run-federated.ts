@@ -344,7 +344,9 @@ export class VirtualFederation {
     const config = this.#config;
     // Keyed by round, attempt and client, never by queue position: the same draws whatever runs
     // first. (The round id also carries the loop's random run id, so only its tail is used.)
-    const attempt = /-r(\d+-a\d+)-fit$/.exec(request.roundId)?.[1] ?? String(request.round);
+    // A drift-corrected round's gradient exchange draws what its fit draws: a client that crashes
+    // does so in the first exchange, and the fit goes only to those that answered it.
+    const attempt = /-r(\d+-a\d+)-(?:fit|gradient)$/.exec(request.roundId)?.[1] ?? String(request.round);
     const faults = this.#faults.fork(attempt).fork(index);
     if (faults.nextFloat() < config.dropoutRate) return { kind: 'dropped', reason: 'crashed' };
     if (faults.nextFloat() < config.stragglerRate) return { kind: 'dropped', reason: 'missed the deadline' };
@@ -356,7 +358,7 @@ export class VirtualFederation {
           identity: this.identities.identity(index),
           coordinator: { signingKey: this.#coordinator.signing.publicKey, boxKey: this.#coordinator.box.publicKey },
           // The pool's worker also seals, so per-update crypto does not queue on this thread.
-          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0) => pool.fit(index, weights, fitConfig, seed, seal()), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
+          trainer: pool ? { fit: (weights, _data, fitConfig, seed = 0, control) => pool.fit(index, weights, fitConfig, seed, seal(), control), evaluate: (weights, data) => this.#trainer.evaluate(weights, data) } : this.#trainer,
           train: clientRows(this.#shards, index),
           seed: clientSeed(config.seed, index),
           verified: this.#verified,
@@ -488,10 +490,10 @@ function virtualFineTuning(input: FederatedRunInput, spec: TrainableSetSpec): Vi
     schedule: modelSchedule,
     pooled(pool, index, seal) {
       return {
-        async fit(stage, weights, fitConfig, seed) {
+        async fit(stage, weights, fitConfig, seed, control) {
           const { key, shards } = await shardsOfStage(stage);
           pool.shareStageFeatures(key, shards);
-          return pool.fitStage(index, stage, weights, fitConfig, seed, seal());
+          return pool.fitStage(index, stage, weights, fitConfig, seed, seal(), control);
         },
         // Virtual clients keep no validation rows (the server evaluates), as their stage trainers in this thread.
         evaluate: async () => null,
@@ -616,11 +618,11 @@ async function socketClientTraining(input: FederatedRunInput): Promise<{ pool: T
   const manifest = initialHeadWeights(base.embeddingSize, config.head, config.seed).manifest;
   const pool = await TrainingPool.start({ workers, inputSize: base.embeddingSize, headSpec: config.head, manifest, training: clientTraining(config) });
   const shared = new WeakMap<LabeledFeatures, LabeledFeatures>();
-  const train: NonNullable<ClientOptions['fit']> = (weights, rows, fitConfig, seed = 0) => {
+  const train: NonNullable<ClientOptions['fit']> = (weights, rows, fitConfig, seed = 0, control) => {
     let own = shared.get(rows);
     if (!own) shared.set(rows, (own = sharedRows(rows)));
     // A copy: the weights may be a view on a larger network buffer, which a message would clone whole.
-    return pool.fitRows(own, weights.slice(), fitConfig, seed);
+    return pool.fitRows(own, weights.slice(), fitConfig, seed, control?.slice());
   };
   return { pool, train };
 }

@@ -101,6 +101,8 @@ export interface TrainingJob {
    * client index into the features shared for the stage's boundary. @default none: the head alone
    */
   stage?: TrainableStage;
+  /** Drift correction's control vector c for a corrected fit (shared memory where the weights are). @default none */
+  control?: Float32Array;
 }
 
 /** Evaluates `weights` on `rows` (shared memory), as `LocalTrainer.evaluate` would in this thread. */
@@ -271,8 +273,8 @@ export class TrainingPool {
    * Trains client `index` of the pool's shards from `weights` in the next free worker, after the
    * jobs queued before it; with `seal`, the worker also seals the delta (`LocalFitResult.sealed`).
    */
-  fit(index: number, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
-    return this.#run(index, this.#shared(weights), config, seed, seal);
+  fit(index: number, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec, control?: Float32Array): Promise<LocalFitResult> {
+    return this.#run(index, this.#shared(weights), config, seed, seal, undefined, control && this.#shared(control));
   }
 
   /**
@@ -295,8 +297,8 @@ export class TrainingPool {
    * Trains on `rows` from `weights` in the next free worker, as `LocalTrainer.fit` would in this
    * thread. Rows backed by SharedArrayBuffers ({@link sharedRows}) reach the worker without a copy.
    */
-  fitRows(rows: LabeledFeatures, weights: Float32Array, config: FitConfig, seed: number): Promise<LocalFitResult> {
-    return this.#run(rows, weights, config, seed);
+  fitRows(rows: LabeledFeatures, weights: Float32Array, config: FitConfig, seed: number, control?: Float32Array): Promise<LocalFitResult> {
+    return this.#run(rows, weights, config, seed, undefined, undefined, control);
   }
 
   /**
@@ -356,9 +358,9 @@ export class TrainingPool {
    * stage's boundary must have been shared ({@link shareStageFeatures}). With `seal`, the worker
    * also seals the delta.
    */
-  fitStage(index: number, stage: TrainableStage, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec): Promise<LocalFitResult> {
+  fitStage(index: number, stage: TrainableStage, weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec, control?: Float32Array): Promise<LocalFitResult> {
     if (!this.#fineTuning) return Promise.reject(new FedtlError('BAD_CONFIG', 'this training pool was not set up for fine-tuning (TrainingPool.fineTune)'));
-    return this.#run(index, this.#shared(weights), config, seed, seal, stage);
+    return this.#run(index, this.#shared(weights), config, seed, seal, stage, control && this.#shared(control));
   }
 
   /** Each live worker's `tf.memory().numTensors`, once the jobs posted to it before have run. */
@@ -383,8 +385,8 @@ export class TrainingPool {
     for (const slot of this.#slots) if (!slot.dead) slot.worker.postMessage(message);
   }
 
-  async #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec, stage?: TrainableStage): Promise<LocalFitResult> {
-    const reply = await this.#post({ id: this.#nextId++, type: 'fit', rows, weights, config, seed, ...(seal ? { seal } : {}), ...(stage ? { stage } : {}) });
+  async #run(rows: TrainingJob['rows'], weights: Float32Array, config: FitConfig, seed: number, seal?: SealSpec, stage?: TrainableStage, control?: Float32Array): Promise<LocalFitResult> {
+    const reply = await this.#post({ id: this.#nextId++, type: 'fit', rows, weights, config, seed, ...(seal ? { seal } : {}), ...(stage ? { stage } : {}), ...(control ? { control } : {}) });
     if (reply.type !== 'fit') throw new FedtlError('INTERNAL', `training worker answered a fit with a ${reply.type} reply`);
     return { delta: reply.delta, exampleCount: reply.exampleCount, metrics: reply.metrics, ...(reply.sealed ? { sealed: reply.sealed } : {}) };
   }

@@ -61,10 +61,10 @@ async function run(job: TrainingJob): Promise<void> {
     let result;
     if (job.stage) {
       if (typeof job.rows !== 'number') throw new Error('a fine-tuning job names its client by index');
-      result = await stageTrainer(job.rows).fit(job.stage, job.weights, job.config, job.seed);
+      result = await stageTrainer(job.rows).fit(job.stage, job.weights, job.config, job.seed, job.control);
     } else {
       const rows = typeof job.rows === 'number' ? clientRows(shardsOf(job.rows), job.rows) : job.rows;
-      result = await trainer.fit(job.weights, rows, job.config, job.seed);
+      result = await trainer.fit(job.weights, rows, job.config, job.seed, job.control);
     }
     const seal = job.seal;
     const rowSparse = seal?.rowSparse && result.manifest ? { rowSparse: result.manifest } : {};

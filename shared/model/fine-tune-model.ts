@@ -438,6 +438,43 @@ export class TrainableTop {
   }
 
   /**
+   * A buffer on {@link manifest} (a drift correction's control vector) as one tensor per trainable
+   * weight, keyed by `LayerVariable.name` as `trainHead`'s `gradientCorrection` takes it; a held
+   * sub-table gets only its rows. The caller disposes the tensors.
+   */
+  tensorsOf(data: Float32Array): Map<string, tf.Tensor> {
+    if (data.length !== this.manifest.parameterCount) {
+      throw new FedtlError('BAD_SHAPE', `stage ${this.stage.index} trains ${this.manifest.parameterCount} values, got ${data.length}`);
+    }
+    const out = new Map<string, tf.Tensor>();
+    for (const entry of this.manifest.entries) {
+      const held = this.#tables.get(entry.name);
+      out.set(this.#variables.get(entry.name)!.name, held ? heldRows(data, entry, held) : tf.tensor(data.subarray(entry.offset, entry.offset + entry.length), entry.shape, 'float32'));
+    }
+    return out;
+  }
+
+  /**
+   * Per-weight values keyed by `LayerVariable.name` (a `meanGradient`) as one buffer on
+   * {@link manifest}: the inverse of {@link tensorsOf}, zero in the rows a sub-table does not hold.
+   */
+  flatten(byName: ReadonlyMap<string, Float32Array>): Float32Array {
+    const data = new Float32Array(this.manifest.parameterCount);
+    for (const entry of this.manifest.entries) {
+      const values = byName.get(this.#variables.get(entry.name)!.name);
+      if (!values) throw new FedtlError('INTERNAL', `no values for weight ${entry.name}`);
+      const held = this.#tables.get(entry.name);
+      if (!held) {
+        data.set(values, entry.offset);
+        continue;
+      }
+      const cols = entry.shape[1]!;
+      held.forEach((row, k) => data.set(values.subarray(k * cols, (k + 1) * cols), entry.offset + row * cols));
+    }
+    return data;
+  }
+
+  /**
    * A base that embeds raw inputs into this top's features: the base itself for a linear probe,
    * else the base cut at the boundary. Its `hash` is {@link featureKey}, so a `FeatureCache`
    * keeps features per boundary. Disposing it is a no-op: it shares the base's layers.

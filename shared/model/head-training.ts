@@ -63,6 +63,15 @@ export interface TrainOptions {
    * metrics stay those of the last epoch's training. @default none: the last iterate
    */
   averageFromEpoch?: number;
+  /**
+   * Drift correction (SCAFFOLD, Karimireddy et al. 2020, https://arxiv.org/abs/1910.06378): a fixed
+   * vector added to the gradient of every step, by trainable weight name (`LayerVariable.name`).
+   * The client passes λ·(c − c_i), c the federation's mean gradient at the round's model and c_i its
+   * own ({@link meanGradient}), so its local steps follow the federation's descent direction rather
+   * than its own skewed one. Added as the linear term ⟨w, correction⟩ to the loss, so a leftover
+   * batch takes `share` of it as of everything else. Reported losses leave it out. @default none
+   */
+  gradientCorrection?: ReadonlyMap<string, tf.Tensor>;
   /** Called after every epoch. */
   onEpoch?: (epoch: number, metrics: { loss: number; accuracy: number }) => void;
 }
@@ -147,6 +156,7 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
   const order = new Int32Array(rows);
   for (let i = 0; i < rows; i++) order[i] = i;
   const variables = head.trainableWeights.map((w) => w.read() as tf.Variable);
+  const corrections = correctionsOf(head, options.gradientCorrection);
   const proximalMu = options.proximalMu ?? 0;
   if (!(proximalMu >= 0 && Number.isFinite(proximalMu))) throw new FedtlError('BAD_CONFIG', `proximalMu must be a finite number ≥ 0, got ${proximalMu}`);
   const tau = options.logitAdjustment ?? 0;
@@ -198,6 +208,9 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
                 const distance = tf.addN(variables.map((v, i) => tf.sum(tf.square(tf.sub(v, anchors[i]!)))));
                 objective = tf.add(objective, tf.mul(distance, proximalMu / 2)) as tf.Scalar;
               }
+              if (corrections.length > 0) {
+                objective = tf.add(objective, tf.addN(corrections.map(({ index, tensor }) => tf.sum(tf.mul(variables[index]!, tensor))))) as tf.Scalar;
+              }
               // A leftover batch is `share` of a step, its proximal pull included.
               return share === 1 ? objective : (tf.mul(objective, share) as tf.Scalar);
             },
@@ -233,6 +246,92 @@ export async function trainHead(head: tf.LayersModel, features: FeatureMatrix, l
     optimizer.dispose();
   }
   return { loss: lossSum / rows, accuracy: correct / rows, examples: rows, steps };
+}
+
+/** The corrections of `trainHead`, each with the index of its variable; shapes checked. */
+function correctionsOf(head: tf.LayersModel, byName: ReadonlyMap<string, tf.Tensor> | undefined): { index: number; tensor: tf.Tensor }[] {
+  if (!byName) return [];
+  const out: { index: number; tensor: tf.Tensor }[] = [];
+  const names = new Set<string>();
+  head.trainableWeights.forEach((w, index) => {
+    names.add(w.name);
+    const tensor = byName.get(w.name);
+    if (!tensor) return;
+    if (tensor.shape.join(',') !== w.shape.join(',')) throw new FedtlError('BAD_SHAPE', `the gradient correction of ${w.name} is [${tensor.shape.join(',')}], the weight [${w.shape.join(',')}]`);
+    out.push({ index, tensor });
+  });
+  for (const name of byName.keys()) if (!names.has(name)) throw new FedtlError('BAD_SHAPE', `a gradient correction names ${name}, which does not train`);
+  return out;
+}
+
+export interface MeanGradientOptions {
+  /** Rows per forward pass (memory only; the result is the same). @default 256 */
+  batchSize?: number;
+  /** As `TrainOptions.logitAdjustment`: the gradient is of the loss local training minimises. @default 0 */
+  logitAdjustment?: number;
+}
+
+export interface MeanGradient {
+  /** ∇ of the mean training loss over every row, by trainable weight name (`LayerVariable.name`). */
+  gradients: Map<string, Float32Array>;
+  /** Mean cross-entropy and accuracy of the model as it is, over the same rows. */
+  loss: number;
+  accuracy: number;
+  examples: number;
+}
+
+/**
+ * The gradient of the mean training loss over all of `features` at the model's current weights
+ * (inference mode, no augmentation: the same rows give the same vector), summed batch by batch.
+ * A client's control variate for drift correction (`TrainOptions.gradientCorrection`).
+ */
+export async function meanGradient(head: tf.LayersModel, features: FeatureMatrix, labels: Int32Array, options: MeanGradientOptions = {}): Promise<MeanGradient> {
+  const classes = checkData(head, features, labels);
+  const rows = features.rows;
+  if (rows === 0) throw new FedtlError('BAD_DATA', 'a mean gradient needs at least one row');
+  const batchSize = options.batchSize ?? 256;
+  const tau = options.logitAdjustment ?? 0;
+  if (!(tau >= 0 && Number.isFinite(tau))) throw new FedtlError('BAD_CONFIG', `logitAdjustment must be a finite number ≥ 0, got ${tau}`);
+  const weights = head.trainableWeights;
+  const variables = weights.map((w) => w.read() as tf.Variable);
+  const offset = tau > 0 ? tf.tensor1d(logLabelPrior(labels, classes).map((v) => tau * v)) : null;
+  const sums: tf.Tensor[] = variables.map((v) => tf.zerosLike(v));
+  let lossSum = tf.scalar(0);
+  let correctSum = tf.scalar(0);
+  try {
+    for (let start = 0; start < rows; start += batchSize) {
+      const end = Math.min(rows, start + batchSize);
+      const kept: tf.Scalar[] = [];
+      const next = tf.tidy(() => {
+        const xb = tf.tensor2d(features.values.subarray(start * features.cols, end * features.cols), [end - start, features.cols]);
+        const yb = tf.tensor1d(labels.subarray(start, end), 'int32');
+        const oneHot = tf.oneHot(yb, classes);
+        const { grads } = tf.variableGrads(() => {
+          const predictions = head.apply(xb, { training: false }) as tf.Tensor;
+          // Kept past variableGrads, which frees its intermediates; disposed below.
+          kept.push(tf.keep(tf.mul(crossEntropy(predictions, oneHot), end - start) as tf.Scalar));
+          kept.push(tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(predictions, 1), yb), 'float32')) as tf.Scalar));
+          const objective = offset ? adjustedCrossEntropy(predictions, oneHot, offset) : crossEntropy(predictions, oneHot);
+          // Weighted by the batch's share of all rows: the sum over batches is the mean over rows.
+          return tf.mul(objective, (end - start) / rows) as tf.Scalar;
+        }, variables);
+        return {
+          sums: variables.map((v, i) => (grads[v.name] ? tf.add(sums[i]!, grads[v.name]!) : sums[i]!.clone())),
+          loss: tf.add(lossSum, kept[0]!) as tf.Scalar,
+          correct: tf.add(correctSum, kept[1]!) as tf.Scalar,
+        };
+      });
+      tf.dispose([...sums, lossSum, correctSum, ...kept]);
+      sums.splice(0, sums.length, ...next.sums);
+      lossSum = next.loss;
+      correctSum = next.correct;
+    }
+    const gradients = new Map<string, Float32Array>();
+    for (const [i, w] of weights.entries()) gradients.set(w.name, (await sums[i]!.data()) as Float32Array);
+    return { gradients, loss: (await lossSum.data())[0]! / rows, accuracy: (await correctSum.data())[0]! / rows, examples: rows };
+  } finally {
+    tf.dispose([...sums, lossSum, correctSum, ...(offset ? [offset] : [])]);
+  }
 }
 
 /** Loss and accuracy of the head on feature rows, in batches. */

@@ -169,6 +169,41 @@ function namedWeights(model: tf.LayersModel): Array<{ name: string; variable: tf
   return named;
 }
 
+/**
+ * A flat head buffer (a drift correction's control vector) as one tensor per weight, keyed by
+ * `LayerVariable.name` as `trainHead`'s `gradientCorrection` takes it. The caller disposes them.
+ */
+export function headTensorsByVariable(model: tf.LayersModel, data: Float32Array): Map<string, tf.Tensor> {
+  const named = namedWeights(model).map(({ variable }) => ({ name: variable.name, shape: variable.shape as number[] }));
+  const sizes = named.map(({ shape }) => shape.reduce((a, b) => a * b, 1));
+  const expected = sizes.reduce((a, b) => a + b, 0);
+  if (data.length !== expected) throw new FedtlError('BAD_SHAPE', `the head has ${expected} parameters, got ${data.length}`);
+  const out = new Map<string, tf.Tensor>();
+  let offset = 0;
+  named.forEach(({ name, shape }, i) => {
+    out.set(name, tf.tensor(data.subarray(offset, offset + sizes[i]!), shape, 'float32'));
+    offset += sizes[i]!;
+  });
+  return out;
+}
+
+/** Per-weight values keyed by `LayerVariable.name` (a `meanGradient`) as one flat head buffer: the inverse of {@link headTensorsByVariable}. */
+export function flattenByVariable(model: tf.LayersModel, byName: ReadonlyMap<string, Float32Array>): Float32Array {
+  const named = namedWeights(model);
+  const parts = named.map(({ variable }) => {
+    const values = byName.get(variable.name);
+    if (!values) throw new FedtlError('INTERNAL', `no values for weight ${variable.name}`);
+    return values;
+  });
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
 export function headManifest(model: tf.LayersModel): WeightManifest {
   return getHeadWeights(model).manifest;
 }

@@ -24,8 +24,11 @@ import type { SecAggDown, SecAggUp } from './secagg-messages.ts';
  * v5: an update's sealed payload may be row-sparse (its header's `encoding`): a fine-tuned
  * embedding table travels as the rows a client used, where the round accepts it (not under secure
  * aggregation).
+ * v6: drift correction (shared/strategy/drift-correction.ts): a fit config may ask for the
+ * client's gradient instead of training (`extra['drift.phase']`), and a fit request may carry the
+ * federation's mean gradient (`control`), named by a digest in its signed config.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** Byte limits the coordinator announces and enforces. */
 export interface ProtocolLimits {
@@ -117,6 +120,12 @@ export interface FitRequest {
    * {@link roundWeightsDigest}. Absent: the head alone (feature extraction).
    */
   trainable?: TrainableStage;
+  /**
+   * Drift correction: the federation's mean gradient c at these weights, float32 little-endian, one
+   * value per weight. Covered by the signature through the SHA-256 its config names
+   * (`extra['drift.control']`, shared/strategy/drift-correction.ts). @default absent
+   */
+  control?: Uint8Array;
 }
 
 export interface EvaluateRequest {
@@ -254,6 +263,11 @@ export function roundWeightsDigest(weights: Uint8Array, trainable?: TrainableSta
   const hash = createHash('sha256').update(weights);
   if (trainable) hash.update(`\nfedtl-trainable/v1|${trainableStageText(trainable)}`);
   return hash.digest('hex');
+}
+
+/** SHA-256 (hex) of a fit request's control vector: its signed config names it (shared/strategy/drift-correction.ts). */
+export function controlDigest(control: Uint8Array): string {
+  return createHash('sha256').update(control).digest('hex');
 }
 
 export function roundSignedText(kind: 'fit' | 'evaluate', roundId: string, round: number, deadline: number, weightsSha256: string, config?: FitConfig): string {
@@ -457,7 +471,15 @@ export function parseFitRequest(value: unknown, maxBytes: number): FitRequest {
     deadline: integer(fields, 'deadline', 'fit'),
     signature: string(fields, 'signature', 'fit', 128),
     ...(fields['trainable'] !== undefined ? { trainable: parseTrainableStage(fields['trainable'], 'fit.trainable') } : {}),
+    ...(fields['control'] !== undefined ? { control: controlBytes(fields['control'], maxBytes) } : {}),
   };
+}
+
+/** A fit request's control vector: non-empty whole float32 values within the message limit. */
+function controlBytes(value: unknown, maxBytes: number): Uint8Array {
+  const control = bytes(value, 'fit.control', maxBytes);
+  if (control.byteLength === 0 || control.byteLength % 4 !== 0) throw new FedtlError('BAD_MESSAGE', `fit.control: ${control.byteLength} bytes is not a whole, non-empty number of float32 values`);
+  return control;
 }
 
 export function parseEvaluateRequest(value: unknown, maxBytes: number): EvaluateRequest {

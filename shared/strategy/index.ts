@@ -20,3 +20,5 @@ export { FedMedian, FedTrimmedMean, Krum, NormBounding, krumScores } from './rob
 export type { KrumOptions, NormBoundingOptions, TrimmedMeanOptions } from './robust.ts';
 export { createStrategy, registerStrategy, strategyEntry, strategyNames, allStrategyParams } from './registry.ts';
 export type { StrategyEntry, StrategyParam } from './registry.ts';
+export { DriftCorrected, DRIFT_DEFAULTS, driftInstruction } from './drift-correction.ts';
+export type { DriftCorrectionOptions, DriftInstruction } from './drift-correction.ts';

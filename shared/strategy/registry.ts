@@ -4,6 +4,7 @@
  * Defaults are read from the strategy's own `*_DEFAULTS` constants, so each is written once.
  */
 import { FedtlError } from '../core/errors.ts';
+import { DRIFT_DEFAULTS, DriftCorrected } from './drift-correction.ts';
 import { FEDAVGM_DEFAULTS, FedAvgM } from './fed-avg-m.ts';
 import { FEDAVG_DEFAULTS, FedAvg, type FedAvgOptions } from './fed-avg.ts';
 import { FEDOPT_DEFAULTS, FedAdagrad, FedAdam, FedYogi } from './fed-opt.ts';
@@ -119,6 +120,22 @@ registerStrategy({
   summary: 'FedAvg with a proximal term μ on the clients (Li et al. 2020)',
   params: [{ key: 'proximalMu', flag: 'proximal-mu', description: 'proximal weight μ', default: FEDPROX_DEFAULTS.proximalMu, min: 0 }, rowAveraging],
   create: (c, p) => new FedProx({ ...c, proximalMu: p['proximalMu']!, rowAveraging: p['rowAveraging'] === 1 }),
+});
+registerStrategy({
+  name: 'scaffold',
+  summary: "FedAvg (with server momentum β > 0) whose clients correct their drift with this round's control variates (SCAFFOLD, Karimireddy et al. 2020; fresh as FedLin, Mitra et al. 2021): one more exchange per round",
+  params: [
+    { key: 'driftCorrection', flag: 'drift-correction', description: 'weight λ of the correction λ·(c − c_i)', default: DRIFT_DEFAULTS.weight, min: 0, exclusiveMin: true },
+    serverLr(FEDAVG_DEFAULTS.serverLearningRate),
+    { key: 'serverMomentum', flag: 'server-momentum', description: 'server momentum β', default: 0, min: 0, below: 1 },
+    rowAveraging,
+  ],
+  create: (c, p) => {
+    const momentum = p['serverMomentum']!;
+    if (momentum > 0 && p['rowAveraging'] === 1) throw new FedtlError('BAD_CONFIG', 'strategy scaffold averages embedding rows (rowAveraging 1) only without server momentum (serverMomentum 0)');
+    const inner = momentum > 0 ? new FedAvgM({ ...c, serverLearningRate: p['serverLearningRate']!, serverMomentum: momentum }) : new FedAvg({ ...c, serverLearningRate: p['serverLearningRate']!, rowAveraging: p['rowAveraging'] === 1 });
+    return new DriftCorrected(inner, { weight: p['driftCorrection']! });
+  },
 });
 for (const [name, Type] of [['fedadam', FedAdam], ['fedyogi', FedYogi], ['fedadagrad', FedAdagrad]] as const) {
   registerStrategy({

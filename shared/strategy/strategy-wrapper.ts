@@ -42,6 +42,10 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.rowAveraging === true;
   }
 
+  get driftCorrection(): number | undefined {
+    return this.inner.driftCorrection;
+  }
+
   /**
    * The instructions with `extra` added to their configs: one new config per distinct config, so
    * clients told the same thing still share one config object (the round loop signs one request

@@ -142,6 +142,12 @@ export interface Strategy {
    */
   readonly rowAveraging?: boolean;
   /**
+   * λ of drift correction with this round's control variates (shared/strategy/drift-correction.ts):
+   * the round loop then asks the selected clients for their gradients at the round's model before
+   * the fit, and sends each their mean with the fit request. @default absent (no gradient exchange)
+   */
+  readonly driftCorrection?: number;
+  /**
    * Clients of this round and what each is told, drawn from the ready ones with `random` in [0, 1).
    * `global` is the head they will receive.
    */

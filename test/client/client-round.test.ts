@@ -6,8 +6,9 @@ import { createUpdateOpener } from '../../server/update-opener.ts';
 import { encodeKey, generateIdentity, publicIdentity } from '../../shared/crypto/identity.ts';
 import { signText } from '../../shared/crypto/signatures.ts';
 import { buildHead, getHeadWeights, type HeadSpec } from '../../shared/model/head.ts';
-import { trainHead } from '../../shared/model/head-training.ts';
-import { parseEvaluateRequest, parseFitRequest, roundSignedText, roundWeightsDigest, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
+import { meanGradient, trainHead } from '../../shared/model/head-training.ts';
+import { correctedConfig, driftInstruction, gradientConfig } from '../../shared/strategy/drift-correction.ts';
+import { controlDigest, parseEvaluateRequest, parseFitRequest, roundSignedText, roundWeightsDigest, type EvaluateRequest, type FitRequest } from '../../shared/protocol/protocol.ts';
 import { selectBackend } from '../../shared/tf/select-backend.ts';
 import type { FitConfig } from '../../shared/strategy/strategy.ts';
 import { float32ToBytes, manifestFromShapes } from '../../shared/weights/flat-weights.ts';
@@ -196,5 +197,59 @@ describe('sealing a fine-tuned embedding table', () => {
     // Assert
     expect(opened.header.encoding).toBe(encoding);
     expect(Array.from(opened.delta)).toEqual(Array.from(trained()));
+  });
+});
+
+describe('drift correction on the client (client/drift.ts through runFitRound)', () => {
+  const config: FitConfig = { epochs: 1, batchSize: 6, learningRate: 0.1, optimizer: 'sgd' };
+  const open = () => createUpdateOpener(coordinator, () => publicIdentity(client));
+  const fit = (roundId: string, fitConfig: FitConfig, control?: Float32Array) =>
+    signed<FitRequest>({ roundId, round: 1, weights: float32ToBytes(initial), config: fitConfig, deadline: Date.now() + 60_000, ...(control ? { control: float32ToBytes(control) } : {}) }, fitConfig);
+  const corrected = (weight: number, control: Float32Array) => correctedConfig(config, weight, controlDigest(float32ToBytes(control)));
+
+  it('answers a gradient request with its full-batch gradient at the round\'s weights, sealed like an update', async () => {
+    const result = await runFitRound(context(), fit('r-g', gradientConfig(config)));
+    const head = buildHead(2, SPEC, { seed: 1 });
+    const expected = await meanGradient(head, data.features, data.labels);
+    head.dispose();
+    const flat = [...expected.gradients.values()].flatMap((g) => Array.from(g));
+    Array.from(result.delta).forEach((v, i) => expect(v).toBeCloseTo(flat[i]!, 6));
+    const opened = open()(result.sealed, { roundId: 'r-g', clientId: publicIdentity(client).clientId, parameterCount: initial.length });
+    expect(Array.from(opened.delta as Float32Array)).toEqual(Array.from(result.delta));
+    expect(opened.exampleCount).toBe(6);
+    expect(opened.metrics['loss']).toBeCloseTo(expected.loss, 6);
+  });
+
+  it('trains as plain FedAvg when c is its own gradient, and one SGD step moves by −η·λ·(c − c_i) beyond it', async () => {
+    const plain = await runFitRound(context(), fit('r-p', config));
+    const own = (await runFitRound(context(), fit('r-g', gradientConfig(config)))).delta;
+    const same = await runFitRound(context(), fit('r-c', corrected(0.5, own), own));
+    Array.from(same.delta).forEach((v, i) => expect(v).toBeCloseTo(plain.delta[i]!, 7));
+    // Another client's mean: c = c_i + s, so the correction is λ·s.
+    const shift = Float32Array.from(own, (_, i) => (i % 2 === 0 ? 0.2 : -0.1));
+    const control = Float32Array.from(own, (g, i) => g + shift[i]!);
+    const steered = await runFitRound(context(), fit('r-s', corrected(0.5, control), control));
+    Array.from(steered.delta).forEach((v, i) => expect(v).toBeCloseTo(plain.delta[i]! - 0.1 * 0.5 * shift[i]!, 6));
+  });
+
+  it('refuses a control vector the signed config does not name, a missing one, one that is not the named one, and one of the wrong length', async () => {
+    const own = new Float32Array(initial.length).fill(0.1);
+    await expect(runFitRound(context(), fit('r-1', config, own))).rejects.toMatchObject({ code: 'BAD_MESSAGE' });
+    await expect(runFitRound(context(), fit('r-2', corrected(0.5, own)))).rejects.toMatchObject({ code: 'BAD_MESSAGE' });
+    const swapped = { ...fit('r-3', corrected(0.5, own), own), control: float32ToBytes(new Float32Array(initial.length).fill(9)) };
+    await expect(runFitRound(context(), swapped)).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
+    const short = new Float32Array(initial.length - 1);
+    await expect(runFitRound(context(), fit('r-4', corrected(0.5, short), short))).rejects.toMatchObject({ code: 'BAD_SHAPE' });
+    // And the drift settings themselves are checked: λ must be positive, a phase must be "gradient".
+    expect(() => driftInstruction({ ...config, extra: { 'drift.weight': 0, 'drift.control': 'a'.repeat(64) } })).toThrow(/drift.weight/);
+    expect(() => driftInstruction({ ...config, extra: { 'drift.phase': 'train' } })).toThrow(/drift.phase/);
+  });
+
+  it('parses a control vector of whole float32 values and refuses an empty or ragged one', () => {
+    const base = { roundId: 'r', round: 1, weights: new Uint8Array(8), config, deadline: 1, signature: 's' };
+    expect(parseFitRequest({ ...base, control: new Uint8Array(8) }, 1024).control?.byteLength).toBe(8);
+    expect(() => parseFitRequest({ ...base, control: new Uint8Array(0) }, 1024)).toThrow(/fit.control/);
+    expect(() => parseFitRequest({ ...base, control: new Uint8Array(6) }, 1024)).toThrow(/fit.control/);
+    expect(() => parseFitRequest({ ...base, control: new Uint8Array(2048) }, 1024)).toThrow(/over the limit/);
   });
 });

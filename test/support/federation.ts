@@ -120,7 +120,7 @@ export class Federation {
   }
 
   /** Starts client `i` with its own identity and data part. */
-  startClient(i: number, extra: { identity?: Identity; url?: string; ca?: string | null; transformDelta?: ClientOptions['transformDelta'] } = {}): FedtlClient {
+  startClient(i: number, extra: { identity?: Identity; url?: string; ca?: string | null; transformDelta?: ClientOptions['transformDelta']; onRound?: (event: ClientRoundEvent, client: FedtlClient) => void } = {}): FedtlClient {
     const events: ClientRoundEvent[] = (this.events[i] ??= []);
     const pub = publicIdentity(this.coordinatorIdentity);
     const client = new FedtlClient({
@@ -132,7 +132,10 @@ export class Federation {
       seed: i,
       backoff: { min: 100, max: 500 },
       ...((extra.ca === undefined ? this.#ca : extra.ca) ? { ca: (extra.ca === undefined ? this.#ca : extra.ca)! } : {}),
-      onRound: (event) => events.push(event),
+      onRound: (event) => {
+        events.push(event);
+        extra.onRound?.(event, client);
+      },
       ...(extra.transformDelta ? { transformDelta: extra.transformDelta } : {}),
     }).start();
     this.clients.push(client);

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildHead, getHeadWeights, setHeadWeights } from '../../../shared/model/head.ts';
-import { adjustedCrossEntropy, logLabelPrior, trainHead } from '../../../shared/model/head-training.ts';
+import { adjustedCrossEntropy, logLabelPrior, meanGradient, trainHead } from '../../../shared/model/head-training.ts';
 import { selectBackend } from '../../../shared/tf/select-backend.ts';
 
 describe('trainHead: the leftover batch', () => {
@@ -159,6 +159,93 @@ describe('trainHead: logit adjustment by the label prior (logitAdjustment)', () 
     for (const tau of [-0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
       await expect(trainHead(head, features, Int32Array.from([0, 1]), { logitAdjustment: tau })).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringContaining('logitAdjustment') });
     }
+    head.dispose();
+  });
+});
+
+describe('meanGradient and trainHead\'s gradientCorrection (drift correction)', () => {
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+  });
+
+  /** A softmax-regression head on 2 features with fixed weights, and 5 rows of 2 classes. */
+  function fixture() {
+    const head = buildHead(2, { hidden: [], activation: 'relu', dropout: 0, classes: 2 });
+    const manifest = getHeadWeights(head).manifest;
+    const start = Float32Array.from([0.3, -0.2, 0.1, 0.4, 0.05, -0.05]);
+    setHeadWeights(head, { manifest, data: start });
+    const features = { values: Float32Array.from([1, 0, 0, 1, 0.5, 0.5, -1, 2, 2, -1]), rows: 5, cols: 2 };
+    const labels = Int32Array.from([0, 1, 1, 0, 1]);
+    return { head, manifest, start, features, labels };
+  }
+
+  it('is the mean over rows of (p − y) ⊗ x for softmax regression, by hand, in any batch size, and frees its tensors', async () => {
+    const { head, start, features, labels } = fixture();
+    const before = tf.memory().numTensors;
+    // By hand: logits z = x·W + b with W = [[0.3, −0.2], [0.1, 0.4]] (row-major 2×2), b = (0.05, −0.05).
+    const kernel = new Float64Array(4);
+    const bias = new Float64Array(2);
+    let loss = 0;
+    for (let r = 0; r < 5; r++) {
+      const x = [features.values[2 * r]!, features.values[2 * r + 1]!];
+      const z = [0, 1].map((c) => x[0]! * start[c]! + x[1]! * start[2 + c]! + start[4 + c]!);
+      const e = z.map((v) => Math.exp(v));
+      const p = e.map((v) => v / (e[0]! + e[1]!));
+      loss -= Math.log(p[labels[r]!]!) / 5;
+      for (let c = 0; c < 2; c++) {
+        const g = (p[c]! - (labels[r] === c ? 1 : 0)) / 5;
+        kernel[c]! += x[0]! * g;
+        kernel[2 + c]! += x[1]! * g;
+        bias[c]! += g;
+      }
+    }
+    for (const batchSize of [1, 2, 256]) {
+      const result = await meanGradient(head, features, labels, { batchSize });
+      const [k, b] = [...result.gradients.values()];
+      expect(result.gradients.size).toBe(2);
+      [...kernel].forEach((v, i) => expect(k![i]).toBeCloseTo(v, 6));
+      [...bias].forEach((v, i) => expect(b![i]).toBeCloseTo(v, 6));
+      expect(result.loss).toBeCloseTo(loss, 6);
+      expect(result.examples).toBe(5);
+    }
+    // The model is as it was: a gradient does not step.
+    expect(Array.from(getHeadWeights(head).data)).toEqual(Array.from(start));
+    expect(tf.memory().numTensors).toBe(before);
+    head.dispose();
+  });
+
+  it('a correction adds exactly −rate × correction to each SGD step, and a zero correction changes nothing', async () => {
+    const { head, manifest, start, features, labels } = fixture();
+    const options = { batchSize: 5, learningRate: 0.1, optimizer: 'sgd' as const, seed: 1, epochs: 1 };
+    // Plain: one full-batch SGD step.
+    await trainHead(head, features, labels, options);
+    const plain = getHeadWeights(head).data.slice();
+    // Corrected by a fixed vector: the step moves each weight by a further −0.1 × its correction.
+    setHeadWeights(head, { manifest, data: start });
+    const names = head.trainableWeights.map((w) => w.name);
+    const kernelCorrection = tf.tensor2d([[1, -2], [0.5, 3]]);
+    const biasCorrection = tf.tensor1d([-1, 0.25]);
+    const before = tf.memory().numTensors;
+    await trainHead(head, features, labels, { ...options, gradientCorrection: new Map<string, tf.Tensor>([[names[0]!, kernelCorrection], [names[1]!, biasCorrection]]) });
+    expect(tf.memory().numTensors).toBe(before);
+    const corrected = getHeadWeights(head).data;
+    const shift = [1, -2, 0.5, 3, -1, 0.25];
+    shift.forEach((c, i) => expect(corrected[i]).toBeCloseTo(plain[i]! - 0.1 * c, 6));
+    // Zero correction: the plain step, bit for bit.
+    setHeadWeights(head, { manifest, data: start });
+    const zeros = new Map(head.trainableWeights.map((w) => [w.name, tf.zeros(w.shape as number[])]));
+    await trainHead(head, features, labels, { ...options, gradientCorrection: zeros });
+    expect(Array.from(getHeadWeights(head).data)).toEqual(Array.from(plain));
+    tf.dispose([kernelCorrection, biasCorrection, ...zeros.values()]);
+    head.dispose();
+  });
+
+  it('refuses a correction of the wrong shape or for a weight that does not train, with BAD_SHAPE', async () => {
+    const { head, features, labels } = fixture();
+    const wrong = tf.zeros([3, 2]);
+    await expect(trainHead(head, features, labels, { gradientCorrection: new Map([[head.trainableWeights[0]!.name, wrong]]) })).rejects.toMatchObject({ code: 'BAD_SHAPE' });
+    await expect(trainHead(head, features, labels, { gradientCorrection: new Map([['no/such/weight', wrong]]) })).rejects.toMatchObject({ code: 'BAD_SHAPE' });
+    wrong.dispose();
     head.dispose();
   });
 });
