@@ -20,6 +20,7 @@ import { checkSecAggParameters } from '../shared/secagg/protocol.ts';
 import { decodeSum, ringCodec } from '../shared/secagg/quantize.ts';
 import { SecAggServerSession } from '../shared/secagg/session.ts';
 import { refuseRowAveraging } from '../shared/strategy/row-averaging.ts';
+import { refuseDriftCorrection } from '../shared/strategy/drift-correction.ts';
 import { StrategyWrapper } from '../shared/strategy/strategy-wrapper.ts';
 import type { Aggregation, Candidate, FitInstruction, Strategy } from '../shared/strategy/strategy.ts';
 import type { SecAggDown, SecAggStep } from '../shared/protocol/secagg-messages.ts';
@@ -69,6 +70,7 @@ export class SocketSecureAggregation extends StrategyWrapper {
     this.#o = options;
     // Bad settings fail at start, not in round 1.
     refuseRowAveraging(inner, 'secure aggregation');
+    refuseDriftCorrection(inner, 'secure aggregation');
     ringCodec({ maxClients: options.maxClients, ...this.#ring() });
     checkSecAggParameters(options.maxClients, options.threshold);
   }

@@ -20,6 +20,7 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { refuseRowAveraging } from '../strategy/row-averaging.ts';
+import { refuseDriftCorrection } from '../strategy/drift-correction.ts';
 import { StrategyWrapper } from '../strategy/strategy-wrapper.ts';
 import type { StrategyState } from '../strategy/strategy-state.ts';
 import type { Aggregation, Candidate, ClientUpdate, FitInstruction, Strategy } from '../strategy/strategy.ts';
@@ -52,6 +53,7 @@ export class DifferentialPrivacy extends StrategyWrapper {
     super(inner);
     this.#o = options;
     refuseRowAveraging(inner, 'differential privacy');
+    refuseDriftCorrection(inner, 'differential privacy');
     const { dp } = options;
     if (!Number.isSafeInteger(options.population) || options.population < 1) throw new FedtlError('BAD_CONFIG', `DP population must be an integer >= 1, got ${options.population}`);
     this.ledger = new PrivacyLedger({ delta: dp.delta, budgetEpsilon: dp.budgetEpsilon });

@@ -13,6 +13,7 @@
 import { FedtlError } from '../core/errors.ts';
 import type { Identity } from '../crypto/index.ts';
 import { refuseRowAveraging } from '../strategy/row-averaging.ts';
+import { refuseDriftCorrection } from '../strategy/drift-correction.ts';
 import { StrategyWrapper } from '../strategy/strategy-wrapper.ts';
 import type { Aggregation, Candidate, ClientUpdate, FitInstruction, Strategy } from '../strategy/strategy.ts';
 import { checkSecAggParameters } from './protocol.ts';
@@ -51,6 +52,7 @@ export class SecureAggregation extends StrategyWrapper {
     this.#o = options;
     // Bad input fails at start, not in round 1.
     refuseRowAveraging(inner, 'secure aggregation');
+    refuseDriftCorrection(inner, 'secure aggregation');
     ringCodec({ maxClients: options.maxClients, ...this.#ring() });
     checkSecAggParameters(options.maxClients, options.threshold, options.degree);
   }

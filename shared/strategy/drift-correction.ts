@@ -71,6 +71,17 @@ export function correctedConfig(config: FitConfig, weight: number, controlDigest
   return { ...config, extra: { ...config.extra, [DRIFT_WEIGHT_KEY]: weight, [DRIFT_CONTROL_KEY]: controlDigest } };
 }
 
+/** Why each privacy layer refuses drift correction. */
+const REFUSED = {
+  'secure aggregation': 'the gradient exchange would send each client\'s gradient unmasked, which is what secure aggregation hides',
+  'differential privacy': 'the gradient exchange would send each client\'s gradient without clipping or noise, outside the privacy accounting',
+} as const;
+
+/** BAD_CONFIG at start when `inner` corrects drift and `layer` would wrap it. */
+export function refuseDriftCorrection(inner: Strategy, layer: keyof typeof REFUSED): void {
+  if (inner.driftCorrection !== undefined) throw new FedtlError('BAD_CONFIG', `strategy scaffold (drift correction) cannot be combined with ${layer}: ${REFUSED[layer]}; use another strategy`);
+}
+
 export interface DriftCorrectionOptions {
   /** λ, the correction's weight (> 0, finite). @default 0.5 ({@link DRIFT_DEFAULTS}) */
   weight?: number;
@@ -92,13 +103,5 @@ export class DriftCorrected extends StrategyWrapper {
   /** λ. */
   override get driftCorrection(): number {
     return this.#weight;
-  }
-
-  override configureFit(round: number, global: Float32Array, candidates: Parameters<Strategy['configureFit']>[2], random: () => number): FitInstruction[] {
-    const instructions = this.inner.configureFit(round, global, candidates, random);
-    if (instructions.some((i) => i.config.extra?.['secagg'] === true)) {
-      throw new FedtlError('BAD_CONFIG', 'drift correction does not run under secure aggregation yet: its gradient exchange would need its own masked round');
-    }
-    return instructions;
   }
 }
