@@ -33,6 +33,21 @@ describe('privacy settings checked at start', () => {
     expect(clip.output).toMatch(/--dp-clip S must be a finite number > 0/);
   }, 120_000);
 
+  it('refuses drift correction (strategy scaffold) with λ ≤ 0, or with secure aggregation or DP, with exit 2', async () => {
+    const sim = ['simulate', '--preset', 'imdb-glove', '--mode', 'virtual', '--no-baselines', '--strategy', 'scaffold', '--out', path.join('/tmp', 'fedtl-never-written')];
+    const [range, secure, dp] = await Promise.all([
+      fedtl([...sim, '--drift-correction', '0']),
+      fedtl([...sim, '--secure-aggregation']),
+      fedtl([...sim, '--dp-clip', '1', '--dp-epsilon', '8']),
+    ]);
+    expect(range.code).toBe(2);
+    expect(range.output).toMatch(/driftCorrection \(--drift-correction\) of strategy scaffold must be > 0, got 0/);
+    expect(secure.code).toBe(2);
+    expect(secure.output).toMatch(/strategy scaffold \(drift correction\) cannot be combined with secure aggregation/);
+    expect(dp.code).toBe(2);
+    expect(dp.output).toMatch(/strategy scaffold \(drift correction\) cannot be combined with differential privacy/);
+  }, 120_000);
+
   it('refuses per-row averaging out of range, or with secure aggregation or DP, with exit 2', async () => {
     const sim = ['simulate', '--preset', 'imdb-glove', '--mode', 'virtual', '--no-baselines', '--strategy', 'fedavg', '--out', path.join('/tmp', 'fedtl-never-written')];
     const [range, secure, dp] = await Promise.all([

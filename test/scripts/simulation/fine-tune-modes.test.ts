@@ -41,14 +41,17 @@ function config(mode: SimulationMode): SimulationConfig {
   return smallImdbConfig({ mode, rounds: ROUNDS, trainable: SCHEDULE, augmentation: { tokenDropout: 0.1 }, logitAdjustment: 1, roundTimeoutMs: 120_000 });
 }
 
-async function run(mode: SimulationMode, trainingWorkers = 0) {
+/** Drift correction (strategy scaffold, λ = 0.5): a gradient exchange before every fit. */
+const DRIFT: Partial<SimulationConfig> = { strategy: 'scaffold', strategyParams: { driftCorrection: 0.5 } };
+
+async function run(mode: SimulationMode, trainingWorkers = 0, overrides: Partial<SimulationConfig> = {}) {
   const records: RoundRecord[] = [];
   const tensors: number[] = [];
   const parts = [Int32Array.from({ length: 50 }, (_, i) => i), Int32Array.from({ length: 70 }, (_, i) => 50 + i)];
   // Virtual clients start from the base's features grouped by client (as run-simulation.ts gives them).
   const shards = mode === 'virtual' ? groupByClient(clientOrder(parts), await featuresOf(glove, train, simulationCache()), train.labels) : undefined;
   const result = await runFederated({
-    config: { ...config(mode), trainingWorkers },
+    config: { ...config(mode), trainingWorkers, ...overrides },
     base: glove,
     baseDirectory: glove.dir,
     parts,
@@ -69,10 +72,10 @@ async function run(mode: SimulationMode, trainingWorkers = 0) {
 }
 
 /** What every mode must show: the set widens at WIDEN_AT, deltas follow it, only the used rows of the table move. */
-function expectWidening({ result, records }: Awaited<ReturnType<typeof run>>) {
+/** Rounds 1–4 with both clients; the whole model comes back, and the pretrained table moved only in rows the reviews use. */
+function expectTableMoved({ result, records }: Awaited<ReturnType<typeof run>>) {
   expect(records.map((r) => r.round)).toEqual([1, 2, 3, 4]);
   expect(records.every((r) => r.accepted === 2)).toBe(true);
-  // The whole model comes back; the pretrained table moved (only rows the reviews use).
   const pretrained = initialModelWeights(glove, config('socket').head, 5);
   expect(result.weights.length).toBe(pretrained.data.length);
   const table = pretrained.manifest.entries.find((entry) => entry.name.includes('glove_embedding'))!;
@@ -88,6 +91,13 @@ function expectWidening({ result, records }: Awaited<ReturnType<typeof run>>) {
   }
   expect(moved).toBeGreaterThan(0);
   expect(moved).toBeLessThan(table.length);
+  expect(records.every((r) => r.serverAccuracy !== undefined && r.serverAccuracy !== null)).toBe(true);
+  return { table, dims, movedRows };
+}
+
+function expectWidening(outcome: Awaited<ReturnType<typeof run>>) {
+  const { records } = outcome;
+  const { table, dims, movedRows } = expectTableMoved(outcome);
   // Uploads: the head's delta in rounds 1–2; from round 3 the head plus the table's rows a client's
   // words moved (row-sparse: index + 100 floats each), not the whole 2,002 × 100 table.
   const up = records.map((r) => r.bytesUp / r.accepted);
@@ -104,7 +114,6 @@ function expectWidening({ result, records }: Awaited<ReturnType<typeof run>>) {
   // Every row that moved was sent by some client in round 3 or 4.
   const tableBytesSent = records.slice(2).reduce((sum, r) => sum + r.bytesUp - r.accepted * (up[1]! + sparseFraming), 0);
   expect(tableBytesSent).toBeGreaterThanOrEqual(movedRows * rowBytes - 4 * slack);
-  expect(records.every((r) => r.serverAccuracy !== undefined && r.serverAccuracy !== null)).toBe(true);
 }
 
 describe('fine-tuning simulation, socket mode', () => {
@@ -144,6 +153,28 @@ describe('fine-tuning simulation, virtual mode', () => {
       rebuilt.dispose();
     }
   });
+});
+
+describe('fine-tuning with drift correction (strategy scaffold)', () => {
+  it('runs the gradient exchange on every path: in the main thread and in a pool of two workers to the same numbers, and over real sockets', async () => {
+    const plain = await run('virtual', 0);
+    const inThread = await run('virtual', 0, DRIFT);
+    const pooled = await run('virtual', 2, DRIFT);
+    const sockets = await run('socket', 0, DRIFT);
+    for (const outcome of [inThread, pooled, sockets]) {
+      expectTableMoved(outcome);
+      // Up, a gradient and a delta per client: more than the plain run's deltas alone; still
+      // row-sparse in the table's rounds (a gradient is zero outside the rows a client holds).
+      outcome.records.forEach((record, i) => expect(record.bytesUp).toBeGreaterThan(plain.records[i]!.bytesUp * 1.5));
+      outcome.records.forEach((record, i) => expect(record.bytesUp).toBeLessThan(plain.records[i]!.bytesUp * 2.5));
+    }
+    const numbers = ({ result, records }: typeof inThread) => ({ weights: Array.from(result.weights), records: records.map(({ seconds: _seconds, roundId: _roundId, ...rest }) => rest) });
+    expect(numbers(pooled)).toEqual(numbers(inThread));
+    // The correction steers the clients: the model is not the plain run's.
+    expect(inThread.result.weights.some((v, i) => v !== plain.result.weights[i])).toBe(true);
+    expect(new Set([...inThread.tensors, ...pooled.tensors]).size).toBe(1);
+    expect(new Set(sockets.tensors).size).toBe(1);
+  }, 300_000);
 });
 
 describe('SLOW end to end: fine-tuning simulation, process mode', () => {
