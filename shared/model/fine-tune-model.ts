@@ -409,9 +409,14 @@ export class TrainableTop {
 
   /** The stage's trainable weights as one flat buffer. */
   getWeights(): FlatWeights {
-    const data = this.#reference.slice();
+    const data = this.#scatter(this.#reference.slice(), (entry) => this.#variables.get(entry.name)!.read().dataSync() as Float32Array);
+    return { manifest: this.manifest, data };
+  }
+
+  /** `data` with each entry's values written at its place; a sub-table's rows at their rows, the rest of `data` kept. */
+  #scatter(data: Float32Array, valuesOf: (entry: WeightManifest['entries'][number]) => Float32Array): Float32Array {
     for (const entry of this.manifest.entries) {
-      const values = this.#variables.get(entry.name)!.read().dataSync() as Float32Array;
+      const values = valuesOf(entry);
       const held = this.#tables.get(entry.name);
       if (!held) {
         data.set(values, entry.offset);
@@ -420,7 +425,7 @@ export class TrainableTop {
       const cols = entry.shape[1]!;
       held.forEach((row, k) => data.set(values.subarray(k * cols, (k + 1) * cols), entry.offset + row * cols));
     }
-    return { manifest: this.manifest, data };
+    return data;
   }
 
   /** Loads the stage's trainable weights (a buffer on {@link manifest}). */
@@ -459,19 +464,11 @@ export class TrainableTop {
    * {@link manifest}: the inverse of {@link tensorsOf}, zero in the rows a sub-table does not hold.
    */
   flatten(byName: ReadonlyMap<string, Float32Array>): Float32Array {
-    const data = new Float32Array(this.manifest.parameterCount);
-    for (const entry of this.manifest.entries) {
+    return this.#scatter(new Float32Array(this.manifest.parameterCount), (entry) => {
       const values = byName.get(this.#variables.get(entry.name)!.name);
       if (!values) throw new FedtlError('INTERNAL', `no values for weight ${entry.name}`);
-      const held = this.#tables.get(entry.name);
-      if (!held) {
-        data.set(values, entry.offset);
-        continue;
-      }
-      const cols = entry.shape[1]!;
-      held.forEach((row, k) => data.set(values.subarray(k * cols, (k + 1) * cols), entry.offset + row * cols));
-    }
-    return data;
+      return values;
+    });
   }
 
   /**

@@ -85,6 +85,8 @@ export function refuseDriftCorrection(inner: Strategy, layer: keyof typeof REFUS
 export interface DriftCorrectionOptions {
   /** λ, the correction's weight (> 0, finite). @default 0.5 ({@link DRIFT_DEFAULTS}) */
   weight?: number;
+  /** The name checkpoints record (the registry's `scaffold`). @default `drift(<inner>)` */
+  name?: string;
 }
 
 /**
@@ -94,10 +96,16 @@ export interface DriftCorrectionOptions {
 export class DriftCorrected extends StrategyWrapper {
   readonly wrapperName = 'drift';
   readonly #weight: number;
+  readonly #name: string | undefined;
 
   constructor(inner: Strategy, options: DriftCorrectionOptions = {}) {
     super(inner);
     this.#weight = checkedOption(options.weight, DRIFT_DEFAULTS.weight, 'driftCorrection', isPositive, 'a finite number > 0');
+    this.#name = options.name;
+  }
+
+  override get name(): string {
+    return this.#name ?? super.name;
   }
 
   /** λ. */

@@ -134,7 +134,7 @@ registerStrategy({
     const momentum = p['serverMomentum']!;
     if (momentum > 0 && p['rowAveraging'] === 1) throw new FedtlError('BAD_CONFIG', 'strategy scaffold averages embedding rows (rowAveraging 1) only without server momentum (serverMomentum 0)');
     const inner = momentum > 0 ? new FedAvgM({ ...c, serverLearningRate: p['serverLearningRate']!, serverMomentum: momentum }) : new FedAvg({ ...c, serverLearningRate: p['serverLearningRate']!, rowAveraging: p['rowAveraging'] === 1 });
-    return new DriftCorrected(inner, { weight: p['driftCorrection']! });
+    return new DriftCorrected(inner, { weight: p['driftCorrection']!, name: 'scaffold' });
   },
 });
 for (const [name, Type] of [['fedadam', FedAdam], ['fedyogi', FedYogi], ['fedadagrad', FedAdagrad]] as const) {

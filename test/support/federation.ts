@@ -149,6 +149,20 @@ export class Federation {
   }
 }
 
+/**
+ * The largest difference between `actual` and `previous + Σ n_k Δ_k / Σ n_k` over `sent` (what the
+ * clients reported sending): how far a round's head is from the example-weighted mean of its deltas.
+ */
+export function weightedMeanError(previous: Float32Array, sent: readonly ClientRoundEvent[], actual: Float32Array): number {
+  const total = sent.reduce((sum, e) => sum + e.exampleCount, 0);
+  let maxError = 0;
+  for (let j = 0; j < previous.length; j++) {
+    const expected = previous[j]! + sent.reduce((sum, e) => sum + e.exampleCount * e.delta[j]!, 0) / total;
+    maxError = Math.max(maxError, Math.abs(expected - actual[j]!));
+  }
+  return maxError;
+}
+
 /** The allow list of `identities`, named client-0, client-1, … in order. */
 export function allowListOf(identities: readonly Identity[]): AllowList {
   return AllowList.fromText(identities.map((id, i) => `${formatPublicIdentity(publicIdentity(id))} client-${i}`).join('\n'));

@@ -107,7 +107,7 @@ describe('robust aggregation', () => {
 
 describe('strategy registry', () => {
   it('builds every registered strategy by name, with defaults', () => {
-    expect(strategyNames()).toEqual(['fedavg', 'fedavgm', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmed-mean', 'krum', 'norm-bounding']);
+    expect(strategyNames()).toEqual(['fedavg', 'fedavgm', 'fedprox', 'scaffold', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmed-mean', 'krum', 'norm-bounding']);
     for (const name of strategyNames()) expect(createStrategy(name, { minClients: 5 }).name).toBe(name);
   });
 
