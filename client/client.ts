@@ -42,7 +42,9 @@ import { LocalTrainer, type LabeledFeatures } from './local-trainer.ts';
 import { StageTrainer } from './stage-trainer.ts';
 import { SecAggParty, wantsSecAgg } from './secagg-party.ts';
 import { parseSecAggDown } from '../shared/protocol/secagg-messages.ts';
-import type { AugmentationSpec } from '../shared/model/augmentation.ts';
+import { ineffectiveAugmentation, type AugmentationSpec } from '../shared/model/augmentation.ts';
+import type { TrainableStage } from '../shared/model/trainable-set.ts';
+import { driftInstruction } from '../shared/strategy/drift-correction.ts';
 import { initialModelWeights } from '../shared/model/fine-tune-model.ts';
 
 export interface ClientData {
@@ -146,6 +148,8 @@ export class FedtlClient {
   readonly #coordinatorSigningKey: Uint8Array;
   #welcome: Welcome | null = null;
   #prepared: Promise<Prepared> | null = null;
+  /** Stages whose effect on `--augment` this client already reported. */
+  readonly #augmentationNoted = new Set<number>();
   /** Secure aggregation state: the held delta of the last secure fit round. */
   #secagg: SecAggParty | null = null;
   /** Work on the head runs one job at a time: fit and evaluate share one model. */
@@ -446,6 +450,15 @@ export class FedtlClient {
     return Math.max(5_000, deadline - Date.now() + 5_000);
   }
 
+  /** Says once per stage when this client's `--augment` does nothing in it (the stage does not train from the raw input). */
+  async #noteAugmentation(stage: TrainableStage): Promise<void> {
+    if (this.#augmentationNoted.has(stage.index) || !this.#prepared) return;
+    this.#augmentationNoted.add(stage.index);
+    const { base } = await this.#prepared;
+    const ignored = ineffectiveAugmentation(base.input, this.#options.augmentation ?? {}, base.model, { stages: [stage] });
+    if (ignored) this.#log.warn(`round stage ${stage.index}: ${ignored.replace('no stage of the trainable set does', 'this stage does not')}`);
+  }
+
   async #onFit(message: unknown): Promise<void> {
     const round = await this.#context();
     if (!round) throw new FedtlError('STALE_ROUND', 'fit request before the handshake completed');
@@ -467,6 +480,7 @@ export class FedtlClient {
       const user = context.transformDelta;
       context = { ...context, transformDelta: (delta, req) => party.hold(user ? user(delta, req) : delta, req.config) };
     }
+    if (request.trainable && this.#options.augmentation) await this.#noteAugmentation(request.trainable);
     const result = await runFitRound(context, request);
     this.#secagg?.setExamples(result.exampleCount);
     const reply = parseAck(await this.#socket.timeout(this.#ackTimeout(request.deadline)).emitWithAck('update', result.sealed));
@@ -475,7 +489,9 @@ export class FedtlClient {
       event.error = { code: reply.code, message: reply.message };
       this.#log.warn(`round ${request.round}: update rejected: ${reply.code}: ${reply.message}`);
     } else {
-      this.#log.info(`round ${request.round}: sent update (${result.exampleCount} examples, loss ${result.metrics.loss.toFixed(4)}, accuracy ${result.metrics.accuracy.toFixed(3)})`);
+      // A drift-corrected round's first exchange sends the gradient at the round's model, not a trained delta.
+      const sent = driftInstruction(request.config)?.kind === 'gradient' ? 'gradient' : 'update';
+      this.#log.info(`round ${request.round}: sent ${sent} (${result.exampleCount} examples, loss ${result.metrics.loss.toFixed(4)}, accuracy ${result.metrics.accuracy.toFixed(3)})`);
     }
     this.#options.onRound?.(event);
   }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientRoundEvent, FedtlClient } from '../../client/client.ts';
+import type { ClientOptions, ClientRoundEvent, FedtlClient } from '../../client/client.ts';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadImdb } from '../../client/data/imdb.ts';
 import type { Coordinator } from '../../server/coordinator.ts';
@@ -60,7 +60,7 @@ interface Run {
   tensors: number[];
 }
 
-async function startRun(options: { checkpointDir: string; stopAfter?: number; tag: string }): Promise<Run> {
+async function startRun(options: { checkpointDir: string; stopAfter?: number; tag: string; client?: Partial<ClientOptions> }): Promise<Run> {
   const allowList = allowListOf(identities);
   const tensors: number[] = [];
   const coordinator: Coordinator = await startCoordinator({
@@ -85,7 +85,7 @@ async function startRun(options: { checkpointDir: string; stopAfter?: number; ta
     },
   });
   const events: ClientRoundEvent[][] = [[], []];
-  const clients = startPinnedClients({ url: coordinator.url, coordinatorIdentity, identities, parts, cacheDir: work, tag: options.tag, extra: (i) => ({ onRound: (event) => events[i]!.push(event) }) });
+  const clients = startPinnedClients({ url: coordinator.url, coordinatorIdentity, identities, parts, cacheDir: work, tag: options.tag, extra: (i) => ({ onRound: (event) => events[i]!.push(event), ...options.client }) });
   return { coordinator, clients, events, tensors };
 }
 
@@ -167,5 +167,18 @@ describe('fine-tuning over real sockets', () => {
     const start = startCoordinator({ identity: coordinatorIdentity, allowList, base: glove, baseDirectory: glove.dir, headSpec: HEAD, strategy: new FedAvg({ minClients: 1 }), rounds: ROUNDS, trainable });
     await expect(start).rejects.toThrow(FedtlError);
     await expect(start).rejects.toThrow(message);
+  });
+});
+
+describe('a client\'s augmentation over a widening trainable set', () => {
+  it('is reported once, for the stage that does not train from the raw input, and not for the one that does', async () => {
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (message: string) => warnings.push(message) };
+    const run = await startRun({ checkpointDir: path.join(work, 'augment'), tag: 'augment', client: { augmentation: { tokenDropout: 0.1 }, logger } });
+    await finish(run);
+    const ignored = warnings.filter((w) => w.includes('is ignored'));
+    // Two clients, each told once about stage 0 (the head alone); stage 1 trains the table, where token dropout applies.
+    expect(ignored).toHaveLength(2);
+    expect(ignored.every((w) => w.startsWith('round stage 0: augmentation {"tokenDropout":0.1} is ignored') && w.includes('this stage does not'))).toBe(true);
   });
 });
