@@ -31,7 +31,7 @@ export interface Checkpoint {
    * The strategy that wrote it and its server-side state in JSON form (shared/strategy/strategy-state.ts):
    * FedAvgM's velocity, the server optimizers' moments. Absent in checkpoints of older versions.
    */
-  strategy?: { name: string; state: unknown };
+  strategy?: { name: string; state: unknown; params?: Readonly<Record<string, number>> };
   /**
    * The running sum of server-side iterate averaging in JSON form (its `from`, `count` and float64
    * `sum`; parsed by the round loop); absent when the run does not average. `weights` stay the
@@ -171,7 +171,9 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
   if (typeof runId !== 'string' || typeof baseHash !== 'string') return corrupt('runId or baseHash missing');
   const strategy = meta['strategy'];
   if (strategy !== undefined && (typeof strategy !== 'object' || strategy === null || typeof (strategy as Record<string, unknown>)['name'] !== 'string')) return corrupt('strategy is not { name, state }');
-  const saved = strategy as { name: string; state?: unknown } | undefined;
+  const saved = strategy as { name: string; state?: unknown; params?: unknown } | undefined;
+  const params = saved?.params;
+  if (params !== undefined && !(typeof params === 'object' && params !== null && Object.values(params).every((v) => typeof v === 'number'))) return corrupt('strategy.params is not a map of numbers');
   const averaging = meta['averaging'];
   return {
     round,
@@ -181,7 +183,7 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
     manifest,
     weights,
     history: history as RoundRecord[],
-    ...(saved ? { strategy: { name: saved.name, state: saved.state ?? null } } : {}),
+    ...(saved ? { strategy: { name: saved.name, state: saved.state ?? null, ...(params !== undefined ? { params: params as Record<string, number> } : {}) } } : {}),
     ...(averaging !== undefined ? { averaging } : {}),
   };
 }
@@ -192,7 +194,7 @@ export async function loadCheckpoint(directory: string): Promise<Checkpoint | nu
  */
 export async function loadFittingCheckpoint(
   directory: string,
-  run: { baseHash: string; headSpec: HeadSpec; manifest: WeightManifest; strategy: string },
+  run: { baseHash: string; headSpec: HeadSpec; manifest: WeightManifest; strategy: string; params?: Readonly<Record<string, number>> },
 ): Promise<Checkpoint | null> {
   const checkpoint = await loadCheckpoint(directory);
   if (!checkpoint) return null;
@@ -205,6 +207,15 @@ export async function loadFittingCheckpoint(
   }
   if (checkpoint.strategy && checkpoint.strategy.name !== run.strategy) {
     throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${checkpoint.strategy.name}, this run uses ${run.strategy}; use the same strategy, or another output directory`);
+  }
+  const saved = checkpoint.strategy?.params;
+  if (saved && run.params) {
+    const changed = [...new Set([...Object.keys(saved), ...Object.keys(run.params)])].filter((key) => saved[key] !== run.params![key]);
+    if (changed.length > 0) {
+      const was = changed.map((key) => `${key} ${saved[key] ?? '(none)'}`).join(', ');
+      const now = changed.map((key) => `${key} ${run.params![key] ?? '(none)'}`).join(', ');
+      throw new FedtlError('BAD_CONFIG', `checkpoint in ${directory} was written by strategy ${run.strategy} with ${was}, this run has ${now}; resume with the same values, or use another output directory`);
+    }
   }
   return checkpoint;
 }

@@ -212,7 +212,8 @@ export class RoundLoop {
     const directory = this.#options.checkpointDir;
     if (!directory) return 0;
     const { headSpec, manifest, baseHash } = this.#options;
-    const checkpoint = await loadFittingCheckpoint(directory, { headSpec, manifest, baseHash, strategy: this.#strategy.name });
+    const params = this.#strategy.params;
+    const checkpoint = await loadFittingCheckpoint(directory, { headSpec, manifest, baseHash, strategy: this.#strategy.name, ...(params ? { params } : {}) });
     if (!checkpoint) return 0;
     this.#strategy.restore(checkpoint.strategy ? decodeState(checkpoint.strategy.state, `${directory} strategy state`) : null);
     this.#weights = checkpoint.weights;
@@ -417,7 +418,7 @@ export class RoundLoop {
       manifest: this.#options.manifest,
       weights: snapshot.weights,
       history: this.#history,
-      strategy: { name: this.#strategy.name, state: strategy },
+      strategy: { name: this.#strategy.name, state: strategy, ...(this.#strategy.params ? { params: this.#strategy.params } : {}) },
       ...(averaging !== undefined ? { averaging } : {}),
     });
   }

@@ -91,7 +91,10 @@ export function createStrategy(name: string, common: FedAvgOptions, given: Reado
     params[key] = value;
   }
   for (const param of entry.params) params[param.key] ??= param.default;
-  return entry.create(common, params);
+  const strategy = entry.create(common, params);
+  // Recorded on the instance, whatever its class: checkpoints compare them on resume.
+  Object.defineProperty(strategy, 'params', { value: Object.freeze({ ...params }), enumerable: false });
+  return strategy;
 }
 
 const rowAveraging: StrategyParam = {

@@ -46,6 +46,10 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.driftCorrection;
   }
 
+  get params(): Readonly<Record<string, number>> | undefined {
+    return this.inner.params;
+  }
+
   /**
    * The instructions with `extra` added to their configs: one new config per distinct config, so
    * clients told the same thing still share one config object (the round loop signs one request

@@ -148,6 +148,12 @@ export interface Strategy {
    */
   readonly driftCorrection?: number;
   /**
+   * The parameters it was built with by name (`serverMomentum`, `driftCorrection`, …; the
+   * registry's, defaults applied). Checkpoints record them, and a resume with other values is
+   * refused. @default absent (not recorded)
+   */
+  readonly params?: Readonly<Record<string, number>>;
+  /**
    * Clients of this round and what each is told, drawn from the ready ones with `random` in [0, 1).
    * `global` is the head they will receive.
    */

@@ -44,9 +44,9 @@ function scriptedDelta(round: number, client: number, weights: Float32Array): Fl
   return delta;
 }
 
-function runLoop(strategyName: string, checkpointDir: string, rounds: number): RoundLoop {
+function runLoop(strategyName: string, checkpointDir: string, rounds: number, params: Record<string, number> = {}): RoundLoop {
   const loop = new RoundLoop({
-    strategy: createStrategy(strategyName, { minClients: CLIENTS, fractionFit: 1 }),
+    strategy: createStrategy(strategyName, { minClients: CLIENTS, fractionFit: 1 }, params),
     headSpec: SPEC,
     manifest: MANIFEST,
     initialWeights: Float32Array.from({ length: MANIFEST.parameterCount }, (_, i) => Math.cos(i) / 10),
@@ -123,5 +123,17 @@ describe('resuming every strategy from its checkpoint', () => {
     const checkpointDir = path.join(dir, 'switch');
     await runLoop('fedavgm', checkpointDir, 1).run();
     await expect(runLoop('fedadam', checkpointDir, 3).resume()).rejects.toThrow(/written by strategy fedavgm, this run uses fedadam/);
+  });
+
+  it('refuses to resume with other strategy parameters (BAD_CONFIG, naming them), and resumes with the same ones', async () => {
+    const where = path.join(dir, 'params');
+    await runLoop('fedavgm', where, INTERRUPTED_AFTER, { serverMomentum: 0.5 }).run();
+    const saved = (await loadCheckpoint(where))!;
+    expect(saved.strategy?.params).toEqual({ serverLearningRate: 1, serverMomentum: 0.5 });
+    await expect(runLoop('fedavgm', where, ROUNDS, { serverMomentum: 0.9 }).resume()).rejects.toMatchObject({
+      code: 'BAD_CONFIG',
+      message: expect.stringMatching(/written by strategy fedavgm with serverMomentum 0\.5, this run has serverMomentum 0\.9; resume with the same values/),
+    });
+    expect(await runLoop('fedavgm', where, ROUNDS, { serverMomentum: 0.5 }).resume()).toBe(INTERRUPTED_AFTER);
   });
 });
