@@ -2,31 +2,21 @@
  * Drift correction over real socket.io on loopback: each round's gradient exchange, the control
  * vector sent with the fit, and clients that drop out or misbehave between the two exchanges.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ClientRoundEvent } from '../../client/client.ts';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { DriftCorrected } from '../../shared/strategy/drift-correction.ts';
 import { FedAvg } from '../../shared/strategy/fed-avg.ts';
-import { Federation, weightedMeanError } from '../support/federation.ts';
+import { Federation, useFederation, weightedMeanError } from '../support/federation.ts';
 
 const isGradient = (event: ClientRoundEvent) => event.roundId.endsWith('-gradient');
 const isFit = (event: ClientRoundEvent) => event.roundId.endsWith('-fit');
 
 describe('drift correction over real sockets', () => {
-  let federation: Federation | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-
-  afterEach(async () => {
-    await federation?.close();
-    federation = undefined;
-  });
+  const started = useFederation();
 
   it('asks every selected client for its gradient before the fit, and the head is the example-weighted mean of the corrected deltas', async () => {
     // Prepare: three clients with their own keys and disjoint digits (200, 300 and 400 examples).
-    federation = await Federation.start({ clients: 3, rounds: 3, makeStrategy: (options) => new DriftCorrected(new FedAvg(options), { weight: 0.5 }) });
+    const federation = (started.federation = await Federation.start({ clients: 3, rounds: 3, makeStrategy: (options) => new DriftCorrected(new FedAvg(options), { weight: 0.5 }) }));
     const initial = Float32Array.from(federation.coordinator.loop.weights);
     for (let i = 0; i < 3; i++) federation.startClient(i);
 
@@ -58,7 +48,7 @@ describe('drift correction over real sockets', () => {
   });
 
   it('leaves out of the fit a client that dies after sending its gradient; the round completes with the others', async () => {
-    federation = await Federation.start({ clients: 3, rounds: 1, makeStrategy: (options) => new DriftCorrected(new FedAvg({ ...options, minUpdates: 2 })) });
+    const federation = (started.federation = await Federation.start({ clients: 3, rounds: 1, makeStrategy: (options) => new DriftCorrected(new FedAvg({ ...options, minUpdates: 2 })) }));
     for (let i = 0; i < 2; i++) federation.startClient(i);
     // Client 2 disconnects as soon as its gradient is accepted, before it could train.
     federation.startClient(2, { onRound: (event, client) => (isGradient(event) && event.accepted ? client.close() : undefined) });
@@ -74,7 +64,7 @@ describe('drift correction over real sockets', () => {
   it('a client whose gradient is not finite sends nothing (NON_FINITE); the exchange closes at its deadline and the fit goes to the others', async () => {
     // The coordinator refuses a non-finite gradient as it refuses any non-finite update (same
     // FitRound.accept path, tested in updates.test.ts); here the client's own check stops it first.
-    federation = await Federation.start({ clients: 3, rounds: 1, loop: { roundTimeoutMs: 3_000 }, makeStrategy: (options) => new DriftCorrected(new FedAvg({ ...options, minUpdates: 2 })) });
+    const federation = (started.federation = await Federation.start({ clients: 3, rounds: 1, loop: { roundTimeoutMs: 3_000 }, makeStrategy: (options) => new DriftCorrected(new FedAvg({ ...options, minUpdates: 2 })) }));
     for (let i = 0; i < 2; i++) federation.startClient(i);
     federation.startClient(2, { transformDelta: (delta, request) => (request.config.extra?.['drift.phase'] === 'gradient' ? delta.map(() => Number.NaN) : delta) });
 

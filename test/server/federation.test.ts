@@ -1,22 +1,12 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../../shared/tf/select-backend.ts';
-import { Federation, weightedMeanError } from '../support/federation.ts';
+import { describe, expect, it } from 'vitest';
+import { Federation, useFederation, weightedMeanError } from '../support/federation.ts';
 
 describe('a federation over real socket.io on loopback', () => {
-  let federation: Federation | undefined;
-
-  beforeAll(async () => {
-    await selectBackend({ log: false });
-  });
-
-  afterEach(async () => {
-    await federation?.close();
-    federation = undefined;
-  });
+  const started = useFederation();
 
   it('aggregates exactly the example-weighted mean of the clients\' deltas, and accuracy rises', async () => {
     // Prepare: three clients with their own keys and disjoint digits (200, 300 and 400 examples).
-    federation = await Federation.start({ clients: 3, rounds: 3 });
+    const federation = (started.federation = await Federation.start({ clients: 3, rounds: 3 }));
     const initial = Float32Array.from(federation.coordinator.loop.weights);
     for (let i = 0; i < 3; i++) federation.startClient(i);
 
@@ -44,7 +34,7 @@ describe('a federation over real socket.io on loopback', () => {
   });
 
   it('does not leak tensors across rounds', async () => {
-    federation = await Federation.start({ clients: 2, rounds: 5 });
+    const federation = (started.federation = await Federation.start({ clients: 2, rounds: 5 }));
     for (let i = 0; i < 2; i++) federation.startClient(i);
     await federation.coordinator.run();
     // Clients in this process hold their heads' variables from round 1 on; nothing else may accumulate.

@@ -7,6 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterEach, beforeAll } from 'vitest';
+import { selectBackend } from '../../shared/tf/select-backend.ts';
 import { FedtlClient, type ClientOptions, type ClientRoundEvent } from '../../client/client.ts';
 import { subset, type LabeledDataset } from '../../client/data/dataset.ts';
 import { loadMnist } from '../../client/data/mnist.ts';
@@ -161,6 +163,22 @@ export function weightedMeanError(previous: Float32Array, sent: readonly ClientR
     maxError = Math.max(maxError, Math.abs(expected - actual[j]!));
   }
   return maxError;
+}
+
+/**
+ * For a describe block whose tests each start one {@link Federation}: selects the backend once and
+ * closes the test's federation after it. A test sets `started.federation`.
+ */
+export function useFederation(): { federation: Federation | undefined } {
+  const started: { federation: Federation | undefined } = { federation: undefined };
+  beforeAll(async () => {
+    await selectBackend({ log: false });
+  });
+  afterEach(async () => {
+    await started.federation?.close();
+    started.federation = undefined;
+  });
+  return started;
 }
 
 /** The allow list of `identities`, named client-0, client-1, … in order. */

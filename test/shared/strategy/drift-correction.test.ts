@@ -1,16 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { SocketSecureAggregation } from '../../../server/secure-aggregation.ts';
-import { FedtlError } from '../../../shared/core/errors.ts';
-import { generateIdentity } from '../../../shared/crypto/identity.ts';
-import { DifferentialPrivacy } from '../../../shared/privacy/dp-strategy.ts';
-import { resolveDp } from '../../../shared/privacy/dp-fedavg.ts';
-import { SecureAggregation } from '../../../shared/secagg/secure-aggregation-strategy.ts';
 import { ClippedStrategy } from '../../../shared/strategy/clipped-strategy.ts';
 import { correctedConfig, DRIFT_DEFAULTS, DriftCorrected, driftInstruction, gradientConfig } from '../../../shared/strategy/drift-correction.ts';
 import { FedAvgM } from '../../../shared/strategy/fed-avg-m.ts';
 import { FedAvg } from '../../../shared/strategy/fed-avg.ts';
 import { createStrategy } from '../../../shared/strategy/registry.ts';
 import type { FitConfig, Strategy } from '../../../shared/strategy/strategy.ts';
+import { badConfigOf, privacyLayers } from '../../support/privacy-layers.ts';
 
 const config: FitConfig = { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'adam', extra: { keep: 1 } };
 
@@ -41,24 +36,8 @@ describe('drift correction: the strategy side', () => {
   });
 
   it('is refused at start with secure aggregation (in-process and over sockets) and with differential privacy', () => {
-    const inner = () => new DriftCorrected(new FedAvg({ minClients: 2 }));
-    const coordinator = generateIdentity();
-    const dp = resolveDp({ clipNorm: 1, noiseMultiplier: 1 }, { population: 10, clientsPerRound: 2, rounds: 5 });
-    const cases: Array<[string, () => unknown]> = [
-      ['secure aggregation', () => new SecureAggregation(inner(), { coordinator, identityOf: () => undefined, maxClients: 5 })],
-      ['secure aggregation', () => new SocketSecureAggregation(inner(), { coordinator, maxClients: 5 })],
-      ['differential privacy', () => new DifferentialPrivacy(inner(), { dp, population: 10 })],
-    ];
-    for (const [layer, make] of cases) {
-      let error: unknown;
-      try {
-        make();
-      } catch (thrown) {
-        error = thrown;
-      }
-      expect(error).toBeInstanceOf(FedtlError);
-      expect((error as FedtlError).code).toBe('BAD_CONFIG');
-      expect((error as FedtlError).message).toMatch(new RegExp(`strategy scaffold \\(drift correction\\) cannot be combined with ${layer}: the gradient exchange would send`));
+    for (const [layer, make] of privacyLayers(() => new DriftCorrected(new FedAvg({ minClients: 2 })))) {
+      expect(badConfigOf(make).message).toMatch(new RegExp(`strategy scaffold \\(drift correction\\) cannot be combined with ${layer}: the gradient exchange would send`));
     }
   });
 

@@ -6,13 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FedtlError } from '../../../shared/core/errors.ts';
-import { generateIdentity } from '../../../shared/crypto/index.ts';
-import { DifferentialPrivacy } from '../../../shared/privacy/dp-strategy.ts';
-import { resolveDp } from '../../../shared/privacy/dp-fedavg.ts';
-import { SocketSecureAggregation } from '../../../server/secure-aggregation.ts';
-import { SecureAggregation } from '../../../shared/secagg/secure-aggregation-strategy.ts';
 import { ClippedStrategy } from '../../../shared/strategy/clipped-strategy.ts';
 import { FedAvg } from '../../../shared/strategy/fed-avg.ts';
+import { badConfigOf, privacyLayers } from '../../support/privacy-layers.ts';
 import { FedAvgM } from '../../../shared/strategy/fed-avg-m.ts';
 import { FedAdagrad, FedAdam, FedYogi } from '../../../shared/strategy/fed-opt.ts';
 import { FedProx } from '../../../shared/strategy/fed-prox.ts';
@@ -128,22 +124,11 @@ describe('rowAveraged', () => {
   });
 
   it('is refused with secure aggregation (in-process and over sockets) and with differential privacy', () => {
-    const inner = () => new FedAvg({ minClients: 2, rowAveraging: true });
-    const coordinator = generateIdentity();
-    const dp = resolveDp({ clipNorm: 1, noiseMultiplier: 1 }, { population: 10, clientsPerRound: 2, rounds: 5 });
-    const cases: Array<[string, () => unknown]> = [
-      ['secure aggregation', () => new SecureAggregation(inner(), { coordinator, identityOf: () => undefined, maxClients: 5 })],
-      ['secure aggregation', () => new SocketSecureAggregation(inner(), { coordinator, maxClients: 5 })],
-      ['differential privacy', () => new DifferentialPrivacy(inner(), { dp, population: 10 })],
-    ];
-    for (const [layer, make] of cases) {
-      const error = errorOf(make);
-      expect(error).toBeInstanceOf(FedtlError);
-      expect((error as FedtlError).code).toBe('BAD_CONFIG');
-      expect((error as FedtlError).message).toMatch(new RegExp(`rowAveraging \\(--row-averaging 1\\) cannot be combined with ${layer}: .*; run with --row-averaging 0`));
+    for (const [layer, make] of privacyLayers(() => new FedAvg({ minClients: 2, rowAveraging: true }))) {
+      expect(badConfigOf(make).message).toMatch(new RegExp(`rowAveraging \\(--row-averaging 1\\) cannot be combined with ${layer}: .*; run with --row-averaging 0`));
     }
     // Without row averaging each one builds.
-    expect(new SecureAggregation(new FedAvg({ minClients: 2 }), { coordinator, identityOf: () => undefined, maxClients: 5 }).rowAveraging).toBe(false);
+    for (const [, make] of privacyLayers(() => new FedAvg({ minClients: 2 }))) expect(make().rowAveraging).toBe(false);
   });
 });
 
