@@ -568,7 +568,7 @@ export class RoundLoop {
       selected: state.selected.size + (gradient?.dropped ?? 0),
       accepted: aggregation.count,
       dropped: state.missing + (gradient?.dropped ?? 0),
-      rejected: { ...state.rejected },
+      rejected: mergedCounts(state.rejected, gradient?.rejected),
       examples: aggregation.exampleCount,
       trainLoss: train['loss'] ?? null,
       trainAccuracy: train['accuracy'] ?? null,
@@ -630,7 +630,7 @@ export class RoundLoop {
     }
     const before = state.metrics.finish();
     this.#log.info(`round ${round}: gradients of ${aggregation.count} client(s) over ${aggregation.exampleCount} examples${before['loss'] !== undefined ? ` (loss ${before['loss'].toFixed(4)} before training)` : ''}; ${state.missing} dropped`);
-    return { control: float32ToBytes(aggregation.finish()), answered: new Set(state.answered), dropped: state.missing, bytesDown, bytesUp: state.bytesUp };
+    return { control: float32ToBytes(aggregation.finish()), answered: new Set(state.answered), dropped: state.missing, rejected: state.rejected, bytesDown, bytesUp: state.bytesUp };
   }
 
   async #evaluateRound(record: RoundRecord): Promise<void> {
@@ -675,8 +675,17 @@ interface GradientExchange {
   answered: ReadonlySet<string>;
   /** Selected clients that sent no accepted gradient. */
   dropped: number;
+  /** Gradients refused, by error code. */
+  rejected: Readonly<Partial<Record<ErrorCode, number>>>;
   bytesDown: number;
   bytesUp: number;
+}
+
+/** The refusals of a round's two exchanges, by error code, added up. */
+function mergedCounts(fit: Readonly<Partial<Record<ErrorCode, number>>>, gradient: Readonly<Partial<Record<ErrorCode, number>>> | undefined): Partial<Record<ErrorCode, number>> {
+  const out: Partial<Record<ErrorCode, number>> = { ...fit };
+  for (const [code, count] of Object.entries(gradient ?? {}) as [ErrorCode, number][]) out[code] = (out[code] ?? 0) + count;
+  return out;
 }
 
 /** The loop's state after a round (see `RoundLoop.#snapshot`). */

@@ -75,4 +75,20 @@ describe('drift correction over real sockets', () => {
     expect(record!.dropped).toBe(1);
     expect(federation.roundWeights[0]!.every(Number.isFinite)).toBe(true);
   });
+
+  it('refuses a gradient of the wrong shape at the coordinator (BAD_SHAPE, counted in the round\'s record) and the fit goes to the others', async () => {
+    const federation = (started.federation = await Federation.start({ clients: 3, rounds: 1, loop: { roundTimeoutMs: 3_000 }, makeStrategy: (options) => new DriftCorrected(new FedAvg({ ...options, minUpdates: 2 })) }));
+    for (let i = 0; i < 2; i++) federation.startClient(i);
+    federation.startClient(2, { transformDelta: (delta, request) => (request.config.extra?.['drift.phase'] === 'gradient' ? delta.subarray(1) : delta) });
+
+    const [record] = await federation.coordinator.run();
+
+    const refused = federation.events[2]!.find(isGradient)!;
+    expect(refused.accepted).toBe(false);
+    expect(refused.error?.code).toBe('BAD_SHAPE');
+    expect(federation.events[2]!.filter(isFit)).toHaveLength(0);
+    expect(record!.rejected).toEqual({ BAD_SHAPE: 1 });
+    expect(record!.accepted).toBe(2);
+    expect(federation.roundWeights[0]!.every(Number.isFinite)).toBe(true);
+  });
 });
