@@ -25,7 +25,7 @@ import { IterateAverage, type IterateAveragingOptions } from '../shared/model/it
 import type { TrainableStage } from '../shared/model/trainable-set.ts';
 import { rowAveraged, rowTablesOf, type RowTable } from '../shared/strategy/row-averaging.ts';
 import { decodeState, encodeState, stateArray, stateNumber } from '../shared/strategy/strategy-state.ts';
-import type { Aggregation, FitConfig, FitInstruction, SparseClientUpdate, Strategy } from '../shared/strategy/strategy.ts';
+import type { Aggregation, FitConfig, SparseClientUpdate, Strategy } from '../shared/strategy/strategy.ts';
 import { float32ToBytes, type WeightManifest } from '../shared/weights/flat-weights.ts';
 import { embeddingEntryNames, type SparseDelta } from '../shared/weights/sparse-rows.ts';
 import { loadFittingCheckpoint, saveCheckpoint } from './checkpoint.ts';
@@ -505,7 +505,7 @@ export class RoundLoop {
       metrics: strategy.aggregateFitMetrics(round),
       openUpdate: this.#options.openUpdate,
       parameterCount: roundManifest.parameterCount,
-      rowSparse: acceptsRowSparse(roundManifest, instructions) ? roundManifest : null,
+      rowSparse: acceptsRowSparse(roundManifest, configs.values()) ? roundManifest : null,
       exampleCap,
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
       ingest: this.#options.ingest ?? null,
@@ -601,7 +601,7 @@ export class RoundLoop {
       openUpdate: this.#options.openUpdate,
       parameterCount: manifest.parameterCount,
       // A gradient is zero outside the rows a client holds, as its delta is: row-sparse where the fit would be.
-      rowSparse: acceptsRowSparse(manifest, [...configs.values()].map((config) => ({ clientId: '', config }))) ? manifest : null,
+      rowSparse: acceptsRowSparse(manifest, configs.values()) ? manifest : null,
       exampleCap,
       onResolved: (clientId) => this.clients.setBusy(clientId, false),
       ingest: this.#options.ingest ?? null,
@@ -703,8 +703,10 @@ interface RoundSnapshot {
  * told to aggregate securely (masks need every coordinate, and the row indices — which words a
  * client used — must not travel in the clear: SECURITY.md).
  */
-function acceptsRowSparse(manifest: WeightManifest, instructions: readonly FitInstruction[]): boolean {
-  return embeddingEntryNames(manifest).size > 0 && !instructions.some((i) => i.config.extra?.['secagg'] === true);
+function acceptsRowSparse(manifest: WeightManifest, configs: Iterable<FitConfig>): boolean {
+  if (embeddingEntryNames(manifest).size === 0) return false;
+  for (const config of configs) if (config.extra?.['secagg'] === true) return false;
+  return true;
 }
 
 /** An aggregation that widens each stage delta to the whole model before folding it in (a row-sparse one stays sparse where the inner aggregation takes it so). */

@@ -26,7 +26,7 @@
  */
 import { FedtlError } from '../core/errors.ts';
 import { checkedOption, isPositive } from './option-check.ts';
-import type { FitConfig, FitInstruction, Strategy } from './strategy.ts';
+import type { FitConfig, Strategy } from './strategy.ts';
 import { StrategyWrapper } from './strategy-wrapper.ts';
 
 /** `extra` key of a gradient-exchange request: `'gradient'` asks for c_i instead of training. */
