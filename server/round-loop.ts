@@ -496,39 +496,19 @@ export class RoundLoop {
       if (!gradient) return null;
       for (const clientId of [...configs.keys()]) if (!gradient.answered.has(clientId)) configs.delete(clientId);
     }
-    const state = new FitRound({
-      round,
-      roundId: this.#roundId(round, attempt, 'fit'),
-      selected: [...configs.keys()],
-      timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
-      aggregation: schedule && stage ? widened(this.#aggregation(round), (delta) => schedule.expand(delta, stage), (delta) => schedule.expandSparse(delta, stage)) : this.#aggregation(round),
-      metrics: strategy.aggregateFitMetrics(round),
-      openUpdate: this.#options.openUpdate,
-      parameterCount: roundManifest.parameterCount,
-      rowSparse: acceptsRowSparse(roundManifest, configs.values()) ? roundManifest : null,
-      exampleCap,
-      onResolved: (clientId) => this.clients.setBusy(clientId, false),
-      ingest: this.#options.ingest ?? null,
-      ...(this.#options.ingestFolds === false ? { ingestFolds: false } : {}),
-    });
+    const wholeModel = schedule && stage ? widened(this.#aggregation(round), (delta) => schedule.expand(delta, stage), (delta) => schedule.expandSparse(delta, stage)) : this.#aggregation(round);
+    const state = this.#fitState(round, this.#roundId(round, attempt, 'fit'), configs, roundManifest, exampleCap, wholeModel);
     if (state.ingestMode === 'open' && this.#options.ingestFolds !== false && !this.#warnedOpenOnly) {
       this.#warnedOpenOnly = true;
       this.#log.warn(`strategy ${strategy.name}${this.#rowAveraging() ? ' with rowAveraging' : ''}${stage ? ' with fine-tuning' : ''} needs every update, not partial sums: updates are opened on ${this.#options.ingest!.workers} worker thread(s) and aggregated on the main thread`);
     }
-    const { digest, sign } = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
-    const control = gradient && lambda !== undefined ? { bytes: gradient.control, digest: controlDigest(gradient.control), weight: lambda } : null;
-    // One request object per distinct config: clients told the same thing share it (and in-process clients verify it once).
-    const requests = new Map<FitConfig, FitRequest>();
-    const fitBytesDown = await this.#collect(state, weights.byteLength + (control?.bytes.byteLength ?? 0), (participant, clientId) => {
-      const config = configs.get(clientId)!;
-      let request = requests.get(config);
-      if (!request) {
-        const signed = control ? correctedConfig(config, control.weight, control.digest) : config;
-        request = { roundId: state.roundId, round, weights, config: signed, deadline: state.deadline, signature: sign(signed), ...(stage ? { trainable: stage } : {}), ...(control ? { control: control.bytes } : {}) };
-        requests.set(config, request);
-      }
-      return participant.sendFit(request, digest);
-    });
+    let fitBytesDown: number;
+    if (gradient && lambda !== undefined) {
+      const control = { bytes: gradient.control, digest: controlDigest(gradient.control) };
+      fitBytesDown = await this.#sendFits(state, configs, weights, stage, (config) => correctedConfig(config, lambda, control.digest), control.bytes);
+    } else {
+      fitBytesDown = await this.#sendFits(state, configs, weights, stage, (config) => config);
+    }
     const bytesDown = fitBytesDown + (gradient?.bytesDown ?? 0);
     this.#lastFit = state;
     if (!(await state.settle())) {
@@ -584,6 +564,46 @@ export class RoundLoop {
     };
   }
 
+  /** A fit round (or a gradient exchange) over `configs`' clients on `manifest`, folding into `aggregation`. */
+  #fitState(round: number, roundId: string, configs: ReadonlyMap<string, FitConfig>, manifest: WeightManifest, exampleCap: number, aggregation: Aggregation): FitRound {
+    return new FitRound({
+      round,
+      roundId,
+      selected: [...configs.keys()],
+      timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
+      aggregation,
+      metrics: this.#strategy.aggregateFitMetrics(round),
+      openUpdate: this.#options.openUpdate,
+      parameterCount: manifest.parameterCount,
+      rowSparse: acceptsRowSparse(manifest, configs.values()) ? manifest : null,
+      exampleCap,
+      onResolved: (clientId) => this.clients.setBusy(clientId, false),
+      ingest: this.#options.ingest ?? null,
+      ...(this.#options.ingestFolds === false ? { ingestFolds: false } : {}),
+    });
+  }
+
+  /**
+   * Sends each client of `state` its signed fit request, with the config `tell` makes of the
+   * strategy's (and `control` when given), and waits for the round to settle; returns the bytes sent
+   * down. One request object per distinct config: clients told the same thing share it (and
+   * in-process clients verify it once).
+   */
+  async #sendFits(state: FitRound, configs: ReadonlyMap<string, FitConfig>, weights: Uint8Array, stage: TrainableStage | undefined, tell: (config: FitConfig) => FitConfig, control?: Uint8Array): Promise<number> {
+    const { digest, sign } = this.#signer('fit', state.roundId, state.round, state.deadline, weights, stage);
+    const requests = new Map<FitConfig, FitRequest>();
+    return this.#collect(state, weights.byteLength + (control?.byteLength ?? 0), (participant, clientId) => {
+      const config = configs.get(clientId)!;
+      let request = requests.get(config);
+      if (!request) {
+        const told = tell(config);
+        request = { roundId: state.roundId, round: state.round, weights, config: told, deadline: state.deadline, signature: sign(told), ...(stage ? { trainable: stage } : {}), ...(control ? { control } : {}) };
+        requests.set(config, request);
+      }
+      return participant.sendFit(request, digest);
+    });
+  }
+
   /**
    * Drift correction's first exchange (shared/strategy/drift-correction.ts): asks the selected
    * clients for their full-batch gradients at `weights`, sealed and checked as updates are (shape,
@@ -591,34 +611,9 @@ export class RoundLoop {
    * control vector c. Null, after a warning, when too few arrive: the round is retried.
    */
   async #gradientExchange(round: number, attempt: number, configs: ReadonlyMap<string, FitConfig>, weights: Uint8Array, stage: TrainableStage | undefined, manifest: WeightManifest, exampleCap: number): Promise<GradientExchange | null> {
-    const state = new FitRound({
-      round,
-      roundId: this.#roundId(round, attempt, 'gradient'),
-      selected: [...configs.keys()],
-      timeoutMs: this.#options.roundTimeoutMs ?? 60_000,
-      aggregation: new WeightedDeltaMean(new Float32Array(manifest.parameterCount)),
-      metrics: this.#strategy.aggregateFitMetrics(round),
-      openUpdate: this.#options.openUpdate,
-      parameterCount: manifest.parameterCount,
-      // A gradient is zero outside the rows a client holds, as its delta is: row-sparse where the fit would be.
-      rowSparse: acceptsRowSparse(manifest, configs.values()) ? manifest : null,
-      exampleCap,
-      onResolved: (clientId) => this.clients.setBusy(clientId, false),
-      ingest: this.#options.ingest ?? null,
-      ...(this.#options.ingestFolds === false ? { ingestFolds: false } : {}),
-    });
-    const { digest, sign } = this.#signer('fit', state.roundId, round, state.deadline, weights, stage);
-    const requests = new Map<FitConfig, FitRequest>();
-    const bytesDown = await this.#collect(state, weights.byteLength, (participant, clientId) => {
-      const config = configs.get(clientId)!;
-      let request = requests.get(config);
-      if (!request) {
-        const asked = gradientConfig(config);
-        request = { roundId: state.roundId, round, weights, config: asked, deadline: state.deadline, signature: sign(asked), ...(stage ? { trainable: stage } : {}) };
-        requests.set(config, request);
-      }
-      return participant.sendFit(request, digest);
-    });
+    // A gradient is zero outside the rows a client holds, as its delta is: row-sparse where the fit would be (#fitState).
+    const state = this.#fitState(round, this.#roundId(round, attempt, 'gradient'), configs, manifest, exampleCap, new WeightedDeltaMean(new Float32Array(manifest.parameterCount)));
+    const bytesDown = await this.#sendFits(state, configs, weights, stage, gradientConfig);
     if (!(await state.settle())) {
       this.#log.warn(`round ${round}: an update-ingest worker failed with part of the gradient exchange; retrying`);
       return null;

@@ -70,6 +70,8 @@ export class Federation {
   readonly clients: FedtlClient[] = [];
   readonly events: ClientRoundEvent[][] = [];
   readonly roundWeights: Float32Array[] = [];
+  /** The coordinator's head before round 1. */
+  initialWeights = new Float32Array(0);
   /** `tf.memory().numTensors` when each round completed. */
   readonly tensorsAfterRound: number[] = [];
   allowList!: AllowList;
@@ -119,6 +121,12 @@ export class Federation {
         ...options.loop,
       },
     });
+    this.initialWeights = Float32Array.from(this.coordinator.loop.weights);
+  }
+
+  /** The global head round `round` (1-based) started from. */
+  headBefore(round: number): Float32Array {
+    return round === 1 ? this.initialWeights : this.roundWeights[round - 2]!;
   }
 
   /** Starts client `i` with its own identity and data part. */
